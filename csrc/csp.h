@@ -1,0 +1,172 @@
+/* csp.h: types and internal interfaces shared by the files of the csp core. */
+#ifndef CSP_H
+#define CSP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+typedef struct csp_Sched csp_Sched;
+typedef struct csp_G csp_G;
+typedef struct csp_Waiter csp_Waiter;
+typedef struct csp_WaitQ csp_WaitQ;
+typedef struct csp_TimerNode csp_TimerNode;
+
+/* --- wait.c: the one way anything parks and wakes a goroutine --- */
+
+/* A waiter links a goroutine into the queue of the object it waits on.
+** Invariant: w->q != NULL exactly while w is linked in w->q. */
+struct csp_Waiter {
+  csp_Waiter *next, *prev;
+  csp_WaitQ *q;
+  csp_G *g;
+  int caseidx;     /* 0: plain operation; >0: 1-based select case */
+  int validx;      /* send: stack index in g->L of the value (an index survives reallocation) */
+  uint64_t weight; /* semaphores: units wanted */
+};
+
+struct csp_WaitQ {
+  csp_Waiter *head, *tail;
+  uint32_t n;
+  uint8_t timed;   /* queue of a timer channel: its waiters keep the timer heap alive */
+};
+
+void csp_wq_push(csp_WaitQ *q, csp_Waiter *w);
+void csp_wq_unlink(csp_Waiter *w);
+csp_Waiter *csp_wq_take(csp_WaitQ *q);   /* pops the head, unlinking a select's siblings */
+void csp_wq_detach(csp_WaitQ *q);        /* unlinks every waiter (object being collected) */
+
+/* --- timer.c: 4-ary min-heap of deadlines driven by one uv_timer --- */
+
+typedef void (*csp_TimerFire)(csp_Sched *S, csp_TimerNode *t);
+
+struct csp_TimerNode {
+  uint64_t when;       /* uv_hrtime() deadline, ns */
+  uint32_t pos;        /* 1-based heap position; 0 = not in the heap */
+  csp_TimerFire fire;
+};
+
+/* L may be NULL only when the heap has room (a node that was just removed). */
+void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when);
+void csp_timer_del(csp_Sched *S, csp_TimerNode *t);
+int csp_timer_run(csp_Sched *S);           /* fires due nodes; returns how many */
+void csp_timer_arm(csp_Sched *S);          /* arms the uv_timer for the earliest node */
+uint64_t csp_timer_ns(lua_State *L, int arg); /* seconds argument to ns, <= 0 gives 0 */
+void csp_timer_init(csp_Sched *S);
+void csp_timer_free(csp_Sched *S);
+void csp_timer_open(lua_State *L);          /* registers sleep/now/after/tick/ticker/timer */
+
+/* --- sched.c: goroutines, run queue, the scheduler loop --- */
+
+enum { CSP_G_FREE, CSP_G_RUNNABLE, CSP_G_RUNNING, CSP_G_WAITING };
+enum { CSP_WAKE_OK, CSP_WAKE_CLOSED, CSP_WAKE_TIMEOUT };
+
+struct csp_G {
+  lua_State *L;        /* its thread, anchored while the record lives */
+  lua_State *R;        /* where wakers push results: L, or the mailbox for main */
+  csp_Sched *S;
+  int slot;            /* anchor slot; 0 for main */
+  int nargs;           /* values a waker pushed onto R */
+  lua_Integer id, parent;
+  uint8_t state, wake, exiting, started;
+  const char *reason;  /* Go's wait reason, shown in dumps */
+  csp_Waiter w;        /* the single-operation waiter */
+  csp_Waiter *sel;     /* select waiters, grown on demand, kept */
+  int nsel, selcap;
+  csp_TimerNode tn;    /* sleep deadline */
+  void *holder;        /* sync objects may record what the goroutine waits on */
+  csp_G *anext, *aprev;/* all live goroutines, by id */
+};
+
+struct csp_Sched {
+  csp_G **rq; uint32_t rqhead, rqcount, rqmask;
+  csp_G *cur;          /* goroutine being resumed; NULL on main or in the loop */
+  csp_G maing;         /* main (id 1): a waiter that is not a coroutine */
+  lua_State *mailbox;  /* main's results */
+  lua_State *loopL;    /* thread the loop runs on, while depth > 0 */
+  int depth;           /* loop nesting: 0 or 1 */
+  csp_G **pool; int npool;
+  int *freeslots; int nfree, freecap, nslots;
+  lua_Integer nextid;
+  long ngor;           /* live goroutines, main excluded */
+  csp_G all;           /* sentinel of the all-goroutines list */
+  csp_WaitQ runwait;   /* csp.run waiting for every goroutine to end */
+  uv_loop_t *loop;
+  uv_timer_t *tmr;     /* drives the timer heap; freed in its close callback */
+  csp_TimerNode **heap; uint32_t nheap, heapcap;
+  uint32_t ntimed;     /* goroutines whose wake needs the heap: sleepers, timer-chan waiters */
+  uint64_t rng;
+  uint64_t switches;
+  long nchans;
+  uint32_t ticks;
+  uv_timer_t *steptmr; /* bounds csp.step's wait */
+  void *scratch; size_t scratchcap; /* select's case table, reused */
+  int closing;
+};
+
+csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
+csp_G *csp_sched_self(lua_State *L, csp_Sched *S); /* the goroutine L is; raises if L cannot block */
+int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx, lua_KFunction k);
+void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs);
+int csp_sched_yield(lua_State *L, csp_Sched *S); /* Gosched */
+void csp_sched_cancel(csp_G *g);        /* unlinks every waiter and deadline of g */
+csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n);
+uint64_t csp_sched_rand(csp_Sched *S);
+void csp_sched_open(lua_State *L);
+
+/* A continuation's first step: checks the goroutine is resumed by the scheduler. */
+void csp_sched_checkresume(lua_State *L, csp_G *g);
+
+/* --- chan.c --- */
+
+typedef struct csp_Chan csp_Chan;
+typedef struct csp_Timer csp_Timer;
+
+struct csp_Chan {
+  const void *tag;     /* &csp_chan_tag: first field, checked before anything else is read */
+  csp_Sched *S;
+  uint32_t cap, count, head;
+  uint8_t closed, big; /* big: the ring is a table in user value 1 */
+  uint8_t finalized;
+  csp_WaitQ recvq, sendq;
+  csp_Timer *timer;    /* timer channels: the pending tick lives here, not in the ring */
+};
+
+/* Timer channels (after, tick, ticker, timer) are channels with this record after them. */
+struct csp_Timer {
+  csp_TimerNode tn;    /* first member: the heap hands back a csp_Timer */
+  csp_Chan *chan;
+  uint64_t period;     /* ns; 0 for one-shot */
+  double tick;         /* value of the pending tick */
+  uint8_t pending;     /* a tick waits in the channel (counted in count) */
+};
+
+extern const char csp_chan_tag;
+enum { CSP_OP_ANY, CSP_OP_SEND, CSP_OP_RECV, CSP_OP_CLOSE };
+/* Checks a channel or a directional view allowed to do op; a view at idx is replaced by its channel. */
+csp_Chan *csp_chan_check(lua_State *L, int idx, int op);
+csp_Chan *csp_chan_test(lua_State *L, int idx);
+csp_Chan *csp_chan_new(lua_State *L, csp_Sched *S, uint32_t cap, int timer);
+void csp_chan_view(lua_State *L, int idx, int op); /* pushes a send-only or receive-only view */
+int csp_chan_ready(csp_Chan *c, int send);        /* could the op complete now? */
+int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx); /* pushes v, ok; 0 if it would block */
+int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx); /* 1 if sent, 0 if not */
+void csp_chan_drain_tick(csp_Chan *c);          /* drops a pending timer tick */
+void csp_chan_deliver(csp_Chan *c, double v);     /* timer tick: to a waiter or the pending slot */
+void csp_chan_open(lua_State *L);
+
+/* --- select.c --- */
+void csp_select_open(lua_State *L);
+
+/* --- sync.c --- */
+void csp_sync_open(lua_State *L);  /* not yet */
+
+/* Registers C closures with the scheduler as upvalue 1 (on the stack top: the module table). */
+void csp_setfuncs(lua_State *L, const luaL_Reg *l);
+void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
+
+#define CSP_NS 1000000000.0
+
+#endif

@@ -1,0 +1,32 @@
+/* module.c: luaopen_csp_core: builds the module table from each concept's registrations. */
+#include <signal.h>
+#include "csp.h"
+
+/* Stack: [module, sched]: each function gets the scheduler as upvalue 1. */
+void csp_setfuncs(lua_State *L, const luaL_Reg *l) {
+  for (; l->name != NULL; l++) {
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l->func, 1);
+    lua_setfield(L, -3, l->name);
+  }
+}
+
+/* A write to a closed socket must return EPIPE, not kill the process; a host's own handler stays. */
+static void ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
+int luaopen_csp_core(lua_State *L) {
+  ignore_sigpipe();
+  lua_newtable(L);
+  csp_sched_open(L);
+  csp_chan_open(L);
+  csp_select_open(L);
+  csp_timer_open(L);
+  lua_pop(L, 1);
+  return 1;
+}

@@ -1,0 +1,631 @@
+/* sched.c: goroutines, the run queue, the scheduler loop, panics, deadlock detection and dumps. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "csp.h"
+
+#define POOL_MAX 1024   /* idle threads cost GC time: keep at most this many */
+#define POLL_MASK 63    /* poll libuv every 64 resumes while goroutines stay runnable */
+
+static const char anchors_key = 0;  /* registry: table of goroutine threads, by slot */
+
+/* ---------------------------------------------------------------- run queue */
+
+/* The ring always has room for every goroutine record plus main (grown when records are made),
+** so readying never allocates and never fails. */
+static void rq_grow(lua_State *L, csp_Sched *S, uint32_t need) {
+  uint32_t cap = S->rqmask + 1, ncap = cap;
+  if (need <= cap) return;
+  while (ncap < need) ncap *= 2;
+  csp_G **nrq = malloc(ncap * sizeof *nrq);
+  if (nrq == NULL) luaL_error(L, "not enough memory");
+  for (uint32_t i = 0; i < S->rqcount; i++) nrq[i] = S->rq[(S->rqhead + i) & S->rqmask];
+  free(S->rq);
+  S->rq = nrq;
+  S->rqhead = 0;
+  S->rqmask = ncap - 1;
+}
+
+static csp_G *rq_pop(csp_Sched *S) {
+  if (S->rqcount == 0) return NULL;
+  csp_G *g = S->rq[S->rqhead];
+  S->rqhead = (S->rqhead + 1) & S->rqmask;
+  S->rqcount--;
+  return g;
+}
+
+void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs) {
+  g->nargs = nargs;
+  g->state = CSP_G_RUNNABLE;
+  S->rq[(S->rqhead + S->rqcount) & S->rqmask] = g;
+  S->rqcount++;
+}
+
+/* ---------------------------------------------------------------- goroutine records */
+
+csp_Sched *csp_sched_get(lua_State *L) {
+  return (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
+}
+
+uint64_t csp_sched_rand(csp_Sched *S) {  /* splitmix64: tiny, fast, seedable */
+  uint64_t z = (S->rng += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static void all_link(csp_Sched *S, csp_G *g) {
+  g->aprev = S->all.aprev;
+  g->anext = &S->all;
+  S->all.aprev->anext = g;
+  S->all.aprev = g;
+}
+
+static void all_unlink(csp_G *g) {
+  g->aprev->anext = g->anext;
+  g->anext->aprev = g->aprev;
+  g->anext = g->aprev = g;
+}
+
+static void anchors_set(lua_State *L, int slot, int validx) {
+  validx = lua_absindex(L, validx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  lua_pushvalue(L, validx);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+}
+
+/* A fresh record with its own anchored thread (pooled ones are reused by g_get). */
+static csp_G *g_new(lua_State *L, csp_Sched *S) {
+  int slot;
+  rq_grow(L, S, (uint32_t)S->nslots + 2);
+  if (S->nfree == 0 && S->nslots == INT32_MAX - 1) luaL_error(L, "too many goroutines");
+  csp_G *g = calloc(1, sizeof *g);
+  if (g == NULL) luaL_error(L, "not enough memory");
+  if (S->nfree > 0) slot = S->freeslots[--S->nfree];
+  else slot = ++S->nslots;
+  g->L = lua_newthread(L);  /* may raise: then the slot is simply never used */
+  anchors_set(L, slot, -1);
+  lua_pop(L, 1);
+  g->R = g->L;
+  g->S = S;
+  g->slot = slot;
+  g->w.g = g;
+  g->anext = g->aprev = g;
+  return g;
+}
+
+static void g_free(lua_State *L, csp_Sched *S, csp_G *g) {
+  lua_pushnil(L);
+  anchors_set(L, g->slot, -1);
+  lua_pop(L, 1);
+  if (S->nfree == S->freecap) {
+    int ncap = S->freecap ? S->freecap * 2 : 64;
+    int *nf = realloc(S->freeslots, (size_t)ncap * sizeof *nf);
+    if (nf == NULL) { free(g->sel); free(g); return; }  /* the slot is lost, nothing else */
+    S->freeslots = nf;
+    S->freecap = ncap;
+  }
+  S->freeslots[S->nfree++] = g->slot;
+  free(g->sel);
+  free(g);
+}
+
+/* A goroutine that ended: its thread is reused when it ended cleanly. */
+static void g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
+  all_unlink(g);
+  g->state = CSP_G_FREE;
+  if (--S->ngor == 0) {
+    csp_Waiter *w = csp_wq_take(&S->runwait);
+    if (w) csp_sched_ready(S, w->g, 0);
+  }
+  if (reusable && S->npool < POOL_MAX && lua_status(g->L) == LUA_OK) {
+    lua_settop(g->L, 0);
+    S->pool[S->npool++] = g;
+  } else {
+    g_free(L, S, g);
+  }
+}
+
+void csp_sched_cancel(csp_G *g) {
+  csp_wq_unlink(&g->w);
+  for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
+  g->nsel = 0;
+  if (g->tn.pos) {
+    csp_timer_del(g->S, &g->tn);
+    g->S->ntimed--;
+  }
+}
+
+csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n) {
+  if (n > g->selcap) {  /* only while none is linked: growing moves them */
+    int ncap = g->selcap ? g->selcap : 4;
+    while (ncap < n) ncap *= 2;
+    csp_Waiter *ns = realloc(g->sel, (size_t)ncap * sizeof *ns);
+    if (ns == NULL) luaL_error(L, "not enough memory");
+    g->sel = ns;
+    g->selcap = ncap;
+  }
+  memset(g->sel, 0, (size_t)n * sizeof *g->sel);
+  return g->sel;
+}
+
+/* ---------------------------------------------------------------- spawning */
+
+static void check_callable(lua_State *L, int arg) {
+  if (lua_type(L, arg) == LUA_TFUNCTION) return;
+  if (luaL_getmetafield(L, arg, "__call") != LUA_TNIL) { lua_pop(L, 1); return; }
+  luaL_typeerror(L, arg, "function");
+}
+
+/* Starts f(...) from the values at [first, top]; leaves the stack below first untouched. */
+static csp_G *sched_spawn(lua_State *L, csp_Sched *S, int first) {
+  int n = lua_gettop(L) - first + 1;
+  csp_G *g;
+  check_callable(L, first);
+  if (S->npool > 0) g = S->pool[--S->npool];
+  else g = g_new(L, S);
+  if (n > LUA_MINSTACK - 2 && !lua_checkstack(g->L, n)) {
+    S->pool[S->npool++] = g;  /* back where it came from; the pool had room for it */
+    luaL_error(L, "too many arguments to goroutine");
+  }
+  lua_xmove(L, g->L, n);
+  g->id = ++S->nextid;
+  g->parent = S->cur ? S->cur->id : 1;
+  g->exiting = 0;
+  g->started = 0;
+  g->reason = NULL;
+  S->ngor++;
+  all_link(S, g);
+  csp_sched_ready(S, g, n - 1);
+  return g;
+}
+
+static int sched_go(lua_State *L) {
+  csp_Sched *S = csp_sched_get(L);
+  luaL_checkany(L, 1);
+  csp_G *g = sched_spawn(L, S, 1);
+  lua_pushinteger(L, g->id);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- parking */
+
+static int in_finalizer(lua_State *L) {
+  lua_Debug ar;
+  if (lua_gc(L, LUA_GCISRUNNING)) return 0;  /* cheap test first; confirm by the frames */
+  for (int level = 0; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "n", &ar);
+    if (ar.namewhat && strcmp(ar.namewhat, "metamethod") == 0 && ar.name &&
+        strcmp(ar.name, "__gc") == 0)
+      return 1;
+  }
+  return 0;
+}
+
+csp_G *csp_sched_self(lua_State *L, csp_Sched *S) {
+  csp_G *g = S->cur;
+  if (g != NULL) {
+    if (g->L != L)
+      luaL_error(L, "attempt to block inside a plain coroutine running in a goroutine "
+                    "(start a goroutine with csp.go instead)");
+    if (!lua_isyieldable(L)) luaL_error(L, "attempt to block in a non-yieldable context");
+    return g;
+  }
+  if (S->depth > 0) luaL_error(L, "attempt to block while the scheduler is running (in a finalizer?)");
+  if (in_finalizer(L)) luaL_error(L, "attempt to block in a non-yieldable context (__gc)");
+  g = &S->maing;
+  g->L = L;  /* the thread that blocks: the main chunk, or a plain coroutine it resumed */
+  return g;
+}
+
+static void sched_loop(lua_State *L, csp_Sched *S);
+
+int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx,
+                   lua_KFunction k) {
+  csp_Sched *S = g->S;
+  g->reason = reason;
+  g->state = CSP_G_WAITING;
+  g->wake = CSP_WAKE_OK;
+  g->nargs = 0;
+  if (g != &S->maing) return lua_yieldk(L, 0, ctx, k);
+  sched_loop(L, S);  /* returns once main is readied; raises on panic or deadlock */
+  lua_xmove(S->mailbox, L, g->nargs);
+  return k(L, LUA_OK, ctx);
+}
+
+void csp_sched_checkresume(lua_State *L, csp_G *g) {
+  if (g->S->cur != g) {  /* resumed by coroutine.resume through coroutine.running() */
+    csp_sched_cancel(g);
+    luaL_error(L, "goroutine resumed outside the scheduler");
+  }
+}
+
+/* ---------------------------------------------------------------- reports */
+
+static void add_traceback(luaL_Buffer *b, lua_State *L, lua_State *co, int level) {
+  const char *tb;
+  luaL_traceback(L, co, NULL, level);
+  tb = lua_tostring(L, -1);
+  if (strncmp(tb, "stack traceback:\n", 17) == 0) tb += 17;
+  lua_pushstring(L, tb);
+  lua_remove(L, -2);
+  luaL_addvalue(b);
+}
+
+static const char *g_statename(csp_Sched *S, csp_G *g) {
+  switch (g->state) {
+    case CSP_G_RUNNABLE: return "runnable";
+    case CSP_G_RUNNING: return "running";
+    case CSP_G_WAITING: return g->reason ? g->reason : "waiting";
+    default: return (g == &S->maing && S->cur) ? "runnable" : "running";
+  }
+}
+
+/* Pushes the dump: main first, then every goroutine in id order (Go's traceback format). */
+static void sched_dump(lua_State *L, csp_Sched *S, const char *header) {
+  luaL_Buffer b;
+  lua_State *mainL = S->maing.L ? S->maing.L : L;
+  luaL_buffinit(L, &b);
+  if (header) luaL_addstring(&b, header);
+  lua_pushfstring(L, "goroutine 1 [%s]:\n", S->cur ? "runnable" : g_statename(S, &S->maing));
+  luaL_addvalue(&b);
+  if (S->cur == NULL) add_traceback(&b, L, mainL, 0);
+  else luaL_addstring(&b, "\t(main is suspended while goroutines run)");
+  for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {
+    lua_pushfstring(L, "\n\ngoroutine %I [%s]:\n", (LUAI_UACINT)g->id, g_statename(S, g));
+    luaL_addvalue(&b);
+    if (g->started && g->L != L) add_traceback(&b, L, g->L, 0);
+    else if (g->L == L) add_traceback(&b, L, L, 1);
+    else luaL_addstring(&b, "\t(not started yet)");
+    lua_pushfstring(L, "\ncreated by goroutine %I", (LUAI_UACINT)g->parent);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+}
+
+static int sched_dump_l(lua_State *L) {
+  sched_dump(L, csp_sched_get(L), NULL);
+  return 1;
+}
+
+static int tostring_protected(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Runs g's pending <close> variables (with the error, if it died of one) and resets its thread;
+** returns the thread's status afterwards, with a new error object on L if a __close raised. */
+static int g_close(lua_State *L, csp_Sched *S, csp_G *g) {
+  int st;
+  S->cur = g;  /* blocking inside these __close handlers reports a non-yieldable context */
+  st = lua_resetthread(g->L);
+  S->cur = NULL;
+  if (st != LUA_OK) lua_xmove(g->L, L, 1);
+  lua_settop(g->L, 0);
+  return st;
+}
+
+/* Turns a goroutine's error into the panic message on L's stack and retires the goroutine. */
+static void g_panic(lua_State *L, csp_Sched *S, csp_G *g) {
+  int st, reusable = 1;
+  lua_checkstack(g->L, 2);
+  lua_pushvalue(g->L, -1);  /* the error stays on the thread: __close handlers receive it */
+  lua_pushcfunction(L, tostring_protected);
+  lua_xmove(g->L, L, 1);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "(error object cannot be converted to a string)");
+  }
+  luaL_traceback(L, g->L, lua_tostring(L, -1), 0);  /* before the reset unwinds the stack */
+  lua_pushfstring(L, "goroutine %I: %s", (LUAI_UACINT)g->id, lua_tostring(L, -1));
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  lua_pushvalue(g->L, -1);
+  lua_xmove(g->L, L, 1);    /* [msg, err] */
+  st = g_close(L, S, g);
+  if (st != LUA_OK) {       /* [msg, err, err2] */
+    if (!lua_rawequal(L, -1, -2)) {  /* a __close raised: its error replaces the first, as in Lua */
+      lua_pushfstring(L, "\n(then, while closing: %s)", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+      lua_rotate(L, -4, 1);  /* [note, msg, err, err2] */
+      lua_pop(L, 2);
+      lua_rotate(L, -2, 1);
+      lua_concat(L, 2);
+      reusable = 0;
+      g_release(L, S, g, reusable);
+      return;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  g_release(L, S, g, reusable);
+}
+
+/* Ends goroutine g by csp.goexit: its pending <close> variables run, bypassing any pcall. */
+static int g_goexit(lua_State *L, csp_Sched *S, csp_G *g) {
+  if (g_close(L, S, g) != LUA_OK) {
+    lua_pushfstring(L, "goroutine %I: %s", (LUAI_UACINT)g->id,
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "error in __close during goexit");
+    lua_remove(L, -2);
+    g_release(L, S, g, 0);
+    return 1;
+  }
+  g_release(L, S, g, 1);
+  return 0;
+}
+
+/* Resumes g; returns 1 with a panic message on L's stack if it raised. */
+static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
+  int nres, st;
+  if (g->started && lua_status(g->L) != LUA_YIELD) {  /* closed behind our back */
+    lua_pushfstring(L, "goroutine %I: its coroutine was closed or resumed outside the scheduler",
+                    (LUAI_UACINT)g->id);
+    csp_sched_cancel(g);
+    lua_settop(g->L, 0);
+    g_release(L, S, g, 0);
+    return 1;
+  }
+  g->started = 1;
+  g->state = CSP_G_RUNNING;
+  S->cur = g;
+  S->switches++;
+  st = lua_resume(g->L, L, g->nargs, &nres);
+  S->cur = NULL;
+  if (st == LUA_YIELD) {
+    if (g->exiting) return g_goexit(L, S, g);
+    lua_pop(g->L, nres);
+    if (g->state == CSP_G_RUNNING) csp_sched_ready(S, g, 0);  /* bare coroutine.yield: a gosched */
+    return 0;
+  }
+  if (st == LUA_OK) {
+    g_release(L, S, g, 1);
+    return 0;
+  }
+  g_panic(L, S, g);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+/* Polls libuv once; wait says whether it may block. Returns whether the loop was alive. */
+static int sched_poll(csp_Sched *S, int wait) {
+  csp_timer_run(S);
+  if (wait && S->rqcount > 0) wait = 0;
+  csp_timer_arm(S);
+  if (!uv_loop_alive(S->loop)) return 0;
+  uv_run(S->loop, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  csp_timer_run(S);
+  return 1;
+}
+
+/* Main's waiters go, so a caught panic or deadlock leaves nothing dangling. */
+static int sched_abort(lua_State *L, csp_Sched *S) {
+  csp_sched_cancel(&S->maing);
+  S->maing.state = CSP_G_RUNNING;
+  lua_settop(S->mailbox, 0);
+  S->depth--;
+  return lua_error(L);
+}
+
+static void sched_loop(lua_State *L, csp_Sched *S) {
+  S->depth++;
+  S->loopL = L;
+  for (;;) {
+    csp_G *g = rq_pop(S);
+    if (g == &S->maing) break;
+    if (g == NULL) {
+      if (sched_poll(S, 1) || S->rqcount > 0) continue;
+      sched_dump(L, S, "fatal error: all goroutines are asleep - deadlock!\n\n");
+      sched_abort(L, S);
+    }
+    if ((++S->ticks & POLL_MASK) == 0) sched_poll(S, 0);
+    if (sched_resume(L, S, g)) sched_abort(L, S);
+  }
+  S->maing.state = CSP_G_RUNNING;
+  S->depth--;
+}
+
+/* ---------------------------------------------------------------- API */
+
+static int gosched_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return 0;
+}
+
+int csp_sched_yield(lua_State *L, csp_Sched *S) {
+  csp_G *g = csp_sched_self(L, S);
+  if (g != &S->maing) {
+    csp_sched_ready(S, g, 0);
+    return lua_yieldk(L, 0, 0, gosched_k);
+  }
+  sched_poll(S, 0);
+  csp_sched_ready(S, g, 0);  /* main goes to the tail: everything ready runs first */
+  g->reason = "runnable";
+  sched_loop(L, S);
+  lua_settop(S->mailbox, 0);
+  return 0;
+}
+
+static int sched_gosched(lua_State *L) {
+  return csp_sched_yield(L, csp_sched_get(L));
+}
+
+static int sched_goexit(lua_State *L) {
+  csp_Sched *S = csp_sched_get(L);
+  csp_G *g = csp_sched_self(L, S);
+  if (g != &S->maing) {
+    g->exiting = 1;
+    return lua_yield(L, 0);
+  }
+  /* Go: main's Goexit lets the others run to the end, then reports a deadlock. */
+  if (S->ngor > 0) {
+    csp_wq_push(&S->runwait, &g->w);
+    g->reason = "goexit";
+    g->state = CSP_G_WAITING;
+    sched_loop(L, S);
+    lua_settop(S->mailbox, 0);
+  }
+  return luaL_error(L, "fatal error: no goroutines (main called csp.goexit) - deadlock!");
+}
+
+static int run_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0;
+}
+
+static int sched_run(lua_State *L) {
+  csp_Sched *S = csp_sched_get(L);
+  csp_G *g;
+  if (S->cur) return luaL_error(L, "csp.run: cannot be called from a goroutine");
+  if (!lua_isnoneornil(L, 1)) sched_spawn(L, S, 1);
+  g = csp_sched_self(L, S);
+  if (S->ngor == 0) return 0;
+  csp_wq_push(&S->runwait, &g->w);
+  return csp_sched_park(L, g, "csp.run", 0, run_k);
+}
+
+static void step_cb(uv_timer_t *h) {
+  (void)h;  /* its only job is to end uv_run */
+}
+
+static int sched_step(lua_State *L) {
+  csp_Sched *S = csp_sched_get(L);
+  double timeout = luaL_optnumber(L, 1, 0);
+  csp_G *g;
+  if (S->cur) return luaL_error(L, "csp.step: cannot be called from a goroutine");
+  g = csp_sched_self(L, S);
+  csp_sched_ready(S, g, 0);
+  g->reason = "runnable";
+  sched_loop(L, S);  /* runs what was ready before this call */
+  lua_settop(S->mailbox, 0);
+  if (S->rqcount == 0 && timeout > 0) {
+    csp_timer_run(S);
+    csp_timer_arm(S);
+    uv_ref((uv_handle_t *)S->steptmr);
+    uv_timer_start(S->steptmr, step_cb, (uint64_t)(timeout * 1e3 + 0.999), 0);
+    uv_run(S->loop, UV_RUN_ONCE);
+    uv_timer_stop(S->steptmr);
+    uv_unref((uv_handle_t *)S->steptmr);
+    csp_timer_run(S);
+  } else {
+    sched_poll(S, 0);
+  }
+  lua_pushboolean(L, S->ngor > 0 || S->rqcount > 0);
+  return 1;
+}
+
+static int sched_numgoroutine(lua_State *L) {
+  lua_pushinteger(L, csp_sched_get(L)->ngor + 1);
+  return 1;
+}
+
+static int sched_goid(lua_State *L) {
+  csp_Sched *S = csp_sched_get(L);
+  lua_pushinteger(L, (S->cur && S->cur->L == L) ? S->cur->id : 1);
+  return 1;
+}
+
+static int sched_stats(lua_State *L) {
+  csp_Sched *S = csp_sched_get(L);
+  long blocked = 0;
+  for (csp_G *g = S->all.anext; g != &S->all; g = g->anext)
+    if (g->state == CSP_G_WAITING) blocked++;
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, S->ngor + 1); lua_setfield(L, -2, "goroutines");
+  lua_pushinteger(L, S->rqcount); lua_setfield(L, -2, "runnable");
+  lua_pushinteger(L, blocked); lua_setfield(L, -2, "blocked");
+  lua_pushinteger(L, (lua_Integer)S->switches); lua_setfield(L, -2, "switches");
+  lua_pushinteger(L, S->nchans); lua_setfield(L, -2, "channels_alive");
+  lua_pushinteger(L, S->nheap); lua_setfield(L, -2, "timers");
+  lua_pushinteger(L, S->npool); lua_setfield(L, -2, "pooled_threads");
+  lua_pushinteger(L, S->nextid); lua_setfield(L, -2, "goroutines_started");
+  return 1;
+}
+
+static int sched_seed(lua_State *L) {
+  csp_sched_get(L)->rng = (uint64_t)luaL_checkinteger(L, 1);
+  return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, (uv_close_cb)free);
+}
+
+/* At lua_close: the scheduler is finalized after every object made after it. */
+static int sched_gc(lua_State *L) {
+  csp_Sched *S = (csp_Sched *)lua_touserdata(L, 1);
+  csp_G *g, *next;
+  if (S->closing) return 0;
+  S->closing = 1;
+  for (g = S->all.anext; g != &S->all; g = next) {
+    next = g->anext;
+    free(g->sel);
+    free(g);
+  }
+  for (int i = 0; i < S->npool; i++) { free(S->pool[i]->sel); free(S->pool[i]); }
+  free(S->maing.sel);
+  uv_walk(S->loop, close_walk, NULL);
+  for (int i = 0; i < 1000 && uv_loop_close(S->loop) == UV_EBUSY; i++) uv_run(S->loop, UV_RUN_NOWAIT);
+  if (uv_loop_close(S->loop) == 0) free(S->loop);  /* else leak it: a worker may still use it */
+  csp_timer_free(S);
+  free(S->rq);
+  free(S->pool);
+  free(S->freeslots);
+  free(S->scratch);
+  return 0;
+}
+
+static const luaL_Reg sched_funcs[] = {
+  {"go", sched_go},
+  {"gosched", sched_gosched},
+  {"goexit", sched_goexit},
+  {"run", sched_run},
+  {"step", sched_step},
+  {"numgoroutine", sched_numgoroutine},
+  {"goid", sched_goid},
+  {"dump", sched_dump_l},
+  {"stats", sched_stats},
+  {"seed", sched_seed},
+  {NULL, NULL}
+};
+
+/* Creates the scheduler: leaves [module, sched] on the stack (module below). */
+void csp_sched_open(lua_State *L) {
+  csp_Sched *S = (csp_Sched *)lua_newuserdatauv(L, sizeof *S, 1);
+  const char *seed = getenv("CSP_SEED");
+  memset(S, 0, sizeof *S);
+  S->all.anext = S->all.aprev = &S->all;
+  S->maing.S = S;
+  S->maing.id = 1;
+  S->maing.w.g = &S->maing;
+  S->maing.state = CSP_G_RUNNING;
+  S->maing.anext = S->maing.aprev = &S->maing;
+  S->rng = seed && *seed ? strtoull(seed, NULL, 10) : (uv_hrtime() ^ ((uint64_t)getpid() << 32));
+  S->nextid = 1;
+  S->rq = malloc(256 * sizeof *S->rq);
+  S->rqmask = 255;
+  S->pool = malloc(POOL_MAX * sizeof *S->pool);
+  S->loop = malloc(sizeof *S->loop);
+  S->steptmr = malloc(sizeof *S->steptmr);
+  if (!S->rq || !S->pool || !S->loop || !S->steptmr || uv_loop_init(S->loop) != 0) {
+    free(S->rq); free(S->pool); free(S->loop); free(S->steptmr);
+    luaL_error(L, "csp: cannot initialise the event loop");
+  }
+  uv_timer_init(S->loop, S->steptmr);
+  uv_unref((uv_handle_t *)S->steptmr);
+  csp_timer_init(S);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, sched_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  S->mailbox = lua_newthread(L);  /* main's results wait here: never on main's own stack */
+  lua_checkstack(S->mailbox, 16);
+  lua_setiuservalue(L, -2, 1);
+  S->maing.R = S->mailbox;
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, S);  /* anchored until lua_close */
+  csp_setfuncs(L, sched_funcs);
+}

@@ -1,0 +1,221 @@
+/* select.c: select over channel cases: uniform random choice among ready cases, or park on all. */
+#include <stdlib.h>
+#include "csp.h"
+
+static const char case_tag = 0;
+static const char case_mt_key = 0;
+
+/* A case: user value 1 the channel (or nil), 2 the value to send, 3 the handler.
+** c is a cache of user value 1, valid because the user value keeps the channel alive. */
+typedef struct SelCase {
+  const void *tag;
+  csp_Chan *c;
+  uint8_t send, handler;
+} SelCase;
+
+typedef struct CaseInfo {
+  csp_Chan *c;
+  int order;  /* a permutation of the enabled cases, when parking */
+  uint8_t send, ready;
+} CaseInfo;
+
+static SelCase *case_test(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_rawlen(L, idx) == sizeof(SelCase) && *(const void **)p == &case_tag)
+    return (SelCase *)p;
+  return NULL;
+}
+
+/* csp.recv(ch [, f]) and csp.send(ch, v [, f]): a nil channel gives a case that is never ready. */
+static int case_new(lua_State *L, int send) {
+  int fidx = send ? 3 : 2;
+  csp_Chan *c = NULL;
+  SelCase *sc;
+  if (!lua_isnoneornil(L, fidx)) luaL_checktype(L, fidx, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  if (!lua_isnil(L, 1)) c = csp_chan_check(L, 1, send ? CSP_OP_SEND : CSP_OP_RECV);
+  sc = (SelCase *)lua_newuserdatauv(L, sizeof *sc, 3);
+  sc->tag = &case_tag;
+  sc->c = c;
+  sc->send = (uint8_t)send;
+  sc->handler = !lua_isnil(L, fidx);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  if (send) {
+    lua_pushvalue(L, 2);
+    lua_setiuservalue(L, -2, 2);
+  }
+  lua_pushvalue(L, fidx);
+  lua_setiuservalue(L, -2, 3);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &case_mt_key);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static int sel_recv(lua_State *L) { return case_new(L, 0); }
+static int sel_send(lua_State *L) { return case_new(L, 1); }
+
+static int call_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return lua_gettop(L) - (int)ctx;
+}
+
+/* The case i fired and its results (i [, v, ok]) are the top nres values: run its handler. */
+static int sel_finish(lua_State *L, int i, int nres) {
+  int base;
+  SelCase *sc;
+  lua_rawgeti(L, 1, i);
+  sc = case_test(L, -1);
+  if (sc == NULL || !sc->handler) {  /* the table changed under a parked select: no handler */
+    lua_pop(L, 1);
+    return nres;
+  }
+  lua_getiuservalue(L, -1, 3);
+  lua_remove(L, -2);
+  base = lua_gettop(L) - 1;
+  if (nres == 3) {
+    lua_pushvalue(L, -3);
+    lua_pushvalue(L, -3);
+  }
+  lua_callk(L, nres - 1, LUA_MULTRET, base, call_k);
+  return lua_gettop(L) - base;
+}
+
+static int select_k(lua_State *L, int status, lua_KContext ctx) {
+  csp_G *g = (csp_G *)ctx;
+  int n = g->nargs;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  g->nsel = 0;
+  if (g->wake == CSP_WAKE_CLOSED) return luaL_error(L, "send on closed channel");
+  if (n == 0) return 0;  /* no case can ever fire: unreachable unless resumed by force */
+  return sel_finish(L, (int)lua_tointeger(L, -n), n);
+}
+
+/* Runs case i, known ready; returns the number of results pushed (i [, v, ok]). */
+static int sel_do(lua_State *L, int i, CaseInfo *ci) {
+  int top;
+  lua_pushinteger(L, i);
+  lua_rawgeti(L, 1, i);
+  lua_getiuservalue(L, -1, 1);  /* the channel */
+  top = lua_gettop(L);
+  if (!ci->send) {
+    csp_chan_tryrecv(L, ci->c, top);
+    lua_rotate(L, top - 1, 2);   /* i, v, ok, case, chan */
+    lua_pop(L, 2);
+    return 3;
+  }
+  if (ci->c->closed) luaL_error(L, "send on closed channel");
+  lua_getiuservalue(L, top - 1, 2);
+  csp_chan_trysend(L, ci->c, top, top + 1);
+  lua_pop(L, 3);
+  return 1;
+}
+
+/* Per scheduler, reused: a select is done with it before any other select can run. */
+static CaseInfo *scratch(lua_State *L, csp_Sched *S, int n) {
+  if ((size_t)n > S->scratchcap / sizeof(CaseInfo)) {
+    size_t ncap = S->scratchcap ? S->scratchcap : 16 * sizeof(CaseInfo);
+    while (ncap < (size_t)n * sizeof(CaseInfo)) ncap *= 2;
+    void *nb = realloc(S->scratch, ncap);
+    if (nb == NULL) luaL_error(L, "not enough memory");
+    S->scratch = nb;
+    S->scratchcap = ncap;
+  }
+  return (CaseInfo *)S->scratch;
+}
+
+static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
+  csp_G *g = csp_sched_self(L, S);
+  csp_Waiter *ws;
+  int m = 0;
+  if (!lua_checkstack(L, n + 8)) return luaL_error(L, "select: too many cases");
+  ws = csp_sched_selwaiters(L, g, n);
+  for (int i = 0; i < n; i++)
+    if (cs[i].c) cs[m++].order = i;
+  for (int i = m - 1; i > 0; i--) {  /* queued in random order, as Go does */
+    int j = (int)(csp_sched_rand(S) % (uint64_t)(i + 1));
+    int t = cs[i].order; cs[i].order = cs[j].order; cs[j].order = t;
+  }
+  for (int k = 0; k < m; k++) {
+    int i = cs[k].order;
+    csp_Waiter *w = &ws[k];
+    w->g = g;
+    w->caseidx = i + 1;
+    if (cs[i].send) {
+      lua_rawgeti(L, 1, i + 1);
+      lua_getiuservalue(L, -1, 2);
+      lua_remove(L, -2);
+      w->validx = lua_gettop(L);
+    }
+    csp_wq_push(cs[i].send ? &cs[i].c->sendq : &cs[i].c->recvq, w);
+  }
+  g->nsel = m;
+  return csp_sched_park(L, g, m ? "select" : "select (no cases)", (lua_KContext)g, select_k);
+}
+
+static int sel_select(lua_State *L) {
+  csp_Sched *S = csp_sched_get(L);
+  int n, nready = 0, pick = -1, ordered, nres;
+  CaseInfo *cs;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  n = (int)lua_rawlen(L, 1);
+  lua_getfield(L, 1, "default");   /* 2 */
+  lua_getfield(L, 1, "ordered");   /* 3 */
+  ordered = lua_toboolean(L, 3);
+  cs = scratch(L, S, n);
+  for (int i = 0; i < n; i++) {
+    SelCase *sc;
+    lua_rawgeti(L, 1, i + 1);
+    if ((sc = case_test(L, -1)) == NULL)
+      return luaL_error(L, "bad select case #%d (csp.recv or csp.send expected, got %s)", i + 1,
+                        luaL_typename(L, -1));
+    lua_pop(L, 1);
+    cs[i].c = sc->c;
+    cs[i].send = sc->send;
+    cs[i].ready = sc->c != NULL && csp_chan_ready(sc->c, sc->send);
+    if (cs[i].ready) {
+      nready++;
+      if (ordered && pick < 0) pick = i;
+    }
+  }
+  if (nready > 0) {
+    if (pick < 0) {
+      int r = (int)(csp_sched_rand(S) % (uint64_t)nready);
+      for (pick = 0; !cs[pick].ready || r-- > 0; pick++) {}
+    }
+    nres = sel_do(L, pick + 1, &cs[pick]);
+    return sel_finish(L, pick + 1, nres);
+  }
+  if (lua_isfunction(L, 2)) {
+    lua_pushvalue(L, 2);
+    lua_callk(L, 0, LUA_MULTRET, 3, call_k);
+    return lua_gettop(L) - 3;
+  }
+  if (lua_toboolean(L, 2)) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  return sel_park(L, S, cs, n);
+}
+
+static int case_tostring(lua_State *L) {
+  SelCase *sc = case_test(L, 1);
+  lua_pushfstring(L, "csp.%s case: %p", sc && sc->send ? "send" : "recv", (void *)sc);
+  return 1;
+}
+
+void csp_select_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"select", sel_select}, {"recv", sel_recv}, {"send", sel_send}, {NULL, NULL}
+  };
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, case_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "csp.case");
+  lua_setfield(L, -2, "__name");
+  lua_pushliteral(L, "csp.case");
+  lua_setfield(L, -2, "__metatable");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &case_mt_key);
+  csp_setfuncs(L, funcs);
+}

@@ -1,0 +1,43 @@
+/* wait.c: wait queues, the one mechanism by which goroutines park on objects and are woken. */
+#include "csp.h"
+
+void csp_wq_push(csp_WaitQ *q, csp_Waiter *w) {
+  w->q = q;
+  w->next = NULL;
+  w->prev = q->tail;
+  if (q->tail) q->tail->next = w;
+  else q->head = w;
+  q->tail = w;
+  q->n++;
+  if (q->timed) w->g->S->ntimed++;
+}
+
+void csp_wq_unlink(csp_Waiter *w) {
+  csp_WaitQ *q = w->q;
+  if (q == NULL) return;
+  if (w->prev) w->prev->next = w->next;
+  else q->head = w->next;
+  if (w->next) w->next->prev = w->prev;
+  else q->tail = w->prev;
+  w->next = w->prev = NULL;
+  w->q = NULL;
+  q->n--;
+  if (q->timed) w->g->S->ntimed--;
+}
+
+/* Taking one case of a select completes the select: its other cases are unlinked at once, so
+** no later waker can find them (this replaces Go's selectDone flag and the woken side's pass 3). */
+csp_Waiter *csp_wq_take(csp_WaitQ *q) {
+  csp_Waiter *w = q->head;
+  if (w == NULL) return NULL;
+  csp_wq_unlink(w);
+  if (w->caseidx > 0) {
+    csp_G *g = w->g;
+    for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
+  }
+  return w;
+}
+
+void csp_wq_detach(csp_WaitQ *q) {
+  while (q->head) csp_wq_unlink(q->head);
+}
