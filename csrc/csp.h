@@ -76,7 +76,7 @@ struct csp_G {
   csp_Waiter *sel;     /* select waiters, grown on demand, kept */
   int nsel, selcap;
   csp_TimerNode tn;    /* sleep deadline */
-  void *holder;        /* sync objects may record what the goroutine waits on */
+  lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
   csp_G *anext, *aprev;/* all live goroutines, by id */
 };
 
@@ -87,8 +87,10 @@ struct csp_Sched {
   lua_State *mailbox;  /* main's results */
   lua_State *loopL;    /* thread the loop runs on, while depth > 0 */
   int depth;           /* loop nesting: 0 or 1 */
-  csp_G **pool; int npool;
-  int *freeslots; int nfree, freecap, nslots;
+  struct { lua_State *L; int slot; } *tpool; int ntpool;  /* idle threads */
+  csp_G *gfree; int ngfree, ngrec;  /* idle records (linked by anext); records in all */
+  int *freeslots; int nfree, freecap, nslots;  /* anchor slots */
+  uint32_t phead, pcount, pmask;    /* ring of pending starts */
   lua_Integer nextid;
   long ngor;           /* live goroutines, main excluded */
   csp_G all;           /* sentinel of the all-goroutines list */
@@ -161,7 +163,11 @@ void csp_chan_open(lua_State *L);
 void csp_select_open(lua_State *L);
 
 /* --- sync.c --- */
-void csp_sync_open(lua_State *L);  /* not yet */
+void csp_sync_open(lua_State *L);
+
+/* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one). */
+void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
+void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname);
 
 /* Registers C closures with the scheduler as upvalue 1 (on the stack top: the module table). */
 void csp_setfuncs(lua_State *L, const luaL_Reg *l);

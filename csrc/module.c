@@ -11,6 +11,18 @@ void csp_setfuncs(lua_State *L, const luaL_Reg *l) {
   }
 }
 
+void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_rawlen(L, idx) == size && *(const void **)p == tag) return p;
+  return NULL;
+}
+
+void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname) {
+  void *p = csp_testtag(L, idx, tag, size);
+  if (p == NULL) luaL_typeerror(L, idx, tname);
+  return p;
+}
+
 /* A write to a closed socket must return EPIPE, not kill the process; a host's own handler stays. */
 static void ignore_sigpipe(void) {
   struct sigaction sa;
@@ -27,6 +39,7 @@ int luaopen_csp_core(lua_State *L) {
   csp_chan_open(L);
   csp_select_open(L);
   csp_timer_open(L);
+  csp_sync_open(L);
   lua_pop(L, 1);
   return 1;
 }

@@ -5,9 +5,11 @@
 #include "csp.h"
 
 #define POOL_MAX 1024   /* idle threads cost GC time: keep at most this many */
+#define GFREE_MAX 4096  /* idle goroutine records kept */
 #define POLL_MASK 63    /* poll libuv every 64 resumes while goroutines stay runnable */
 
 static const char anchors_key = 0;  /* registry: table of goroutine threads, by slot */
+static const char pending_key = 0;  /* registry: ring of functions and arguments not started yet */
 
 /* ---------------------------------------------------------------- run queue */
 
@@ -75,43 +77,80 @@ static void anchors_set(lua_State *L, int slot, int validx) {
   lua_pop(L, 1);
 }
 
-/* A fresh record with its own anchored thread (pooled ones are reused by g_get). */
-static csp_G *g_new(lua_State *L, csp_Sched *S) {
-  int slot;
-  rq_grow(L, S, (uint32_t)S->nslots + 2);
-  if (S->nfree == 0 && S->nslots == INT32_MAX - 1) luaL_error(L, "too many goroutines");
-  csp_G *g = calloc(1, sizeof *g);
-  if (g == NULL) luaL_error(L, "not enough memory");
-  if (S->nfree > 0) slot = S->freeslots[--S->nfree];
-  else slot = ++S->nslots;
-  g->L = lua_newthread(L);  /* may raise: then the slot is simply never used */
-  anchors_set(L, slot, -1);
-  lua_pop(L, 1);
-  g->R = g->L;
-  g->S = S;
-  g->slot = slot;
-  g->w.g = g;
+/* A goroutine's record is made at spawn, its thread only when it first runs: goroutines that
+** wait in the run queue cost a record and their arguments, not a Lua thread. Threads and records
+** are pooled separately. */
+static csp_G *g_get(lua_State *L, csp_Sched *S) {
+  csp_G *g = S->gfree;
+  if (g != NULL) {
+    S->gfree = g->anext;
+    S->ngfree--;
+  } else {
+    rq_grow(L, S, (uint32_t)S->ngrec + 2);
+    if ((g = calloc(1, sizeof *g)) == NULL) luaL_error(L, "not enough memory");
+    g->S = S;
+    g->w.g = g;
+    S->ngrec++;
+  }
   g->anext = g->aprev = g;
   return g;
 }
 
-static void g_free(lua_State *L, csp_Sched *S, csp_G *g) {
-  lua_pushnil(L);
-  anchors_set(L, g->slot, -1);
-  lua_pop(L, 1);
-  if (S->nfree == S->freecap) {
-    int ncap = S->freecap ? S->freecap * 2 : 64;
-    int *nf = realloc(S->freeslots, (size_t)ncap * sizeof *nf);
-    if (nf == NULL) { free(g->sel); free(g); return; }  /* the slot is lost, nothing else */
-    S->freeslots = nf;
-    S->freecap = ncap;
+static void g_put(csp_Sched *S, csp_G *g) {
+  if (S->ngfree >= GFREE_MAX) {
+    free(g->sel);
+    free(g);
+    S->ngrec--;
+    return;
   }
-  S->freeslots[S->nfree++] = g->slot;
-  free(g->sel);
-  free(g);
+  g->L = g->R = NULL;
+  g->anext = S->gfree;
+  S->gfree = g;
+  S->ngfree++;
 }
 
-/* A goroutine that ended: its thread is reused when it ended cleanly. */
+/* Gives g a thread: a pooled one, or a new one anchored in a free slot. */
+static int thread_attach(lua_State *L, csp_Sched *S, csp_G *g) {
+  if (S->ntpool > 0) {
+    S->ntpool--;
+    g->L = S->tpool[S->ntpool].L;
+    g->slot = S->tpool[S->ntpool].slot;
+  } else {
+    int slot;
+    if (S->nfree == 0 && S->freecap == 0 && S->nslots >= INT32_MAX - 1) return 0;
+    if (S->nfree == S->freecap) {  /* room to give the slot back, reserved before it is used */
+      int ncap = S->freecap ? S->freecap * 2 : 64;
+      int *nf = realloc(S->freeslots, (size_t)ncap * sizeof *nf);
+      if (nf == NULL) return 0;
+      S->freeslots = nf;
+      S->freecap = ncap;
+    }
+    slot = S->nfree > 0 ? S->freeslots[--S->nfree] : ++S->nslots;
+    g->L = lua_newthread(L);
+    anchors_set(L, slot, -1);
+    lua_pop(L, 1);
+    g->slot = slot;
+  }
+  g->R = g->L;
+  return 1;
+}
+
+static void thread_detach(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
+  if (reusable && S->ntpool < POOL_MAX && lua_status(g->L) == LUA_OK) {
+    lua_settop(g->L, 0);
+    S->tpool[S->ntpool].L = g->L;
+    S->tpool[S->ntpool].slot = g->slot;
+    S->ntpool++;
+  } else {
+    lua_pushnil(L);
+    anchors_set(L, g->slot, -1);
+    lua_pop(L, 1);
+    S->freeslots[S->nfree++] = g->slot;  /* thread_attach reserved the room */
+  }
+  g->L = g->R = NULL;
+}
+
+/* A goroutine that ended. */
 static void g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
   all_unlink(g);
   g->state = CSP_G_FREE;
@@ -119,15 +158,71 @@ static void g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
     csp_Waiter *w = csp_wq_take(&S->runwait);
     if (w) csp_sched_ready(S, w->g, 0);
   }
-  if (reusable && S->npool < POOL_MAX && lua_status(g->L) == LUA_OK) {
-    lua_settop(g->L, 0);
-    S->pool[S->npool++] = g;
-  } else {
-    g_free(L, S, g);
+  if (g->L) thread_detach(L, S, g, reusable);
+  g_put(S, g);
+}
+
+/* ---------------------------------------------------------------- pending starts */
+
+/* The function and arguments of goroutines not started yet wait in a ring (a Lua table, so the
+** collector sees them). Goroutines start in spawn order (the run queue is FIFO), so the ring is
+** consumed from its head. */
+static void pend_push(lua_State *L, csp_Sched *S, int first, int n) {
+  int t;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key);
+  t = lua_gettop(L);
+  if (S->pcount + (uint32_t)n > S->pmask + 1) {
+    uint32_t ncap = (S->pmask + 1) * 2;
+    while (ncap < S->pcount + (uint32_t)n) ncap *= 2;
+    lua_createtable(L, (int)ncap, 0);
+    for (uint32_t i = 0; i < S->pcount; i++) {
+      lua_rawgeti(L, t, ((S->phead + i) & S->pmask) + 1);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_replace(L, t);
+    lua_pushvalue(L, t);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &pending_key);
+    S->phead = 0;
+    S->pmask = ncap - 1;
   }
+  for (int i = 0; i < n; i++) {
+    lua_pushvalue(L, first + i);
+    lua_rawseti(L, t, ((S->phead + S->pcount + (uint32_t)i) & S->pmask) + 1);
+  }
+  S->pcount += (uint32_t)n;
+  lua_settop(L, first - 1);
+}
+
+static void pend_drop(lua_State *L, csp_Sched *S, int n) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key);
+  for (int i = 0; i < n; i++) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, ((S->phead + (uint32_t)i) & S->pmask) + 1);
+  }
+  S->phead = (S->phead + (uint32_t)n) & S->pmask;
+  S->pcount -= (uint32_t)n;
+  lua_pop(L, 1);
+}
+
+/* Moves the n values at the ring's head onto co. */
+static void pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
+  int t;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key);
+  t = lua_gettop(L);
+  for (int i = 0; i < n; i++) {
+    lua_Integer k = ((S->phead + (uint32_t)i) & S->pmask) + 1;
+    lua_rawgeti(L, t, k);
+    lua_pushnil(L);
+    lua_rawseti(L, t, k);
+  }
+  S->phead = (S->phead + (uint32_t)n) & S->pmask;
+  S->pcount -= (uint32_t)n;
+  lua_xmove(L, co, n);
+  lua_pop(L, 1);
 }
 
 void csp_sched_cancel(csp_G *g) {
+  g->heldby = NULL;
   csp_wq_unlink(&g->w);
   for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
   g->nsel = 0;
@@ -158,18 +253,18 @@ static void check_callable(lua_State *L, int arg) {
   luaL_typeerror(L, arg, "function");
 }
 
-/* Starts f(...) from the values at [first, top]; leaves the stack below first untouched. */
+/* Starts f(...) from the values at [first, top], which it pops. */
 static csp_G *sched_spawn(lua_State *L, csp_Sched *S, int first) {
   int n = lua_gettop(L) - first + 1;
   csp_G *g;
   check_callable(L, first);
-  if (S->npool > 0) g = S->pool[--S->npool];
-  else g = g_new(L, S);
-  if (n > LUA_MINSTACK - 2 && !lua_checkstack(g->L, n)) {
-    S->pool[S->npool++] = g;  /* back where it came from; the pool had room for it */
-    luaL_error(L, "too many arguments to goroutine");
+  g = g_get(L, S);
+  if (S->ntpool > 0 && n <= LUA_MINSTACK) {  /* a thread is at hand: no need to wait in the ring */
+    thread_attach(L, S, g);
+    lua_xmove(L, g->L, n);
+  } else {
+    pend_push(L, S, first, n);  /* may raise (memory): g is simply not linked anywhere yet */
   }
-  lua_xmove(L, g->L, n);
   g->id = ++S->nextid;
   g->parent = S->cur ? S->cur->id : 1;
   g->exiting = 0;
@@ -270,14 +365,21 @@ static void sched_dump(lua_State *L, csp_Sched *S, const char *header) {
   if (header) luaL_addstring(&b, header);
   lua_pushfstring(L, "goroutine 1 [%s]:\n", S->cur ? "runnable" : g_statename(S, &S->maing));
   luaL_addvalue(&b);
-  if (S->cur == NULL) add_traceback(&b, L, mainL, 0);
-  else luaL_addstring(&b, "\t(main is suspended while goroutines run)");
+  add_traceback(&b, L, mainL, 0);
+  if (S->maing.state == CSP_G_WAITING && S->maing.heldby) {
+    lua_pushfstring(L, "\n\t(held by goroutine %I)", (LUAI_UACINT)*S->maing.heldby);
+    luaL_addvalue(&b);
+  }
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {
     lua_pushfstring(L, "\n\ngoroutine %I [%s]:\n", (LUAI_UACINT)g->id, g_statename(S, g));
     luaL_addvalue(&b);
     if (g->started && g->L != L) add_traceback(&b, L, g->L, 0);
     else if (g->L == L) add_traceback(&b, L, L, 1);
     else luaL_addstring(&b, "\t(not started yet)");
+    if (g->state == CSP_G_WAITING && g->heldby) {
+      lua_pushfstring(L, "\n\t(held by goroutine %I)", (LUAI_UACINT)*g->heldby);
+      luaL_addvalue(&b);
+    }
     lua_pushfstring(L, "\ncreated by goroutine %I", (LUAI_UACINT)g->parent);
     luaL_addvalue(&b);
   }
@@ -364,6 +466,16 @@ static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
     lua_settop(g->L, 0);
     g_release(L, S, g, 0);
     return 1;
+  }
+  if (!g->started && g->L == NULL) {
+    if (!thread_attach(L, S, g)) {
+      lua_pushfstring(L, "goroutine %I: cannot create its thread", (LUAI_UACINT)g->id);
+      pend_drop(L, S, g->nargs + 1);
+      g_release(L, S, g, 0);
+      return 1;
+    }
+    if (g->nargs + 1 > LUA_MINSTACK) lua_checkstack(g->L, g->nargs + 1);
+    pend_pop(L, S, g->L, g->nargs + 1);
   }
   g->started = 1;
   g->state = CSP_G_RUNNING;
@@ -537,7 +649,7 @@ static int sched_stats(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)S->switches); lua_setfield(L, -2, "switches");
   lua_pushinteger(L, S->nchans); lua_setfield(L, -2, "channels_alive");
   lua_pushinteger(L, S->nheap); lua_setfield(L, -2, "timers");
-  lua_pushinteger(L, S->npool); lua_setfield(L, -2, "pooled_threads");
+  lua_pushinteger(L, S->ntpool); lua_setfield(L, -2, "pooled_threads");
   lua_pushinteger(L, S->nextid); lua_setfield(L, -2, "goroutines_started");
   return 1;
 }
@@ -563,14 +675,18 @@ static int sched_gc(lua_State *L) {
     free(g->sel);
     free(g);
   }
-  for (int i = 0; i < S->npool; i++) { free(S->pool[i]->sel); free(S->pool[i]); }
+  while ((g = S->gfree) != NULL) {
+    S->gfree = g->anext;
+    free(g->sel);
+    free(g);
+  }
   free(S->maing.sel);
   uv_walk(S->loop, close_walk, NULL);
   for (int i = 0; i < 1000 && uv_loop_close(S->loop) == UV_EBUSY; i++) uv_run(S->loop, UV_RUN_NOWAIT);
   if (uv_loop_close(S->loop) == 0) free(S->loop);  /* else leak it: a worker may still use it */
   csp_timer_free(S);
   free(S->rq);
-  free(S->pool);
+  free(S->tpool);
   free(S->freeslots);
   free(S->scratch);
   return 0;
@@ -605,11 +721,11 @@ void csp_sched_open(lua_State *L) {
   S->nextid = 1;
   S->rq = malloc(256 * sizeof *S->rq);
   S->rqmask = 255;
-  S->pool = malloc(POOL_MAX * sizeof *S->pool);
+  S->tpool = malloc(POOL_MAX * sizeof *S->tpool);
   S->loop = malloc(sizeof *S->loop);
   S->steptmr = malloc(sizeof *S->steptmr);
-  if (!S->rq || !S->pool || !S->loop || !S->steptmr || uv_loop_init(S->loop) != 0) {
-    free(S->rq); free(S->pool); free(S->loop); free(S->steptmr);
+  if (!S->rq || !S->tpool || !S->loop || !S->steptmr || uv_loop_init(S->loop) != 0) {
+    free(S->rq); free(S->tpool); free(S->loop); free(S->steptmr);
     luaL_error(L, "csp: cannot initialise the event loop");
   }
   uv_timer_init(S->loop, S->steptmr);
@@ -625,6 +741,9 @@ void csp_sched_open(lua_State *L) {
   S->maing.R = S->mailbox;
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  lua_createtable(L, 256, 0);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &pending_key);
+  S->pmask = 255;
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, S);  /* anchored until lua_close */
   csp_setfuncs(L, sched_funcs);

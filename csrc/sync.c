@@ -1,0 +1,502 @@
+/* sync.c: mutex, rwmutex, waitgroup, semaphore, cond and once, all parked on the one waiter. */
+#include <string.h>
+#include "csp.h"
+
+static const char mutex_tag = 0, rw_tag = 0, wg_tag = 0, sem_tag = 0, cond_tag = 0,
+                  once_tag = 0, closer_tag = 0;
+
+typedef struct Mutex {
+  const void *tag;
+  csp_Sched *S;
+  int locked;
+  lua_Integer holder;  /* id of the goroutine that locked it last */
+  csp_WaitQ q;
+} Mutex;
+
+typedef struct RWMutex {
+  const void *tag;
+  csp_Sched *S;
+  long readers;        /* active readers */
+  int writer;          /* a writer holds it */
+  csp_WaitQ rq, wq;
+} RWMutex;
+
+typedef struct WaitGroup {
+  const void *tag;
+  csp_Sched *S;
+  lua_Integer count;
+  csp_WaitQ q;
+} WaitGroup;
+
+typedef struct Semaphore {
+  const void *tag;
+  csp_Sched *S;
+  lua_Integer size, cur;
+  csp_WaitQ q;
+} Semaphore;
+
+typedef struct Cond {
+  const void *tag;
+  csp_Sched *S;
+  Mutex *mu;           /* user value 1 keeps it alive */
+  csp_WaitQ q;
+} Cond;
+
+typedef struct Once {
+  const void *tag;
+  csp_Sched *S;
+  int state;           /* 0 fresh, 1 running, 2 done */
+  csp_WaitQ q;
+} Once;
+
+/* A to-be-closed helper: runs fn on its object (user value 1) when closed, on return, error or
+** goexit alike; that is how wg:go and once:call finish without a pcall hiding the traceback. */
+typedef struct Closer {
+  const void *tag;
+  void (*fn)(lua_State *L, void *obj);
+  void *obj;
+} Closer;
+
+#define CHECK(L, i, T, tag, name) ((T *)csp_checktag(L, i, &tag, sizeof(T), name))
+
+static void *sync_new(lua_State *L, size_t size, const void *tag, int nuv) {
+  void *p = lua_newuserdatauv(L, size, nuv);
+  memset(p, 0, size);
+  *(const void **)p = tag;
+  ((Mutex *)p)->S = csp_sched_get(L);  /* every record has S second */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, tag);
+  lua_setmetatable(L, -2);
+  return p;
+}
+
+static int wake_k(lua_State *L, int status, lua_KContext ctx) {
+  if (status == LUA_YIELD) csp_sched_checkresume(L, (csp_G *)ctx);
+  return 0;
+}
+
+/* Parks the calling goroutine on q; the waker does the bookkeeping (ownership passes to it). */
+static int park_on(lua_State *L, csp_Sched *S, csp_WaitQ *q, const char *reason, uint64_t weight) {
+  csp_G *g = csp_sched_self(L, S);
+  g->w.caseidx = 0;
+  g->w.weight = weight;
+  csp_wq_push(q, &g->w);
+  return csp_sched_park(L, g, reason, (lua_KContext)g, wake_k);
+}
+
+static void wake_all(csp_Sched *S, csp_WaitQ *q) {
+  csp_Waiter *w;
+  while ((w = csp_wq_take(q)) != NULL) csp_sched_ready(S, w->g, 0);
+}
+
+static lua_Integer self_id(csp_Sched *S) {
+  return S->cur ? S->cur->id : 1;
+}
+
+/* ---------------------------------------------------------------- Mutex */
+
+static int mutex_new(lua_State *L) {
+  sync_new(L, sizeof(Mutex), &mutex_tag, 0);
+  return 1;
+}
+
+static int mutex_lock_k(lua_State *L, int status, lua_KContext ctx) {
+  csp_G *g = (csp_G *)ctx;  /* NULL when the lock was free */
+  if (g == NULL) return 0;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  g->heldby = NULL;
+  return 0;
+}
+
+/* Locks m for the caller, parking if needed; k runs once it holds m. */
+static int mutex_acquire(lua_State *L, Mutex *m, lua_KContext ctx, lua_KFunction k) {
+  csp_G *g;
+  if (!m->locked) {
+    m->locked = 1;
+    m->holder = self_id(m->S);
+    return k(L, LUA_OK, ctx);
+  }
+  g = csp_sched_self(L, m->S);
+  g->w.caseidx = 0;
+  g->heldby = &m->holder;
+  csp_wq_push(&m->q, &g->w);
+  return csp_sched_park(L, g, "sync.Mutex.Lock", ctx, k);
+}
+
+static int mutex_lock(lua_State *L) {
+  Mutex *m = CHECK(L, 1, Mutex, mutex_tag, "mutex");
+  csp_G *g = m->locked ? csp_sched_self(L, m->S) : NULL;
+  return mutex_acquire(L, m, (lua_KContext)g, mutex_lock_k);
+}
+
+/* FIFO handoff: the lock goes straight to the longest waiter, so none starves. */
+static void mutex_release(lua_State *L, Mutex *m) {
+  csp_Waiter *w;
+  if (!m->locked) luaL_error(L, "fatal error: sync: unlock of unlocked mutex");
+  if ((w = csp_wq_take(&m->q)) != NULL) {
+    m->holder = w->g->id;
+    csp_sched_ready(m->S, w->g, 0);
+  } else {
+    m->locked = 0;
+  }
+}
+
+static int mutex_unlock(lua_State *L) {
+  mutex_release(L, CHECK(L, 1, Mutex, mutex_tag, "mutex"));
+  return 0;
+}
+
+static int mutex_trylock(lua_State *L) {
+  Mutex *m = CHECK(L, 1, Mutex, mutex_tag, "mutex");
+  int ok = !m->locked;
+  if (ok) {
+    m->locked = 1;
+    m->holder = self_id(m->S);
+  }
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- RWMutex */
+
+static int rw_new(lua_State *L) {
+  sync_new(L, sizeof(RWMutex), &rw_tag, 0);
+  return 1;
+}
+
+static int rw_rlock(lua_State *L) {
+  RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  if (!rw->writer && rw->wq.head == NULL) {  /* a waiting writer blocks new readers */
+    rw->readers++;
+    return 0;
+  }
+  return park_on(L, rw->S, &rw->rq, "sync.RWMutex.RLock", 0);
+}
+
+static int rw_tryrlock(lua_State *L) {
+  RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  int ok = !rw->writer && rw->wq.head == NULL;
+  if (ok) rw->readers++;
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+static void rw_handoff_writer(RWMutex *rw) {
+  csp_Waiter *w = csp_wq_take(&rw->wq);
+  if (w) {
+    rw->writer = 1;
+    csp_sched_ready(rw->S, w->g, 0);
+  }
+}
+
+static int rw_runlock(lua_State *L) {
+  RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  if (rw->readers <= 0) return luaL_error(L, "fatal error: sync: RUnlock of unlocked RWMutex");
+  if (--rw->readers == 0) rw_handoff_writer(rw);
+  return 0;
+}
+
+static int rw_lock(lua_State *L) {
+  RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  if (!rw->writer && rw->readers == 0) {
+    rw->writer = 1;
+    return 0;
+  }
+  return park_on(L, rw->S, &rw->wq, "sync.RWMutex.Lock", 0);
+}
+
+static int rw_trylock(lua_State *L) {
+  RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  int ok = !rw->writer && rw->readers == 0;
+  if (ok) rw->writer = 1;
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+/* Readers that waited go first, then the next writer (Go's rule: neither side starves). */
+static int rw_unlock(lua_State *L) {
+  RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  csp_Waiter *w;
+  if (!rw->writer) return luaL_error(L, "fatal error: sync: Unlock of unlocked RWMutex");
+  rw->writer = 0;
+  if (rw->rq.head == NULL) {
+    rw_handoff_writer(rw);
+    return 0;
+  }
+  while ((w = csp_wq_take(&rw->rq)) != NULL) {
+    rw->readers++;
+    csp_sched_ready(rw->S, w->g, 0);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- WaitGroup */
+
+static int wg_new(lua_State *L) {
+  sync_new(L, sizeof(WaitGroup), &wg_tag, 0);
+  return 1;
+}
+
+static void wg_add_n(lua_State *L, WaitGroup *wg, lua_Integer n) {
+  wg->count += n;
+  if (wg->count < 0) {
+    wg->count -= n;  /* leave it usable: the caller gets the error, the counter stays sane */
+    luaL_error(L, "sync: negative WaitGroup counter");
+  }
+  if (wg->count == 0) wake_all(wg->S, &wg->q);
+}
+
+static int wg_add(lua_State *L) {
+  WaitGroup *wg = CHECK(L, 1, WaitGroup, wg_tag, "waitgroup");
+  wg_add_n(L, wg, luaL_checkinteger(L, 2));
+  return 0;
+}
+
+static int wg_done(lua_State *L) {
+  wg_add_n(L, CHECK(L, 1, WaitGroup, wg_tag, "waitgroup"), -1);
+  return 0;
+}
+
+static int wg_wait(lua_State *L) {
+  WaitGroup *wg = CHECK(L, 1, WaitGroup, wg_tag, "waitgroup");
+  if (wg->count == 0) return 0;
+  return park_on(L, wg->S, &wg->q, "sync.WaitGroup.Wait", 0);
+}
+
+static void closer_push(lua_State *L, int objidx, void (*fn)(lua_State *, void *), void *obj) {
+  Closer *c;
+  objidx = lua_absindex(L, objidx);
+  c = (Closer *)lua_newuserdatauv(L, sizeof *c, 1);
+  c->tag = &closer_tag;
+  c->fn = fn;
+  c->obj = obj;
+  lua_pushvalue(L, objidx);
+  lua_setiuservalue(L, -2, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &closer_tag);
+  lua_setmetatable(L, -2);
+}
+
+static int closer_close(lua_State *L) {
+  Closer *c = (Closer *)csp_testtag(L, 1, &closer_tag, sizeof(Closer));
+  if (c && c->fn) {
+    void (*fn)(lua_State *, void *) = c->fn;
+    c->fn = NULL;  /* exactly once */
+    fn(L, c->obj);
+  }
+  return 0;
+}
+
+static void wg_done_fn(lua_State *L, void *obj) {
+  wg_add_n(L, (WaitGroup *)obj, -1);
+}
+
+static int call_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0;
+}
+
+/* Body of a wg:go goroutine: [wg, f, args...]. */
+static int wg_body(lua_State *L) {
+  WaitGroup *wg = (WaitGroup *)lua_touserdata(L, 1);
+  closer_push(L, 1, wg_done_fn, wg);
+  lua_insert(L, 2);
+  lua_toclose(L, 2);
+  lua_callk(L, lua_gettop(L) - 3, 0, 0, call_k);
+  return 0;
+}
+
+static int wg_go(lua_State *L) {
+  WaitGroup *wg = CHECK(L, 1, WaitGroup, wg_tag, "waitgroup");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_getfield(L, lua_upvalueindex(2), "go");
+  lua_pushcfunction(L, wg_body);
+  lua_rotate(L, 1, 2);  /* go, wg_body, wg, f, args... */
+  wg_add_n(L, wg, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- Semaphore (weighted, FIFO) */
+
+static int sem_new(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  Semaphore *s;
+  luaL_argcheck(L, n >= 0, 1, "size must be non-negative");
+  s = (Semaphore *)sync_new(L, sizeof(Semaphore), &sem_tag, 0);
+  s->size = n;
+  return 1;
+}
+
+static lua_Integer sem_weight(lua_State *L, Semaphore *s) {
+  lua_Integer k = luaL_optinteger(L, 2, 1);
+  luaL_argcheck(L, k >= 0, 2, "weight must be non-negative");
+  luaL_argcheck(L, k <= s->size, 2, "weight exceeds the semaphore's size");
+  return k;
+}
+
+static int sem_acquire(lua_State *L) {
+  Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
+  lua_Integer k = sem_weight(L, s);
+  if (s->size - s->cur >= k && s->q.head == NULL) {
+    s->cur += k;
+    return 0;
+  }
+  return park_on(L, s->S, &s->q, "semacquire", (uint64_t)k);
+}
+
+static int sem_try_acquire(lua_State *L) {
+  Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
+  lua_Integer k = sem_weight(L, s);
+  int ok = s->size - s->cur >= k && s->q.head == NULL;
+  if (ok) s->cur += k;
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+/* Wakes waiters in order while the head fits: a large request is not passed by small ones. */
+static int sem_release(lua_State *L) {
+  Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
+  lua_Integer k = luaL_optinteger(L, 2, 1);
+  csp_Waiter *w;
+  luaL_argcheck(L, k >= 0, 2, "weight must be non-negative");
+  if (k > s->cur) return luaL_error(L, "semaphore: released more than held");
+  s->cur -= k;
+  while ((w = s->q.head) != NULL && s->size - s->cur >= (lua_Integer)w->weight) {
+    s->cur += (lua_Integer)w->weight;
+    csp_wq_take(&s->q);
+    csp_sched_ready(s->S, w->g, 0);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- Cond */
+
+static int cond_new(lua_State *L) {
+  Mutex *m = CHECK(L, 1, Mutex, mutex_tag, "mutex");
+  Cond *c = (Cond *)sync_new(L, sizeof(Cond), &cond_tag, 1);
+  c->mu = m;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+static int cond_relock_k(lua_State *L, int status, lua_KContext ctx) {
+  csp_G *g = (csp_G *)ctx;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  g->heldby = NULL;
+  return 0;
+}
+
+static int cond_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  Cond *c = (Cond *)lua_touserdata(L, 1);
+  if (status == LUA_YIELD) csp_sched_checkresume(L, (csp_G *)ctx);
+  return mutex_acquire(L, c->mu, ctx, cond_relock_k);  /* may park again, on the mutex */
+}
+
+static int cond_wait(lua_State *L) {
+  Cond *c = CHECK(L, 1, Cond, cond_tag, "cond");
+  csp_G *g = csp_sched_self(L, c->S);
+  lua_settop(L, 1);
+  mutex_release(L, c->mu);
+  g->w.caseidx = 0;
+  csp_wq_push(&c->q, &g->w);
+  return csp_sched_park(L, g, "sync.Cond.Wait", (lua_KContext)g, cond_wait_k);
+}
+
+static int cond_signal(lua_State *L) {
+  Cond *c = CHECK(L, 1, Cond, cond_tag, "cond");
+  csp_Waiter *w = csp_wq_take(&c->q);
+  if (w) csp_sched_ready(c->S, w->g, 0);
+  return 0;
+}
+
+static int cond_broadcast(lua_State *L) {
+  Cond *c = CHECK(L, 1, Cond, cond_tag, "cond");
+  wake_all(c->S, &c->q);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- Once */
+
+static int once_new(lua_State *L) {
+  sync_new(L, sizeof(Once), &once_tag, 0);
+  return 1;
+}
+
+/* f returned or raised: either way the once is done (Go), and its waiters go on. */
+static void once_done_fn(lua_State *L, void *obj) {
+  Once *o = (Once *)obj;
+  (void)L;
+  o->state = 2;
+  wake_all(o->S, &o->q);
+}
+
+static int once_call(lua_State *L) {
+  Once *o = CHECK(L, 1, Once, once_tag, "once");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (o->state == 2) return 0;
+  if (o->state == 1) return park_on(L, o->S, &o->q, "sync.Once.Do", 0);
+  o->state = 1;
+  closer_push(L, 1, once_done_fn, o);
+  lua_insert(L, 2);
+  lua_toclose(L, 2);
+  lua_callk(L, lua_gettop(L) - 3, 0, 0, call_k);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- registration */
+
+static int sync_tostring(lua_State *L) {
+  lua_pushfstring(L, "%s: %p", luaL_typename(L, 1), lua_touserdata(L, 1));
+  return 1;
+}
+
+static void sync_meta(lua_State *L, const void *tag, const char *name, const luaL_Reg *methods) {
+  lua_createtable(L, 0, 4);
+  lua_newtable(L);
+  lua_pushvalue(L, -4);  /* module */
+  lua_pushvalue(L, -4);  /* sched */
+  for (const luaL_Reg *r = methods; r->name; r++) {  /* upvalues: sched, module */
+    lua_pushvalue(L, -1);
+    lua_pushvalue(L, -3);
+    lua_pushcclosure(L, r->func, 2);
+    lua_setfield(L, -4, r->name);
+  }
+  lua_pop(L, 2);
+  lua_setfield(L, -2, "__index");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pushcfunction(L, sync_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, tag);
+}
+
+/* Stack: [module, sched]. */
+void csp_sync_open(lua_State *L) {
+  static const luaL_Reg mutex_m[] = {
+    {"lock", mutex_lock}, {"unlock", mutex_unlock}, {"trylock", mutex_trylock}, {NULL, NULL}};
+  static const luaL_Reg rw_m[] = {
+    {"rlock", rw_rlock}, {"runlock", rw_runlock}, {"lock", rw_lock}, {"unlock", rw_unlock},
+    {"trylock", rw_trylock}, {"tryrlock", rw_tryrlock}, {NULL, NULL}};
+  static const luaL_Reg wg_m[] = {
+    {"add", wg_add}, {"done", wg_done}, {"wait", wg_wait}, {"go", wg_go}, {NULL, NULL}};
+  static const luaL_Reg sem_m[] = {
+    {"acquire", sem_acquire}, {"release", sem_release}, {"try_acquire", sem_try_acquire},
+    {NULL, NULL}};
+  static const luaL_Reg cond_m[] = {
+    {"wait", cond_wait}, {"signal", cond_signal}, {"broadcast", cond_broadcast}, {NULL, NULL}};
+  static const luaL_Reg once_m[] = {{"call", once_call}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+    {"mutex", mutex_new}, {"rwmutex", rw_new}, {"waitgroup", wg_new}, {"semaphore", sem_new},
+    {"cond", cond_new}, {"once", once_new}, {NULL, NULL}};
+  sync_meta(L, &mutex_tag, "csp.mutex", mutex_m);
+  sync_meta(L, &rw_tag, "csp.rwmutex", rw_m);
+  sync_meta(L, &wg_tag, "csp.waitgroup", wg_m);
+  sync_meta(L, &sem_tag, "csp.semaphore", sem_m);
+  sync_meta(L, &cond_tag, "csp.cond", cond_m);
+  sync_meta(L, &once_tag, "csp.once", once_m);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, closer_close);
+  lua_setfield(L, -2, "__close");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &closer_tag);
+  csp_setfuncs(L, funcs);
+}
