@@ -71,6 +71,7 @@ struct csp_G {
   int nargs;           /* values a waker pushed onto R */
   lua_Integer id, parent;
   uint8_t state, wake, exiting, started;
+  uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
   const char *reason;  /* Go's wait reason, shown in dumps */
   csp_Waiter w;        /* the single-operation waiter */
   csp_Waiter *sel;     /* select waiters, grown on demand, kept */

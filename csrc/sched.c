@@ -117,8 +117,8 @@ static int thread_attach(lua_State *L, csp_Sched *S, csp_G *g) {
     g->slot = S->tpool[S->ntpool].slot;
   } else {
     int slot;
-    if (S->nfree == 0 && S->freecap == 0 && S->nslots >= INT32_MAX - 1) return 0;
-    if (S->nfree == S->freecap) {  /* room to give the slot back, reserved before it is used */
+    if (S->nfree == 0 && S->nslots >= INT32_MAX - 1) return 0;
+    if (S->nfree == 0 && S->nslots >= S->freecap) {  /* room to give every slot back later */
       int ncap = S->freecap ? S->freecap * 2 : 64;
       int *nf = realloc(S->freeslots, (size_t)ncap * sizeof *nf);
       if (nf == NULL) return 0;
@@ -145,7 +145,7 @@ static void thread_detach(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
     lua_pushnil(L);
     anchors_set(L, g->slot, -1);
     lua_pop(L, 1);
-    S->freeslots[S->nfree++] = g->slot;  /* thread_attach reserved the room */
+    S->freeslots[S->nfree++] = g->slot;  /* room: freecap >= nslots (thread_attach) */
   }
   g->L = g->R = NULL;
 }
@@ -154,7 +154,7 @@ static void thread_detach(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
 static void g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
   all_unlink(g);
   g->state = CSP_G_FREE;
-  if (--S->ngor == 0) {
+  if (!g->internal && --S->ngor == 0) {
     csp_Waiter *w = csp_wq_take(&S->runwait);
     if (w) csp_sched_ready(S, w->g, 0);
   }
@@ -254,7 +254,7 @@ static void check_callable(lua_State *L, int arg) {
 }
 
 /* Starts f(...) from the values at [first, top], which it pops. */
-static csp_G *sched_spawn(lua_State *L, csp_Sched *S, int first) {
+static csp_G *sched_spawn(lua_State *L, csp_Sched *S, int first, int internal) {
   int n = lua_gettop(L) - first + 1;
   csp_G *g;
   check_callable(L, first);
@@ -270,7 +270,8 @@ static csp_G *sched_spawn(lua_State *L, csp_Sched *S, int first) {
   g->exiting = 0;
   g->started = 0;
   g->reason = NULL;
-  S->ngor++;
+  g->internal = (uint8_t)internal;
+  if (!internal) S->ngor++;
   all_link(S, g);
   csp_sched_ready(S, g, n - 1);
   return g;
@@ -279,9 +280,17 @@ static csp_G *sched_spawn(lua_State *L, csp_Sched *S, int first) {
 static int sched_go(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   luaL_checkany(L, 1);
-  csp_G *g = sched_spawn(L, S, 1);
+  csp_G *g = sched_spawn(L, S, 1, 0);
   lua_pushinteger(L, g->id);
   return 1;
+}
+
+/* For csp's own Lua parts (context deadlines...): a goroutine that is not the user's. */
+static int sched_go_internal(lua_State *L) {
+  csp_Sched *S = csp_sched_get(L);
+  luaL_checkany(L, 1);
+  sched_spawn(L, S, 1, 1);
+  return 0;
 }
 
 /* ---------------------------------------------------------------- parking */
@@ -363,7 +372,7 @@ static void sched_dump(lua_State *L, csp_Sched *S, const char *header) {
   lua_State *mainL = S->maing.L ? S->maing.L : L;
   luaL_buffinit(L, &b);
   if (header) luaL_addstring(&b, header);
-  lua_pushfstring(L, "goroutine 1 [%s]:\n", S->cur ? "runnable" : g_statename(S, &S->maing));
+  lua_pushfstring(L, "goroutine 1 [%s]:\n", g_statename(S, &S->maing));
   luaL_addvalue(&b);
   add_traceback(&b, L, mainL, 0);
   if (S->maing.state == CSP_G_WAITING && S->maing.heldby) {
@@ -371,6 +380,7 @@ static void sched_dump(lua_State *L, csp_Sched *S, const char *header) {
     luaL_addvalue(&b);
   }
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {
+    if (g->internal) continue;
     lua_pushfstring(L, "\n\ngoroutine %I [%s]:\n", (LUAI_UACINT)g->id, g_statename(S, g));
     luaL_addvalue(&b);
     if (g->started && g->L != L) add_traceback(&b, L, g->L, 0);
@@ -510,8 +520,15 @@ static int sched_poll(csp_Sched *S, int wait) {
   return 1;
 }
 
-/* Main's waiters go, so a caught panic or deadlock leaves nothing dangling. */
+/* Main's waiters go, and main leaves the run queue if something readied it meanwhile, so a
+** caught panic or deadlock leaves nothing dangling. */
 static int sched_abort(lua_State *L, csp_Sched *S) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < S->rqcount; i++) {
+    csp_G *g = S->rq[(S->rqhead + i) & S->rqmask];
+    if (g != &S->maing) S->rq[(S->rqhead + n++) & S->rqmask] = g;
+  }
+  S->rqcount = n;
   csp_sched_cancel(&S->maing);
   S->maing.state = CSP_G_RUNNING;
   lua_settop(S->mailbox, 0);
@@ -589,7 +606,7 @@ static int sched_run(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   csp_G *g;
   if (S->cur) return luaL_error(L, "csp.run: cannot be called from a goroutine");
-  if (!lua_isnoneornil(L, 1)) sched_spawn(L, S, 1);
+  if (!lua_isnoneornil(L, 1)) sched_spawn(L, S, 1, 0);
   g = csp_sched_self(L, S);
   if (S->ngor == 0) return 0;
   csp_wq_push(&S->runwait, &g->w);
@@ -610,7 +627,7 @@ static int sched_step(lua_State *L) {
   g->reason = "runnable";
   sched_loop(L, S);  /* runs what was ready before this call */
   lua_settop(S->mailbox, 0);
-  if (S->rqcount == 0 && timeout > 0) {
+  if (S->rqcount == 0 && timeout > 0 && S->ngor > 0) {  /* with no work left, nothing to wait for */
     csp_timer_run(S);
     csp_timer_arm(S);
     uv_ref((uv_handle_t *)S->steptmr);
@@ -694,6 +711,7 @@ static int sched_gc(lua_State *L) {
 
 static const luaL_Reg sched_funcs[] = {
   {"go", sched_go},
+  {"_go_internal", sched_go_internal},
   {"gosched", sched_gosched},
   {"goexit", sched_goexit},
   {"run", sched_run},

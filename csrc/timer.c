@@ -217,10 +217,11 @@ static csp_Timer *timer_check(lua_State *L, const void *mtkey, const char *what)
   return c->timer;
 }
 
-/* Stops tm; returns whether it was pending. No stale tick survives (Go 1.23). */
+/* Stops tm; returns whether it was pending. No stale tick survives, and one that fired but was
+** not received still counts as pending (Go 1.23: the drained value means the timer was stopped). */
 static int timer_halt(csp_Sched *S, csp_Timer *tm) {
-  int was = tm->tn.pos != 0;
-  if (was) csp_timer_del(S, &tm->tn);
+  int was = tm->tn.pos != 0 || tm->pending;
+  if (tm->tn.pos) csp_timer_del(S, &tm->tn);
   csp_chan_drain_tick(tm->chan);
   return was;
 }

@@ -4,7 +4,7 @@ local core = require "csp.core"
 
 local csp = {}
 for k, v in pairs(core) do
-  if k ~= "chan_methods" then csp[k] = v end
+  if k ~= "chan_methods" then csp[k] = v end  -- core._go_internal stays, for csp's own modules
 end
 
 local unpack = table.unpack
@@ -19,6 +19,54 @@ function csp.defer(f, ...)
     error(("bad argument #1 to 'defer' (function expected, got %s)"):format(type(f)), 2)
   end
   return setmetatable({ f = f, n = select("#", ...), ... }, defer_mt)
+end
+
+--- Go's sync.OnceValues: calls f once; every call returns its cached results or re-raises its error.
+function csp.oncefunc(f)
+  if type(f) ~= "function" then
+    error(("bad argument #1 to 'oncefunc' (function expected, got %s)"):format(type(f)), 2)
+  end
+  local once, res = csp.once(), nil
+  return function()
+    once:call(function() res = table.pack(pcall(f)) end)
+    if res == nil then error("oncefunc: f did not return (its goroutine exited)", 2) end
+    if not res[1] then error(res[2], 0) end
+    return unpack(res, 2, res.n)
+  end
+end
+
+local pool_mt = { __name = "csp.pool" }
+pool_mt.__index = pool_mt
+
+--- Go's sync.Pool: a cache of reusable objects that the garbage collector may empty.
+function csp.pool(new)
+  if new ~= nil and type(new) ~= "function" then
+    error(("bad argument #1 to 'pool' (function expected, got %s)"):format(type(new)), 2)
+  end
+  return setmetatable({ new = new, n = 0, items = setmetatable({}, { __mode = "v" }) }, pool_mt)
+end
+
+--- A pooled object (never one the collector dropped), else new() (or nil without new).
+function pool_mt:get()
+  local items = self.items
+  for i = self.n, 1, -1 do
+    local x = items[i]
+    items[i] = nil
+    self.n = i - 1
+    if x ~= nil then return x end
+  end
+  if self.new then return self.new() end
+  return nil
+end
+
+function pool_mt:put(x)
+  if x == nil then return end
+  self.n = self.n + 1
+  self.items[self.n] = x
+end
+
+for _, name in ipairs { "context", "group", "memo" } do
+  for k, v in pairs(require("csp." .. name)(csp)) do csp[k] = v end
 end
 
 return csp

@@ -1,0 +1,120 @@
+# csp: build, test, demo, bench. Every target works from a fresh Debian 12 clone.
+LUA      ?= lua5.4
+BUSTED   ?= busted
+CC       ?= gcc
+PKGS      = lua5.4 libuv
+DEBS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-check luarocks libgumbo-dev pkg-config gcc make \
+            netcat-openbsd python3 cppcheck valgrind
+CFLAGS   ?= -O2 -g
+WARN     ?= -Wall -Wextra -Werror -Wno-unused-parameter
+# csrc/html.c wraps libgumbo; link it only once that file exists.
+ifneq ($(wildcard csrc/html.c),)
+PKGS     += gumbo
+endif
+# The interpreter provides the Lua symbols: link libuv (and gumbo), never liblua.
+PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS      = $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null)
+# Set by luarocks (rockspec build_variables); empty in a plain build.
+LUA_INCDIR   ?=
+LIBUV_INCDIR ?=
+LIBUV_LIBDIR ?=
+GUMBO_INCDIR ?=
+GUMBO_LIBDIR ?=
+EXTRA_I   = $(addprefix -I,$(LUA_INCDIR) $(LIBUV_INCDIR) $(GUMBO_INCDIR))
+EXTRA_L   = $(addprefix -L,$(LIBUV_LIBDIR) $(GUMBO_LIBDIR))
+SRC       = $(wildcard csrc/*.c)
+HDR       = $(wildcard csrc/*.h)
+BUILD    ?= build
+SO        = $(BUILD)/csp/core.so
+export LUA_PATH  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
+export LUA_CPATH := $(CURDIR)/build/?.so;;
+
+# Sanitizer build: its own tree, so it never replaces build/csp/core.so. No -Werror there:
+# sanitizer instrumentation makes GCC warn spuriously, and the plain build already enforces it.
+ASAN_BUILD  = build-asan
+ASAN_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_WARN   = -Wall -Wextra -Wno-unused-parameter
+# 1 = LeakSanitizer too (leaks at lua_close fail the run); see tools/asan-run.sh.
+ASAN_LEAKS ?= 0
+
+# install: where `luarocks make` (or a packager) puts the modules.
+PREFIX      ?= /usr/local
+INST_LUADIR ?= $(PREFIX)/share/lua/5.4
+INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
+# rock: luarocks tree used by the packaging check (empty = the default, system-wide tree).
+ROCK_TREE   ?= $(CURDIR)/build-rock/tree
+
+.PHONY: all deps deps-check test demo asan valgrind lint lint-lua lint-c bench rock install env clean
+
+all: $(SO)
+
+$(SO): $(SRC) $(HDR) | deps-check
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -std=c11 -D_GNU_SOURCE -fPIC -shared $(PKGCFLAGS) $(EXTRA_I) -o $@ $(SRC) $(EXTRA_L) $(LIBS)
+
+# Installs the Debian packages that are missing (as root), or says the command to run.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing packages; run: sudo apt-get install -y $$missing"; exit 1; fi; \
+	fi
+
+deps-check:
+	@pkg-config --exists $(PKGS) || $(MAKE) --no-print-directory deps
+
+env:
+	@echo 'export LUA_PATH="lua/?.lua;lua/?/init.lua;;"'
+	@echo 'export LUA_CPATH="build/?.so;;"'
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	$(BUSTED) --lua=$(LUA) spec
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(LUA) examples/demo.lua
+
+# The whole suite against an ASan+UBSan build; any sanitizer report fails (see tools/asan-run.sh).
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" WARN="$(ASAN_WARN)" all
+	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" ASAN_LEAKS=$(ASAN_LEAKS) tools/asan-run.sh $(BUSTED) --lua=$(LUA) spec
+
+# The whole suite under memcheck, in one lua5.4 process (busted without --lua does not re-exec).
+valgrind: deps
+	@$(MAKE) --no-print-directory all
+	valgrind --error-exitcode=99 --trace-children=no --leak-check=no --track-origins=yes \
+	  --suppressions=tools/valgrind.supp -q $(LUA) $$(command -v $(BUSTED)) spec
+
+lint: lint-lua lint-c
+
+lint-lua:
+	luacheck --codes lua spec examples $(wildcard bench/*.lua)
+
+# cppcheck sees lua.h (for its macros) but no system header: LLONG_MAX stands in for the
+# <limits.h> that luaconf.h checks. uv.h and gumbo.h are in /usr/include, which stays unseen.
+lint-c:
+	cppcheck -q --std=c11 --enable=warning,performance,portability --error-exitcode=1 \
+	  --inline-suppr --suppress=missingIncludeSystem --library=posix -D_GNU_SOURCE \
+	  -DLLONG_MAX=9223372036854775807LL $(shell pkg-config --cflags-only-I lua5.4 2>/dev/null) -Icsrc csrc
+
+# Go is only needed here (the Go twins of the workloads): not in DEBS, to keep CI installs small.
+bench: all
+	@command -v go >/dev/null || $(MAKE) --no-print-directory deps DEBS=golang-go
+	bash bench/run.sh
+
+install: all
+	@cd lua && find csp -name '*.lua' | sort | while read -r f; do \
+	  echo "install $$f -> $(DESTDIR)$(INST_LUADIR)/$$f"; \
+	  install -D -m 644 "$$f" "$(DESTDIR)$(INST_LUADIR)/$$f" || exit 1; done
+	install -D -m 755 $(SO) $(DESTDIR)$(INST_LIBDIR)/csp/core.so
+
+# Packaging check: luarocks make, require from elsewhere, pack a binary rock, reinstall it
+# from the file alone (no network), require again, uninstall.
+rock: deps
+	@tools/rock-check.sh "$(ROCK_TREE)"
+
+clean:
+	rm -rf build $(ASAN_BUILD) build-rock

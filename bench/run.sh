@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks of the csp core against Go (GOMAXPROCS=1 and default).
+# Env: BENCH_RUNS (runs per workload, default 3; the median is reported),
+#      BENCH_QUICK=1 (counts 10x smaller, for smoke tests),
+#      BENCH_ONLY="pingpong sieve" (Lua script names to run; default all).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+RUNS=${BENCH_RUNS:-3}
+LUA=${LUA:-lua5.4}
+NPROC=$(nproc)
+export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+export LUA_CPATH="$ROOT/build/?.so;;"
+export GOCACHE="$ROOT/build/gocache" GO111MODULE=on GOFLAGS='' GOTOOLCHAIN=local
+
+# label | Lua script | Go program | target (csp / go P=1)
+ROWS=(
+  "pingpong|pingpong|pingpong|0.6"
+  "buffered|buffered|buffered|1.5"
+  "buffered (range)|buffered_range|buffered|1.2"
+  "spawn|spawn|spawn|0.3"
+  "spawn (batch 1000)|spawn_batch|spawn_batch|0.3"
+  "parked memory|parked|parked|0.5"
+  "select|select|select|0.8"
+  "sieve|sieve|sieve|1.0"
+  "timers CPU|timers|timers|0.7"
+)
+
+[ -f build/csp/core.so ] || { echo "build/csp/core.so missing: run make" >&2; exit 1; }
+command -v go >/dev/null || { echo "go not found: apt-get install golang-go" >&2; exit 1; }
+
+mkdir -p build/bench
+for dir in bench/go/*/; do
+  name=$(basename "$dir")
+  go build -o "build/bench/$name" "./$dir/main.go" || { echo "go build $name failed" >&2; exit 1; }
+done
+
+declare -A VALS UNIT
+selected() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
+
+# run KEY CMD...: runs once, appends the RESULT value to VALS[KEY] (or FAIL).
+run() {
+  local key=$1 out err line
+  shift
+  err=$(mktemp)
+  out=$(timeout 300 "$@" 2>"$err")
+  local rc=$?
+  line=$(grep -m1 '^RESULT ' <<<"$out")
+  if [ $rc -ne 0 ] || [ -z "$line" ]; then
+    local why="exit $rc"
+    [ $rc -gt 128 ] && why+=" (SIG$(kill -l $((rc - 128)) 2>/dev/null))"
+    echo "FAIL ($key, $why): $*" >&2
+    tail -n 5 "$err" >&2
+    VALS[$key]+=" FAIL"
+  else
+    read -r _ _ val unit <<<"$line"
+    VALS[$key]+=" $val"
+    UNIT[$key]=$unit
+  fi
+  rm -f "$err"
+}
+
+# Rounds are interleaved (every workload once per round) so that a burst of
+# steal time on the VM hits one run of several workloads, not all runs of one.
+for ((r = 1; r <= RUNS; r++)); do
+  echo "round $r/$RUNS" >&2
+  declare -A done_go=()
+  for row in "${ROWS[@]}"; do
+    IFS='|' read -r _ lua gop _ <<<"$row"
+    selected "$lua" || continue
+    run "csp:$lua" "$LUA" "bench/$lua.lua"
+    if [ -z "${done_go[$gop]:-}" ]; then
+      done_go[$gop]=1
+      run "go1:$gop" env GOMAXPROCS=1 "build/bench/$gop"
+      run "goN:$gop" env -u GOMAXPROCS "build/bench/$gop"
+    fi
+  done
+done
+
+# median of the numeric values (FAIL entries ignored); FAIL if none.
+median() {
+  tr ' ' '\n' <<<"$1" | grep -E '^[0-9.eE+-]+$' | sort -g |
+    awk '{ v[NR] = $1 } END {
+      if (NR == 0) { print "FAIL"; exit }
+      if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+cell() { [ "$1" = FAIL ] && echo FAIL || echo "$1 $2"; }
+
+echo
+echo "csp vs Go: $($LUA -v 2>&1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3), $NPROC CPUs," \
+  "core.so $(sha1sum build/csp/core.so | cut -c1-8) ($(date -r build/csp/core.so '+%F %T')), median of $RUNS run(s)${BENCH_QUICK:+, BENCH_QUICK=$BENCH_QUICK}"
+fmt="%-18s | %-15s | %-15s | %-15s | %-11s | %-6s | %s\n"
+# shellcheck disable=SC2059
+printf "$fmt" workload csp "go P=1" "go P=$NPROC" "csp/go(P=1)" target "met?"
+for row in "${ROWS[@]}"; do
+  IFS='|' read -r label lua gop target <<<"$row"
+  selected "$lua" || continue
+  c=$(median "${VALS[csp:$lua]:-}")
+  g1=$(median "${VALS[go1:$gop]:-}")
+  gn=$(median "${VALS[goN:$gop]:-}")
+  unit=${UNIT[csp:$lua]:-${UNIT[go1:$gop]:-}}
+  ratio=- met=-
+  if [ "$c" != FAIL ] && [ "$g1" != FAIL ]; then
+    read -r ratio met < <(awk -v c="$c" -v g="$g1" -v t="$target" \
+      'BEGIN { r = c / g; printf "%.2f %s\n", r, (r <= t ? "yes" : "NO") }')
+  fi
+  # shellcheck disable=SC2059
+  printf "$fmt" "$label" "$(cell "$c" "$unit")" "$(cell "$g1" "$unit")" "$(cell "$gn" "$unit")" \
+    "$ratio" "<= $target" "$met"
+done

@@ -1,0 +1,53 @@
+-- Runs a Lua chunk in a separate lua5.4 process that loads this tree's csp, for behaviour that
+-- ends the process (uncaught panics, deadlock at top level, exit status) or depends on the
+-- environment it starts with (CSP_SEED).
+local M = {}
+
+-- The repository root, from this file's own path (spec/helpers/run.lua), so the child finds
+-- lua/ and build/ whatever LUA_PATH the parent was started with.
+local function root()
+  local src = debug.getinfo(1, "S").source:sub(2)
+  local dir = src:match("^(.*)/spec/helpers/[^/]+$")
+  if dir == nil or dir == "" then dir = "." end
+  if dir:sub(1, 1) ~= "/" then dir = (os.getenv("PWD") or ".") .. "/" .. dir end
+  return dir
+end
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  os.remove(path)
+  return s
+end
+
+-- run(code [, env [, timeout]]) -> { code = exit status, stdout = ..., stderr = ... }
+-- env: table of extra environment variables; CSP_SEED is unset unless given there.
+-- timeout: seconds before the child is killed (status 124), default 20.
+function M.run(code, env, timeout)
+  local dir = root()
+  local script, out, err = os.tmpname(), os.tmpname(), os.tmpname()
+  local f = assert(io.open(script, "wb"))
+  f:write(code)
+  f:close()
+  local vars = {
+    "LUA_PATH=" .. quote(dir .. "/lua/?.lua;" .. dir .. "/lua/?/init.lua;;"),
+    "LUA_CPATH=" .. quote(dir .. "/build/?.so;;"),
+  }
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. quote(v) end
+  local cmd = string.format("env -u CSP_SEED %s timeout -k 2 %d lua5.4 %s >%s 2>%s",
+    table.concat(vars, " "), timeout or 20, quote(script), quote(out), quote(err))
+  local _, how, status = os.execute(cmd)
+  os.remove(script)
+  return {
+    code = how == "exit" and status or 128 + status,
+    stdout = slurp(out),
+    stderr = slurp(err),
+  }
+end
+
+return M

@@ -1,0 +1,29 @@
+-- Small helpers shared by the core specs.
+local M = {}
+
+-- Calls f(...) and returns its error as a string; fails if f did not raise.
+function M.raises(f, ...)
+  local ok, err = pcall(f, ...)
+  assert(not ok, "expected an error, got none")
+  return tostring(err)
+end
+
+-- Runs f(...) as a goroutine and blocks the main thread until it returns. An error in f is a
+-- goroutine panic, so it surfaces here as the main thread's error and fails the test.
+function M.in_go(f, ...)
+  local csp = require "csp"
+  local done = csp.chan()
+  local args = table.pack(...)
+  csp.go(function()
+    f(table.unpack(args, 1, args.n))
+    done:close()
+  end)
+  done:recv()
+end
+
+-- Packs the results of a call with their count, nils included.
+function M.pack(...)
+  return table.pack(...)
+end
+
+return M

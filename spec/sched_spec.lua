@@ -1,0 +1,680 @@
+-- Goroutines and the scheduler: API.md "Goroutines" and "Observability".
+-- Tests that leave goroutines parked (deadlocks) release them again, so csp.run can be used
+-- later in this file: csp.run waits for every goroutine.
+local csp = require "csp"
+local util = require "spec.helpers.util"
+local run = require "spec.helpers.run"
+local raises, pack = util.raises, util.pack
+
+local function has(s, sub)
+  assert.matches(sub, s, 1, true)
+end
+
+local function hasnt(s, sub)
+  assert.is_nil(s:find(sub, 1, true), ("unexpected %q in:\n%s"):format(sub, s))
+end
+
+describe("csp.go", function()
+  it("returns increasing integer ids, greater than main's 1", function()
+    local ids = {}
+    for i = 1, 5 do ids[i] = csp.go(function() end) end
+    for i = 1, 5 do
+      assert.equal("integer", math.type(ids[i]))
+      assert.is_true(ids[i] > 1)
+      if i > 1 then assert.is_true(ids[i] > ids[i - 1]) end
+    end
+    csp.gosched()
+  end)
+
+  it("passes the arguments, nils included", function()
+    local got
+    csp.go(function(...) got = pack(...) end, 1, nil, "x", nil)
+    csp.gosched()
+    assert.same({ n = 4, 1, nil, "x", nil }, got)
+  end)
+
+  it("raises a bad-argument error for a non-function", function()
+    assert.matches("bad argument #1", raises(csp.go, nil), 1, true)
+    assert.matches("bad argument #1", raises(csp.go, 42), 1, true)
+  end)
+
+  it("does not run the goroutine before the caller blocks", function()
+    local ran = false
+    csp.go(function() ran = true end)
+    assert.is_false(ran)
+    csp.gosched()
+    assert.is_true(ran)
+  end)
+
+  it("goroutines can start goroutines", function()
+    local res = csp.chan()
+    csp.go(function()
+      csp.go(function()
+        csp.go(function() res:send("deep") end)
+      end)
+    end)
+    assert.equal("deep", res:recv())
+  end)
+
+  it("the first goroutine of a fresh program gets an id after main's", function()
+    local r = run.run([[
+      local csp = require "csp"
+      print(csp.numgoroutine(), csp.go(function() end), csp.numgoroutine())
+    ]])
+    assert.equal(0, r.code, r.stderr)
+    local n0, id, n1 = r.stdout:match("^(%d+)\t(%d+)\t(%d+)\n$")
+    assert.equal("1", n0)
+    assert.is_true(tonumber(id) > 1)
+    assert.equal("2", n1)
+  end)
+end)
+
+describe("csp.gosched", function()
+  it("interleaves goroutines that yield", function()
+    local log, done = {}, csp.chan(2)
+    for _, name in ipairs({ "a", "b" }) do
+      csp.go(function()
+        for i = 1, 3 do
+          log[#log + 1] = name .. i
+          csp.gosched()
+        end
+        done:send(true)
+      end)
+    end
+    done:recv()
+    done:recv()
+    assert.same({ "a1", "b1", "a2", "b2", "a3", "b3" }, log)
+  end)
+
+  it("on the main thread runs the goroutines that are ready", function()
+    local n = 0
+    for _ = 1, 10 do csp.go(function() n = n + 1 end) end
+    csp.gosched()
+    assert.equal(10, n)
+  end)
+
+  it("returns at once when nothing is ready", function()
+    local t0 = csp.now()
+    for _ = 1, 1000 do csp.gosched() end
+    assert.is_true(csp.now() - t0 < 0.5)
+  end)
+end)
+
+describe("csp.defer", function()
+  it("calls f(...) when closed, with exactly its arguments", function()
+    local got
+    do
+      local _ <close> = csp.defer(function(...) got = pack(...) end, 1, nil, 3)
+      assert.is_nil(got)
+    end
+    assert.same({ n = 3, 1, nil, 3 }, got)
+  end)
+
+  it("runs on error exits, in reverse order", function()
+    local log = {}
+    local ok, err = pcall(function()
+      local _ <close> = csp.defer(function(x) log[#log + 1] = x end, "first")
+      local _ <close> = csp.defer(function(x) log[#log + 1] = x end, "second")
+      error("oops")
+    end)
+    assert.is_false(ok)
+    assert.matches("oops", err, 1, true)
+    assert.same({ "second", "first" }, log)
+  end)
+
+  it("works in goroutines, e.g. to signal completion", function()
+    local done = csp.chan()
+    csp.go(function()
+      local _ <close> = csp.defer(done.close, done)
+      csp.sleep(0)
+    end)
+    assert.same({ n = 2, nil, false }, pack(done:recv()))
+  end)
+end)
+
+describe("csp.goexit", function()
+  it("ends the goroutine after running pending <close> variables innermost first", function()
+    local log, done = {}, csp.chan()
+    local function push(x) log[#log + 1] = x end
+    local function inner()
+      local _ <close> = csp.defer(push, "inner")
+      csp.goexit()
+      push("after goexit")
+    end
+    local function middle()
+      local _ <close> = csp.defer(push, "middle")
+      inner()
+      push("after inner")
+    end
+    local id = csp.go(function()
+      local _ <close> = csp.defer(done.close, done)
+      local _ <close> = csp.defer(push, "outer")
+      local ok = pcall(middle) -- goexit is not an error: pcall does not catch it
+      push("after pcall " .. tostring(ok))
+    end)
+    done:recv()
+    assert.same({ "inner", "middle", "outer" }, log)
+    csp.gosched()
+    hasnt(csp.dump(), "goroutine " .. id .. " [")
+  end)
+
+  it("does not disturb other goroutines and lowers numgoroutine", function()
+    local n0 = csp.numgoroutine()
+    local park, done = csp.chan(), csp.chan(1)
+    csp.go(function() park:recv(); done:send("other") end)
+    csp.go(function()
+      local _ <close> = csp.defer(done.send, done, "exited")
+      csp.goexit()
+    end)
+    assert.equal("exited", done:recv())
+    csp.gosched()
+    assert.equal(n0 + 1, csp.numgoroutine())
+    park:send(true)
+    assert.equal("other", done:recv())
+    csp.gosched()
+    assert.equal(n0, csp.numgoroutine())
+  end)
+
+  it("inside xpcall is not caught either", function()
+    local res = csp.chan(2)
+    csp.go(function()
+      local ok = xpcall(csp.goexit, function(e) res:send("handler " .. tostring(e)) end)
+      res:send("after " .. tostring(ok))
+    end)
+    csp.gosched()
+    assert.same({ n = 3, nil, false, false }, pack(res:try_recv()))
+  end)
+end)
+
+describe("csp.numgoroutine", function()
+  it("counts live goroutines plus main", function()
+    local n0 = csp.numgoroutine()
+    assert.is_true(n0 >= 1)
+    local gate, done = csp.chan(), csp.chan()
+    for _ = 1, 3 do csp.go(function() gate:recv(); done:send(true) end) end
+    assert.equal(n0 + 3, csp.numgoroutine())
+    csp.gosched()
+    assert.equal(n0 + 3, csp.numgoroutine())
+    gate:close()
+    for _ = 1, 3 do done:recv() end
+    csp.gosched()
+    assert.equal(n0, csp.numgoroutine())
+  end)
+
+  it("does not count timers or other helpers", function()
+    local n0 = csp.numgoroutine()
+    local t = csp.ticker(0.01)
+    local tm = csp.timer(0.01)
+    csp.after(0.01)
+    csp.sleep(0.02)
+    assert.equal(n0, csp.numgoroutine())
+    t.c:recv()
+    tm.c:recv()
+    assert.equal(n0, csp.numgoroutine())
+    t:stop()
+  end)
+end)
+
+describe("csp.run", function()
+  it("returns at once when there is nothing to run", function()
+    local t0 = csp.now()
+    csp.run()
+    assert.is_true(csp.now() - t0 < 0.5)
+  end)
+
+  it("waits for every goroutine, sleepers and grandchildren included", function()
+    local finished = 0
+    for i = 1, 5 do
+      csp.go(function()
+        csp.sleep(i * 0.005)
+        csp.go(function()
+          csp.gosched()
+          finished = finished + 1
+        end)
+      end)
+    end
+    csp.run()
+    assert.equal(5, finished)
+    assert.equal(1, csp.numgoroutine())
+  end)
+
+  it("runs f(...) as a goroutine first", function()
+    local got
+    csp.run(function(...)
+      got = pack(...)
+      csp.sleep(0.001)
+    end, "a", nil, 3)
+    assert.same({ n = 3, "a", nil, 3 }, got)
+    assert.equal(1, csp.numgoroutine())
+  end)
+
+  it("raises a goroutine's panic", function()
+    local msg = raises(csp.run, function() error("in run") end)
+    has(msg, "in run")
+    assert.is_truthy(msg:find("goroutine %d+: "), msg)
+    assert.equal(1, csp.numgoroutine())
+  end)
+
+  it("raises a deadlock when goroutines are left that nothing can wake", function()
+    local ch = csp.chan()
+    local id = csp.go(function() ch:recv() end)
+    local ok, msg = pcall(csp.run)
+    ch:close() -- release it first, so a failure here leaves nothing behind
+    csp.run()
+    assert.is_false(ok)
+    has(msg, "all goroutines are asleep - deadlock!")
+    has(msg, "goroutine " .. id .. " [chan receive]:")
+    assert.equal(1, csp.numgoroutine())
+  end)
+end)
+
+describe("csp.step", function()
+  it("returns false when there is no work", function()
+    csp.run()
+    assert.is_false(csp.step())
+    assert.is_false(csp.step(0.01))
+  end)
+
+  it("runs what is ready and returns true while work remains", function()
+    local stage = 0
+    csp.go(function()
+      for i = 1, 3 do
+        stage = i
+        csp.gosched()
+      end
+      stage = "done"
+    end)
+    assert.equal(0, stage)
+    assert.is_true(csp.step())
+    assert.are_not.equal(0, stage)
+    local steps = 0
+    while csp.step() do
+      steps = steps + 1
+      if steps > 100 then break end
+    end
+    assert.is_true(steps <= 100, "step never reported the end of work")
+    assert.equal("done", stage)
+  end)
+
+  it("waits at most timeout for timers and counts sleepers as work", function()
+    local woke = false
+    csp.go(function() csp.sleep(0.05); woke = true end)
+    local t0 = csp.now()
+    assert.is_true(csp.step(0))
+    assert.is_true(csp.now() - t0 < 0.04, "step(0) waited")
+    assert.is_false(woke)
+    local steps = 0
+    while csp.step(0.01) do
+      steps = steps + 1
+      if steps > 100 then break end
+    end
+    assert.is_true(woke)
+    assert.is_true(steps <= 100, "step kept returning true after the sleeper ended")
+    assert.is_true(csp.now() - t0 >= 0.05)
+    assert.is_true(steps >= 2, "step(0.01) should return at least once before the sleeper woke")
+  end)
+
+  it("returns early when a timer fires before the timeout", function()
+    csp.go(function() csp.sleep(0.02) end)
+    csp.step(0)
+    local t0 = csp.now()
+    for _ = 1, 3 do
+      if not csp.step(5) then break end
+    end
+    local d = csp.now() - t0
+    assert.is_true(d < 1, "step(5) slept " .. d)
+  end)
+end)
+
+describe("many goroutines", function()
+  it("100k goroutines parked at once all run to completion", function()
+    local n = 100000
+    local n0 = csp.numgoroutine()
+    local gate, done = csp.chan(), csp.chan()
+    local count = 0
+    local function worker(i)
+      gate:recv()
+      count = count + i
+      if count == n * (n + 1) // 2 then done:close() end
+    end
+    for i = 1, n do csp.go(worker, i) end
+    csp.gosched()
+    assert.equal(n0 + n, csp.numgoroutine())
+    gate:close()
+    done:recv()
+    csp.gosched()
+    assert.equal(n0, csp.numgoroutine())
+  end)
+
+  it("100k short goroutines one after the other", function()
+    local n, count = 100000, 0
+    local function worker() count = count + 1 end
+    for _ = 1, n do csp.go(worker) end
+    csp.run()
+    assert.equal(n, count)
+  end)
+end)
+
+describe("panics", function()
+  it("raise on the main thread's blocking call as goroutine N: msg, with a traceback", function()
+    local function kaboom_inner() error("kaboom") end
+    local id = csp.go(function()
+      kaboom_inner()
+      return 1
+    end)
+    local never = csp.chan()
+    local msg = raises(never.recv, never)
+    has(msg, "goroutine " .. id .. ": ")
+    has(msg, "kaboom")
+    has(msg, "kaboom_inner")
+    assert.is_true(msg:find("goroutine " .. id .. ": ", 1, true) < msg:find("kaboom", 1, true))
+    -- the runtime is still usable and the goroutine is gone
+    hasnt(csp.dump(), "goroutine " .. id .. " [")
+    local c = csp.chan()
+    csp.go(function() c:send("alive") end)
+    assert.equal("alive", c:recv())
+  end)
+
+  it("raise on any blocking call of the main thread", function()
+    local calls = {
+      function() csp.sleep(0.2) end,
+      function() csp.gosched() end,
+      function() csp.select { csp.recv(csp.chan()) } end,
+      function() csp.chan():send(1) end,
+      function() csp.run() end,
+    }
+    for _, call in ipairs(calls) do
+      local id = csp.go(function() error("p") end)
+      local msg = raises(call)
+      has(msg, "goroutine " .. id .. ": ")
+    end
+  end)
+
+  it("leave other goroutines parked and usable", function()
+    local ch, res = csp.chan(), csp.chan()
+    csp.go(function() res:send(ch:recv() + 1) end)
+    csp.gosched()
+    csp.go(function() error("other") end)
+    has(raises(csp.gosched), "other")
+    ch:send(1)
+    assert.equal(2, res:recv())
+  end)
+
+  it("of non-string values are reported too", function()
+    local id = csp.go(function() error(42) end)
+    local msg = raises(csp.gosched)
+    has(msg, "goroutine " .. id .. ":")
+    has(msg, "42")
+    id = csp.go(function() error({}) end)
+    msg = raises(csp.gosched)
+    has(msg, "goroutine " .. id .. ":")
+  end)
+
+  it("caught inside the goroutine are not panics", function()
+    local res = csp.chan()
+    csp.go(function()
+      local ok, err = pcall(error, "caught")
+      res:send(pack(ok, err))
+    end)
+    assert.same({ n = 2, false, "caught" }, res:recv())
+  end)
+
+  it("uncaught make lua5.4 exit non-zero with the report on stderr", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local function explode() error("boom") end
+      io.stdout:write(csp.go(function() explode() return 1 end), "\n")
+      io.stdout:flush()
+      csp.run()
+      print("not reached")
+    ]])
+    assert.are_not.equal(0, r.code)
+    assert.are_not.equal(124, r.code)
+    local id = r.stdout:match("^(%d+)\n")
+    assert.is_truthy(id, r.stdout)
+    has(r.stderr, "goroutine " .. id .. ": ")
+    has(r.stderr, "boom")
+    has(r.stderr, "explode")
+    hasnt(r.stdout, "not reached")
+  end)
+
+  it("in goroutines that never ran are abandoned when the script ends", function()
+    local r = run.run([[
+      local csp = require "csp"
+      csp.go(function() error("never") end)
+      local c = csp.chan()
+      csp.go(function() c:recv() end)
+      print("end")
+    ]])
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("end\n", r.stdout)
+    hasnt(r.stderr, "never")
+  end)
+end)
+
+describe("deadlock", function()
+  it("main alone blocked in recv", function()
+    local ch = csp.chan()
+    local msg = raises(ch.recv, ch)
+    has(msg, "all goroutines are asleep - deadlock!")
+    has(msg, "goroutine 1 [chan receive]:")
+  end)
+
+  it("main alone blocked in send", function()
+    local ch = csp.chan()
+    local msg = raises(ch.send, ch, 1)
+    has(msg, "all goroutines are asleep - deadlock!")
+    has(msg, "goroutine 1 [chan send]:")
+    -- the failed send left no sender behind
+    assert.same({ n = 3, nil, false, false }, pack(ch:try_recv()))
+  end)
+
+  it("lists every goroutine with its reason and traceback", function()
+    local a, b, c, main_ch = csp.chan(), csp.chan(), csp.chan(), csp.chan()
+    local function parked_sending() a:send(1) end
+    local function parked_receiving() local _ = b:recv() end
+    local function parked_selecting() local _ = csp.select { csp.recv(c), csp.recv(b) } end
+    local ids = {
+      send = csp.go(function() parked_sending() return 1 end),
+      recv = csp.go(function() parked_receiving() return 1 end),
+      select = csp.go(function() parked_selecting() return 1 end),
+    }
+    local msg = raises(main_ch.recv, main_ch)
+    has(msg, "all goroutines are asleep - deadlock!")
+    has(msg, "goroutine 1 [chan receive]:")
+    has(msg, "goroutine " .. ids.send .. " [chan send]:")
+    has(msg, "goroutine " .. ids.recv .. " [chan receive]:")
+    has(msg, "goroutine " .. ids.select .. " [select]:")
+    has(msg, "parked_sending")
+    has(msg, "parked_receiving")
+    has(msg, "parked_selecting")
+    assert.is_true(msg:find("deadlock!", 1, true) < msg:find("goroutine 1 [", 1, true))
+    -- the runtime is still usable: the goroutines stayed parked and can be released
+    assert.equal(1, a:recv())
+    b:close()
+    csp.run()
+    assert.equal(1, csp.numgoroutine())
+  end)
+
+  it("is not reported while a goroutine sleeps", function()
+    local ch = csp.chan()
+    local sleeper = csp.go(function() csp.sleep(0.05) end)
+    local t0 = csp.now()
+    local msg = raises(ch.recv, ch)
+    assert.is_true(csp.now() - t0 >= 0.05, "deadlock reported while a goroutine slept")
+    has(msg, "all goroutines are asleep - deadlock!")
+    hasnt(msg, "[sleep]")
+    hasnt(msg, "goroutine " .. sleeper .. " [")
+  end)
+
+  it("is reported again after being caught", function()
+    local ch = csp.chan()
+    for _ = 1, 3 do
+      has(raises(ch.recv, ch), "all goroutines are asleep - deadlock!")
+    end
+    csp.go(function() ch:send("ok") end)
+    assert.equal("ok", ch:recv())
+  end)
+
+  it("at top level makes lua5.4 exit non-zero with the report on stderr", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local a = csp.chan()
+      io.stdout:write(csp.go(function() a:send(1) end), "\n")
+      io.stdout:flush()
+      csp.chan():recv()
+    ]], nil, 10)
+    assert.are_not.equal(0, r.code)
+    assert.are_not.equal(124, r.code, "hung instead of reporting a deadlock")
+    local id = r.stdout:match("^(%d+)\n")
+    assert.is_truthy(id, r.stdout)
+    has(r.stderr, "all goroutines are asleep - deadlock!")
+    has(r.stderr, "goroutine 1 [chan receive]:")
+    has(r.stderr, "goroutine " .. id .. " [chan send]:")
+  end)
+end)
+
+describe("csp.dump", function()
+  it("lists every goroutine with its state and traceback", function()
+    local a, b, c = csp.chan(), csp.chan(), csp.chan()
+    local function dump_recv() local _ = a:recv() end
+    local function dump_send() b:send(1) end
+    local function dump_select() local _ = csp.select { csp.recv(a), csp.recv(c) } end
+    local function dump_sleep() csp.sleep(0.05) end
+    local ids = {
+      recv = csp.go(function() dump_recv() return 1 end),
+      send = csp.go(function() dump_send() return 1 end),
+      select = csp.go(function() dump_select() return 1 end),
+      sleep = csp.go(function() dump_sleep() return 1 end),
+    }
+    csp.gosched()
+    local late = csp.go(function() end)
+    local d = csp.dump()
+    assert.is_string(d)
+    has(d, "goroutine 1 [running]:")
+    has(d, "goroutine " .. ids.recv .. " [chan receive]:")
+    has(d, "goroutine " .. ids.send .. " [chan send]:")
+    has(d, "goroutine " .. ids.select .. " [select]:")
+    has(d, "goroutine " .. ids.sleep .. " [sleep]:")
+    has(d, "goroutine " .. late .. " [runnable]:")
+    for _, name in ipairs({ "dump_recv", "dump_send", "dump_select", "dump_sleep" }) do
+      has(d, name)
+    end
+    a:close()
+    c:close()
+    b:recv()
+    csp.run()
+    d = csp.dump()
+    for _, id in pairs(ids) do hasnt(d, "goroutine " .. id .. " [") end
+    hasnt(d, "goroutine " .. late .. " [")
+  end)
+
+  it("called in a goroutine shows it running and main blocked", function()
+    local res = csp.chan()
+    local id = csp.go(function() res:send(csp.dump()) end)
+    local d = res:recv()
+    has(d, "goroutine " .. id .. " [running]:")
+    has(d, "goroutine 1 [chan receive]:")
+  end)
+end)
+
+describe("csp.stats", function()
+  local function stats()
+    local s = csp.stats()
+    assert.is_table(s)
+    for _, k in ipairs({ "goroutines", "runnable", "blocked", "switches", "channels_alive" }) do
+      assert.equal("integer", math.type(s[k]), k)
+    end
+    return s
+  end
+
+  it("counts goroutines like numgoroutine, and runnable ones", function()
+    local s0 = stats()
+    assert.equal(csp.numgoroutine(), s0.goroutines)
+    for _ = 1, 3 do csp.go(function() end) end
+    local s1 = stats()
+    assert.equal(s0.goroutines + 3, s1.goroutines)
+    assert.equal(s0.runnable + 3, s1.runnable)
+    csp.gosched()
+    assert.equal(s0.goroutines, stats().goroutines)
+  end)
+
+  it("counts blocked goroutines", function()
+    local s0 = stats()
+    local ch = csp.chan()
+    csp.go(function() ch:recv() end)
+    csp.go(function() ch:recv() end)
+    csp.gosched()
+    assert.equal(s0.blocked + 2, stats().blocked)
+    ch:close()
+    csp.gosched()
+    assert.equal(s0.blocked, stats().blocked)
+  end)
+
+  it("counts switches", function()
+    local s0 = stats()
+    local ping, pong = csp.chan(), csp.chan()
+    csp.go(function() for v in ping:range() do pong:send(v) end end)
+    for i = 1, 100 do
+      ping:send(i)
+      pong:recv()
+    end
+    ping:close()
+    assert.is_true(stats().switches >= s0.switches + 100)
+  end)
+
+  it("counts live channels", function()
+    collectgarbage()
+    collectgarbage()
+    local s0 = stats()
+    local keep = {}
+    for i = 1, 10 do keep[i] = csp.chan(i - 1) end
+    assert.equal(10, #keep)
+    assert.is_true(stats().channels_alive >= s0.channels_alive + 10)
+    keep = nil -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(stats().channels_alive <= s0.channels_alive)
+  end)
+end)
+
+describe("CSP_SEED", function()
+  local script = [[
+    local csp = require "csp"
+    local a, b = csp.chan(1), csp.chan(1)
+    local out = {}
+    for _ = 1, 200 do
+      a:try_send(1)
+      b:try_send(1)
+      out[#out + 1] = csp.select { csp.recv(a), csp.recv(b) }
+    end
+    local ch, res = csp.chan(), csp.chan(1)
+    for _ = 1, 50 do
+      csp.go(function() res:send((csp.select { csp.recv(ch), csp.recv(ch) })) end)
+      csp.gosched()
+      ch:send(1)
+      out[#out + 1] = res:recv()
+    end
+    print(table.concat(out))
+  ]]
+
+  it("makes select choices reproducible", function()
+    local r1 = run.run(script, { CSP_SEED = "42" })
+    local r2 = run.run(script, { CSP_SEED = "42" })
+    local r3 = run.run(script, { CSP_SEED = "43" })
+    for _, r in ipairs({ r1, r2, r3 }) do
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("^[12]+\n$", r.stdout)
+      has(r.stdout, "1")
+      has(r.stdout, "2")
+    end
+    assert.equal(r1.stdout, r2.stdout)
+    assert.are_not.equal(r1.stdout, r3.stdout)
+  end)
+
+  it("without it, runs differ", function()
+    local r1, r2 = run.run(script), run.run(script)
+    assert.equal(0, r1.code, r1.stderr)
+    assert.are_not.equal(r1.stdout, r2.stdout)
+  end)
+end)

@@ -1,0 +1,444 @@
+-- Time: API.md "Time" (sleep, now, after, tick, ticker, timer; Go 1.23 timer channels).
+-- Bounds are generous: "at least d" and "well under d + 0.5 s".
+local csp = require "csp"
+local util = require "spec.helpers.util"
+local run = require "spec.helpers.run"
+local raises, in_go, pack = util.raises, util.in_go, util.pack
+
+local SLACK = 0.5
+
+-- Asserts that the next receive from c does not come before `far` seconds: something
+-- else (an after channel) wins the race instead.
+local function assert_quiet(c, far)
+  local i = csp.select { csp.recv(c), csp.recv(csp.after(far)) }
+  assert.equal(2, i, "a value arrived on a channel that should stay quiet")
+end
+
+describe("csp.now", function()
+  it("is a monotonic float clock in seconds", function()
+    local prev = csp.now()
+    assert.equal("float", math.type(prev))
+    for _ = 1, 10000 do
+      local t = csp.now()
+      assert(t >= prev, "csp.now went backwards")
+      prev = t
+    end
+  end)
+
+  it("has sub-millisecond resolution", function()
+    local fractional = false
+    for _ = 1, 200 do
+      local ms = csp.now() * 1000
+      if ms ~= math.floor(ms) then fractional = true break end
+    end
+    assert.is_true(fractional)
+    local t0 = csp.now()
+    local t1
+    repeat t1 = csp.now() until t1 ~= t0
+    assert.is_true(t1 - t0 < 0.001)
+  end)
+
+  it("advances with real time", function()
+    local t0, c0 = csp.now(), os.clock()
+    csp.sleep(0.1)
+    local d = csp.now() - t0
+    assert.is_true(d >= 0.1 and d < 0.1 + SLACK, "elapsed " .. d)
+    -- parked, not spinning
+    assert.is_true(os.clock() - c0 < 0.05, "sleep burnt CPU")
+  end)
+end)
+
+describe("csp.sleep", function()
+  it("parks the main thread at least d", function()
+    local t0 = csp.now()
+    csp.sleep(0.05)
+    local d = csp.now() - t0
+    assert.is_true(d >= 0.05 and d < 0.05 + SLACK, "elapsed " .. d)
+  end)
+
+  it("parks a goroutine at least d while others run", function()
+    local res, order = csp.chan(2), {}
+    csp.go(function()
+      local t0 = csp.now()
+      csp.sleep(0.05)
+      order[#order + 1] = "sleeper"
+      res:send(csp.now() - t0)
+    end)
+    csp.go(function() order[#order + 1] = "other"; res:send(0) end)
+    local a, b = res:recv(), res:recv()
+    assert.equal(0, a)
+    assert.is_true(b >= 0.05 and b < 0.05 + SLACK, "elapsed " .. b)
+    assert.same({ "other", "sleeper" }, order)
+  end)
+
+  it("d <= 0 just yields", function()
+    for _, d in ipairs({ 0, -1 }) do
+      local order, done = {}, csp.chan(2)
+      csp.go(function()
+        order[#order + 1] = "a1"
+        csp.sleep(d)
+        order[#order + 1] = "a2"
+        done:send(true)
+      end)
+      csp.go(function() order[#order + 1] = "b"; done:send(true) end)
+      local t0 = csp.now()
+      done:recv()
+      done:recv()
+      assert.same({ "a1", "b", "a2" }, order)
+      assert.is_true(csp.now() - t0 < SLACK)
+    end
+    local t0 = csp.now()
+    csp.sleep(0)
+    csp.sleep(-5)
+    assert.is_true(csp.now() - t0 < SLACK)
+  end)
+
+  it("wakes sleepers in deadline order", function()
+    local res = csp.chan(3)
+    for _, d in ipairs({ 0.03, 0.01, 0.02 }) do
+      csp.go(function() csp.sleep(d); res:send(d) end)
+    end
+    assert.same({ 0.01, 0.02, 0.03 }, { (res:recv()), (res:recv()), (res:recv()) })
+  end)
+
+  it("many sleepers all wake", function()
+    local n, done = 2000, csp.chan(2000)
+    for i = 1, n do
+      csp.go(function() csp.sleep((i % 10) * 0.002); done:send(i) end)
+    end
+    local sum = 0
+    for _ = 1, n do sum = sum + done:recv() end
+    assert.equal(n * (n + 1) // 2, sum)
+  end)
+
+  it("a sleeping goroutine is not deadlocked", function()
+    local ch = csp.chan()
+    csp.go(function() csp.sleep(0.05); ch:send("woke") end)
+    assert.equal("woke", ch:recv())
+  end)
+
+  it("raises in a non-yieldable context inside a goroutine", function()
+    in_go(function()
+      local err = raises(table.sort, { 2, 1 }, function(a, b)
+        csp.sleep(0.001)
+        return a < b
+      end)
+      assert.matches("attempt to block in a non-yieldable context", err, 1, true)
+      csp.sleep(0.001) -- the goroutine can still sleep
+    end)
+  end)
+
+  it("raises a bad-argument error for a non-number", function()
+    assert.matches("bad argument", raises(csp.sleep, "x"), 1, true)
+    assert.matches("bad argument", raises(csp.sleep, {}), 1, true)
+  end)
+end)
+
+describe("csp.after", function()
+  it("delivers csp.now() once, after d, on a channel of capacity 1", function()
+    local t0 = csp.now()
+    local c = csp.after(0.05)
+    assert.equal(1, c:cap())
+    local v, ok = c:recv()
+    local t1 = csp.now()
+    assert.is_true(ok)
+    assert.equal("float", math.type(v))
+    assert.is_true(v >= t0 + 0.05, "value before start + d")
+    assert.is_true(v <= t1)
+    assert.is_true(t1 - t0 < 0.05 + SLACK)
+    assert_quiet(c, 0.1)
+    assert.same({ n = 3, nil, false, false }, pack(c:try_recv()))
+  end)
+
+  it("keeps its value until received", function()
+    local t0 = csp.now()
+    local c = csp.after(0.01)
+    csp.sleep(0.05)
+    local v, ok, done = c:try_recv()
+    assert.is_true(done)
+    assert.is_true(ok)
+    assert.is_true(v >= t0 + 0.01 and v <= csp.now())
+  end)
+
+  it("fires promptly for d <= 0", function()
+    for _, d in ipairs({ 0, -1 }) do
+      local t0 = csp.now()
+      local v = csp.after(d):recv()
+      assert.is_true(v >= t0 and csp.now() - t0 < SLACK)
+    end
+  end)
+
+  it("wakes a goroutine parked on it", function()
+    local res = csp.chan()
+    csp.go(function()
+      local t0 = csp.now()
+      local v = csp.after(0.03):recv()
+      res:send(v - t0)
+    end)
+    local d = res:recv()
+    assert.is_true(d >= 0.03 and d < 0.03 + SLACK)
+  end)
+
+  it("many afters in one select: the shortest wins", function()
+    local cases = {}
+    for i = 1, 50 do cases[i] = csp.recv(csp.after(1 + i * 0.01)) end
+    cases[51] = csp.recv(csp.after(0.02))
+    assert.equal(51, (csp.select(cases)))
+  end)
+end)
+
+describe("csp.tick", function()
+  it("returns nil for d <= 0", function()
+    assert.is_nil(csp.tick(0))
+    assert.is_nil(csp.tick(-1))
+  end)
+
+  it("delivers increasing times every d", function()
+    local d = 0.02
+    local t0 = csp.now()
+    local c = csp.tick(d)
+    local prev = t0
+    for k = 1, 3 do
+      local v = c:recv()
+      assert.is_true(v > prev, "tick values must increase")
+      assert.is_true(v >= t0 + k * d - 0.001, "tick " .. k .. " came early")
+      prev = v
+    end
+    assert.is_true(csp.now() - t0 < 3 * d + SLACK)
+  end)
+
+  it("drops ticks for a slow receiver", function()
+    local c = csp.tick(0.04)
+    csp.sleep(0.25)
+    local n = 0
+    while select(3, c:try_recv()) do
+      n = n + 1
+      assert.is_true(n <= 1, "ticks piled up for a slow receiver")
+    end
+  end)
+end)
+
+describe("csp.ticker", function()
+  it("raises for d <= 0, at creation and on reset", function()
+    assert.is_false(pcall(csp.ticker, 0))
+    assert.is_false(pcall(csp.ticker, -1))
+    local t = csp.ticker(1)
+    assert.is_false(pcall(t.reset, t, 0))
+    assert.is_false(pcall(t.reset, t, -0.5))
+    t:stop()
+  end)
+
+  it("ticks on t.c every d", function()
+    local d = 0.02
+    local t0 = csp.now()
+    local t = csp.ticker(d)
+    local prev = t0
+    for k = 1, 3 do
+      local v, ok = t.c:recv()
+      assert.is_true(ok)
+      assert.is_true(v > prev and v >= t0 + k * d - 0.001)
+      prev = v
+    end
+    t:stop()
+  end)
+
+  it("delivers nothing after stop, not even a tick already due", function()
+    local t = csp.ticker(0.01)
+    t.c:recv()
+    csp.sleep(0.05) -- ticks are due but not received
+    t:stop()
+    assert.same({ n = 3, nil, false, false }, pack(t.c:try_recv()))
+    assert_quiet(t.c, 0.1)
+  end)
+
+  it("reset changes the period and drops a stale tick", function()
+    local t = csp.ticker(0.01)
+    csp.sleep(0.05)
+    local t0 = csp.now()
+    t:reset(0.08)
+    assert.same({ n = 3, nil, false, false }, pack(t.c:try_recv()))
+    local v = t.c:recv()
+    assert.is_true(v >= t0 + 0.08, "tick came before the new period")
+    assert.is_true(csp.now() - t0 < 0.08 + SLACK)
+    t:stop()
+  end)
+
+  it("reset restarts a stopped ticker", function()
+    local t = csp.ticker(0.01)
+    t:stop()
+    t:reset(0.02)
+    local t0 = csp.now()
+    local v = t.c:recv()
+    assert.is_true(v >= t0 + 0.02 - 0.001)
+    t:stop()
+  end)
+end)
+
+describe("csp.timer", function()
+  it("fires once on t.c after d", function()
+    local t0 = csp.now()
+    local t = csp.timer(0.03)
+    local v = t.c:recv()
+    assert.is_true(v >= t0 + 0.03 and csp.now() - t0 < 0.03 + SLACK)
+    assert_quiet(t.c, 0.06)
+  end)
+
+  it("fires promptly for d <= 0", function()
+    local t0 = csp.now()
+    csp.timer(0).c:recv()
+    csp.timer(-1).c:recv()
+    assert.is_true(csp.now() - t0 < SLACK)
+  end)
+
+  it("stop returns true while pending, false once stopped", function()
+    local t = csp.timer(10)
+    assert.is_true(t:stop())
+    assert.is_false(t:stop())
+    assert.same({ n = 3, nil, false, false }, pack(t.c:try_recv()))
+  end)
+
+  it("stop returns false after the value was received", function()
+    local t = csp.timer(0)
+    t.c:recv()
+    assert.is_false(t:stop())
+  end)
+
+  it("stop after expiry without a receive drops the value and returns true (Go 1.23)", function()
+    local t = csp.timer(0.01)
+    csp.sleep(0.05)
+    assert.is_true(t:stop())
+    assert.same({ n = 3, nil, false, false }, pack(t.c:try_recv()))
+    assert_quiet(t.c, 0.05)
+  end)
+
+  it("reset returns true while pending and moves the deadline", function()
+    local t = csp.timer(10)
+    local t0 = csp.now()
+    assert.is_true(t:reset(0.03))
+    local v = t.c:recv()
+    assert.is_true(v >= t0 + 0.03 and csp.now() - t0 < 0.03 + SLACK)
+    assert.is_false(t:reset(0.02)) -- fired and received: not pending
+    t0 = csp.now()
+    v = t.c:recv()
+    assert.is_true(v >= t0 + 0.02 - 0.001)
+  end)
+
+  it("reset after stop returns false and starts it again", function()
+    local t = csp.timer(10)
+    t:stop()
+    assert.is_false(t:reset(0.01))
+    local _, ok = t.c:recv()
+    assert.is_true(ok)
+  end)
+
+  it("reset drops a stale value (Go 1.23)", function()
+    local t = csp.timer(0.01)
+    csp.sleep(0.05)
+    local t0 = csp.now()
+    assert.is_true(t:reset(0.06))
+    assert.same({ n = 3, nil, false, false }, pack(t.c:try_recv()))
+    local v = t.c:recv()
+    assert.is_true(v >= t0 + 0.06, "stale or early value after reset")
+  end)
+
+  it("stop wakes nobody: a goroutine parked on t.c stays parked", function()
+    local t = csp.timer(0.02)
+    local res = csp.chan(1)
+    csp.go(function()
+      res:send(csp.select { csp.recv(t.c), csp.recv(csp.after(0.1)) })
+    end)
+    csp.gosched()
+    assert.is_true(t:stop())
+    assert.equal(2, res:recv())
+  end)
+
+  it("works in select with other cases", function()
+    local t = csp.timer(0.02)
+    local i = csp.select { csp.recv(csp.chan()), csp.recv(t.c) }
+    assert.equal(2, i)
+  end)
+end)
+
+describe("timers and deadlock detection", function()
+  it("a timer or ticker that nothing waits on does not keep the program alive", function()
+    local tk = csp.ticker(0.01)
+    local tm = csp.timer(30)
+    local af = csp.after(30)
+    local tc = csp.tick(0.01)
+    local blocked = csp.chan()
+    local id = csp.go(function() blocked:recv() end)
+    local never = csp.chan()
+    local t0 = csp.now()
+    local msg = raises(never.recv, never)
+    assert.is_true(csp.now() - t0 < SLACK, "deadlock detection waited for a timer")
+    assert.matches("all goroutines are asleep - deadlock!", msg, 1, true)
+    assert.matches("goroutine 1 [chan receive]:", msg, 1, true)
+    assert.matches("goroutine " .. id .. " [chan receive]:", msg, 1, true)
+    -- still usable: the timers still work and the parked goroutine can be released
+    assert.is_true(tk.c:recv() > t0)
+    assert.is_true(tc:recv() > t0)
+    assert.is_true(tm:stop())
+    assert.same({ n = 3, nil, false, false }, pack(af:try_recv()))
+    tk:stop()
+    blocked:close()
+    csp.gosched()
+  end)
+
+  it("a goroutine waiting on a timer channel is not deadlocked", function()
+    local ch = csp.chan()
+    csp.go(function()
+      csp.after(0.03):recv()
+      ch:send("fired")
+    end)
+    assert.equal("fired", ch:recv())
+  end)
+
+  it("a script with a forgotten ticker still ends, and still reports a deadlock", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local t = csp.ticker(0.01)
+      csp.go(function() t.c:recv() end)
+      csp.sleep(0.03)
+      print("end")
+    ]], nil, 5)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("end\n", r.stdout)
+    r = run.run([[
+      local csp = require "csp"
+      local t = csp.ticker(0.01)
+      local tm = csp.timer(60)
+      csp.chan():recv()
+    ]], nil, 5)
+    assert.are_not.equal(0, r.code)
+    assert.are_not.equal(124, r.code, "hung instead of reporting a deadlock")
+    assert.matches("all goroutines are asleep - deadlock!", r.stderr, 1, true)
+  end)
+end)
+
+describe("timers and the collector", function()
+  it("unreachable tickers and timers are collected without a crash", function()
+    for _ = 1, 200 do
+      csp.ticker(0.001)
+      csp.timer(0.001)
+      csp.after(0.001)
+      csp.tick(0.001)
+    end
+    collectgarbage()
+    collectgarbage()
+    csp.sleep(0.02)
+    collectgarbage()
+    csp.sleep(0.01)
+    -- the runtime still works
+    in_go(function() csp.sleep(0.001) end)
+  end)
+
+  it("a timer channel still fires for a goroutine waiting on it after its timer object is dropped", function()
+    local res = csp.chan(3)
+    csp.go(function() res:send((select(2, csp.ticker(0.02).c:recv()))) end)
+    csp.go(function() res:send((select(2, csp.timer(0.02).c:recv()))) end)
+    csp.go(function() res:send((select(2, csp.after(0.02):recv()))) end)
+    csp.gosched()
+    for _ = 1, 5 do collectgarbage() end
+    for _ = 1, 3 do assert.is_true(res:recv()) end
+  end)
+end)
