@@ -72,6 +72,7 @@ struct csp_G {
   lua_Integer id, parent;
   uint8_t state, wake, exiting, started;
   uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
+  uint32_t ticket;     /* bumped when a wait is cancelled: stale libuv callbacks see it moved */
   const char *reason;  /* Go's wait reason, shown in dumps */
   csp_Waiter w;        /* the single-operation waiter */
   csp_Waiter *sel;     /* select waiters, grown on demand, kept */
@@ -113,6 +114,10 @@ csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
 csp_G *csp_sched_self(lua_State *L, csp_Sched *S); /* the goroutine L is; raises if L cannot block */
 int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx, lua_KFunction k);
 void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs);
+/* For libuv callbacks: take t = g->ticket before parking; the callback wakes g only if that wait
+** is still current (a caught panic or deadlock cancels main's wait while a request is in flight).
+** Returns whether g was woken. */
+int csp_sched_wake(csp_Sched *S, csp_G *g, uint32_t t, int nargs);
 int csp_sched_yield(lua_State *L, csp_Sched *S); /* Gosched */
 void csp_sched_cancel(csp_G *g);        /* unlinks every waiter and deadline of g */
 csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n);
@@ -165,6 +170,12 @@ void csp_select_open(lua_State *L);
 
 /* --- sync.c --- */
 void csp_sync_open(lua_State *L);
+
+/* --- fs.c: filesystem on libuv's thread pool --- */
+void csp_fs_open(lua_State *L);
+
+/* --- net.c, stream.c: tcp, pipes, ttys, stdio --- */
+void csp_net_open(lua_State *L);
 
 /* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one). */
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);

@@ -40,6 +40,8 @@ int luaopen_csp_core(lua_State *L) {
   csp_select_open(L);
   csp_timer_open(L);
   csp_sync_open(L);
+  csp_fs_open(L);
+  csp_net_open(L);
   lua_pop(L, 1);
   return 1;
 }

@@ -221,8 +221,15 @@ static void pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
   lua_pop(L, 1);
 }
 
+int csp_sched_wake(csp_Sched *S, csp_G *g, uint32_t t, int nargs) {
+  if (g->state != CSP_G_WAITING || g->ticket != t) return 0;
+  csp_sched_ready(S, g, nargs);
+  return 1;
+}
+
 void csp_sched_cancel(csp_G *g) {
   g->heldby = NULL;
+  g->ticket++;
   csp_wq_unlink(&g->w);
   for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
   g->nsel = 0;
