@@ -16,13 +16,6 @@ typedef struct ChanView {
 
 /* ---------------------------------------------------------------- checks */
 
-csp_Chan *csp_chan_test(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p && lua_rawlen(L, idx) >= sizeof(csp_Chan) && *(const void **)p == &csp_chan_tag)
-    return (csp_Chan *)p;
-  return NULL;
-}
-
 static ChanView *view_test(lua_State *L, int idx) {
   void *p = lua_touserdata(L, idx);
   if (p && lua_rawlen(L, idx) == sizeof(ChanView) && *(const void **)p == &view_tag)
@@ -30,10 +23,8 @@ static ChanView *view_test(lua_State *L, int idx) {
   return NULL;
 }
 
-csp_Chan *csp_chan_check(lua_State *L, int idx, int op) {
-  csp_Chan *c = csp_chan_test(L, idx);
+csp_Chan *csp_chan_checkview(lua_State *L, int idx, int op) {
   ChanView *v;
-  if (c) return c;
   if ((v = view_test(L, idx)) == NULL) {
     luaL_typeerror(L, idx, "channel");
     return NULL;

@@ -153,9 +153,22 @@ struct csp_Timer {
 
 extern const char csp_chan_tag;
 enum { CSP_OP_ANY, CSP_OP_SEND, CSP_OP_RECV, CSP_OP_CLOSE };
+
+/* The channel at idx, or NULL (the size is checked before the tag is read). Inline: hot path. */
+static inline csp_Chan *csp_chan_test(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_rawlen(L, idx) >= sizeof(csp_Chan) && *(const void **)p == &csp_chan_tag)
+    return (csp_Chan *)p;
+  return NULL;
+}
+
+csp_Chan *csp_chan_checkview(lua_State *L, int idx, int op);
+
 /* Checks a channel or a directional view allowed to do op; a view at idx is replaced by its channel. */
-csp_Chan *csp_chan_check(lua_State *L, int idx, int op);
-csp_Chan *csp_chan_test(lua_State *L, int idx);
+static inline csp_Chan *csp_chan_check(lua_State *L, int idx, int op) {
+  csp_Chan *c = csp_chan_test(L, idx);
+  return c ? c : csp_chan_checkview(L, idx, op);
+}
 csp_Chan *csp_chan_new(lua_State *L, csp_Sched *S, uint32_t cap, int timer);
 void csp_chan_view(lua_State *L, int idx, int op); /* pushes a send-only or receive-only view */
 int csp_chan_ready(csp_Chan *c, int send);        /* could the op complete now? */

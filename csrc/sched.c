@@ -502,7 +502,7 @@ static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
   S->cur = NULL;
   if (st == LUA_YIELD) {
     if (g->exiting) return g_goexit(L, S, g);
-    lua_pop(g->L, nres);
+    if (nres) lua_pop(g->L, nres);
     if (g->state == CSP_G_RUNNING) csp_sched_ready(S, g, 0);  /* bare coroutine.yield: a gosched */
     return 0;
   }
