@@ -30,7 +30,7 @@ struct csp_Waiter {
 struct csp_WaitQ {
   csp_Waiter *head, *tail;
   uint32_t n;
-  uint8_t timed;   /* queue of a timer channel: its waiters keep the timer heap alive */
+  uint8_t timed;   /* receivers of a timer channel: while any wait, its deadline counts */
 };
 
 void csp_wq_push(csp_WaitQ *q, csp_Waiter *w);
@@ -46,6 +46,7 @@ struct csp_TimerNode {
   uint64_t when;       /* uv_hrtime() deadline, ns */
   uint32_t pos;        /* 1-based heap position; 0 = not in the heap */
   csp_TimerFire fire;
+  const uint32_t *waiters; /* how many wait for it (a timer channel's receivers); NULL: one */
 };
 
 /* L may be NULL only when the heap has room (a node that was just removed). */
@@ -100,7 +101,7 @@ struct csp_Sched {
   uv_loop_t *loop;
   uv_timer_t *tmr;     /* drives the timer heap; freed in its close callback */
   csp_TimerNode **heap; uint32_t nheap, heapcap;
-  uint32_t ntimed;     /* goroutines whose wake needs the heap: sleepers, timer-chan waiters */
+  uint32_t ntimed;     /* heap nodes someone waits for: the uv_timer is ref'd while > 0 */
   uint64_t rng;
   uint64_t switches;
   long nchans;

@@ -1,6 +1,500 @@
-/* fs.c: filesystem operations on libuv's thread pool (readdir, stat, dirstat, readfile, writefile). */
+/* fs.c: filesystem operations on libuv's thread pool (readdir, stat, lstat, dirstat, readfile,
+** writefile). Every call is ONE work item: the worker does the whole job with plain POSIX calls
+** (dirstat: open + readdir + fstatat of each entry; readfile: open + fstat + reads + close), keeps
+** the results in C memory, and the continuation turns them into Lua values on the caller's thread.
+** At most (pool size - 1) items are in flight; the rest wait in a FIFO here, so a burst of fs calls
+** never holds every pool thread and a DNS lookup (getaddrinfo, same pool) always finds one. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "csp.h"
 
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+
+static const char state_key = 0;  /* registry: the FsState userdata, alive until lua_close */
+
+enum { OP_STAT, OP_LSTAT, OP_READDIR, OP_DIRSTAT, OP_READFILE, OP_WRITEFILE };
+
+/* Upvalues of the API functions. */
+#define UP_STATE 2
+#define UP_BUILD 3
+
+/* Upvalues of build: field names, then type names, all interned once. */
+enum { K_NAME = 1, K_TYPE, K_SIZE, K_MODE, K_MTIME, K_ATIME, K_CTIME, K_INO, K_DEV, K_NLINK,
+       K_UID, K_GID, K_BLOCKS, K_LAST = K_BLOCKS };
+static const char *const keynames[] = {"name", "type", "size", "mode", "mtime", "atime", "ctime",
+                                       "ino", "dev", "nlink", "uid", "gid", "blocks"};
+enum { T_UNKNOWN, T_FILE, T_DIR, T_LINK, T_FIFO, T_SOCKET, T_CHAR, T_BLOCK, T_COUNT };
+static const char *const typenames[] = {"unknown", "file", "dir", "link", "fifo", "socket",
+                                        "char", "block"};
+#define UP_TYPE(t) (K_LAST + 1 + (t))
+
+typedef struct Ent {
+  size_t off;          /* name in the arena while it grows, */
+  const char *name;    /* then a pointer into it */
+  size_t len;
+  int type;            /* T_* */
+  int gone;            /* vanished between readdir and lstat */
+  struct stat st;      /* dirstat only */
+} Ent;
+
+typedef struct FsState FsState;
+
+typedef struct FsReq {
+  uv_work_t work;      /* first member: libuv hands back the FsReq */
+  struct FsReq *next;  /* in the FIFO of items waiting for a pool slot */
+  csp_Sched *S;
+  FsState *fs;
+  csp_G *g;
+  uint32_t ticket;
+  int op;
+  int err;             /* 0 or a negative libuv error (its name is the code returned) */
+  int sys;             /* the errno behind err (its text is the message, as in Go) */
+  const char *errop;   /* the failing call, Go's name for it: "open", "read", "lstat"... */
+  const char *errname; /* dirstat's lstat failure: the entry, appended to the path */
+  struct stat st;      /* stat, lstat */
+  Ent *ents;
+  size_t nents, entcap;
+  char *buf;           /* readfile: the data; writefile: a copy of it; readdir: the names arena */
+  size_t len, cap;
+  int mode;            /* writefile permissions */
+  char path[1];        /* NUL-terminated copy: the Lua string may die while a worker reads it */
+} FsReq;
+
+struct FsState {
+  int inflight, limit;
+  FsReq *head, *tail;
+};
+
+static void req_free(FsReq *r) {
+  free(r->ents);
+  free(r->buf);
+  free(r);
+}
+
+/* ---------------------------------------------------------------- worker side (no Lua here) */
+
+static void fail(FsReq *r, const char *op, int e) {
+  r->errop = op;
+  r->sys = e;
+  r->err = uv_translate_sys_error(e);
+}
+
+static int mode_type(mode_t m) {
+  if (S_ISREG(m)) return T_FILE;
+  if (S_ISDIR(m)) return T_DIR;
+  if (S_ISLNK(m)) return T_LINK;
+  if (S_ISFIFO(m)) return T_FIFO;
+  if (S_ISSOCK(m)) return T_SOCKET;
+  if (S_ISCHR(m)) return T_CHAR;
+  if (S_ISBLK(m)) return T_BLOCK;
+  return T_UNKNOWN;
+}
+
+static int dirent_type(const struct dirent *de) {
+#ifdef DT_UNKNOWN
+  switch (de->d_type) {
+    case DT_REG: return T_FILE;
+    case DT_DIR: return T_DIR;
+    case DT_LNK: return T_LINK;
+    case DT_FIFO: return T_FIFO;
+    case DT_SOCK: return T_SOCKET;
+    case DT_CHR: return T_CHAR;
+    case DT_BLK: return T_BLOCK;
+    default: return T_UNKNOWN;
+  }
+#else
+  (void)de;
+  return T_UNKNOWN;
+#endif
+}
+
+static int ent_cmp(const void *a, const void *b) {
+  return strcmp(((const Ent *)a)->name, ((const Ent *)b)->name);
+}
+
+/* Appends one entry; returns 0 when out of memory. */
+static int ent_add(FsReq *r, const char *name, int type) {
+  size_t len = strlen(name);
+  if (r->nents == r->entcap) {
+    size_t ncap = r->entcap ? r->entcap * 2 : 64;
+    Ent *ne = realloc(r->ents, ncap * sizeof *ne);
+    if (ne == NULL) return 0;
+    r->ents = ne;
+    r->entcap = ncap;
+  }
+  if (r->len + len + 1 > r->cap) {
+    size_t ncap = r->cap ? r->cap * 2 : 4096;
+    char *nb;
+    while (ncap < r->len + len + 1) ncap *= 2;
+    if ((nb = realloc(r->buf, ncap)) == NULL) return 0;
+    r->buf = nb;
+    r->cap = ncap;
+  }
+  memcpy(r->buf + r->len, name, len + 1);
+  r->ents[r->nents].off = r->len;
+  r->ents[r->nents].len = len;
+  r->ents[r->nents].type = type;
+  r->ents[r->nents].gone = 0;
+  r->nents++;
+  r->len += len + 1;
+  return 1;
+}
+
+/* readdir and dirstat: names sorted (as Go's os.ReadDir), "." and ".." left out. dirstat lstats
+** every entry relative to the open directory; readdir only those whose type readdir left unknown. */
+static void do_dir(FsReq *r, int withstat) {
+  struct dirent *de;
+  DIR *d;
+  size_t i, n;
+  int fd = open(r->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    fail(r, "open", errno);
+    return;
+  }
+  if ((d = fdopendir(fd)) == NULL) {
+    fail(r, "open", errno);
+    close(fd);
+    return;
+  }
+  for (;;) {
+    errno = 0;
+    if ((de = readdir(d)) == NULL) {
+      if (errno != 0) fail(r, "readdirent", errno);
+      break;
+    }
+    if (de->d_name[0] == '.' && (de->d_name[1] == '\0' || (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+      continue;
+    if (!ent_add(r, de->d_name, dirent_type(de))) {
+      fail(r, "readdirent", ENOMEM);
+      break;
+    }
+  }
+  if (r->err == 0) {
+    for (i = 0; i < r->nents; i++) r->ents[i].name = r->buf + r->ents[i].off;
+    qsort(r->ents, r->nents, sizeof *r->ents, ent_cmp);
+    for (i = 0; i < r->nents; i++) {
+      Ent *e = &r->ents[i];
+      if (!withstat && e->type != T_UNKNOWN) continue;
+      if (fstatat(fd, e->name, &e->st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) {  /* removed since readdir: not an error (Go skips it too) */
+          e->gone = 1;
+          continue;
+        }
+        fail(r, "lstat", errno);
+        r->errname = e->name;
+        break;
+      }
+      e->type = mode_type(e->st.st_mode);
+    }
+    for (i = n = 0; i < r->nents; i++)
+      if (!r->ents[i].gone) r->ents[n++] = r->ents[i];
+    r->nents = n;
+  }
+  closedir(d);
+}
+
+static void do_readfile(FsReq *r) {
+  struct stat st;
+  size_t cap = 8192;
+  int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fail(r, "open", errno);
+    return;
+  }
+  /* The size is a hint only: files in /proc say 0, and a file may grow while we read. */
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) cap = (size_t)st.st_size + 1;
+  for (;;) {
+    ssize_t n;
+    if (r->len == r->cap) {
+      size_t ncap = r->cap ? r->cap * 2 : cap;
+      char *nb = realloc(r->buf, ncap);
+      if (nb == NULL) {
+        fail(r, "read", ENOMEM);
+        break;
+      }
+      r->buf = nb;
+      r->cap = ncap;
+    }
+    n = read(fd, r->buf + r->len, r->cap - r->len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail(r, "read", errno);
+      break;
+    }
+    if (n == 0) break;
+    r->len += (size_t)n;
+  }
+  close(fd);
+}
+
+static void do_writefile(FsReq *r) {
+  size_t done = 0;
+  int fd = open(r->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, r->mode);
+  if (fd < 0) {
+    fail(r, "open", errno);
+    return;
+  }
+  while (done < r->len) {
+    ssize_t n = write(fd, r->buf + done, r->len - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail(r, "write", errno);
+      break;
+    }
+    done += (size_t)n;
+  }
+  if (close(fd) != 0 && r->err == 0) fail(r, "close", errno);
+}
+
+static void work_cb(uv_work_t *w) {
+  FsReq *r = (FsReq *)w;
+  switch (r->op) {
+    case OP_STAT:
+      if (stat(r->path, &r->st) != 0) fail(r, "stat", errno);
+      break;
+    case OP_LSTAT:
+      if (lstat(r->path, &r->st) != 0) fail(r, "lstat", errno);
+      break;
+    case OP_READDIR: do_dir(r, 0); break;
+    case OP_DIRSTAT: do_dir(r, 1); break;
+    case OP_READFILE: do_readfile(r); break;
+    case OP_WRITEFILE: do_writefile(r); break;
+  }
+}
+
+/* ---------------------------------------------------------------- loop side */
+
+static void after_cb(uv_work_t *w, int status);
+
+static void submit(FsState *fs, FsReq *r) {
+  if (fs->inflight < fs->limit) {
+    fs->inflight++;
+    uv_queue_work(r->S->loop, &r->work, work_cb, after_cb);  /* fails only without work_cb */
+    return;
+  }
+  r->next = NULL;
+  if (fs->tail) fs->tail->next = r;
+  else fs->head = r;
+  fs->tail = r;
+}
+
+/* On the loop thread, inside uv_run: no Lua API here. */
+static void after_cb(uv_work_t *w, int status) {
+  FsReq *r = (FsReq *)w;
+  FsState *fs = r->fs;
+  if (r->S->closing) {  /* lua_close: the goroutine records are gone; items never started too */
+    FsReq *p;
+    while ((p = fs->head) != NULL) {
+      fs->head = p->next;
+      req_free(p);
+    }
+    fs->tail = NULL;
+    req_free(r);
+    return;
+  }
+  fs->inflight--;
+  while (fs->head && fs->inflight < fs->limit) {
+    FsReq *p = fs->head;
+    if ((fs->head = p->next) == NULL) fs->tail = NULL;
+    submit(fs, p);
+  }
+  if (status != 0 && r->err == 0) {  /* UV_ECANCELED: nobody cancels, but stay exact */
+    r->err = status;
+    r->errop = r->op == OP_STAT ? "stat" : r->op == OP_LSTAT ? "lstat" : "open";
+  }
+  if (!csp_sched_wake(r->S, r->g, r->ticket, 0)) req_free(r);  /* the wait was cancelled */
+}
+
+/* ---------------------------------------------------------------- results (on the caller's thread) */
+
+#define SETKEY(k) lua_pushvalue(L, lua_upvalueindex(k))
+
+static double ts(const struct timespec *t) {
+  return (double)t->tv_sec + (double)t->tv_nsec / CSP_NS;
+}
+
+/* Pushes the table of a stat result; name may be NULL. */
+static void push_stat(lua_State *L, const struct stat *st, const char *name, size_t len) {
+  lua_createtable(L, 0, K_LAST);
+  if (name) { SETKEY(K_NAME); lua_pushlstring(L, name, len); lua_rawset(L, -3); }
+  SETKEY(K_TYPE); lua_pushvalue(L, lua_upvalueindex(UP_TYPE(mode_type(st->st_mode)))); lua_rawset(L, -3);
+  SETKEY(K_SIZE); lua_pushinteger(L, (lua_Integer)st->st_size); lua_rawset(L, -3);
+  SETKEY(K_MODE); lua_pushinteger(L, (lua_Integer)(st->st_mode & 07777)); lua_rawset(L, -3);
+  SETKEY(K_MTIME); lua_pushnumber(L, ts(&st->st_mtim)); lua_rawset(L, -3);
+  SETKEY(K_ATIME); lua_pushnumber(L, ts(&st->st_atim)); lua_rawset(L, -3);
+  SETKEY(K_CTIME); lua_pushnumber(L, ts(&st->st_ctim)); lua_rawset(L, -3);
+  SETKEY(K_INO); lua_pushinteger(L, (lua_Integer)st->st_ino); lua_rawset(L, -3);
+  SETKEY(K_DEV); lua_pushinteger(L, (lua_Integer)st->st_dev); lua_rawset(L, -3);
+  SETKEY(K_NLINK); lua_pushinteger(L, (lua_Integer)st->st_nlink); lua_rawset(L, -3);
+  SETKEY(K_UID); lua_pushinteger(L, (lua_Integer)st->st_uid); lua_rawset(L, -3);
+  SETKEY(K_GID); lua_pushinteger(L, (lua_Integer)st->st_gid); lua_rawset(L, -3);
+  SETKEY(K_BLOCKS); lua_pushinteger(L, (lua_Integer)st->st_blocks); lua_rawset(L, -3);
+}
+
+/* Go's FileInfo.Name for a path: its last element. */
+static void push_base(lua_State *L, const char *p) {
+  size_t n = strlen(p);
+  const char *s;
+  while (n > 1 && p[n - 1] == '/') n--;
+  for (s = p + n; s > p && s[-1] != '/'; s--) {}
+  if (s == p + n && n > 0) s--;  /* "/" */
+  lua_pushlstring(L, s, (size_t)(p + n - s));
+}
+
+/* The results of request r (a light userdata): runs under lua_pcall so that a memory error
+** while building them cannot leak r. Upvalues: the interned keys and type names. */
+static int build(lua_State *L) {
+  FsReq *r = (FsReq *)lua_touserdata(L, 1);
+  if (r->err != 0) {
+    char msg[128], code[64];
+    /* Go's texts are the C library's with a lower-case first letter ("is a directory");
+    ** libuv's differ for a few ("illegal operation on a directory"). */
+    if (r->sys != 0) {
+      snprintf(msg, sizeof msg, "%s", strerror(r->sys));
+      if (msg[0] >= 'A' && msg[0] <= 'Z' && msg[1] >= 'a' && msg[1] <= 'z') msg[0] = (char)(msg[0] - 'A' + 'a');
+    } else {
+      uv_strerror_r(r->err, msg, sizeof msg);
+    }
+    uv_err_name_r(r->err, code, sizeof code);
+    lua_pushnil(L);
+    if (r->errname) {
+      size_t n = strlen(r->path);
+      lua_pushfstring(L, "%s %s%s%s: %s", r->errop, r->path,
+                      n > 0 && r->path[n - 1] == '/' ? "" : "/", r->errname, msg);
+    } else {
+      lua_pushfstring(L, "%s %s: %s", r->errop, r->path, msg);
+    }
+    lua_pushstring(L, code);
+    return 3;
+  }
+  switch (r->op) {
+    case OP_STAT: case OP_LSTAT:
+      push_stat(L, &r->st, NULL, 0);
+      SETKEY(K_NAME);
+      push_base(L, r->path);
+      lua_rawset(L, -3);
+      return 1;
+    case OP_READDIR:
+      lua_createtable(L, (int)r->nents, 0);
+      for (size_t i = 0; i < r->nents; i++) {
+        lua_createtable(L, 0, 2);
+        SETKEY(K_NAME); lua_pushlstring(L, r->ents[i].name, r->ents[i].len); lua_rawset(L, -3);
+        SETKEY(K_TYPE); lua_pushvalue(L, lua_upvalueindex(UP_TYPE(r->ents[i].type))); lua_rawset(L, -3);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+      }
+      return 1;
+    case OP_DIRSTAT:
+      lua_createtable(L, (int)r->nents, 0);
+      for (size_t i = 0; i < r->nents; i++) {
+        push_stat(L, &r->ents[i].st, r->ents[i].name, r->ents[i].len);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+      }
+      return 1;
+    case OP_READFILE:
+      lua_pushlstring(L, r->buf ? r->buf : "", r->len);
+      return 1;
+    default:
+      lua_pushboolean(L, 1);
+      return 1;
+  }
+}
+
+static int fs_k(lua_State *L, int status, lua_KContext ctx) {
+  FsReq *r = (FsReq *)ctx;
+  int top, st;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, r->g);
+  top = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(UP_BUILD));
+  lua_pushlightuserdata(L, r);
+  st = lua_pcall(L, 1, LUA_MULTRET, 0);
+  req_free(r);
+  if (st != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - top;
+}
+
+/* Checks the path (and data), then parks until a pool thread has done op. */
+static int fs_call(lua_State *L, int op) {
+  csp_Sched *S = csp_sched_get(L);
+  FsState *fs = (FsState *)lua_touserdata(L, lua_upvalueindex(UP_STATE));
+  size_t plen, dlen = 0;
+  const char *path = luaL_checklstring(L, 1, &plen);
+  const char *data = NULL;
+  lua_Integer mode = 0;
+  csp_G *g;
+  FsReq *r;
+  if (op == OP_WRITEFILE) {
+    data = luaL_checklstring(L, 2, &dlen);
+    mode = luaL_optinteger(L, 3, 0666);
+    luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "permission bits expected (0 to 0o7777)");
+  }
+  if (memchr(path, '\0', plen) != NULL) {  /* Go: EINVAL, without asking the system */
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s %s: invalid argument",
+                    op == OP_STAT ? "stat" : op == OP_LSTAT ? "lstat" : "open", path);
+    lua_pushliteral(L, "EINVAL");
+    return 3;
+  }
+  g = csp_sched_self(L, S);
+  r = calloc(1, sizeof *r + plen);
+  if (r == NULL || (dlen > 0 && (r->buf = malloc(dlen)) == NULL)) {
+    free(r);
+    return luaL_error(L, "not enough memory");
+  }
+  memcpy(r->path, path, plen + 1);
+  if (dlen > 0) memcpy(r->buf, data, dlen);
+  r->len = dlen;
+  r->mode = (int)mode;
+  r->op = op;
+  r->S = S;
+  r->fs = fs;
+  r->g = g;
+  r->ticket = g->ticket;
+  submit(fs, r);
+  return csp_sched_park(L, g, "syscall", (lua_KContext)r, fs_k);
+}
+
+static int fs_stat(lua_State *L) { return fs_call(L, OP_STAT); }
+static int fs_lstat(lua_State *L) { return fs_call(L, OP_LSTAT); }
+static int fs_readdir(lua_State *L) { return fs_call(L, OP_READDIR); }
+static int fs_dirstat(lua_State *L) { return fs_call(L, OP_DIRSTAT); }
+static int fs_readfile(lua_State *L) { return fs_call(L, OP_READFILE); }
+static int fs_writefile(lua_State *L) { return fs_call(L, OP_WRITEFILE); }
+
+/* libuv's pool size, read the way libuv reads it (threadpool.c: default 4, at most 1024). */
+static int pool_size(void) {
+  const char *v = getenv("UV_THREADPOOL_SIZE");
+  long n = v ? strtol(v, NULL, 10) : 4;
+  if (n < 1) n = 1;
+  if (n > 1024) n = 1024;
+  return (int)n;
+}
+
+/* Stack: [module, sched]. Adds module.fs. */
 void csp_fs_open(lua_State *L) {
-  (void)L;
+  static const luaL_Reg funcs[] = {
+    {"stat", fs_stat}, {"lstat", fs_lstat}, {"readdir", fs_readdir}, {"dirstat", fs_dirstat},
+    {"readfile", fs_readfile}, {"writefile", fs_writefile}, {NULL, NULL}
+  };
+  int size = pool_size(), i;
+  FsState *fs;
+  lua_createtable(L, 0, 6);                        /* [module, sched, fs] */
+  lua_pushvalue(L, -2);                            /* upvalue 1: sched */
+  fs = (FsState *)lua_newuserdatauv(L, sizeof *fs, 0);
+  memset(fs, 0, sizeof *fs);
+  fs->limit = size > 1 ? size - 1 : 1;
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);  /* in-flight items point at it */
+  for (i = 0; i < K_LAST; i++) lua_pushstring(L, keynames[i]);
+  for (i = 0; i < T_COUNT; i++) lua_pushstring(L, typenames[i]);
+  lua_pushcclosure(L, build, K_LAST + T_COUNT);   /* upvalue 3: build */
+  luaL_setfuncs(L, funcs, 3);
+  lua_setfield(L, -3, "fs");
 }

@@ -233,10 +233,7 @@ void csp_sched_cancel(csp_G *g) {
   csp_wq_unlink(&g->w);
   for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
   g->nsel = 0;
-  if (g->tn.pos) {
-    csp_timer_del(g->S, &g->tn);
-    g->S->ntimed--;
-  }
+  if (g->tn.pos) csp_timer_del(g->S, &g->tn);
 }
 
 csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n) {

@@ -49,6 +49,7 @@ void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when) 
     S->heapcap = ncap;
   }
   t->when = when;
+  if (t->waiters == NULL || *t->waiters > 0) S->ntimed++;
   heap_put(S, S->nheap++, t);
   heap_up(S, S->nheap - 1);
 }
@@ -56,6 +57,7 @@ void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when) 
 void csp_timer_del(csp_Sched *S, csp_TimerNode *t) {
   uint32_t i = t->pos - 1;
   csp_TimerNode *last = S->heap[--S->nheap];
+  if (t->waiters == NULL || *t->waiters > 0) S->ntimed--;
   t->pos = 0;
   if (i < S->nheap) {
     heap_put(S, i, last);
@@ -127,7 +129,6 @@ uint64_t csp_timer_ns(lua_State *L, int arg) {
 
 static void sleep_fire(csp_Sched *S, csp_TimerNode *t) {
   csp_G *g = (csp_G *)((char *)t - offsetof(csp_G, tn));
-  S->ntimed--;
   csp_sched_ready(S, g, 0);
 }
 
@@ -143,8 +144,8 @@ static int timer_sleep(lua_State *L) {
   if (ns == 0) return csp_sched_yield(L, S);
   g = csp_sched_self(L, S);
   g->tn.fire = sleep_fire;
+  g->tn.waiters = NULL;
   csp_timer_add(L, S, &g->tn, uv_hrtime() + ns);
-  S->ntimed++;
   return csp_sched_park(L, g, "sleep", (lua_KContext)g, sleep_k);
 }
 
@@ -171,6 +172,7 @@ static csp_Timer *timer_chan(lua_State *L, csp_Sched *S, uint64_t ns, uint64_t p
   csp_Timer *tm = c->timer;
   tm->period = period;
   tm->tn.fire = chan_fire;
+  tm->tn.waiters = &c->recvq.n;
   csp_timer_add(L, S, &tm->tn, uv_hrtime() + ns);
   csp_chan_view(L, -1, CSP_OP_RECV);
   lua_remove(L, -2);

@@ -1,6 +1,12 @@
 /* wait.c: wait queues, the one mechanism by which goroutines park on objects and are woken. */
 #include "csp.h"
 
+/* A timer channel's deadline keeps the program alive only while someone waits on the channel. */
+static void wq_timed(csp_WaitQ *q, int delta) {
+  csp_Chan *c = (csp_Chan *)((char *)q - offsetof(csp_Chan, recvq));
+  if (c->timer && c->timer->tn.pos) c->S->ntimed += delta;
+}
+
 void csp_wq_push(csp_WaitQ *q, csp_Waiter *w) {
   w->q = q;
   w->next = NULL;
@@ -8,8 +14,7 @@ void csp_wq_push(csp_WaitQ *q, csp_Waiter *w) {
   if (q->tail) q->tail->next = w;
   else q->head = w;
   q->tail = w;
-  q->n++;
-  if (q->timed) w->g->S->ntimed++;
+  if (++q->n == 1 && q->timed) wq_timed(q, 1);
 }
 
 void csp_wq_unlink(csp_Waiter *w) {
@@ -21,8 +26,7 @@ void csp_wq_unlink(csp_Waiter *w) {
   else q->tail = w->prev;
   w->next = w->prev = NULL;
   w->q = NULL;
-  q->n--;
-  if (q->timed) w->g->S->ntimed--;
+  if (--q->n == 0 && q->timed) wq_timed(q, -1);
 }
 
 /* Taking one case of a select completes the select: its other cases are unlinked at once, so
