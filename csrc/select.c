@@ -160,8 +160,10 @@ static int sel_select(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   n = (int)lua_rawlen(L, 1);
-  lua_getfield(L, 1, "default");   /* 2 */
-  lua_getfield(L, 1, "ordered");   /* 3 */
+  lua_pushvalue(L, lua_upvalueindex(2));  /* raw lookups with interned keys: cheap, no metamethods */
+  lua_rawget(L, 1);                        /* 2: default */
+  lua_pushvalue(L, lua_upvalueindex(3));
+  lua_rawget(L, 1);                        /* 3: ordered */
   ordered = lua_toboolean(L, 3);
   cs = scratch(L, S, n);
   for (int i = 0; i < n; i++) {
@@ -206,9 +208,7 @@ static int case_tostring(lua_State *L) {
 }
 
 void csp_select_open(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-    {"select", sel_select}, {"recv", sel_recv}, {"send", sel_send}, {NULL, NULL}
-  };
+  static const luaL_Reg funcs[] = {{"recv", sel_recv}, {"send", sel_send}, {NULL, NULL}};
   lua_createtable(L, 0, 3);
   lua_pushcfunction(L, case_tostring);
   lua_setfield(L, -2, "__tostring");
@@ -218,4 +218,9 @@ void csp_select_open(lua_State *L) {
   lua_setfield(L, -2, "__metatable");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &case_mt_key);
   csp_setfuncs(L, funcs);
+  lua_pushvalue(L, -1);
+  lua_pushliteral(L, "default");
+  lua_pushliteral(L, "ordered");
+  lua_pushcclosure(L, sel_select, 3);
+  lua_setfield(L, -3, "select");
 }
