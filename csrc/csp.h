@@ -80,6 +80,10 @@ struct csp_G {
   int nsel, selcap;
   csp_TimerNode tn;    /* sleep deadline */
   lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
+  /* Set by a waker that hands g something it must give back if g's call never returns (main's
+  ** wait cut short by a panic after a mutex or semaphore weight was already handed to it). */
+  void (*undo)(csp_Sched *S, void *obj, uint64_t weight);
+  void *undoobj;
   csp_G *anext, *aprev;/* all live goroutines, by id */
 };
 

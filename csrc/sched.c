@@ -335,6 +335,7 @@ int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx,
   g->reason = reason;
   g->state = CSP_G_WAITING;
   g->wake = CSP_WAKE_OK;
+  g->undo = NULL;
   g->nargs = 0;
   if (g != &S->maing) return lua_yieldk(L, 0, ctx, k);
   sched_loop(L, S);  /* returns once main is readied; raises on panic or deadlock */
@@ -528,11 +529,16 @@ static int sched_poll(csp_Sched *S, int wait) {
 ** caught panic or deadlock leaves nothing dangling. */
 static int sched_abort(lua_State *L, csp_Sched *S) {
   uint32_t n = 0;
+  int readied = 0;
   for (uint32_t i = 0; i < S->rqcount; i++) {
     csp_G *g = S->rq[(S->rqhead + i) & S->rqmask];
     if (g != &S->maing) S->rq[(S->rqhead + n++) & S->rqmask] = g;
+    else readied = 1;
   }
   S->rqcount = n;
+  if (readied && S->maing.undo)  /* main's call completed but will raise: give back what it got */
+    S->maing.undo(S, S->maing.undoobj, S->maing.w.weight);
+  S->maing.undo = NULL;
   csp_sched_cancel(&S->maing);
   S->maing.state = CSP_G_RUNNING;
   lua_settop(S->mailbox, 0);
@@ -703,8 +709,14 @@ static int sched_gc(lua_State *L) {
   }
   free(S->maing.sel);
   uv_walk(S->loop, close_walk, NULL);
-  for (int i = 0; i < 1000 && uv_loop_close(S->loop) == UV_EBUSY; i++) uv_run(S->loop, UV_RUN_NOWAIT);
-  if (uv_loop_close(S->loop) == 0) free(S->loop);  /* else leak it: a worker may still use it */
+  {
+    int rc = uv_loop_close(S->loop);
+    for (int i = 0; i < 1000 && rc == UV_EBUSY; i++) {
+      uv_run(S->loop, UV_RUN_NOWAIT);
+      rc = uv_loop_close(S->loop);
+    }
+    if (rc == 0) free(S->loop);  /* else leak it: a worker thread may still use it */
+  }
   csp_timer_free(S);
   free(S->rq);
   free(S->tpool);

@@ -129,15 +129,23 @@ static int mutex_lock(lua_State *L) {
 }
 
 /* FIFO handoff: the lock goes straight to the longest waiter, so none starves. */
-static void mutex_release(lua_State *L, Mutex *m) {
-  csp_Waiter *w;
-  if (!m->locked) luaL_error(L, "fatal error: sync: unlock of unlocked mutex");
-  if ((w = csp_wq_take(&m->q)) != NULL) {
-    m->holder = w->g->id;
-    csp_sched_ready(m->S, w->g, 0);
-  } else {
+static void mutex_handoff(csp_Sched *S, void *obj, uint64_t weight) {
+  Mutex *m = (Mutex *)obj;
+  csp_Waiter *w = csp_wq_take(&m->q);
+  (void)weight;
+  if (w == NULL) {
     m->locked = 0;
+    return;
   }
+  m->holder = w->g->id;
+  w->g->undo = mutex_handoff;
+  w->g->undoobj = m;
+  csp_sched_ready(S, w->g, 0);
+}
+
+static void mutex_release(lua_State *L, Mutex *m) {
+  if (!m->locked) luaL_error(L, "fatal error: sync: unlock of unlocked mutex");
+  mutex_handoff(m->S, m, 0);
 }
 
 static int mutex_unlock(lua_State *L) {
@@ -180,10 +188,27 @@ static int rw_tryrlock(lua_State *L) {
   return 1;
 }
 
+static void rw_handoff_writer(RWMutex *rw);
+
+static void rw_undo_read(csp_Sched *S, void *obj, uint64_t weight) {
+  RWMutex *rw = (RWMutex *)obj;
+  (void)S; (void)weight;
+  if (--rw->readers == 0) rw_handoff_writer(rw);
+}
+
+static void rw_unlock_raw(RWMutex *rw);
+
+static void rw_undo_write(csp_Sched *S, void *obj, uint64_t weight) {
+  (void)S; (void)weight;
+  rw_unlock_raw((RWMutex *)obj);
+}
+
 static void rw_handoff_writer(RWMutex *rw) {
   csp_Waiter *w = csp_wq_take(&rw->wq);
   if (w) {
     rw->writer = 1;
+    w->g->undo = rw_undo_write;
+    w->g->undoobj = rw;
     csp_sched_ready(rw->S, w->g, 0);
   }
 }
@@ -213,19 +238,25 @@ static int rw_trylock(lua_State *L) {
 }
 
 /* Readers that waited go first, then the next writer (Go's rule: neither side starves). */
-static int rw_unlock(lua_State *L) {
-  RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+static void rw_unlock_raw(RWMutex *rw) {
   csp_Waiter *w;
-  if (!rw->writer) return luaL_error(L, "fatal error: sync: Unlock of unlocked RWMutex");
   rw->writer = 0;
   if (rw->rq.head == NULL) {
     rw_handoff_writer(rw);
-    return 0;
+    return;
   }
   while ((w = csp_wq_take(&rw->rq)) != NULL) {
     rw->readers++;
+    w->g->undo = rw_undo_read;
+    w->g->undoobj = rw;
     csp_sched_ready(rw->S, w->g, 0);
   }
+}
+
+static int rw_unlock(lua_State *L) {
+  RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  if (!rw->writer) return luaL_error(L, "fatal error: sync: Unlock of unlocked RWMutex");
+  rw_unlock_raw(rw);
   return 0;
 }
 
@@ -353,18 +384,25 @@ static int sem_try_acquire(lua_State *L) {
 }
 
 /* Wakes waiters in order while the head fits: a large request is not passed by small ones. */
-static int sem_release(lua_State *L) {
-  Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
-  lua_Integer k = luaL_optinteger(L, 2, 1);
+static void sem_release_raw(csp_Sched *S, void *obj, uint64_t k) {
+  Semaphore *s = (Semaphore *)obj;
   csp_Waiter *w;
-  luaL_argcheck(L, k >= 0, 2, "weight must be non-negative");
-  if (k > s->cur) return luaL_error(L, "semaphore: released more than held");
-  s->cur -= k;
+  s->cur -= (lua_Integer)k;
   while ((w = s->q.head) != NULL && s->size - s->cur >= (lua_Integer)w->weight) {
     s->cur += (lua_Integer)w->weight;
     csp_wq_take(&s->q);
-    csp_sched_ready(s->S, w->g, 0);
+    w->g->undo = sem_release_raw;
+    w->g->undoobj = s;
+    csp_sched_ready(S, w->g, 0);
   }
+}
+
+static int sem_release(lua_State *L) {
+  Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
+  lua_Integer k = luaL_optinteger(L, 2, 1);
+  luaL_argcheck(L, k >= 0, 2, "weight must be non-negative");
+  if (k > s->cur) return luaL_error(L, "semaphore: released more than held");
+  sem_release_raw(s->S, s, (uint64_t)k);
   return 0;
 }
 

@@ -43,5 +43,8 @@ csp_Waiter *csp_wq_take(csp_WaitQ *q) {
 }
 
 void csp_wq_detach(csp_WaitQ *q) {
-  while (q->head) csp_wq_unlink(q->head);
+  while (q->head) {
+    q->head->q = q;  /* whatever happened to the waiter, it leaves this queue */
+    csp_wq_unlink(q->head);
+  }
 }

@@ -105,6 +105,24 @@ describe("send and recv", function()
     end
   end)
 
+  it("keeps order across the ring's wrap-around with parked senders", function()
+    local ch = csp.chan(3)
+    local n = 40
+    csp.go(function()
+      for i = 1, n do ch:send(i % 5 == 0 and nil or i) end
+      ch:close()
+    end)
+    local i = 0
+    while true do
+      local v, ok = ch:recv()
+      if not ok then break end
+      i = i + 1
+      assert.equal(i % 5 == 0 and nil or i, v)
+      if i % 7 == 0 then csp.gosched() end -- let the buffer fill up again
+    end
+    assert.equal(n, i)
+  end)
+
   it("passes any Lua value, nil included, keeping identity", function()
     local t, f, co = {}, function() end, coroutine.create(print)
     local vals = { n = 8, 1, "s", t, f, co, false, nil, 2.5 }

@@ -6,7 +6,9 @@ local function quote(s)
 end
 
 local ENV = ("LUA_PATH=%s LUA_CPATH=%s "):format(
-  quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), quote(root .. "/build/?.so;;"))
+  quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
+  -- the parent's module path: under `make asan` the examples load the sanitized build too
+  quote(os.getenv("LUA_CPATH") or (root .. "/build/?.so;;")))
 
 -- Runs examples/<name> with args; returns stdout, exit code, stderr. `timeout` turns a
 -- hung example into a failure instead of a hung spec.

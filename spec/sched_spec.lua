@@ -33,6 +33,18 @@ describe("csp.go", function()
     assert.same({ n = 4, 1, nil, "x", nil }, got)
   end)
 
+  it("passes many arguments", function()
+    local args = {}
+    for i = 1, 60 do args[i] = i end
+    local got
+    csp.go(function(...) got = pack(...) end, table.unpack(args))
+    csp.gosched()
+    assert.equal(60, got.n)
+    assert.equal(60, got[60])
+    csp.run(function(...) got = pack(...) end, table.unpack(args))
+    assert.equal(60, got.n)
+  end)
+
   it("raises a bad-argument error for a non-function", function()
     assert.matches("bad argument #1", raises(csp.go, nil), 1, true)
     assert.matches("bad argument #1", raises(csp.go, 42), 1, true)
@@ -298,10 +310,10 @@ describe("csp.step", function()
 
   it("waits at most timeout for timers and counts sleepers as work", function()
     local woke = false
-    csp.go(function() csp.sleep(0.05); woke = true end)
+    csp.go(function() csp.sleep(0.2); woke = true end)
     local t0 = csp.now()
     assert.is_true(csp.step(0))
-    assert.is_true(csp.now() - t0 < 0.04, "step(0) waited")
+    assert.is_true(csp.now() - t0 < 0.15, "step(0) waited")
     assert.is_false(woke)
     local steps = 0
     while csp.step(0.01) do
@@ -310,7 +322,7 @@ describe("csp.step", function()
     end
     assert.is_true(woke)
     assert.is_true(steps <= 100, "step kept returning true after the sleeper ended")
-    assert.is_true(csp.now() - t0 >= 0.05)
+    assert.is_true(csp.now() - t0 >= 0.2)
     assert.is_true(steps >= 2, "step(0.01) should return at least once before the sleeper woke")
   end)
 
@@ -410,6 +422,16 @@ describe("panics", function()
     has(msg, "goroutine " .. id .. ":")
   end)
 
+  it("of two goroutines are reported one at a time, in order", function()
+    local a = csp.go(function() error("first", 0) end)
+    local b = csp.go(function() error("second", 0) end)
+    local m1 = raises(csp.gosched)
+    has(m1, "goroutine " .. a .. ": first")
+    local m2 = raises(csp.gosched)
+    has(m2, "goroutine " .. b .. ": second")
+    csp.gosched()
+  end)
+
   it("caught inside the goroutine are not panics", function()
     local res = csp.chan()
     csp.go(function()
@@ -505,6 +527,14 @@ describe("deadlock", function()
     has(msg, "all goroutines are asleep - deadlock!")
     hasnt(msg, "[sleep]")
     hasnt(msg, "goroutine " .. sleeper .. " [")
+  end)
+
+  it("is not reported while main sleeps", function()
+    local ch = csp.chan()
+    csp.go(function() ch:recv() end)
+    csp.sleep(0.02)
+    ch:close()
+    csp.run()
   end)
 
   it("is reported again after being caught", function()

@@ -126,6 +126,13 @@ describe("select handlers", function()
     assert.same({ n = 2, 18, true }, r)
   end)
 
+  it("an error in a handler propagates to the caller", function()
+    local ok, err = pcall(csp.select, { csp.recv(ready(1), function() error("in handler", 0) end) })
+    assert.is_false(ok)
+    assert.equal("in handler", err)
+    assert.equal(1, (csp.select { csp.recv(ready(1)) }))
+  end)
+
   it("handlers may block (they run after the select)", function()
     local a, b = csp.chan(), csp.chan()
     csp.go(function() b:send(a:recv() + 1) end)
@@ -211,6 +218,23 @@ describe("select blocking", function()
       assert.is_false(a:try_send(1))
       assert.is_false(b:try_send(1))
       assert.same({ n = 3, nil, false, false }, pack(c:try_recv()))
+    end
+  end)
+
+  it("with many cases fires the right one and unlinks the others", function()
+    local n = 200
+    local chans, cases = {}, {}
+    for i = 1, n do
+      chans[i] = csp.chan()
+      cases[i] = csp.recv(chans[i])
+    end
+    for _, k in ipairs({ 1, 137, n }) do
+      local res = csp.chan(1)
+      csp.go(function() res:send(pack(csp.select(cases))) end)
+      csp.gosched()
+      chans[k]:send(k)
+      assert.same({ n = 3, k, k, true }, res:recv())
+      for i = 1, n do assert.is_false(chans[i]:try_send(0)) end
     end
   end)
 

@@ -47,7 +47,11 @@ end
 print("  csp.core -> " .. where("csp.core", package.cpath))
 for name in os.getenv("MODS"):gmatch("%S+") do
   print("  " .. name .. " -> " .. where(name, package.path))
+  require(name)
 end
+local ch = csp.chan(1)
+ch:send(42)
+assert(ch:recv() == 42, "a buffered send/recv through the installed module failed")
 LUA
   )
 }

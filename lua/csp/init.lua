@@ -46,8 +46,15 @@ function csp.pool(new)
   return setmetatable({ new = new, n = 0, items = setmetatable({}, { __mode = "v" }) }, pool_mt)
 end
 
+local function checkpool(p, fname)
+  if getmetatable(p) ~= pool_mt then
+    error(("bad argument #1 to '%s' (pool expected, got %s)"):format(fname, type(p)), 3)
+  end
+end
+
 --- A pooled object (never one the collector dropped), else new() (or nil without new).
 function pool_mt:get()
+  checkpool(self, "get")
   local items = self.items
   for i = self.n, 1, -1 do
     local x = items[i]
@@ -60,6 +67,7 @@ function pool_mt:get()
 end
 
 function pool_mt:put(x)
+  checkpool(self, "put")
   if x == nil then return end
   self.n = self.n + 1
   self.items[self.n] = x

@@ -36,7 +36,7 @@ function M.run(code, env, timeout)
   f:close()
   local vars = {
     "LUA_PATH=" .. quote(dir .. "/lua/?.lua;" .. dir .. "/lua/?/init.lua;;"),
-    "LUA_CPATH=" .. quote(dir .. "/build/?.so;;"),
+    "LUA_CPATH=" .. quote(os.getenv("LUA_CPATH") or (dir .. "/build/?.so;;")),  -- asan: same build
   }
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. quote(v) end
   local cmd = string.format("env -u CSP_SEED %s timeout -k 2 %d lua5.4 %s >%s 2>%s",
