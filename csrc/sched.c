@@ -301,7 +301,9 @@ static int sched_go_internal(lua_State *L) {
 
 static int in_finalizer(lua_State *L) {
   lua_Debug ar;
-  if (lua_gc(L, LUA_GCISRUNNING)) return 0;  /* cheap test first; confirm by the frames */
+  int r = lua_gc(L, LUA_GCISRUNNING);  /* 5.4.4+: -1 while the collector runs finalizers */
+  if (r == 1) return 0;
+  if (r == -1) return 1;
   for (int level = 0; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "n", &ar);
     if (ar.namewhat && strcmp(ar.namewhat, "metamethod") == 0 && ar.name &&
@@ -344,8 +346,10 @@ int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx,
 }
 
 void csp_sched_checkresume(lua_State *L, csp_G *g) {
-  if (g->S->cur != g) {  /* resumed by coroutine.resume through coroutine.running() */
+  csp_Sched *S = g->S;
+  if (S->cur != g) {  /* resumed by coroutine.resume through coroutine.running() */
     csp_sched_cancel(g);
+    if (g->state == CSP_G_WAITING) g_release(L, S, g, 0);  /* its thread is the resumer's now */
     luaL_error(L, "goroutine resumed outside the scheduler");
   }
 }
@@ -356,7 +360,7 @@ static void add_traceback(luaL_Buffer *b, lua_State *L, lua_State *co, int level
   const char *tb;
   luaL_traceback(L, co, NULL, level);
   tb = lua_tostring(L, -1);
-  if (strncmp(tb, "stack traceback:\n", 17) == 0) tb += 17;
+  if (strncmp(tb, "stack traceback:", 16) == 0) tb += tb[16] == '\n' ? 17 : 16;
   lua_pushstring(L, tb);
   lua_remove(L, -2);
   luaL_addvalue(b);
@@ -546,6 +550,22 @@ static int sched_abort(lua_State *L, csp_Sched *S) {
   return lua_error(L);
 }
 
+/* Goroutines whose parked thread was closed with coroutine.close can never run again: before
+** calling a deadlock, let them go (that may end a csp.run). Returns whether any went. */
+static int sched_reap(lua_State *L, csp_Sched *S) {
+  int n = 0;
+  csp_G *g, *next;
+  for (g = S->all.anext; g != &S->all; g = next) {
+    next = g->anext;
+    if (g->state == CSP_G_WAITING && g->started && lua_status(g->L) != LUA_YIELD) {
+      csp_sched_cancel(g);
+      g_release(L, S, g, 0);
+      n++;
+    }
+  }
+  return n;
+}
+
 static void sched_loop(lua_State *L, csp_Sched *S) {
   S->depth++;
   S->loopL = L;
@@ -554,6 +574,7 @@ static void sched_loop(lua_State *L, csp_Sched *S) {
     if (g == &S->maing) break;
     if (g == NULL) {
       if (sched_poll(S, 1) || S->rqcount > 0) continue;
+      if (sched_reap(L, S) && S->rqcount > 0) continue;
       sched_dump(L, S, "fatal error: all goroutines are asleep - deadlock!\n\n");
       sched_abort(L, S);
     }
