@@ -71,14 +71,14 @@ int csp_chan_ready(csp_Chan *c, int send) {
 /* Wakes a parked sender whose value was taken; a select learns which case fired. */
 static void wake_sender(csp_Sched *S, csp_Waiter *w) {
   int n = 0;
-  if (w->caseidx) { lua_pushinteger(w->g->R, w->caseidx); n = 1; }
+  if (w->caseidx) { lua_pushinteger(csp_sched_results(w->g), w->caseidx); n = 1; }
   csp_sched_ready(S, w->g, n);
 }
 
 int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
   csp_Waiter *w = csp_wq_take(&c->recvq);
   if (w) {  /* direct handoff: the value goes straight onto the receiver's stack */
-    lua_State *R = w->g->R;
+    lua_State *R = csp_sched_results(w->g);
     int n = 2;
     if (w->caseidx) { lua_pushinteger(R, w->caseidx); n = 3; }
     lua_pushvalue(L, validx);
@@ -150,7 +150,7 @@ void csp_chan_drain_tick(csp_Chan *c) {
 void csp_chan_deliver(csp_Chan *c, double v) {
   csp_Waiter *w = csp_wq_take(&c->recvq);
   if (w) {
-    lua_State *R = w->g->R;
+    lua_State *R = csp_sched_results(w->g);
     int n = 2;
     if (w->caseidx) { lua_pushinteger(R, w->caseidx); n = 3; }
     lua_pushnumber(R, v);
@@ -232,7 +232,7 @@ static int chan_close(lua_State *L) {
   if (c->closed) return luaL_error(L, "close of closed channel");
   c->closed = 1;
   while ((w = csp_wq_take(&c->recvq)) != NULL) {
-    lua_State *R = w->g->R;
+    lua_State *R = csp_sched_results(w->g);
     int n = 2;
     if (w->caseidx) { lua_pushinteger(R, w->caseidx); n = 3; }
     lua_pushnil(R);

@@ -66,7 +66,6 @@ enum { CSP_WAKE_OK, CSP_WAKE_CLOSED, CSP_WAKE_TIMEOUT };
 
 struct csp_G {
   lua_State *L;        /* its thread, anchored while the record lives */
-  lua_State *R;        /* where wakers push results: L, or the mailbox for main */
   csp_Sched *S;
   int slot;            /* anchor slot; 0 for main */
   int nargs;           /* values a waker pushed onto R */
@@ -80,10 +79,6 @@ struct csp_G {
   int nsel, selcap;
   csp_TimerNode tn;    /* sleep deadline */
   lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
-  /* Set by a waker that hands g something it must give back if g's call never returns (main's
-  ** wait cut short by a panic after a mutex or semaphore weight was already handed to it). */
-  void (*undo)(csp_Sched *S, void *obj, uint64_t weight);
-  void *undoobj;
   csp_G *anext, *aprev;/* all live goroutines, by id */
 };
 
@@ -91,6 +86,10 @@ struct csp_Sched {
   csp_G **rq; uint32_t rqhead, rqcount, rqmask;
   csp_G *cur;          /* goroutine being resumed; NULL on main or in the loop */
   csp_G maing;         /* main (id 1): a waiter that is not a coroutine */
+  /* Set by a waker that hands main something it must give back if main's call never returns
+  ** (cut short by a panic after a mutex or semaphore weight was already handed to it). */
+  void (*undo)(csp_Sched *S, void *obj, uint64_t weight);
+  void *undoobj;
   lua_State *mailbox;  /* main's results */
   lua_State *loopL;    /* thread the loop runs on, while depth > 0 */
   int depth;           /* loop nesting: 0 or 1 */
@@ -119,6 +118,20 @@ csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
 csp_G *csp_sched_self(lua_State *L, csp_Sched *S); /* the goroutine L is; raises if L cannot block */
 int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx, lua_KFunction k);
 void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs);
+
+/* Where wakers push g's results: its own thread, or for main the mailbox (never main's stack,
+** which the loop is running on). */
+static inline lua_State *csp_sched_results(csp_G *g) {
+  return g == &g->S->maing ? g->S->mailbox : g->L;
+}
+
+/* A waker handing g a lock or weight: recorded for main only (see csp_Sched.undo). */
+static inline void csp_sched_grant(csp_G *g, void (*undo)(csp_Sched *, void *, uint64_t), void *obj) {
+  if (g == &g->S->maing) {
+    g->S->undo = undo;
+    g->S->undoobj = obj;
+  }
+}
 /* For libuv callbacks: take t = g->ticket before parking; the callback wakes g only if that wait
 ** is still current (a caught panic or deadlock cancels main's wait while a request is in flight).
 ** Returns whether g was woken. */

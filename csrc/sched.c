@@ -103,7 +103,7 @@ static void g_put(csp_Sched *S, csp_G *g) {
     S->ngrec--;
     return;
   }
-  g->L = g->R = NULL;
+  g->L = NULL;
   g->anext = S->gfree;
   S->gfree = g;
   S->ngfree++;
@@ -131,7 +131,6 @@ static int thread_attach(lua_State *L, csp_Sched *S, csp_G *g) {
     lua_pop(L, 1);
     g->slot = slot;
   }
-  g->R = g->L;
   return 1;
 }
 
@@ -147,7 +146,7 @@ static void thread_detach(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
     lua_pop(L, 1);
     S->freeslots[S->nfree++] = g->slot;  /* room: freecap >= nslots (thread_attach) */
   }
-  g->L = g->R = NULL;
+  g->L = NULL;
 }
 
 /* A goroutine that ended. */
@@ -337,7 +336,7 @@ int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx,
   g->reason = reason;
   g->state = CSP_G_WAITING;
   g->wake = CSP_WAKE_OK;
-  g->undo = NULL;
+  if (g == &S->maing) S->undo = NULL;
   g->nargs = 0;
   if (g != &S->maing) return lua_yieldk(L, 0, ctx, k);
   sched_loop(L, S);  /* returns once main is readied; raises on panic or deadlock */
@@ -540,9 +539,9 @@ static int sched_abort(lua_State *L, csp_Sched *S) {
     else readied = 1;
   }
   S->rqcount = n;
-  if (readied && S->maing.undo)  /* main's call completed but will raise: give back what it got */
-    S->maing.undo(S, S->maing.undoobj, S->maing.w.weight);
-  S->maing.undo = NULL;
+  if (readied && S->undo)  /* main's call completed but will raise: give back what it got */
+    S->undo(S, S->undoobj, S->maing.w.weight);
+  S->undo = NULL;
   csp_sched_cancel(&S->maing);
   S->maing.state = CSP_G_RUNNING;
   lua_settop(S->mailbox, 0);
@@ -793,7 +792,6 @@ void csp_sched_open(lua_State *L) {
   S->mailbox = lua_newthread(L);  /* main's results wait here: never on main's own stack */
   lua_checkstack(S->mailbox, 16);
   lua_setiuservalue(L, -2, 1);
-  S->maing.R = S->mailbox;
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
   lua_createtable(L, 256, 0);

@@ -138,8 +138,7 @@ static void mutex_handoff(csp_Sched *S, void *obj, uint64_t weight) {
     return;
   }
   m->holder = w->g->id;
-  w->g->undo = mutex_handoff;
-  w->g->undoobj = m;
+  csp_sched_grant(w->g, mutex_handoff, m);
   csp_sched_ready(S, w->g, 0);
 }
 
@@ -207,8 +206,7 @@ static void rw_handoff_writer(RWMutex *rw) {
   csp_Waiter *w = csp_wq_take(&rw->wq);
   if (w) {
     rw->writer = 1;
-    w->g->undo = rw_undo_write;
-    w->g->undoobj = rw;
+    csp_sched_grant(w->g, rw_undo_write, rw);
     csp_sched_ready(rw->S, w->g, 0);
   }
 }
@@ -247,8 +245,7 @@ static void rw_unlock_raw(RWMutex *rw) {
   }
   while ((w = csp_wq_take(&rw->rq)) != NULL) {
     rw->readers++;
-    w->g->undo = rw_undo_read;
-    w->g->undoobj = rw;
+    csp_sched_grant(w->g, rw_undo_read, rw);
     csp_sched_ready(rw->S, w->g, 0);
   }
 }
@@ -391,8 +388,7 @@ static void sem_release_raw(csp_Sched *S, void *obj, uint64_t k) {
   while ((w = s->q.head) != NULL && s->size - s->cur >= (lua_Integer)w->weight) {
     s->cur += (lua_Integer)w->weight;
     csp_wq_take(&s->q);
-    w->g->undo = sem_release_raw;
-    w->g->undoobj = s;
+    csp_sched_grant(w->g, sem_release_raw, s);
     csp_sched_ready(S, w->g, 0);
   }
 }
