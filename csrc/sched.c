@@ -688,7 +688,7 @@ static int sched_stats(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   long blocked = 0;
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext)
-    if (g->state == CSP_G_WAITING) blocked++;
+    if (g->state == CSP_G_WAITING && !g->internal) blocked++;
   lua_createtable(L, 0, 8);
   lua_pushinteger(L, S->ngor + 1); lua_setfield(L, -2, "goroutines");
   lua_pushinteger(L, S->rqcount); lua_setfield(L, -2, "runnable");

@@ -480,7 +480,8 @@ static int once_call(lua_State *L) {
 /* ---------------------------------------------------------------- registration */
 
 static int sync_tostring(lua_State *L) {
-  lua_pushfstring(L, "%s: %p", luaL_typename(L, 1), lua_touserdata(L, 1));
+  const char *name = luaL_getmetafield(L, 1, "__name") == LUA_TSTRING ? lua_tostring(L, -1) : "sync";
+  lua_pushfstring(L, "%s: %p", name, lua_touserdata(L, 1));
   return 1;
 }
 
