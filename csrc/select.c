@@ -60,18 +60,16 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
   return lua_gettop(L) - (int)ctx;
 }
 
+/* Stack of a select call: 1 the table, 2 default, 3 ordered, then case i at CASE(i), then the
+** values of parked send cases. Cases stay on the stack: a parked select finds them unchanged. */
+#define CASE(i) (3 + (i))
+
 /* The case i fired and its results (i [, v, ok]) are the top nres values: run its handler. */
 static int sel_finish(lua_State *L, int i, int nres) {
   int base;
-  SelCase *sc;
-  lua_rawgeti(L, 1, i);
-  sc = case_test(L, -1);
-  if (sc == NULL || !sc->handler) {  /* the table changed under a parked select: no handler */
-    lua_pop(L, 1);
-    return nres;
-  }
-  lua_getiuservalue(L, -1, 3);
-  lua_remove(L, -2);
+  SelCase *sc = (SelCase *)lua_touserdata(L, CASE(i));  /* checked when the select began */
+  if (!sc->handler) return nres;
+  lua_getiuservalue(L, CASE(i), 3);
   base = lua_gettop(L) - 1;
   if (nres == 3) {
     lua_pushvalue(L, -3);
@@ -91,27 +89,24 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
   return sel_finish(L, (int)lua_tointeger(L, -n), n);
 }
 
-/* Runs case i, known ready; returns the number of results pushed (i [, v, ok]). */
+/* Runs case i, known ready; pushes its results (i [, v, ok]) and returns how many. Whatever
+** lies below them on the stack is not returned. */
 static int sel_do(lua_State *L, int i, CaseInfo *ci) {
-  int top;
-  lua_pushinteger(L, i);
-  lua_rawgeti(L, 1, i);
-  lua_getiuservalue(L, -1, 1);  /* the channel */
-  top = lua_gettop(L);
+  int chidx;
+  lua_getiuservalue(L, CASE(i), 1);  /* the channel: its user values are the ring */
+  chidx = lua_gettop(L);
   if (!ci->send) {
-    csp_chan_tryrecv(L, ci->c, top);
-    lua_rotate(L, top - 1, 2);   /* i, v, ok, case, chan */
-    lua_pop(L, 2);
+    lua_pushinteger(L, i);
+    csp_chan_tryrecv(L, ci->c, chidx);
     return 3;
   }
   if (ci->c->closed) luaL_error(L, "send on closed channel");
-  lua_getiuservalue(L, top - 1, 2);
-  csp_chan_trysend(L, ci->c, top, top + 1);
-  lua_pop(L, 3);
+  lua_getiuservalue(L, CASE(i), 2);
+  csp_chan_trysend(L, ci->c, chidx, chidx + 1);
+  lua_pushinteger(L, i);
   return 1;
 }
 
-/* Per scheduler, reused: a select is done with it before any other select can run. */
 static CaseInfo *scratch(lua_State *L, csp_Sched *S, int n) {
   if ((size_t)n > S->scratchcap / sizeof(CaseInfo)) {
     size_t ncap = S->scratchcap ? S->scratchcap : 16 * sizeof(CaseInfo);
@@ -128,7 +123,7 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
   csp_G *g = csp_sched_self(L, S);
   csp_Waiter *ws;
   int m = 0;
-  if (!lua_checkstack(L, n + 8)) return luaL_error(L, "select: too many cases");
+  if (!lua_checkstack(L, n + 8)) return luaL_error(L, "select: too many cases");  /* send values */
   ws = csp_sched_selwaiters(L, g, n);
   for (int i = 0; i < n; i++)
     if (cs[i].c) cs[m++].order = i;
@@ -142,9 +137,7 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
     w->g = g;
     w->caseidx = i + 1;
     if (cs[i].send) {
-      lua_rawgeti(L, 1, i + 1);
-      lua_getiuservalue(L, -1, 2);
-      lua_remove(L, -2);
+      lua_getiuservalue(L, CASE(i + 1), 2);
       w->validx = lua_gettop(L);
     }
     csp_wq_push(cs[i].send ? &cs[i].c->sendq : &cs[i].c->recvq, w);
@@ -165,14 +158,15 @@ static int sel_select(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(3));
   lua_rawget(L, 1);                        /* 3: ordered */
   ordered = lua_toboolean(L, 3);
+  if (n > LUA_MINSTACK - 8 && !lua_checkstack(L, n + 8))
+    return luaL_error(L, "select: too many cases");
   cs = scratch(L, S, n);
   for (int i = 0; i < n; i++) {
     SelCase *sc;
-    lua_rawgeti(L, 1, i + 1);
+    lua_rawgeti(L, 1, i + 1);  /* left on the stack at CASE(i + 1) */
     if ((sc = case_test(L, -1)) == NULL)
       return luaL_error(L, "bad select case #%d (csp.recv or csp.send expected, got %s)", i + 1,
                         luaL_typename(L, -1));
-    lua_pop(L, 1);
     cs[i].c = sc->c;
     cs[i].send = sc->send;
     cs[i].ready = sc->c != NULL && csp_chan_ready(sc->c, sc->send);
@@ -190,9 +184,10 @@ static int sel_select(lua_State *L) {
     return sel_finish(L, pick + 1, nres);
   }
   if (lua_isfunction(L, 2)) {
+    int base = lua_gettop(L);
     lua_pushvalue(L, 2);
-    lua_callk(L, 0, LUA_MULTRET, 3, call_k);
-    return lua_gettop(L) - 3;
+    lua_callk(L, 0, LUA_MULTRET, base, call_k);
+    return lua_gettop(L) - base;
   }
   if (lua_toboolean(L, 2)) {
     lua_pushinteger(L, 0);
