@@ -1,6 +1,535 @@
-/* net.c: tcp listen, accept and dial, name resolution. */
-#include "csp.h"
+/* net.c: tcp listen, accept and dial; names resolved on libuv's thread pool. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "stream.h"
 
+#define BACKLOG 4096  /* the kernel clamps it to net.core.somaxconn */
+#define MAXADDR 8     /* addresses of one name tried by dial */
+
+static const char ln_tag = 0;
+
+/* C memory, the handle first: freed (by free) in its close callback. */
+typedef struct Listen {
+  uv_tcp_t tcp;
+  csp_Sched *S;
+  csp_WaitQ aq;        /* goroutines in accept */
+  int pending;         /* libuv holds an accepted descriptor for us */
+  int err;             /* an accept error to report */
+} Listen;
+
+typedef struct Listener {
+  const void *tag;
+  Listen *l;           /* NULL once closed */
+  char net[8];
+  char addr[64];
+} Listener;
+
+/* One listen or dial in progress: C memory that outlives an abandoned (timed out) wait until
+** libuv's callback has run. */
+enum { P_NONE, P_GAI, P_CONNECT };
+
+typedef struct NetReq {
+  csp_Sched *S;
+  csp_G *g;
+  uint32_t t;          /* g's ticket when it parked */
+  char op;             /* 'd'ial or 'l'isten */
+  uint8_t phase;       /* request in flight, or the one whose result waits for the goroutine */
+  uint8_t inflight;
+  uint8_t abandoned;   /* the goroutine left: the callback frees */
+  int status;
+  int family;
+  int port;
+  uint64_t deadline;
+  uv_getaddrinfo_t gai;
+  struct addrinfo *res;
+  uv_connect_t creq;
+  csp_Stream *s;       /* being connected */
+  struct sockaddr_storage addrs[MAXADDR];
+  int naddr, next;
+  char net[8];
+  char addr[256];      /* as given */
+  char host[256];
+  char last[64];       /* last address tried */
+} NetReq;
+
+/* ---------------------------------------------------------------- addresses */
+
+static const char *check_net(lua_State *L, int *family) {
+  const char *net = luaL_checkstring(L, 1);
+  if (strcmp(net, "tcp") == 0) *family = AF_UNSPEC;
+  else if (strcmp(net, "tcp4") == 0) *family = AF_INET;
+  else if (strcmp(net, "tcp6") == 0) *family = AF_INET6;
+  else luaL_argerror(L, 1, lua_pushfstring(L, "unknown network %s", net));
+  return net;
+}
+
+/* Splits "host:port", "[v6]:port" or ":port" (Go's net.SplitHostPort); NULL or the complaint. */
+static const char *split_hostport(const char *a, char *host, size_t hsz, int *port) {
+  const char *colon, *p;
+  size_t hl;
+  long v = 0;
+  if (a[0] == '[') {
+    const char *end = strchr(a, ']');
+    if (end == NULL) return "missing ']' in address";
+    if (end[1] != ':') return end[1] ? "unexpected ']' in address" : "missing port in address";
+    hl = (size_t)(end - a - 1);
+    if (hl >= hsz) return "address too long";
+    memcpy(host, a + 1, hl);
+    colon = end + 1;
+  } else {
+    colon = strrchr(a, ':');
+    if (colon == NULL) return "missing port in address";
+    if (memchr(a, ':', (size_t)(colon - a)) != NULL) return "too many colons in address";
+    hl = (size_t)(colon - a);
+    if (hl >= hsz) return "address too long";
+    memcpy(host, a, hl);
+  }
+  host[hl] = '\0';
+  p = colon + 1;
+  if (*p == '\0') return "missing port in address";
+  for (; *p; p++) {
+    if (*p < '0' || *p > '9' || (v = v * 10 + (*p - '0')) > 65535) return "invalid port";
+  }
+  *port = (int)v;
+  return NULL;
+}
+
+/* A numeric host: fills sa; 0 if it is a name. */
+static int numeric_addr(const char *host, int port, struct sockaddr_storage *sa) {
+  memset(sa, 0, sizeof *sa);
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)sa) == 0) return 1;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)sa) == 0) return 1;
+  return 0;
+}
+
+/* Keeps the resolved addresses of the wanted family, IPv4 first (Go prefers it for listen). */
+static void collect_addrs(NetReq *r) {
+  for (int pass = 0; pass < 2; pass++) {
+    int fam = pass == 0 ? AF_INET : AF_INET6;
+    if (r->family != AF_UNSPEC && r->family != fam) continue;
+    for (struct addrinfo *ai = r->res; ai != NULL && r->naddr < MAXADDR; ai = ai->ai_next) {
+      if (ai->ai_family != fam) continue;
+      memcpy(&r->addrs[r->naddr], ai->ai_addr, ai->ai_addrlen);
+      if (fam == AF_INET) ((struct sockaddr_in *)&r->addrs[r->naddr])->sin_port = htons((uint16_t)r->port);
+      else ((struct sockaddr_in6 *)&r->addrs[r->naddr])->sin6_port = htons((uint16_t)r->port);
+      r->naddr++;
+    }
+  }
+  uv_freeaddrinfo(r->res);
+  r->res = NULL;
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void req_free(NetReq *r) {
+  if (r->res) uv_freeaddrinfo(r->res);
+  if (r->s) csp_stream_discard(r->s);
+  free(r);
+}
+
+/* A callback's end: wakes the goroutine, or frees the request if nobody will come for it. */
+static void req_done(NetReq *r) {
+  r->inflight = 0;
+  if (r->abandoned) {
+    req_free(r);
+    return;
+  }
+  if (!csp_sched_wake(r->S, r->g, r->t, 0) && r->g->ticket != r->t) req_free(r);  /* main gave up */
+}
+
+static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  NetReq *r = (NetReq *)req->data;
+  r->status = status;
+  r->res = res;
+  req_done(r);
+}
+
+static void connect_cb(uv_connect_t *req, int status) {
+  NetReq *r = (NetReq *)req->data;
+  r->status = status;
+  req_done(r);
+}
+
+static int net_k(lua_State *L, int status, lua_KContext ctx);
+
+static int net_park(lua_State *L, NetReq *r) {
+  if (r->deadline) csp_io_deadline(L, r->S, r->g, r->deadline);
+  r->inflight = 1;
+  r->t = r->g->ticket;
+  return csp_sched_park(L, r->g, "IO wait", (lua_KContext)r, net_k);
+}
+
+static int req_error(lua_State *L, NetReq *r, const char *fmt, int code) {
+  lua_pushnil(L);
+  lua_pushfstring(L, fmt, r->op == 'd' ? "dial" : "listen", r->net, r->last[0] ? r->last : r->addr,
+                  uv_strerror(code));
+  lua_pushstring(L, uv_err_name(code));
+  req_free(r);
+  return 3;
+}
+
+/* ---------------------------------------------------------------- listen */
+
+static void ln_settle(Listen *l) {
+  if (l->aq.head) uv_ref((uv_handle_t *)&l->tcp);
+  else uv_unref((uv_handle_t *)&l->tcp);
+}
+
+static void ln_conn_cb(uv_stream_t *h, int status) {
+  Listen *l = (Listen *)h;
+  csp_Waiter *w;
+  if (status < 0) l->err = status;
+  else l->pending = 1;
+  if ((w = csp_wq_take(&l->aq)) != NULL) csp_sched_ready(l->S, w->g, 0);
+  ln_settle(l);
+}
+
+static int listen_on(lua_State *L, NetReq *r, const struct sockaddr *sa) {
+  Listener *u = (Listener *)lua_newuserdatauv(L, sizeof *u, 0);
+  Listen *l;
+  struct sockaddr_storage ss;
+  int e, len = sizeof ss;
+  memset(u, 0, sizeof *u);
+  u->tag = &ln_tag;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ln_tag);
+  lua_setmetatable(L, -2);
+  snprintf(u->net, sizeof u->net, "%s", r->net);
+  csp_addr_name(sa, r->last, sizeof r->last);
+  if ((l = calloc(1, sizeof *l)) == NULL) {
+    req_free(r);
+    return luaL_error(L, "not enough memory");
+  }
+  l->S = r->S;
+  uv_tcp_init(r->S->loop, &l->tcp);
+  e = uv_tcp_bind(&l->tcp, sa, 0);
+  if (e == 0) e = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, ln_conn_cb);
+  if (e != 0) {
+    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+    return req_error(L, r, "%s %s %s: bind: %s", e);
+  }
+  if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) == 0)
+    csp_addr_name((struct sockaddr *)&ss, u->addr, sizeof u->addr);
+  uv_unref((uv_handle_t *)&l->tcp);
+  u->l = l;
+  req_free(r);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- dial */
+
+/* Continues a listen or dial after its last step: name resolved, or a connect finished. */
+static int net_step(lua_State *L, NetReq *r) {
+  int e;
+  if (r->phase == P_GAI) {
+    r->phase = P_NONE;
+    if (r->status < 0) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s %s: lookup %s: %s", r->op == 'd' ? "dial" : "listen", r->net, r->host,
+                      r->status == UV_EAI_NONAME ? "no such host" : uv_strerror(r->status));
+      lua_pushstring(L, uv_err_name(r->status));
+      req_free(r);
+      return 3;
+    }
+    collect_addrs(r);
+    if (r->naddr == 0) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s %s: lookup %s: no suitable address found",
+                      r->op == 'd' ? "dial" : "listen", r->net, r->host);
+      lua_pushliteral(L, "EAI_ADDRFAMILY");
+      req_free(r);
+      return 3;
+    }
+  } else if (r->phase == P_CONNECT) {
+    r->phase = P_NONE;
+    if (r->status == 0) {
+      csp_Stream *s = r->s;
+      r->s = NULL;
+      req_free(r);
+      csp_stream_push(L, s);
+      return 1;
+    }
+    csp_stream_discard(r->s);
+    r->s = NULL;
+    r->next++;
+  }
+  if (r->op == 'l') return listen_on(L, r, (struct sockaddr *)&r->addrs[0]);
+  while (r->next < r->naddr) {
+    const struct sockaddr *sa = (const struct sockaddr *)&r->addrs[r->next];
+    csp_Stream *s = csp_stream_alloc(r->S, CSP_ST_TCP);
+    csp_addr_name(sa, r->last, sizeof r->last);
+    if (s == NULL) {
+      req_free(r);
+      return luaL_error(L, "not enough memory");
+    }
+    uv_tcp_init(r->S->loop, &s->u.tcp);
+    r->creq.data = r;
+    if ((e = uv_tcp_connect(&r->creq, &s->u.tcp, sa, connect_cb)) == 0) {
+      r->s = s;
+      r->phase = P_CONNECT;
+      return net_park(L, r);
+    }
+    csp_stream_discard(s);
+    r->status = e;
+    r->next++;
+  }
+  return req_error(L, r, "%s %s %s: connect: %s", r->status);
+}
+
+static int net_k(lua_State *L, int status, lua_KContext ctx) {
+  NetReq *r = (NetReq *)ctx;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, r->g);
+  csp_io_undeadline(r->S, r->g);
+  if (r->g->wake == CSP_WAKE_TIMEOUT) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s %s %s: i/o timeout", r->op == 'd' ? "dial" : "listen", r->net, r->addr);
+    lua_pushliteral(L, "ETIMEDOUT");
+    if (!r->inflight) {
+      req_free(r);
+    } else {  /* the callback frees it */
+      r->abandoned = 1;
+      if (r->phase == P_CONNECT) {
+        csp_stream_discard(r->s);
+        r->s = NULL;
+      } else {
+        uv_cancel((uv_req_t *)&r->gai);
+      }
+    }
+    return 3;
+  }
+  return net_step(L, r);
+}
+
+/* Parses the arguments into a new request; pushes nil, err and returns NULL on a bad address.
+** The goroutine is taken first when the request will park (blocking may raise: nothing leaks). */
+static NetReq *req_new(lua_State *L, char op, double timeout) {
+  csp_Sched *S = csp_sched_get(L);
+  int family = AF_UNSPEC, port = 0;
+  const char *net = check_net(L, &family);
+  const char *addr = luaL_checkstring(L, 2);
+  const char *bad;
+  char host[256];
+  struct sockaddr_storage sa;
+  csp_G *g = NULL;
+  NetReq *r;
+  if ((bad = split_hostport(addr, host, sizeof host, &port)) != NULL) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s %s: address %s: %s", op == 'd' ? "dial" : "listen", net, addr, bad);
+    lua_pushliteral(L, "EINVAL");
+    return NULL;
+  }
+  if (host[0] == '\0') {  /* all interfaces; dialing ":port" means the local system (Go) */
+    const char *any = op == 'l' ? (family == AF_INET ? "0.0.0.0" : "::")
+                                : (family == AF_INET6 ? "::1" : "127.0.0.1");
+    snprintf(host, sizeof host, "%s", any);
+  }
+  if (op == 'd' || !numeric_addr(host, port, &sa)) g = csp_sched_self(L, S);
+  if ((r = calloc(1, sizeof *r)) == NULL) {
+    luaL_error(L, "not enough memory");
+    return NULL;
+  }
+  r->S = S;
+  r->g = g;
+  r->op = op;
+  r->family = family;
+  r->port = port;
+  snprintf(r->net, sizeof r->net, "%s", net);
+  snprintf(r->addr, sizeof r->addr, "%s", addr);
+  snprintf(r->host, sizeof r->host, "%s", host);
+  if (timeout != 0) {
+    uint64_t now = uv_hrtime();
+    r->deadline = timeout > 0 ? now + (uint64_t)(timeout * CSP_NS) : now;
+    if (r->deadline == 0) r->deadline = 1;
+  }
+  return r;
+}
+
+/* Starts: a numeric host needs no lookup; a name is resolved on the thread pool. */
+static int net_start(lua_State *L, NetReq *r) {
+  struct addrinfo hints;
+  int e;
+  if (numeric_addr(r->host, r->port, &r->addrs[0])) {
+    int fam = r->addrs[0].ss_family;
+    if (r->family != AF_UNSPEC && r->family != fam) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s %s: address %s: no suitable address found",
+                      r->op == 'd' ? "dial" : "listen", r->net, r->addr);
+      lua_pushliteral(L, "EAI_ADDRFAMILY");
+      req_free(r);
+      return 3;
+    }
+    r->naddr = 1;
+    return net_step(L, r);
+  }
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = r->family;
+  hints.ai_socktype = SOCK_STREAM;
+  r->gai.data = r;
+  r->phase = P_GAI;
+  if ((e = uv_getaddrinfo(r->S->loop, &r->gai, gai_cb, r->host, NULL, &hints)) != 0) {
+    r->status = e;
+    return net_step(L, r);
+  }
+  return net_park(L, r);
+}
+
+/* csp.net.dial(network, address [, {timeout = seconds}]) -> conn | nil, err, code */
+static int net_dial(lua_State *L) {
+  NetReq *r;
+  double timeout = 0;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "timeout");
+    if (!lua_isnil(L, -1)) timeout = luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+  } else if (!lua_isnoneornil(L, 3)) {
+    luaL_typeerror(L, 3, "table");
+  }
+  if ((r = req_new(L, 'd', timeout)) == NULL) return 3;
+  return net_start(L, r);
+}
+
+/* csp.net.listen(network, address) -> listener | nil, err, code */
+static int net_listen(lua_State *L) {
+  NetReq *r = req_new(L, 'l', 0);
+  if (r == NULL) return 3;
+  return net_start(L, r);
+}
+
+/* ---------------------------------------------------------------- listener methods */
+
+static Listener *ln_check(lua_State *L) {
+  return (Listener *)csp_checktag(L, 1, &ln_tag, sizeof(Listener), "csp.listener");
+}
+
+static int ln_error(lua_State *L, Listener *u, int code) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "accept %s %s: %s", u->net, u->addr, uv_strerror(code));
+  lua_pushstring(L, uv_err_name(code));
+  return 3;
+}
+
+static int accept_k(lua_State *L, int status, lua_KContext ctx);
+
+static int accept_run(lua_State *L, Listener *u) {
+  Listen *l = u->l;
+  csp_G *g;
+  int e;
+  if (l == NULL) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "accept %s %s: use of closed network connection", u->net, u->addr);
+    lua_pushliteral(L, "EBADF");
+    return 3;
+  }
+  if (l->pending) {
+    csp_Stream *s = csp_stream_alloc(l->S, CSP_ST_TCP);
+    if (s == NULL) return luaL_error(L, "not enough memory");
+    uv_tcp_init(l->S->loop, &s->u.tcp);
+    e = uv_accept((uv_stream_t *)&l->tcp, &s->u.s);
+    l->pending = 0;
+    if (e == 0) {
+      csp_stream_push(L, s);
+      return 1;
+    }
+    csp_stream_discard(s);
+    if (e != UV_EAGAIN) return ln_error(L, u, e);
+  }
+  if (l->err) {
+    e = l->err;
+    l->err = 0;
+    return ln_error(L, u, e);
+  }
+  g = csp_sched_self(L, l->S);
+  g->w.caseidx = 0;
+  csp_wq_push(&l->aq, &g->w);
+  ln_settle(l);
+  return csp_sched_park(L, g, "IO wait", (lua_KContext)g, accept_k);
+}
+
+static int accept_k(lua_State *L, int status, lua_KContext ctx) {
+  Listener *u = (Listener *)lua_touserdata(L, 1);
+  if (status == LUA_YIELD) csp_sched_checkresume(L, (csp_G *)ctx);
+  if (u->l) ln_settle(u->l);
+  return accept_run(L, u);
+}
+
+static int ln_accept(lua_State *L) {
+  Listener *u = ln_check(L);
+  lua_settop(L, 1);
+  return accept_run(L, u);
+}
+
+static int ln_addr(lua_State *L) {
+  lua_pushstring(L, ln_check(L)->addr);
+  return 1;
+}
+
+static void ln_shut(Listen *l, int wake) {
+  csp_Waiter *w;
+  while ((w = csp_wq_take(&l->aq)) != NULL) {
+    if (wake) {
+      w->g->wake = CSP_WAKE_CLOSED;
+      csp_sched_ready(l->S, w->g, 0);
+    }
+  }
+  uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+}
+
+/* ln:close(): a goroutine blocked in accept gets nil, err. */
+static int ln_close(lua_State *L) {
+  Listener *u = ln_check(L);
+  Listen *l = u->l;
+  if (l == NULL) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "close %s %s: use of closed network connection", u->net, u->addr);
+    lua_pushliteral(L, "EBADF");
+    return 3;
+  }
+  u->l = NULL;
+  ln_shut(l, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int ln_gc(lua_State *L) {
+  Listener *u = (Listener *)lua_touserdata(L, 1);
+  if (u->l) {
+    Listen *l = u->l;
+    u->l = NULL;
+    ln_shut(l, 0);
+  }
+  return 0;
+}
+
+static int ln_tostring(lua_State *L) {
+  Listener *u = ln_check(L);
+  lua_pushfstring(L, "csp.listener (%s %s%s)", u->net, u->addr, u->l ? "" : ", closed");
+  return 1;
+}
+
+/* Stack: [module, sched]. */
 void csp_net_open(lua_State *L) {
-  (void)L;
+  static const luaL_Reg funcs[] = {{"listen", net_listen}, {"dial", net_dial}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+    {"accept", ln_accept}, {"addr", ln_addr}, {"close", ln_close}, {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__gc", ln_gc}, {"__close", ln_close}, {"__tostring", ln_tostring}, {NULL, NULL}
+  };
+  lua_createtable(L, 0, 5);
+  lua_newtable(L);
+  lua_pushvalue(L, -3);
+  luaL_setfuncs(L, methods, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, meta, 1);
+  lua_pushliteral(L, "csp.listener");
+  lua_setfield(L, -2, "__name");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &ln_tag);
+
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, funcs, 1);
+  lua_setfield(L, -3, "net");
+
+  csp_stream_open(L);
 }

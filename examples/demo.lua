@@ -10,6 +10,9 @@ local EXAMPLES = {
   { "mirrored_leak.lua", "", "mirroredQuery, unbuffered: two goroutines leak" },
   { "select_priority.lua", "", "priority in select: busy loop vs labelled loop" },
   { "sieve.lua", "20", "concurrent prime sieve: the first 20 primes" },
+  { "countdown1.lua", "5 0.2", "countdown paced by csp.tick (5 ticks of 0.2 s)" },
+  { "countdown2.lua", "1", "select: launch after 1 s unless return is pressed" },
+  { "countdown3.lua", "5 0.2", "select per tick with abort; the ticker is stopped" },
 }
 
 local MAX_LINES = 24 -- longer outputs are shown as their head and tail

@@ -1,0 +1,60 @@
+/* stream.h: the buffered byte stream (tcp, pipe, tty, file) shared by stream.c and net.c. */
+#ifndef CSP_STREAM_H
+#define CSP_STREAM_H
+
+#include "csp.h"
+
+enum { CSP_ST_TCP, CSP_ST_PIPE, CSP_ST_TTY, CSP_ST_FILE };
+
+typedef struct csp_Stream csp_Stream;
+
+/* C memory, the libuv handle first: freed in its close callback, never by the collector. A file
+** (CSP_ST_FILE: a regular file on the thread pool) has no handle: freed once nothing is in flight. */
+struct csp_Stream {
+  union { uv_handle_t h; uv_stream_t s; uv_tcp_t tcp; uv_pipe_t pipe; uv_tty_t tty; } u;
+  csp_Sched *S;
+  uint8_t kind;
+  uint8_t reading;   /* uv_read_start in effect, or a file read on the pool */
+  uint8_t wbusy;     /* a write is in flight, or done but not yet seen by its writer */
+  uint8_t wdone;     /* done: wstatus waits for the writer */
+  uint8_t closed;
+  uint8_t skip;      /* read_line drops bytes up to the next newline (rest of a too-long line) */
+  uint8_t shut;      /* close_write started */
+  int fd;            /* stdio: the descriptor; -1 otherwise */
+  int rerr;          /* sticky: UV_EOF or the read error */
+  int wstatus, sstatus;
+  char *buf;         /* read buffer: data in [head, tail); scan bytes after head hold no newline */
+  size_t cap, head, tail, scan;
+  size_t linemax;
+  uint64_t rdl, wdl; /* deadlines, uv_hrtime() ns; 0 = none */
+  csp_WaitQ rq;      /* readers waiting for data */
+  csp_WaitQ wq;      /* writers waiting for their turn */
+  csp_WaitQ dq;      /* the writer waiting for its write */
+  csp_WaitQ sq;      /* close_write waiting for the shutdown */
+  csp_G *wowner;     /* the writer of the write in flight, and its ticket */
+  uint32_t wticket;
+  const char *wp;    /* file writes: what is left */
+  size_t wlen;
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  uv_fs_t rfs, wfs;
+};
+
+/* A new stream of that kind (handle not initialised); NULL without memory. */
+csp_Stream *csp_stream_alloc(csp_Sched *S, int kind);
+/* Closes a stream that no conn owns yet (a failed dial). */
+void csp_stream_discard(csp_Stream *s);
+/* Pushes a conn owning s (a connected tcp stream); names it from its addresses. */
+void csp_stream_push(lua_State *L, csp_Stream *s);
+/* Formats a socket address as Go does: 1.2.3.4:80, [::1]:80. */
+void csp_addr_name(const struct sockaddr *sa, char *out, size_t size);
+
+/* Deadlines of a parked goroutine: its own timer node (csp_sched_cancel removes it); the fire
+** unlinks its waiter and wakes it with CSP_WAKE_TIMEOUT. */
+void csp_io_deadline(lua_State *L, csp_Sched *S, csp_G *g, uint64_t when);
+void csp_io_undeadline(csp_Sched *S, csp_G *g);
+
+/* Registers the conn type, csp.stdin/stdout/stderr and csp.io (stack: [module, sched]). */
+void csp_stream_open(lua_State *L);
+
+#endif

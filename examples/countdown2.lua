@@ -1,0 +1,27 @@
+-- Seed 1.8.1, countdown2: launch after a delay unless return is pressed first: select between
+-- csp.after and an abort channel fed by a goroutine reading one byte of stdin.
+-- Usage: lua5.4 examples/countdown2.lua [seconds]   (default 10)
+local csp = require "csp"
+
+local seconds = tonumber(arg[1]) or 10
+
+local function launch()
+  print("Lift off!")
+end
+
+local abort = csp.chan()
+csp.go(function()
+  -- read a single byte; at the end of input (stdin from /dev/null) nobody can press return
+  if csp.stdin:read(1) then abort:send(true) end
+end)
+
+print("Commencing countdown.  Press return to abort.")
+local aborted = csp.select{
+  csp.recv(csp.after(seconds), function() return false end),  -- do nothing
+  csp.recv(abort, function() return true end),
+}
+if aborted then
+  print("Launch aborted!")
+  return
+end
+launch()
