@@ -1,9 +1,17 @@
 /* fs.c: filesystem operations on libuv's thread pool (readdir, stat, lstat, dirstat, readfile,
-** writefile). Every call is ONE work item: the worker does the whole job with plain POSIX calls
-** (dirstat: open + readdir + fstatat of each entry; readfile: open + fstat + reads + close), keeps
-** the results in C memory, and the continuation turns them into Lua values on the caller's thread.
-** At most (pool size - 1) items are in flight; the rest wait in a FIFO here, so a burst of fs calls
-** never holds every pool thread and a DNS lookup (getaddrinfo, same pool) always finds one. */
+** writefile). A call is done whole by one pool thread with plain POSIX calls (dirstat: open +
+** readdir + fstatat of each entry; readfile: open + fstat + reads + close), its results kept in
+** C memory; the continuation turns them into Lua values on the caller's thread.
+**
+** Sharing the pool: metadata calls (stat, lstat, readdir, dirstat) keep at most twice the pool
+** size of work items in libuv's queue: enough to keep every thread busy while the loop thread
+** runs Lua, few enough that a DNS lookup (getaddrinfo: same pool, same FIFO) waits behind a
+** handful of items, not behind a whole tree walk. Calls beyond that wait in a FIFO here; when an
+** item completes, the waiting calls leave as batches, one work item running several calls in a
+** row. A du issues a dirstat per directory: batching saves thread handoffs (pool and loop
+** wake-ups), which on a small machine cost as much as the directory reads. readfile and writefile
+** go straight to libuv, one item each: either may block for good (a FIFO nobody opens) and must
+** neither hold up a batch nor wait for a slot that a blocked call holds. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -36,20 +44,24 @@ static const char *const typenames[] = {"unknown", "file", "dir", "link", "fifo"
                                         "char", "block"};
 #define UP_TYPE(t) (K_LAST + 1 + (t))
 
+/* A directory entry, kept small: dirstat holds one per file of the directory. */
 typedef struct Ent {
   size_t off;          /* name in the arena while it grows, */
   const char *name;    /* then a pointer into it */
-  size_t len;
-  int type;            /* T_* */
-  int gone;            /* vanished between readdir and lstat */
-  struct stat st;      /* dirstat only */
+  uint32_t len;
+  uint8_t type;        /* T_* */
+  uint8_t gone;        /* vanished between readdir and lstat */
+  uint32_t mode;       /* dirstat only, from here on */
+  int64_t size, ino, nlink, blocks;
+  double mtime;
 } Ent;
 
 typedef struct FsState FsState;
 
 typedef struct FsReq {
   uv_work_t work;      /* first member: libuv hands back the FsReq */
-  struct FsReq *next;  /* in the FIFO of items waiting for a pool slot */
+  struct FsReq *next;  /* in the FIFO of calls waiting for a pool slot */
+  struct FsReq *bnext; /* the rest of the batch this work item runs */
   csp_Sched *S;
   FsState *fs;
   csp_G *g;
@@ -116,6 +128,10 @@ static int dirent_type(const struct dirent *de) {
 #endif
 }
 
+static double ts(const struct timespec *t) {
+  return (double)t->tv_sec + (double)t->tv_nsec / CSP_NS;
+}
+
 static int ent_cmp(const void *a, const void *b) {
   return strcmp(((const Ent *)a)->name, ((const Ent *)b)->name);
 }
@@ -140,8 +156,8 @@ static int ent_add(FsReq *r, const char *name, int type) {
   }
   memcpy(r->buf + r->len, name, len + 1);
   r->ents[r->nents].off = r->len;
-  r->ents[r->nents].len = len;
-  r->ents[r->nents].type = type;
+  r->ents[r->nents].len = (uint32_t)len;
+  r->ents[r->nents].type = (uint8_t)type;
   r->ents[r->nents].gone = 0;
   r->nents++;
   r->len += len + 1;
@@ -149,7 +165,7 @@ static int ent_add(FsReq *r, const char *name, int type) {
 }
 
 /* readdir and dirstat: names sorted (as Go's os.ReadDir), "." and ".." left out. dirstat lstats
-** every entry relative to the open directory; readdir only those whose type readdir left unknown. */
+** every entry relative to the open directory; readdir only those readdir(3) gave no type. */
 static void do_dir(FsReq *r, int withstat) {
   struct dirent *de;
   DIR *d;
@@ -170,8 +186,7 @@ static void do_dir(FsReq *r, int withstat) {
       if (errno != 0) fail(r, "readdirent", errno);
       break;
     }
-    if (de->d_name[0] == '.' && (de->d_name[1] == '\0' || (de->d_name[1] == '.' && de->d_name[2] == '\0')))
-      continue;
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
     if (!ent_add(r, de->d_name, dirent_type(de))) {
       fail(r, "readdirent", ENOMEM);
       break;
@@ -179,11 +194,12 @@ static void do_dir(FsReq *r, int withstat) {
   }
   if (r->err == 0) {
     for (i = 0; i < r->nents; i++) r->ents[i].name = r->buf + r->ents[i].off;
-    qsort(r->ents, r->nents, sizeof *r->ents, ent_cmp);
+    if (r->nents > 1) qsort(r->ents, r->nents, sizeof *r->ents, ent_cmp);
     for (i = 0; i < r->nents; i++) {
       Ent *e = &r->ents[i];
+      struct stat st;
       if (!withstat && e->type != T_UNKNOWN) continue;
-      if (fstatat(fd, e->name, &e->st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (fstatat(fd, e->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno == ENOENT) {  /* removed since readdir: not an error (Go skips it too) */
           e->gone = 1;
           continue;
@@ -192,7 +208,13 @@ static void do_dir(FsReq *r, int withstat) {
         r->errname = e->name;
         break;
       }
-      e->type = mode_type(e->st.st_mode);
+      e->type = (uint8_t)mode_type(st.st_mode);
+      e->mode = (uint32_t)st.st_mode;
+      e->size = (int64_t)st.st_size;
+      e->ino = (int64_t)st.st_ino;
+      e->nlink = (int64_t)st.st_nlink;
+      e->blocks = (int64_t)st.st_blocks;
+      e->mtime = ts(&st.st_mtim);
     }
     for (i = n = 0; i < r->nents; i++)
       if (!r->ents[i].gone) r->ents[n++] = r->ents[i];
@@ -254,8 +276,7 @@ static void do_writefile(FsReq *r) {
   if (close(fd) != 0 && r->err == 0) fail(r, "close", errno);
 }
 
-static void work_cb(uv_work_t *w) {
-  FsReq *r = (FsReq *)w;
+static void work_one(FsReq *r) {
   switch (r->op) {
     case OP_STAT:
       if (stat(r->path, &r->st) != 0) fail(r, "stat", errno);
@@ -270,14 +291,33 @@ static void work_cb(uv_work_t *w) {
   }
 }
 
+static void work_cb(uv_work_t *w) {
+  for (FsReq *r = (FsReq *)w; r != NULL; r = r->bnext) work_one(r);
+}
+
 /* ---------------------------------------------------------------- loop side */
+
+#define BATCH_MAX 16  /* bounds how long a call can wait behind the others of its batch */
 
 static void after_cb(uv_work_t *w, int status);
 
+static void start(FsState *fs, FsReq *first) {
+  fs->inflight++;
+  uv_queue_work(first->S->loop, &first->work, work_cb, after_cb);  /* fails only without work_cb */
+}
+
+static int batchable(const FsReq *r) {
+  return r->op != OP_READFILE && r->op != OP_WRITEFILE;
+}
+
 static void submit(FsState *fs, FsReq *r) {
+  r->bnext = NULL;
+  if (!batchable(r)) {
+    uv_queue_work(r->S->loop, &r->work, work_cb, after_cb);
+    return;
+  }
   if (fs->inflight < fs->limit) {
-    fs->inflight++;
-    uv_queue_work(r->S->loop, &r->work, work_cb, after_cb);  /* fails only without work_cb */
+    start(fs, r);
     return;
   }
   r->next = NULL;
@@ -286,46 +326,64 @@ static void submit(FsState *fs, FsReq *r) {
   fs->tail = r;
 }
 
+/* Fills the free slots from the FIFO: the waiting calls are shared out evenly between them. */
+static void refill(FsState *fs) {
+  while (fs->head && fs->inflight < fs->limit) {
+    int waiting = 0, want, n = 1;
+    FsReq *first = fs->head, *last = first, *p;
+    for (p = fs->head; p != NULL && waiting < BATCH_MAX * fs->limit; p = p->next) waiting++;
+    want = (waiting + (fs->limit - fs->inflight) - 1) / (fs->limit - fs->inflight);
+    if (want > BATCH_MAX) want = BATCH_MAX;
+    for (fs->head = first->next; n < want && fs->head != NULL; n++) {
+      last->bnext = fs->head;
+      last = fs->head;
+      fs->head = fs->head->next;
+    }
+    last->bnext = NULL;
+    if (fs->head == NULL) fs->tail = NULL;
+    start(fs, first);
+  }
+}
+
 /* On the loop thread, inside uv_run: no Lua API here. */
 static void after_cb(uv_work_t *w, int status) {
-  FsReq *r = (FsReq *)w;
+  FsReq *r = (FsReq *)w, *next;
   FsState *fs = r->fs;
-  if (r->S->closing) {  /* lua_close: the goroutine records are gone; items never started too */
-    FsReq *p;
-    while ((p = fs->head) != NULL) {
-      fs->head = p->next;
-      req_free(p);
+  if (r->S->closing) {  /* lua_close: the goroutine records are gone; calls never started too */
+    while ((next = fs->head) != NULL) {
+      fs->head = next->next;
+      req_free(next);
     }
     fs->tail = NULL;
-    req_free(r);
+    for (; r != NULL; r = next) {
+      next = r->bnext;
+      req_free(r);
+    }
     return;
   }
-  fs->inflight--;
-  while (fs->head && fs->inflight < fs->limit) {
-    FsReq *p = fs->head;
-    if ((fs->head = p->next) == NULL) fs->tail = NULL;
-    submit(fs, p);
+  if (batchable(r)) {
+    fs->inflight--;
+    refill(fs);
   }
-  if (status != 0 && r->err == 0) {  /* UV_ECANCELED: nobody cancels, but stay exact */
-    r->err = status;
-    r->errop = r->op == OP_STAT ? "stat" : r->op == OP_LSTAT ? "lstat" : "open";
+  for (; r != NULL; r = next) {
+    next = r->bnext;
+    if (status != 0 && r->err == 0) {  /* UV_ECANCELED: nobody cancels, but stay exact */
+      r->err = status;
+      r->errop = r->op == OP_STAT ? "stat" : r->op == OP_LSTAT ? "lstat" : "open";
+    }
+    if (!csp_sched_wake(r->S, r->g, r->ticket, 0)) req_free(r);  /* the wait was cancelled */
   }
-  if (!csp_sched_wake(r->S, r->g, r->ticket, 0)) req_free(r);  /* the wait was cancelled */
 }
 
-/* ---------------------------------------------------------------- results (on the caller's thread) */
+/* ---------------------------------------------------------------- results, on the caller's side */
 
 #define SETKEY(k) lua_pushvalue(L, lua_upvalueindex(k))
+#define PUSHTYPE(t) lua_pushvalue(L, lua_upvalueindex(UP_TYPE(t)))
 
-static double ts(const struct timespec *t) {
-  return (double)t->tv_sec + (double)t->tv_nsec / CSP_NS;
-}
-
-/* Pushes the table of a stat result; name may be NULL. */
-static void push_stat(lua_State *L, const struct stat *st, const char *name, size_t len) {
+/* The table of a stat or lstat result. */
+static void push_stat(lua_State *L, const struct stat *st) {
   lua_createtable(L, 0, K_LAST);
-  if (name) { SETKEY(K_NAME); lua_pushlstring(L, name, len); lua_rawset(L, -3); }
-  SETKEY(K_TYPE); lua_pushvalue(L, lua_upvalueindex(UP_TYPE(mode_type(st->st_mode)))); lua_rawset(L, -3);
+  SETKEY(K_TYPE); PUSHTYPE(mode_type(st->st_mode)); lua_rawset(L, -3);
   SETKEY(K_SIZE); lua_pushinteger(L, (lua_Integer)st->st_size); lua_rawset(L, -3);
   SETKEY(K_MODE); lua_pushinteger(L, (lua_Integer)(st->st_mode & 07777)); lua_rawset(L, -3);
   SETKEY(K_MTIME); lua_pushnumber(L, ts(&st->st_mtim)); lua_rawset(L, -3);
@@ -337,6 +395,21 @@ static void push_stat(lua_State *L, const struct stat *st, const char *name, siz
   SETKEY(K_UID); lua_pushinteger(L, (lua_Integer)st->st_uid); lua_rawset(L, -3);
   SETKEY(K_GID); lua_pushinteger(L, (lua_Integer)st->st_gid); lua_rawset(L, -3);
   SETKEY(K_BLOCKS); lua_pushinteger(L, (lua_Integer)st->st_blocks); lua_rawset(L, -3);
+}
+
+/* A dirstat entry: the fields a walk needs, in a table whose 8 slots are all used (more
+** fields would double its size: per-file allocation and collection dominate a du's main thread).
+** dev, uid, gid, atime and ctime are stat/lstat's only. */
+static void push_ent(lua_State *L, const Ent *e) {
+  lua_createtable(L, 0, 8);
+  SETKEY(K_NAME); lua_pushlstring(L, e->name, e->len); lua_rawset(L, -3);
+  SETKEY(K_TYPE); PUSHTYPE(e->type); lua_rawset(L, -3);
+  SETKEY(K_SIZE); lua_pushinteger(L, (lua_Integer)e->size); lua_rawset(L, -3);
+  SETKEY(K_MODE); lua_pushinteger(L, (lua_Integer)(e->mode & 07777)); lua_rawset(L, -3);
+  SETKEY(K_MTIME); lua_pushnumber(L, e->mtime); lua_rawset(L, -3);
+  SETKEY(K_INO); lua_pushinteger(L, (lua_Integer)e->ino); lua_rawset(L, -3);
+  SETKEY(K_NLINK); lua_pushinteger(L, (lua_Integer)e->nlink); lua_rawset(L, -3);
+  SETKEY(K_BLOCKS); lua_pushinteger(L, (lua_Integer)e->blocks); lua_rawset(L, -3);
 }
 
 /* Go's FileInfo.Name for a path: its last element. */
@@ -359,7 +432,8 @@ static int build(lua_State *L) {
     ** libuv's differ for a few ("illegal operation on a directory"). */
     if (r->sys != 0) {
       snprintf(msg, sizeof msg, "%s", strerror(r->sys));
-      if (msg[0] >= 'A' && msg[0] <= 'Z' && msg[1] >= 'a' && msg[1] <= 'z') msg[0] = (char)(msg[0] - 'A' + 'a');
+      if (msg[0] >= 'A' && msg[0] <= 'Z' && msg[1] >= 'a' && msg[1] <= 'z')
+        msg[0] = (char)(msg[0] - 'A' + 'a');
     } else {
       uv_strerror_r(r->err, msg, sizeof msg);
     }
@@ -377,7 +451,7 @@ static int build(lua_State *L) {
   }
   switch (r->op) {
     case OP_STAT: case OP_LSTAT:
-      push_stat(L, &r->st, NULL, 0);
+      push_stat(L, &r->st);
       SETKEY(K_NAME);
       push_base(L, r->path);
       lua_rawset(L, -3);
@@ -387,14 +461,14 @@ static int build(lua_State *L) {
       for (size_t i = 0; i < r->nents; i++) {
         lua_createtable(L, 0, 2);
         SETKEY(K_NAME); lua_pushlstring(L, r->ents[i].name, r->ents[i].len); lua_rawset(L, -3);
-        SETKEY(K_TYPE); lua_pushvalue(L, lua_upvalueindex(UP_TYPE(r->ents[i].type))); lua_rawset(L, -3);
+        SETKEY(K_TYPE); PUSHTYPE(r->ents[i].type); lua_rawset(L, -3);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
       }
       return 1;
     case OP_DIRSTAT:
       lua_createtable(L, (int)r->nents, 0);
       for (size_t i = 0; i < r->nents; i++) {
-        push_stat(L, &r->ents[i].st, r->ents[i].name, r->ents[i].len);
+        push_ent(L, &r->ents[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
       }
       return 1;
@@ -489,7 +563,7 @@ void csp_fs_open(lua_State *L) {
   lua_pushvalue(L, -2);                            /* upvalue 1: sched */
   fs = (FsState *)lua_newuserdatauv(L, sizeof *fs, 0);
   memset(fs, 0, sizeof *fs);
-  fs->limit = size > 1 ? size - 1 : 1;
+  fs->limit = 2 * size;
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);  /* in-flight items point at it */
   for (i = 0; i < K_LAST; i++) lua_pushstring(L, keynames[i]);

@@ -347,8 +347,9 @@ int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx,
 void csp_sched_checkresume(lua_State *L, csp_G *g) {
   csp_Sched *S = g->S;
   if (S->cur != g) {  /* resumed by coroutine.resume through coroutine.running() */
+    /* Its record stays (a libuv request may still hold it, its ticket now stale) until the
+    ** thread is dead and nothing can be in flight: sched_reap lets it go then. */
     csp_sched_cancel(g);
-    if (g->state == CSP_G_WAITING) g_release(L, S, g, 0);  /* its thread is the resumer's now */
     luaL_error(L, "goroutine resumed outside the scheduler");
   }
 }
@@ -549,8 +550,9 @@ static int sched_abort(lua_State *L, csp_Sched *S) {
   return lua_error(L);
 }
 
-/* Goroutines whose parked thread was closed with coroutine.close can never run again: before
-** calling a deadlock, let them go (that may end a csp.run). Returns whether any went. */
+/* Goroutines whose parked thread was closed with coroutine.close (or resumed by a plain
+** coroutine.resume, which raises in it) can never run again: before calling a deadlock, when no
+** libuv request can still hold their records, let them go (that may end a csp.run). */
 static int sched_reap(lua_State *L, csp_Sched *S) {
   int n = 0;
   csp_G *g, *next;

@@ -13,6 +13,10 @@ local EXAMPLES = {
   { "countdown1.lua", "5 0.2", "countdown paced by csp.tick (5 ticks of 0.2 s)" },
   { "countdown2.lua", "1", "select: launch after 1 s unless return is pressed" },
   { "countdown3.lua", "5 0.2", "select per tick with abort; the ticker is stopped" },
+  { "du1.lua", "-h csrc lua spec", "du v1: one walker goroutine sends each file size to main" },
+  { "du2.lua", "-v -h csrc lua spec", "du v2: -v prints totals every 500 ms (select + tick)" },
+  { "du3.lua", "-h csrc lua spec", "du v3: a goroutine per directory, 20-token semaphore" },
+  { "du4.lua", "-h csrc lua spec", "du v4: du3 that a byte on stdin cancels" },
 }
 
 local MAX_LINES = 24 -- longer outputs are shown as their head and tail

@@ -1,0 +1,127 @@
+-- Seed 1.10, du version 4: du3 that can be cancelled. A byte on stdin closes `done` (a close is
+-- a broadcast: every receive on done is ready from then on). Walkers poll cancelled() before
+-- reading a directory, acquiring the semaphore is a select with done, and main, on done, drains
+-- fileSizes so that every walker can finish, then prints the totals so far. End of input alone
+-- does not cancel (`du4.lua DIR </dev/null` walks everything).
+-- Usage: lua5.4 examples/du4.lua [-v] [-h] [-b] [DIR...]   (-v progress every 500 ms)
+-- Symlinks are not followed: their own (lstat) size counts, as with Go's ioutil.ReadDir.
+local csp = require "csp"
+
+local USAGE = "usage: du4.lua [-v] [-h] [-b] [DIR...]"
+
+-- Go's flag package: flags first, "--" or the first non-flag ends them.
+local function parse(argv, known)
+  local flags, roots, i = {}, {}, 1
+  while argv[i] and argv[i] ~= "-" and argv[i]:sub(1, 1) == "-" do
+    local a = argv[i]
+    i = i + 1
+    if a == "--" then break end
+    local name = a:match("^%-%-?(.+)$")
+    if not known[name] then
+      io.stderr:write("flag provided but not defined: ", a, "\n", USAGE, "\n")
+      os.exit(2)
+    end
+    flags[name] = true
+  end
+  for j = i, #argv do roots[#roots + 1] = argv[j] end
+  if #roots == 0 then roots[1] = "." end
+  return flags, roots
+end
+
+local flags, roots = parse(arg, { v = true, h = true, b = true })
+
+local function human(n)
+  local units, u = { "B", "kB", "MB", "GB", "TB", "PB", "EB" }, 1
+  if n < 1000 then return ("%d B"):format(n) end
+  while n >= 1000 and u < #units do n, u = n / 1000, u + 1 end
+  return ("%.1f %s"):format(n, units[u])
+end
+
+local function print_disk_usage(nfiles, nbytes)
+  if flags.b then
+    print(("%d files  %d bytes"):format(nfiles, nbytes))
+  elseif flags.h then
+    print(("%d files  %s"):format(nfiles, human(nbytes)))
+  else
+    print(("%d files  %.1f GB"):format(nfiles, nbytes / 1e9))
+  end
+end
+
+local function join(dir, name)
+  return dir:sub(-1) == "/" and dir .. name or dir .. "/" .. name
+end
+
+local done = csp.chan()
+
+local function cancelled()
+  return csp.select{ csp.recv(done), default = true } == 1
+end
+
+-- Cancel traversal when input is detected.
+csp.go(function()
+  if csp.stdin:read(1) then done:close() end
+end)
+
+-- sema is a counting semaphore for limiting concurrency in dirents.
+local sema = csp.chan(20)
+
+-- The entries of dir with their lstat fields (one trip to the thread pool); none on error or
+-- once cancelled.
+local function dirents(dir)
+  if csp.select{ csp.send(sema, true), csp.recv(done) } == 2 then
+    return {} -- cancelled
+  end
+  local entries, err = csp.fs.dirstat(dir)
+  sema:recv() -- release token
+  if not entries then
+    io.stderr:write("du: ", err, "\n")
+    return {}
+  end
+  return entries
+end
+
+local function walk_dir(dir, n, file_sizes)
+  local _ <close> = csp.defer(n.done, n)
+  if cancelled() then return end
+  for _, entry in ipairs(dirents(dir)) do
+    if entry.type == "dir" then
+      n:add(1)
+      csp.go(walk_dir, join(dir, entry.name), n, file_sizes)
+    else
+      file_sizes:send(entry.size)
+    end
+  end
+end
+
+local file_sizes = csp.chan()
+local n = csp.waitgroup()
+for _, root in ipairs(roots) do
+  n:add(1)
+  csp.go(walk_dir, root, n, file_sizes)
+end
+csp.go(function()
+  n:wait()
+  file_sizes:close()
+end)
+
+local tick = flags.v and csp.tick(0.5) or nil
+local cases = { csp.recv(done), csp.recv(file_sizes), csp.recv(tick) }
+local nfiles, nbytes = 0, 0
+while true do
+  local i, size, ok = csp.select(cases)
+  if i == 1 then
+    -- Drain fileSizes to allow existing goroutines to finish.
+    for _ in file_sizes:range() do end
+    print_disk_usage(nfiles, nbytes)
+    -- Only main is left: every walker and the closer have returned, the stdin reader too.
+    io.stderr:write(("du: cancelled, goroutines left: %d\n"):format(csp.numgoroutine()))
+    return
+  elseif i == 2 then
+    if not ok then break end -- fileSizes was closed
+    nfiles = nfiles + 1
+    nbytes = nbytes + size
+  else
+    print_disk_usage(nfiles, nbytes)
+  end
+end
+print_disk_usage(nfiles, nbytes) -- final totals
