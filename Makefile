@@ -105,6 +105,9 @@ lint-c:
 bench: all
 	@command -v go >/dev/null || $(MAKE) --no-print-directory deps DEBS=golang-go
 	bash bench/run.sh
+	bash bench/echo/run.sh
+	bash bench/chat/run.sh
+	bash bench/du/run.sh
 
 install: all
 	@cd lua && find csp -name '*.lua' | sort | while read -r f; do \

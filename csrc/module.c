@@ -42,6 +42,7 @@ int luaopen_csp_core(lua_State *L) {
   csp_sync_open(L);
   csp_fs_open(L);
   csp_net_open(L);
+  csp_html_open(L);
   lua_pop(L, 1);
   return 1;
 }

@@ -77,4 +77,7 @@ for _, name in ipairs { "context", "group", "memo" } do
   for k, v in pairs(require("csp." .. name)(csp)) do csp[k] = v end
 end
 
+csp.url = require "csp.url"
+csp.html.links = require("csp.html")(csp)
+
 return csp
