@@ -79,5 +79,6 @@ end
 
 csp.url = require "csp.url"
 csp.html.links = require("csp.html")(csp)
+csp.http = require("csp.http")(csp)
 
 return csp

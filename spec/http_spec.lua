@@ -1,0 +1,483 @@
+-- csp.http.get: API.md "I/O" (csp.http.get), against real servers on 127.0.0.1: the
+-- programmable spec/helpers/httpd.lua and python3's http.server. Every get that could wait on a
+-- misbehaving server carries opts.timeout, so a regression fails instead of hanging.
+local csp = require "csp"
+local httpd = require "spec.helpers.httpd"
+local util = require "spec.helpers.util"
+
+local T = { timeout = 5 }
+
+local function with(extra)
+  local o = { timeout = 5 }
+  for k, v in pairs(extra) do o[k] = v end
+  return o
+end
+
+describe("csp.http.get", function()
+  local srv, srv2
+
+  after_each(function()
+    if srv then srv:close() end
+    if srv2 then srv2:close() end
+    srv, srv2 = nil, nil
+    csp.http.close_idle()
+  end)
+
+  describe("framing", function()
+    it("reads a Content-Length body, status and case-insensitive headers", function()
+      local seen
+      srv = httpd.start(function(req, c)
+        seen = req
+        httpd.reply(c, 200, "hello, world", { { "Content-Type", "text/plain" },
+          { "X-Multi", "a" }, { "x-multi", "b" } })
+      end)
+      local r = assert(csp.http.get(srv.url .. "/p?q=1#frag", with { headers = { ["X-Test"] = "yes" } }))
+      assert.equal(200, r.status)
+      assert.equal("OK", r.reason)
+      assert.equal("hello, world", r.body)
+      assert.equal(srv.url .. "/p?q=1#frag", r.url)
+      assert.equal("text/plain", r.headers["content-type"])
+      assert.equal("text/plain", r.headers["Content-Type"])
+      assert.equal("a, b", r.headers["x-multi"])
+      assert.equal("GET", seen.method)
+      assert.equal("/p?q=1", seen.target)       -- the fragment is never sent
+      assert.equal(srv.addr, seen.headers.host)
+      assert.equal("csp", seen.headers["user-agent"])
+      assert.equal("keep-alive", seen.headers.connection)
+      assert.equal("yes", seen.headers["x-test"])
+    end)
+
+    it("returns error statuses as responses, and an empty path as /", function()
+      local target
+      srv = httpd.start(function(req, c)
+        target = req.target
+        httpd.reply(c, 404, "no such page")
+      end)
+      local r = assert(csp.http.get(srv.url, T))
+      assert.equal(404, r.status)
+      assert.equal("no such page", r.body)
+      assert.equal("/", target)
+    end)
+
+    it("lets opts.headers replace the default User-Agent", function()
+      local ua
+      srv = httpd.start(function(req, c)
+        ua = req.headers["user-agent"]
+        httpd.reply(c, 200, "")
+      end)
+      assert(csp.http.get(srv.url .. "/", with { headers = { ["user-agent"] = "other" } }))
+      assert.equal("other", ua)
+    end)
+
+    it("reads a chunked body with extensions and trailers", function()
+      srv = httpd.start(function(req, c)
+        c:write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+          "5;name=value\r\nhello\r\n1\r\n,\r\nA\r\n 01234567\n\r\n0\r\nX-Sum: 42\r\n\r\n")
+      end)
+      local r = assert(csp.http.get(srv.url .. "/", T))
+      assert.equal("hello, 01234567\n", r.body)
+      assert.equal("42", r.trailers["x-sum"])
+      assert.equal("42", r.trailers["X-Sum"])
+    end)
+
+    it("reads a large chunked body built by the helper", function()
+      local chunks = {}
+      for i = 1, 200 do chunks[i] = string.rep(string.char(65 + i % 26), 1000 + i) end
+      srv = httpd.start(function(req, c) httpd.chunked(c, 200, chunks) end)
+      local r = assert(csp.http.get(srv.url .. "/", T))
+      assert.equal(table.concat(chunks), r.body)
+    end)
+
+    it("reads to EOF when neither length nor chunked is given, then uses a new connection", function()
+      srv = httpd.start(function(req, c)
+        c:write("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end" .. req.n)
+        return "close"
+      end)
+      for _ = 1, 2 do
+        local r = assert(csp.http.get(srv.url .. "/", T))
+        assert.equal("until the end1", r.body)
+      end
+      assert.equal(2, srv.accepted)
+      assert.equal(0, csp.http.idle_count())
+    end)
+
+    it("skips 1xx responses and reads no body for 204 and 304", function()
+      srv = httpd.start(function(req, c)
+        if req.path == "/continue" then
+          c:write("HTTP/1.1 100 Continue\r\n\r\n")
+          httpd.reply(c, 200, "after")
+        else
+          c:write(("HTTP/1.1 %s X\r\n\r\n"):format(req.path:sub(2)))
+        end
+      end)
+      assert.equal("after", assert(csp.http.get(srv.url .. "/continue", T)).body)
+      local r = assert(csp.http.get(srv.url .. "/204", T))
+      assert.same({ 204, "" }, { r.status, r.body })
+      r = assert(csp.http.get(srv.url .. "/304", T))
+      assert.same({ 304, "" }, { r.status, r.body })
+      assert.equal(1, srv.accepted)
+    end)
+  end)
+
+  describe("keep-alive", function()
+    it("reuses one connection for sequential requests", function()
+      srv = httpd.start(function(req, c) httpd.reply(c, 200, "n=" .. req.n) end)
+      for i = 1, 5 do
+        assert.equal("n=" .. i, assert(csp.http.get(srv.url .. "/x", T)).body)
+      end
+      assert.equal(1, srv.accepted)
+      assert.equal(5, srv.requests)
+      assert.equal(1, csp.http.idle_count())
+    end)
+
+    it("does not reuse a connection the server asked to close", function()
+      srv = httpd.start(function(req, c)
+        httpd.reply(c, 200, "bye", { { "Connection", "close" } })
+        return "close"
+      end)
+      for _ = 1, 3 do assert(csp.http.get(srv.url .. "/", T)) end
+      assert.equal(3, srv.accepted)
+      assert.equal(0, csp.http.idle_count())
+    end)
+
+    it("retries once on a fresh connection when a pooled one was closed by the server", function()
+      -- The server closes after every response without saying so: each later get finds its
+      -- pooled connection dead and must redial.
+      srv = httpd.start(function(req, c)
+        httpd.reply(c, 200, "ok")
+        return "close"
+      end)
+      for _ = 1, 3 do assert.equal("ok", assert(csp.http.get(srv.url .. "/", T)).body) end
+      assert.equal(3, srv.accepted)
+    end)
+
+    it("keeps at most 4 idle connections per host", function()
+      local N, arrived, gate = 8, 0, csp.chan()
+      srv = httpd.start(function(req, c)
+        arrived = arrived + 1
+        if arrived == N then gate:close() end
+        gate:recv()   -- all N requests are in flight at once, on N connections
+        httpd.reply(c, 200, "ok")
+      end)
+      local wg = csp.waitgroup()
+      local results = {}
+      for i = 1, N do
+        wg:go(function() results[i] = (csp.http.get(srv.url .. "/", T)) end)
+      end
+      wg:wait()
+      for i = 1, N do assert.equal("ok", results[i] and results[i].body) end
+      assert.equal(N, srv.accepted)
+      assert.equal(4, csp.http.idle_count())
+      for _ = 1, 4 do assert(csp.http.get(srv.url .. "/", T)) end
+      assert.equal(N, srv.accepted)   -- served by pooled connections
+    end)
+  end)
+
+  describe("redirects", function()
+    it("follows a relative Location and reports the final url", function()
+      local paths = {}
+      srv = httpd.start(function(req, c)
+        paths[#paths + 1] = req.target
+        if req.path == "/a/b" then
+          httpd.redirect(c, 301, "../c?x=1")
+        elseif req.path == "/c" then
+          httpd.redirect(c, 303, "/d")
+        else
+          httpd.reply(c, 200, "at " .. req.target)
+        end
+      end)
+      local r = assert(csp.http.get(srv.url .. "/a/b", T))
+      assert.equal(200, r.status)
+      assert.equal("at /d", r.body)
+      assert.equal(srv.url .. "/d", r.url)
+      assert.same({ "/a/b", "/c?x=1", "/d" }, paths)
+      assert.equal(1, srv.accepted)
+    end)
+
+    it("follows an absolute Location to another server", function()
+      srv2 = httpd.start(function(req, c) httpd.reply(c, 200, "second " .. req.target) end)
+      srv = httpd.start(function(req, c) httpd.redirect(c, 307, srv2.url .. "/there") end)
+      local r = assert(csp.http.get(srv.url .. "/", T))
+      assert.equal("second /there", r.body)
+      assert.equal(srv2.url .. "/there", r.url)
+    end)
+
+    it("returns a 3xx without Location as it is", function()
+      srv = httpd.start(function(req, c) httpd.reply(c, 302, "nowhere") end)
+      local r = assert(csp.http.get(srv.url .. "/", T))
+      assert.same({ 302, "nowhere" }, { r.status, r.body })
+    end)
+
+    local function chain(c, req)
+      local n = tonumber(req.path:match("^/r(%d+)$"))
+      if n and n > 0 then
+        httpd.redirect(c, 302, "/r" .. (n - 1))
+      else
+        httpd.reply(c, 200, "end")
+      end
+    end
+
+    it("follows a chain of 10 redirects", function()
+      srv = httpd.start(function(req, c) chain(c, req) end)
+      local r = assert(csp.http.get(srv.url .. "/r10", T))
+      assert.equal("end", r.body)
+      assert.equal(srv.url .. "/r0", r.url)
+      assert.equal(11, srv.requests)
+    end)
+
+    it("stops after 10 redirects", function()
+      srv = httpd.start(function(req, c) chain(c, req) end)
+      local r, err = csp.http.get(srv.url .. "/r11", T)
+      assert.is_nil(r)
+      assert.equal(('Get "%s/r0": stopped after 10 redirects'):format(srv.url), err)
+      assert.equal(11, srv.requests)
+    end)
+
+    it("fails on a redirect to https", function()
+      srv = httpd.start(function(req, c) httpd.redirect(c, 301, "https://example.com/") end)
+      local r, err = csp.http.get(srv.url .. "/", T)
+      assert.is_nil(r)
+      assert.equal('Get "https://example.com/": https is not supported', err)
+    end)
+  end)
+
+  describe("limits", function()
+    it("times out on a server that never answers", function()
+      srv = httpd.start(function(req, c, s)
+        s.closing:recv()
+        return "close"
+      end)
+      local t0 = csp.now()
+      local r, err, code = csp.http.get(srv.url .. "/", { timeout = 0.3 })
+      local dt = csp.now() - t0
+      assert.is_nil(r)
+      assert.matches('^Get "' .. srv.url:gsub("%p", "%%%0") .. '/": i/o timeout', err)
+      assert.equal("ETIMEDOUT", code)
+      assert.is_true(dt >= 0.29 and dt < 1.5, "took " .. dt)
+    end)
+
+    it("times out on a body that stalls, the timeout covering the whole exchange", function()
+      srv = httpd.start(function(req, c, s)
+        c:write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")
+        s.closing:recv()
+        return "close"
+      end)
+      local t0 = csp.now()
+      local r, err = csp.http.get(srv.url .. "/", { timeout = 0.3 })
+      assert.is_nil(r)
+      assert.matches("i/o timeout", err)
+      assert.is_true(csp.now() - t0 < 1.5)
+    end)
+
+    it("refuses a Content-Length over max_body without reading it", function()
+      srv = httpd.start(function(req, c)
+        httpd.reply(c, 200, string.rep("x", 1000))
+      end)
+      local r, err = csp.http.get(srv.url .. "/", with { max_body = 999 })
+      assert.is_nil(r)
+      assert.matches("response body too large %(limit 999 bytes%)", err)
+      assert.equal(1000, #assert(csp.http.get(srv.url .. "/", with { max_body = 1000 })).body)
+    end)
+
+    it("stops reading an endless body at max_body and closes the connection", function()
+      local ended = csp.chan(1)
+      srv = httpd.start(function(req, c)
+        local framing = req.path == "/chunked" and "Transfer-Encoding: chunked\r\n" or ""
+        c:write("HTTP/1.1 200 OK\r\n" .. framing .. "\r\n")
+        local piece = string.rep("y", 65536)
+        if framing ~= "" then piece = ("%x\r\n%s\r\n"):format(#piece, piece) end
+        while c:write(piece) do end   -- until the client hangs up
+        ended:send(true)
+        return "close"
+      end)
+      for _, path in ipairs({ "/eof", "/chunked" }) do
+        local r, err = csp.http.get(srv.url .. path, with { max_body = 200000 })
+        assert.is_nil(r)
+        assert.matches("response body too large", err)
+        assert.is_true(ended:recv())
+      end
+    end)
+
+    it("rejects a header section over 64 KiB", function()
+      srv = httpd.start(function(req, c)
+        local h = {}
+        for i = 1, 70 do h[i] = { "X-Pad-" .. i, string.rep("p", 1000) } end
+        httpd.reply(c, 200, "big", h)
+      end)
+      local r, err = csp.http.get(srv.url .. "/", T)
+      assert.is_nil(r)
+      assert.matches("response header too large", err)
+    end)
+
+    it("rejects a single header line over 64 KiB", function()
+      srv = httpd.start(function(req, c)
+        httpd.reply(c, 200, "big", { { "X-Long", string.rep("p", 70000) } })
+      end)
+      local r, err = csp.http.get(srv.url .. "/", T)
+      assert.is_nil(r)
+      assert.matches("too large", err)
+    end)
+  end)
+
+  describe("malformed responses", function()
+    local function serve_raw(raw, close)
+      srv = httpd.start(function(req, c)
+        c:write(raw)
+        if close then return "close" end
+      end)
+      return csp.http.get(srv.url .. "/", T)
+    end
+
+    local cases = {
+      { "garbage status line", "SSH-2.0-OpenSSH\r\n\r\n", 'malformed HTTP response "SSH%-2%.0%-OpenSSH"' },
+      { "bad status code", "HTTP/1.1 2000 OK\r\n\r\n", "malformed HTTP response" },
+      { "HTTP/2 status line", "HTTP/2.0 200 OK\r\n\r\n", "malformed HTTP response" },
+      { "header line without colon", "HTTP/1.1 200 OK\r\nnocolon\r\n\r\n", "malformed MIME header line" },
+      { "bad Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n", "bad Content%-Length" },
+      { "conflicting Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        "multiple Content%-Length" },
+      { "bad chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunk size" },
+      { "huge chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        string.rep("f", 40) .. "\r\n", "malformed chunk size" },
+      { "chunk without CRLF", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n",
+        "missing CRLF" },
+    }
+    for _, case in ipairs(cases) do
+      it("returns an error for a " .. case[1], function()
+        local r, err = serve_raw(case[2], true)
+        assert.is_nil(r)
+        assert.matches('^Get "http://127%.0%.0%.1:%d+/": .*' .. case[3], err)
+      end)
+    end
+
+    it("returns an error for a truncated Content-Length body", function()
+      local r, err = serve_raw("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..", true)
+      assert.is_nil(r)
+      assert.matches(": unexpected EOF$", err)
+    end)
+
+    it("returns an error for a truncated chunked body", function()
+      local r, err = serve_raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc", true)
+      assert.is_nil(r)
+      assert.matches(": unexpected EOF$", err)
+    end)
+
+    it("returns an error for truncated headers", function()
+      local r, err = serve_raw("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", true)
+      assert.is_nil(r)
+      assert.matches(": unexpected EOF$", err)
+    end)
+
+    it("returns EOF for a connection closed without a response", function()
+      local r, err = serve_raw("", true)
+      assert.is_nil(r)
+      assert.equal(('Get "%s/": EOF'):format(srv.url), err)
+    end)
+
+    it("returns an error for a connection reset in the middle of the body", function()
+      -- Closing a socket with unread input makes the kernel send RST instead of FIN: the
+      -- server reads nothing of a request padded beyond the socket buffers. libuv reports an
+      -- RST that follows data as the end of the stream, so the body is seen truncated.
+      local ln = assert(csp.net.listen("tcp", "127.0.0.1:0"))
+      csp.go(function()
+        local c = ln:accept()
+        c:read(1)   -- the request has arrived; most of it stays in the kernel, unread
+        c:write("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" .. string.rep("z", 1000))
+        c:close()
+      end)
+      local r, err = csp.http.get("http://" .. ln:addr() .. "/",
+        with { headers = { ["X-Pad"] = string.rep("p", 300000) } })
+      ln:close()
+      assert.is_nil(r)
+      assert.is_truthy(err:find(": unexpected EOF$") or err:find("connection reset by peer"), err)
+    end)
+  end)
+
+  describe("errors", function()
+    it("names the operation and the URL for a refused connection", function()
+      local ln = assert(csp.net.listen("tcp", "127.0.0.1:0"))
+      local addr = ln:addr()
+      ln:close()
+      local r, err, code = csp.http.get("http://" .. addr .. "/", T)
+      assert.is_nil(r)
+      assert.equal(('Get "http://%s/": dial tcp %s: connect: connection refused'):format(addr, addr),
+        err)
+      assert.equal("ECONNREFUSED", code)
+    end)
+
+    it("does not support https", function()
+      assert.same({ nil, 'Get "https://example.com/": https is not supported' },
+        { csp.http.get("https://example.com/") })
+    end)
+
+    it("rejects URLs it cannot request", function()
+      assert.same({ nil, 'Get "ftp://x/": unsupported protocol scheme "ftp"' },
+        { csp.http.get("ftp://x/") })
+      assert.same({ nil, 'Get "/relative": unsupported protocol scheme ""' },
+        { csp.http.get("/relative") })
+      assert.same({ nil, 'Get "http:///p": http: no Host in request URL' },
+        { csp.http.get("http:///p") })
+      local _, err = csp.http.get("http://127.0.0.1:99999/")
+      assert.matches("invalid port", err)
+    end)
+
+    it("raises on bad arguments", function()
+      assert.matches("bad argument #1 to 'get'", util.raises(csp.http.get))
+      assert.matches("bad argument #1 to 'get'", util.raises(csp.http.get, 42))
+      assert.matches("bad argument #2 to 'get'", util.raises(csp.http.get, "http://x/", "opts"))
+      assert.matches("timeout", util.raises(csp.http.get, "http://x/", { timeout = -1 }))
+      assert.matches("timeout", util.raises(csp.http.get, "http://x/", { timeout = "1" }))
+      assert.matches("max_body", util.raises(csp.http.get, "http://x/", { max_body = -1 }))
+      assert.matches("max_body", util.raises(csp.http.get, "http://x/", { max_body = 1.5 }))
+      assert.matches("headers", util.raises(csp.http.get, "http://x/", { headers = "x" }))
+      assert.matches("invalid value", util.raises(csp.http.get, "http://x/",
+        { headers = { ["X-Evil"] = "a\r\nHost: other" } }))
+      assert.matches("invalid header name", util.raises(csp.http.get, "http://x/",
+        { headers = { ["Bad Name"] = "v" } }))
+    end)
+  end)
+
+  describe("against python3 -m http.server", function()
+    local has_python = os.execute("command -v python3 >/dev/null 2>&1")
+
+    it("fetches files, 404s and a directory redirect", function()
+      if not has_python then
+        pending("python3 is missing")
+        return
+      end
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir -p " .. dir .. "/sub"))
+      local content = string.rep("python served this\n", 1000)
+      assert(csp.fs.writefile(dir .. "/page.txt", content))
+      assert(csp.fs.writefile(dir .. "/sub/index.html", "<p>sub</p>"))
+      -- The shell prints its pid and execs python, whose unbuffered first line says it listens.
+      local p = assert(io.popen(("echo $$; exec timeout 30 python3 -u -m http.server " ..
+        "--bind 127.0.0.1 --directory %s 0 2>/dev/null"):format(dir), "r"))
+      local pid = assert(tonumber(p:read("l")))
+      local ok, err = pcall(function()
+        local port = assert(p:read("l"):match("port (%d+)"))
+        local base = "http://127.0.0.1:" .. port
+        local r = assert(csp.http.get(base .. "/page.txt", T))
+        assert.equal(200, r.status)
+        assert.equal(content, r.body)
+        assert.equal(tostring(#content), r.headers["Content-Length"])
+        r = assert(csp.http.get(base .. "/missing", T))
+        assert.equal(404, r.status)
+        r = assert(csp.http.get(base .. "/sub", T))
+        assert.equal(200, r.status)
+        assert.equal("<p>sub</p>", r.body)
+        assert.equal(base .. "/sub/", r.url)
+      end)
+      os.execute("kill " .. pid .. " 2>/dev/null")
+      p:close()
+      os.execute("rm -rf " .. dir)
+      assert(ok, err)
+    end)
+  end)
+
+  it("leaves no server goroutine behind", function()
+    csp.gosched()
+    assert.equal(1, csp.numgoroutine())
+  end)
+end)
