@@ -3,19 +3,8 @@
 -- port and short intervals; each is killed at the end of its test.
 local csp = require "csp"
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local root = (function()
-  local src = debug.getinfo(1, "S").source:sub(2)
-  local dir = src:match("^(.*)/spec/[^/]+$") or "."
-  if dir:sub(1, 1) ~= "/" then dir = (os.getenv("PWD") or ".") .. "/" .. dir end
-  return dir
-end)()
-
-local ENV = ("LUA_PATH=%s LUA_CPATH=%s"):format(
-  quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), quote(root .. "/build/?.so;;"))
+local run = require "spec.helpers.run"
+local quote, root, ENV = run.quote, run.root, run.env
 
 local function slurp(path)
   local f = io.open(path, "rb")

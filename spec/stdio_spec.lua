@@ -2,19 +2,8 @@
 -- lua5.4 with its standard streams set up by the shell: a pipe, a regular file, /dev/null, or a
 -- terminal (a pty from python3). This process's own stdio is never touched.
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local root = (function()
-  local src = debug.getinfo(1, "S").source:sub(2)
-  local dir = src:match("^(.*)/spec/[^/]+$") or "."
-  if dir:sub(1, 1) ~= "/" then dir = (os.getenv("PWD") or ".") .. "/" .. dir end
-  return dir
-end)()
-
-local ENV = ("LUA_PATH=%s LUA_CPATH=%s"):format(
-  quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"), quote(root .. "/build/?.so;;"))
+local run = require "spec.helpers.run"
+local quote, ENV = run.quote, run.env
 
 local function slurp(path)
   local f = assert(io.open(path, "rb"))

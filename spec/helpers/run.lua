@@ -17,6 +17,23 @@ local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+-- The module path for children: the parent's LUA_CPATH (under `make asan` the sanitized build),
+-- made absolute, or this tree's build/.
+local function cpath(dir)
+  local cp = os.getenv("LUA_CPATH")
+  if not cp then return dir .. "/build/?.so;;" end
+  return (cp:gsub("[^;]+", function(t)
+    if t:sub(1, 1) == "/" then return t end
+    return (os.getenv("PWD") or ".") .. "/" .. t
+  end))
+end
+
+M.root = root()
+M.quote = quote
+-- "LUA_PATH=... LUA_CPATH=...": a shell prefix that makes a child lua5.4 load this tree.
+M.env = ("LUA_PATH=%s LUA_CPATH=%s"):format(
+  quote(M.root .. "/lua/?.lua;" .. M.root .. "/lua/?/init.lua;;"), quote(cpath(M.root)))
+
 local function slurp(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("a")
@@ -36,7 +53,7 @@ function M.run(code, env, timeout)
   f:close()
   local vars = {
     "LUA_PATH=" .. quote(dir .. "/lua/?.lua;" .. dir .. "/lua/?/init.lua;;"),
-    "LUA_CPATH=" .. quote(os.getenv("LUA_CPATH") or (dir .. "/build/?.so;;")),  -- asan: same build
+    "LUA_CPATH=" .. quote(cpath(dir)),  -- under asan, the same sanitized build
   }
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. quote(v) end
   local cmd = string.format("env -u CSP_SEED %s timeout -k 2 %d lua5.4 %s >%s 2>%s",
