@@ -104,10 +104,12 @@ lint-c:
 # Go is only needed here (the Go twins of the workloads): not in DEBS, to keep CI installs small.
 bench: all
 	@command -v go >/dev/null || $(MAKE) --no-print-directory deps DEBS=golang-go
+	@$(MAKE) --no-print-directory deps DEBS="golang-golang-x-net-dev nginx"
 	bash bench/run.sh
 	bash bench/echo/run.sh
 	bash bench/chat/run.sh
 	bash bench/du/run.sh
+	bash bench/crawl/run.sh
 
 install: all
 	@cd lua && find csp -name '*.lua' | sort | while read -r f; do \
