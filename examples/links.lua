@@ -1,0 +1,87 @@
+-- links: what crawl1-3 share, as the Go book's crawlers share gopl.io/ch5/links: extract (the
+-- links of a page), the command line (-depth N, -host HOST, start URLs) and the bookkeeping that
+-- decides which found links to crawl. Each crawler keeps its own crawl function and main loop.
+local csp = require "csp"
+
+local M = {}
+
+-- The command line: returns maxdepth (or nil), host (or nil), the start URLs.
+function M.args(arg)
+  local maxdepth, host
+  local urls = {}
+  local i = 1
+  while i <= #arg do
+    local a = arg[i]
+    if a == "-depth" or a == "-host" then
+      local v = arg[i + 1] or error(a .. ": missing value")
+      if a == "-depth" then maxdepth = assert(math.tointeger(tonumber(v)), "-depth: not an integer")
+      else host = v end
+      i = i + 2
+    else
+      urls[#urls + 1] = a
+      i = i + 1
+    end
+  end
+  if #urls == 0 then
+    io.stderr:write("usage: lua5.4 ", arg[0], " [-depth N] [-host HOST] URL...\n")
+    os.exit(2)
+  end
+  return maxdepth, host, urls
+end
+
+-- links.Extract of the Go book: the absolute links of an HTML page, or nil, err.
+function M.extract(url)
+  local resp, err = csp.http.get(url)
+  if not resp then return nil, err end
+  if resp.status ~= 200 then return nil, ("getting %s: status %d"):format(url, resp.status) end
+  local ctype = resp.headers["content-type"] or ""
+  if not ctype:lower():find("^%s*text/html") then
+    return nil, ("%s has type %s, not HTML"):format(url, ctype)
+  end
+  return csp.html.links(resp.body, resp.url)
+end
+
+local function on_host(host, url)
+  if not host then return true end
+  local auth = url:match("^%a[%w+.-]*://([^/?#]*)")
+  if not auth then return false end
+  auth = auth:match("([^@]*)$")
+  if host:find(":", 1, true) and not host:match("^%[.*%]$") then return auth == host end
+  return (auth:match("^(%[.*%])") or auth:match("^([^:]*)")) == host
+end
+
+-- A visitor for one crawl with -depth maxdepth and -host host: visit(item, schedule) takes a
+-- worklist item {links=, from=page or nil for the start URLs} and calls schedule(link) for
+-- every link to crawl, once each.
+function M.visitor(maxdepth, host)
+  local seen, found = {}, {}
+  -- Deduplication with -depth: seen[url] is the smallest depth the url was found at. Results
+  -- come back in any order, so a page can first be found by a long path and later by a shorter
+  -- one; its links (kept in found[url]) are then walked again from the new depth, without a
+  -- second fetch, so exactly the pages within -depth links are fetched.
+  local function visit(list, depth, schedule)
+    if maxdepth and depth > maxdepth then return end
+    for _, link in ipairs(list) do
+      if on_host(host, link) then
+        local d = seen[link]
+        if d == nil then
+          seen[link] = depth
+          schedule(link)
+        elseif depth < d then
+          seen[link] = depth
+          if found[link] then visit(found[link], depth + 1, schedule) end
+        end
+      end
+    end
+  end
+
+  -- A crawled page's links, at one more than the page's (smallest known) depth.
+  local function visit_found(item, schedule)
+    if item.from == nil then return visit(item.links, 0, schedule) end
+    if maxdepth then found[item.from] = item.links end
+    visit(item.links, seen[item.from] + 1, schedule)
+  end
+  return visit_found
+end
+
+return M
