@@ -110,6 +110,7 @@ bench: all
 	bash bench/chat/run.sh
 	bash bench/du/run.sh
 	bash bench/crawl/run.sh
+	bash bench/http/run.sh
 
 install: all
 	@cd lua && find csp -name '*.lua' | sort | while read -r f; do \
