@@ -233,8 +233,9 @@ local function nginx_bin()
 end
 
 -- Serves root/www on 127.0.0.1:port; returns the server's pid and kind. Waits until it accepts.
+-- nginx when installed, else python3; CSP_SITE_SERVER=python3 forces the fallback.
 function M.serve(root, port, kind)
-  kind = kind or (nginx_bin() and "nginx" or "python3")
+  kind = kind or os.getenv("CSP_SITE_SERVER") or (nginx_bin() and "nginx" or "python3")
   local cmd
   if kind == "nginx" then
     os.execute("mkdir -p " .. quote(root .. "/tmp"))
