@@ -5,47 +5,14 @@
 local csp = require "csp"
 
 local USAGE = "usage: du1.lua [-h] [-b] [DIR...]"
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local du = require "du" -- the command line and the report line, shared by du1-du4
 
--- Go's flag package: flags first, "--" or the first non-flag ends them.
-local function parse(argv, known)
-  local flags, roots, i = {}, {}, 1
-  while argv[i] and argv[i] ~= "-" and argv[i]:sub(1, 1) == "-" do
-    local a = argv[i]
-    i = i + 1
-    if a == "--" then break end
-    local name = a:match("^%-%-?(.+)$")
-    if not known[name] then
-      io.stderr:write("flag provided but not defined: ", a, "\n", USAGE, "\n")
-      os.exit(2)
-    end
-    flags[name] = true
-  end
-  for j = i, #argv do roots[#roots + 1] = argv[j] end
-  if #roots == 0 then roots[1] = "." end
-  return flags, roots
-end
-
-local flags, roots = parse(arg, { h = true, b = true })
-
-local function human(n)
-  local units, u = { "B", "kB", "MB", "GB", "TB", "PB", "EB" }, 1
-  if n < 1000 then return ("%d B"):format(n) end
-  while n >= 1000 and u < #units do n, u = n / 1000, u + 1 end
-  return ("%.1f %s"):format(n, units[u])
-end
+local flags, roots = du.args(arg, { h = true, b = true }, USAGE)
+local join = du.join
 
 local function print_disk_usage(nfiles, nbytes)
-  if flags.b then
-    print(("%d files  %d bytes"):format(nfiles, nbytes))
-  elseif flags.h then
-    print(("%d files  %s"):format(nfiles, human(nbytes)))
-  else
-    print(("%d files  %.1f GB"):format(nfiles, nbytes / 1e9))
-  end
-end
-
-local function join(dir, name)
-  return dir:sub(-1) == "/" and dir .. name or dir .. "/" .. name
+  du.print_disk_usage(flags, nfiles, nbytes)
 end
 
 -- The entries of dir with their lstat fields (one trip to the thread pool); none on error.
