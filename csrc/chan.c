@@ -81,7 +81,7 @@ int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
     lua_State *R = csp_sched_results(w->g);
     int n = 2;
     if (w->caseidx) { lua_pushinteger(R, w->caseidx); n = 3; }
-    lua_pushvalue(L, validx);
+    if (validx > 0) lua_pushvalue(L, validx);
     lua_xmove(L, R, 1);
     lua_pushboolean(R, 1);
     csp_sched_ready(c->S, w->g, n);
@@ -90,7 +90,7 @@ int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
   if (c->count < c->cap) {
     uint32_t tail = c->head + c->count;
     if (tail >= c->cap) tail -= c->cap;
-    lua_pushvalue(L, validx);
+    if (validx > 0) lua_pushvalue(L, validx);
     ring_set(L, c, chidx, tail);
     c->count++;
     return 1;
@@ -177,7 +177,7 @@ static int chan_send(lua_State *L) {
   csp_G *g;
   if (lua_gettop(L) != 2) lua_settop(L, 2);
   if (c->closed) return luaL_error(L, "send on closed channel");
-  if (csp_chan_trysend(L, c, 1, 2)) return 0;
+  if (csp_chan_trysend(L, c, 1, 0)) return 0;  /* 0: the value on top may be moved away */
   g = csp_sched_self(L, c->S);
   g->w.caseidx = 0;
   g->w.validx = 2;

@@ -191,7 +191,8 @@ csp_Chan *csp_chan_new(lua_State *L, csp_Sched *S, uint32_t cap, int timer);
 void csp_chan_view(lua_State *L, int idx, int op); /* pushes a send-only or receive-only view */
 int csp_chan_ready(csp_Chan *c, int send);        /* could the op complete now? */
 int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx); /* pushes v, ok; 0 if it would block */
-int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx); /* 1 if sent, 0 if not */
+/* 1 if sent, 0 if not; validx 0: the value is on top of L's stack and a send consumes it. */
+int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx);
 void csp_chan_drain_tick(csp_Chan *c);          /* drops a pending timer tick */
 void csp_chan_deliver(csp_Chan *c, double v);     /* timer tick: to a waiter or the pending slot */
 void csp_chan_open(lua_State *L);
