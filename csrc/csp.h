@@ -211,6 +211,7 @@ void csp_net_open(lua_State *L);
 
 /* --- html.c: links extraction with gumbo --- */
 void csp_html_open(lua_State *L);
+void csp_proc_open(lua_State *L);
 
 /* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one). */
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
