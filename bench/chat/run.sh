@@ -4,19 +4,12 @@
 # GOMAXPROCS=1 and default). Prints deliveries/s (lines received by all clients) and the
 # server's CPU time per delivery. Env: CHAT_CLIENTS (200), CHAT_TALKERS (10), CHAT_SECS (5).
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-ROOT=$PWD
-LUA=${LUA:-lua5.4}
+. "$(dirname "$0")/../lib.sh"
 CLIENTS=${CHAT_CLIENTS:-200}
 TALKERS=${CHAT_TALKERS:-10}
 SECS=${CHAT_SECS:-5}
 [ "${BENCH_QUICK:-0}" != 0 ] && SECS=1
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
-export LUA_CPATH="$ROOT/build/?.so;;"
-export GOCACHE="$ROOT/build/gocache" GO111MODULE=on GOFLAGS='' GOTOOLCHAIN=local
 
-[ -f build/csp/core.so ] || { echo "build/csp/core.so missing: run make" >&2; exit 1; }
-mkdir -p build/bench
 go build -o build/bench/chat-loadgen ./bench/chat/loadgen/main.go || exit 1
 go build -o build/bench/chat-go ./bench/chat/gochat/main.go || exit 1
 

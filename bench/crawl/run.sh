@@ -8,23 +8,16 @@
 # Prints one RESULT line per program (median wall ms) and a table with the ratio and target
 # (crawl3.lua <= 1.0x Go crawl3 at P=1).
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-ROOT=$PWD
-LUA=${LUA:-lua5.4}
+. "$(dirname "$0")/../lib.sh"
 RUNS=${BENCH_RUNS:-5}
 PAGES=${CRAWL_PAGES:-5000}
 SEED=${CRAWL_SEED:-1}
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
-BUILD_DIR=${CSP_BUILD:-$ROOT/build}
-export LUA_CPATH="$BUILD_DIR/?.so;;"
 
-[ -f "$BUILD_DIR/csp/core.so" ] || { echo "$BUILD_DIR/csp/core.so missing: run make" >&2; exit 1; }
 command -v go >/dev/null || { echo "go not found: apt-get install golang-go" >&2; exit 1; }
 [ -d /usr/share/gocode/src/golang.org/x/net/html ] ||
   { echo "golang.org/x/net/html missing: apt-get install golang-golang-x-net-dev" >&2; exit 1; }
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] ||
   echo "nginx missing (apt-get install nginx): serving with python3 -m http.server" >&2
-mkdir -p build/bench
 # GOPATH mode: Debian installs x/net as GOPATH sources, not as a module.
 GOCACHE="$ROOT/build/gocache" GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS='' \
   go build -o build/bench/crawl3 bench/crawl/crawl3.go || { echo "go build crawl3 failed" >&2; exit 1; }
@@ -45,13 +38,6 @@ n=$("${LUA_CMD[@]}" 2>/dev/null | sort -u | wc -l)
 [ "$n" = "$WANT" ] || { echo "crawl3.lua printed $n URLs, want $WANT" >&2; exit 1; }
 
 declare -A T
-wall() {
-  local t0 t1
-  t0=$(date +%s%N)
-  "$@" >/dev/null 2>&1 || { echo "FAIL: $*" >&2; return 1; }
-  t1=$(date +%s%N)
-  echo $(((t1 - t0) / 1000000))
-}
 for ((r = 1; r <= RUNS; r++)); do
   echo "round $r/$RUNS" >&2
   T[lua]+=" $(wall "${LUA_CMD[@]}")"
@@ -59,7 +45,6 @@ for ((r = 1; r <= RUNS; r++)); do
   T[gon]+=" $(wall "${GO_CMD[@]}")"
 done
 
-median() { tr ' ' '\n' <<<"$1" | grep -E '^[0-9]+$' | sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "FAIL") }'; }
 lua=$(median "${T[lua]}") go1=$(median "${T[go1]}") gon=$(median "${T[gon]}")
 echo "RESULT crawl3_lua $lua ms"
 echo "RESULT crawl3_go_p1 $go1 ms"

@@ -9,21 +9,13 @@
 # Prints one RESULT line per program (median wall ms) and a table with the ratios and targets
 # (du3.lua <= 1.0x GNU du, <= 0.8x Go du3).
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-ROOT=$PWD
-LUA=${LUA:-lua5.4}
+. "$(dirname "$0")/../lib.sh"
 RUNS=${BENCH_RUNS:-5}
 FILES=${DU_FILES:-200000}
 DIRS=${DU_DIRS:-20000}
 TREE=${DU_TREE:-$ROOT/build/du-tree-$FILES-$DIRS}
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
-BUILD_DIR=${CSP_BUILD:-$ROOT/build}
-export LUA_CPATH="$BUILD_DIR/?.so;;"
-export GOCACHE="$ROOT/build/gocache" GO111MODULE=on GOFLAGS='' GOTOOLCHAIN=local
 
-[ -f "$BUILD_DIR/csp/core.so" ] || { echo "$BUILD_DIR/csp/core.so missing: run make" >&2; exit 1; }
 command -v go >/dev/null || { echo "go not found: apt-get install golang-go" >&2; exit 1; }
-mkdir -p build/bench
 go build -o build/bench/du3 ./bench/go/du3/main.go || { echo "go build du3 failed" >&2; exit 1; }
 
 if [ ! -f "$TREE/.complete" ]; then
@@ -43,13 +35,6 @@ du -s --apparent-size "$TREE" >/dev/null  # warm the cache
 
 declare -A T
 # ms of wall time for one run of the command (output discarded)
-wall() {
-  local t0 t1
-  t0=$(date +%s%N)
-  "$@" >/dev/null || { echo "FAIL: $*" >&2; return 1; }
-  t1=$(date +%s%N)
-  echo $(((t1 - t0) / 1000000))
-}
 for ((r = 1; r <= RUNS; r++)); do
   echo "round $r/$RUNS" >&2
   T[lua]+=" $(wall "$LUA" examples/du3.lua -b "$TREE")"
@@ -57,7 +42,6 @@ for ((r = 1; r <= RUNS; r++)); do
   T[du]+=" $(wall du -s --apparent-size "$TREE")"
 done
 
-median() { tr ' ' '\n' <<<"$1" | grep -E '^[0-9]+$' | sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "FAIL") }'; }
 lua=$(median "${T[lua]}") go=$(median "${T[go]}") du=$(median "${T[du]}")
 echo "RESULT du3_lua $lua ms"
 echo "RESULT du3_go $go ms"

@@ -5,19 +5,12 @@
 # Prints requests/s, p50/p99 latency and the server's CPU time per request (from /proc).
 # Env: ECHO_CONNS (100), ECHO_SIZE (64), ECHO_SECS (5), BENCH_QUICK=1 (1 s).
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-ROOT=$PWD
-LUA=${LUA:-lua5.4}
+. "$(dirname "$0")/../lib.sh"
 CONNS=${ECHO_CONNS:-100}
 SIZE=${ECHO_SIZE:-64}
 SECS=${ECHO_SECS:-5}
 [ "${BENCH_QUICK:-0}" != 0 ] && SECS=1
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
-export LUA_CPATH="$ROOT/build/?.so;;"
-export GOCACHE="$ROOT/build/gocache" GO111MODULE=on GOFLAGS='' GOTOOLCHAIN=local
 
-[ -f build/csp/core.so ] || { echo "build/csp/core.so missing: run make" >&2; exit 1; }
-mkdir -p build/bench
 go build -o build/bench/echo-loadgen ./bench/echo/loadgen/main.go || exit 1
 go build -o build/bench/echo-go ./bench/echo/goecho/main.go || exit 1
 

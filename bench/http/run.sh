@@ -6,22 +6,15 @@
 # Env: BENCH_RUNS (3; rounds interleaved, median reported), BENCH_QUICK=1 (N=2000, else 20000),
 #      HTTP_N (overrides N), CSP_BUILD (directory holding csp/core.so, default build).
 set -u
-cd "$(dirname "$0")/../.." || exit 1
-ROOT=$PWD
-LUA=${LUA:-lua5.4}
+. "$(dirname "$0")/../lib.sh"
 RUNS=${BENCH_RUNS:-3}
 N=20000
 [ "${BENCH_QUICK:-0}" != 0 ] && N=2000
 N=${HTTP_N:-$N}
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
-BUILD_DIR=${CSP_BUILD:-$ROOT/build}
-export LUA_CPATH="$BUILD_DIR/?.so;;"
 
-[ -f "$BUILD_DIR/csp/core.so" ] || { echo "$BUILD_DIR/csp/core.so missing: run make" >&2; exit 1; }
 command -v go >/dev/null || { echo "go not found: apt-get install golang-go" >&2; exit 1; }
 NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null) ||
   { echo "nginx missing: apt-get install nginx" >&2; exit 1; }
-mkdir -p build/bench
 GOCACHE="$ROOT/build/gocache" GO111MODULE=off GOFLAGS='' GOTOOLCHAIN=local \
   go build -o build/bench/http-goget bench/http/goget/main.go || { echo "go build failed" >&2; exit 1; }
 
@@ -93,7 +86,6 @@ for ((r = 1; r <= RUNS; r++)); do
   run "go P=$(nproc)" env -u GOMAXPROCS build/bench/http-goget
 done
 
-median() { tr ' ' '\n' <<<"$1" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "FAIL") }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }'; }
 declare -A MS MP MC MCP
 for name in "${NAMES[@]}"; do
