@@ -1,7 +1,9 @@
 -- du: what du1-du4 share, as Go's versions share the flag package and printDiskUsage: the
 -- command line (flags first: -v, -h, -b; then the roots, default "."), the report line
--- (`N files  X.X GB`, -h human units, -b bytes) and path joining. Each version keeps its own
--- walk, which is what the versions differ in.
+-- (`N files  X.X GB`, -h human units, -b bytes), path joining, and version 1's sequential walk
+-- that version 2 keeps; du3 and du4 have their own concurrent walks, what those versions show.
+local csp = require "csp"
+
 local M = {}
 
 -- Go's flag package: flags first, "--" or the first non-flag ends them.
@@ -46,6 +48,27 @@ end
 
 function M.join(dir, name)
   return dir:sub(-1) == "/" and dir .. name or dir .. "/" .. name
+end
+
+-- The entries of dir with their lstat fields (one trip to the thread pool); none on error.
+local function dirents(dir)
+  local entries, err = csp.fs.dirstat(dir)
+  if not entries then
+    io.stderr:write("du: ", err, "\n")
+    return {}
+  end
+  return entries
+end
+
+-- Version 1's walk (du2 keeps it): sends the size of every file below dir on file_sizes.
+function M.walk_dir(dir, file_sizes)
+  for _, entry in ipairs(dirents(dir)) do
+    if entry.type == "dir" then
+      M.walk_dir(M.join(dir, entry.name), file_sizes)
+    else
+      file_sizes:send(entry.size)
+    end
+  end
 end
 
 return M

@@ -9,31 +9,12 @@ package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.pat
 local du = require "du" -- the command line and the report line, shared by du1-du4
 
 local flags, roots = du.args(arg, { h = true, b = true }, USAGE)
-local join = du.join
 
 local function print_disk_usage(nfiles, nbytes)
   du.print_disk_usage(flags, nfiles, nbytes)
 end
 
--- The entries of dir with their lstat fields (one trip to the thread pool); none on error.
-local function dirents(dir)
-  local entries, err = csp.fs.dirstat(dir)
-  if not entries then
-    io.stderr:write("du: ", err, "\n")
-    return {}
-  end
-  return entries
-end
-
-local function walk_dir(dir, file_sizes)
-  for _, entry in ipairs(dirents(dir)) do
-    if entry.type == "dir" then
-      walk_dir(join(dir, entry.name), file_sizes)
-    else
-      file_sizes:send(entry.size)
-    end
-  end
-end
+local walk_dir = du.walk_dir -- the sequential walk of version 1, as in the seed
 
 local file_sizes = csp.chan()
 csp.go(function()
