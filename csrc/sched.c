@@ -203,7 +203,8 @@ static void pend_drop(lua_State *L, csp_Sched *S, int n) {
   lua_pop(L, 1);
 }
 
-/* Moves the n values at the ring's head onto co. */
+/* Moves the n values at the ring's head onto co, one at a time: L (the loop's thread) was not
+** sized for n values, co was (the caller checked its stack). */
 static void pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
   int t;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key);
@@ -211,12 +212,12 @@ static void pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
   for (int i = 0; i < n; i++) {
     lua_Integer k = ((S->phead + (uint32_t)i) & S->pmask) + 1;
     lua_rawgeti(L, t, k);
+    lua_xmove(L, co, 1);
     lua_pushnil(L);
     lua_rawseti(L, t, k);
   }
   S->phead = (S->phead + (uint32_t)n) & S->pmask;
   S->pcount -= (uint32_t)n;
-  lua_xmove(L, co, n);
   lua_pop(L, 1);
 }
 
@@ -493,7 +494,13 @@ static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
       g_release(L, S, g, 0);
       return 1;
     }
-    if (g->nargs + 1 > LUA_MINSTACK) lua_checkstack(g->L, g->nargs + 1);
+    if (!lua_checkstack(g->L, g->nargs + 1)) {  /* the collector may have shrunk a pooled one */
+      lua_pushfstring(L, "goroutine %I: cannot start: stack overflow (%d arguments)",
+                      (LUAI_UACINT)g->id, g->nargs);
+      pend_drop(L, S, g->nargs + 1);
+      g_release(L, S, g, 0);
+      return 1;
+    }
     pend_pop(L, S, g->L, g->nargs + 1);
   }
   g->started = 1;
@@ -567,8 +574,16 @@ static int sched_reap(lua_State *L, csp_Sched *S) {
   return n;
 }
 
+/* Room the loop needs on L, the blocking caller's thread (panic messages, dumps, anchors):
+** the caller's C function was only promised LUA_MINSTACK slots, part of them its own. */
+#define LOOP_STACK 40
+
 static void sched_loop(lua_State *L, csp_Sched *S) {
   S->depth++;
+  if (!lua_checkstack(L, LOOP_STACK)) {  /* main's wait is undone: a plain error */
+    lua_pushliteral(L, "stack overflow (csp scheduler)");
+    sched_abort(L, S);
+  }
   S->loopL = L;
   for (;;) {
     csp_G *g = rq_pop(S);

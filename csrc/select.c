@@ -158,7 +158,8 @@ static int sel_select(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(3));
   lua_rawget(L, 1);                        /* 3: ordered */
   ordered = lua_toboolean(L, 3);
-  if (n > LUA_MINSTACK - 8 && !lua_checkstack(L, n + 8))
+  /* the cases, then a case's results (channel, i, v, ok) and its handler's call */
+  if (n > LUA_MINSTACK - 16 && !lua_checkstack(L, n + 16))
     return luaL_error(L, "select: too many cases");
   cs = scratch(L, S, n);
   for (int i = 0; i < n; i++) {
