@@ -32,7 +32,7 @@ export LUA_CPATH := $(CURDIR)/build/?.so;;
 # Sanitizer build: its own tree, so it never replaces build/csp/core.so. No -Werror there:
 # sanitizer instrumentation makes GCC warn spuriously, and the plain build already enforces it.
 ASAN_BUILD  = build-asan
-ASAN_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_CFLAGS = -O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ASAN_WARN   = -Wall -Wextra -Wno-unused-parameter
 # 1 = LeakSanitizer too (leaks at lua_close fail the run); see tools/asan-run.sh.
 ASAN_LEAKS ?= 0

@@ -265,11 +265,10 @@ static int wg_new(lua_State *L) {
 }
 
 static void wg_add_n(lua_State *L, WaitGroup *wg, lua_Integer n) {
+  /* checked before adding: the counter stays sane for the caller who catches the error */
+  if (n > 0 && wg->count > LUA_MAXINTEGER - n) luaL_error(L, "sync: WaitGroup counter overflow");
+  if (wg->count + n < 0) luaL_error(L, "sync: negative WaitGroup counter");
   wg->count += n;
-  if (wg->count < 0) {
-    wg->count -= n;  /* leave it usable: the caller gets the error, the counter stays sane */
-    luaL_error(L, "sync: negative WaitGroup counter");
-  }
   if (wg->count == 0) wake_all(wg->S, &wg->q);
 }
 
