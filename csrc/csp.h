@@ -54,7 +54,10 @@ void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when);
 void csp_timer_del(csp_Sched *S, csp_TimerNode *t);
 int csp_timer_run(csp_Sched *S);           /* fires due nodes; returns how many */
 void csp_timer_arm(csp_Sched *S);          /* arms the uv_timer for the earliest node */
-uint64_t csp_timer_ns(lua_State *L, int arg); /* seconds argument to ns, <= 0 gives 0 */
+/* Seconds to ns, the one conversion of every duration and deadline: NaN and <= 0 give 0; huge
+** values and math.huge give CSP_MAX_NS (~146 years: never, in practice), never an overflow. */
+uint64_t csp_timer_secs(double d);
+uint64_t csp_timer_ns(lua_State *L, int arg); /* csp_timer_secs of a number argument */
 void csp_timer_init(csp_Sched *S);
 void csp_timer_free(csp_Sched *S);
 void csp_timer_open(lua_State *L);          /* registers sleep/now/after/tick/ticker/timer */
@@ -222,5 +225,6 @@ void csp_setfuncs(lua_State *L, const luaL_Reg *l);
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
 
 #define CSP_NS 1000000000.0
+#define CSP_MAX_NS ((uint64_t)1 << 62)  /* longer durations are clamped: now + it cannot wrap */
 
 #endif

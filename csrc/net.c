@@ -336,9 +336,8 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
   snprintf(r->net, sizeof r->net, "%s", net);
   snprintf(r->addr, sizeof r->addr, "%s", addr);
   snprintf(r->host, sizeof r->host, "%s", host);
-  if (timeout != 0) {
-    uint64_t now = uv_hrtime();
-    r->deadline = timeout > 0 ? now + (uint64_t)(timeout * CSP_NS) : now;
+  if (timeout != 0) {  /* a negative or NaN timeout is already past */
+    r->deadline = uv_hrtime() + csp_timer_secs(timeout);
     if (r->deadline == 0) r->deadline = 1;
   }
   return r;

@@ -678,7 +678,7 @@ static int sched_step(lua_State *L) {
     csp_timer_run(S);
     csp_timer_arm(S);
     uv_ref((uv_handle_t *)S->steptmr);
-    uv_timer_start(S->steptmr, step_cb, (uint64_t)(timeout * 1e3 + 0.999), 0);
+    uv_timer_start(S->steptmr, step_cb, (csp_timer_secs(timeout) + 999999) / 1000000, 0);
     uv_run(S->loop, UV_RUN_ONCE);
     uv_timer_stop(S->steptmr);
     uv_unref((uv_handle_t *)S->steptmr);

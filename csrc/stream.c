@@ -11,7 +11,6 @@
 #define LINEMAX  65536  /* default longest line read_line returns */
 #define BUF_INIT 4096   /* a stream's first read buffer: 10,000 idle conns must stay cheap */
 #define BUF_READ 2048   /* smallest free space worth handing to a read */
-#define MAX_NS   ((uint64_t)1 << 62)
 
 static const char conn_tag = 0;
 
@@ -795,9 +794,7 @@ static int set_deadline(lua_State *L, int which) {
   int r;
   if (!lua_isnoneornil(L, 2)) {
     double t = luaL_checknumber(L, 2);
-    if (!(t > 0)) when = 1;  /* the past: pending and later operations time out at once */
-    else if (t * CSP_NS >= (double)MAX_NS) when = MAX_NS;
-    else when = (uint64_t)(t * CSP_NS) + 1;
+    when = csp_timer_secs(t) + 1;  /* 1 for the past: operations time out at once */
   }
   if ((s = conn_stream(L, c, &r)) == NULL)
     return r ? err_code(L, c, "set", r) : err_closed(L, c, "set");

@@ -6,8 +6,6 @@
 static const char ticker_mt_key = 0;
 static const char timer_mt_key = 0;
 
-#define MAX_NS ((uint64_t)1 << 62)  /* ~146 years: longer durations are clamped */
-
 /* ---------------------------------------------------------------- heap */
 
 static void heap_put(csp_Sched *S, uint32_t i, csp_TimerNode *t) {
@@ -117,12 +115,14 @@ void csp_timer_free(csp_Sched *S) {
   S->nheap = S->heapcap = 0;
 }
 
-/* Seconds to ns; NaN and non-positive give 0. */
-uint64_t csp_timer_ns(lua_State *L, int arg) {
-  double d = luaL_checknumber(L, arg);
+uint64_t csp_timer_secs(double d) {
   if (!(d > 0)) return 0;
-  if (d * CSP_NS >= (double)MAX_NS) return MAX_NS;
+  if (d * CSP_NS >= (double)CSP_MAX_NS) return CSP_MAX_NS;
   return (uint64_t)(d * CSP_NS);
+}
+
+uint64_t csp_timer_ns(lua_State *L, int arg) {
+  return csp_timer_secs(luaL_checknumber(L, arg));
 }
 
 /* ---------------------------------------------------------------- sleep, now */

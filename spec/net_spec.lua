@@ -245,6 +245,15 @@ describe("csp.net.dial", function()
     ln:close()
   end)
 
+  it("a huge or infinite opts.timeout means no deadline, not an expired one", function()
+    local ln, addr = listen()
+    for _, t in ipairs({ math.huge, 1e308, 2 ^ 53, 2 ^ 63, 1e10 }) do
+      local c = assert(csp.net.dial("tcp", addr, { timeout = t }))
+      c:close()
+    end
+    ln:close()
+  end)
+
   it("dials from many goroutines at once", function()
     local ln, addr = listen()
     local n = 50
@@ -544,6 +553,22 @@ describe("conn deadlines", function()
     assert.equal("late", c:read_line())
     c:close()
     s:close()
+  end)
+
+  it("huge deadlines never expire: reads and writes wait for their data", function()
+    for _, t in ipairs({ math.huge, 1e308, 2 ^ 53 }) do
+      local c, s = pair()
+      c:set_deadline(csp.now() + t)
+      s:set_deadline(t)
+      local r = spawn(function() return c:read_line() end)
+      csp.gosched()
+      assert.equal(6, s:write("hello\n"))
+      assert.equal("hello", r:recv()[1])
+      assert.equal(3, c:write("ok\n"))
+      assert.equal("ok", s:read_line())
+      c:close()
+      s:close()
+    end
   end)
 
   it("a deadline set while a goroutine is blocked applies to it", function()

@@ -326,6 +326,18 @@ describe("csp.step", function()
     assert.is_true(steps >= 2, "step(0.01) should return at least once before the sleeper woke")
   end)
 
+  it("a huge or infinite timeout waits for the work, not for ever nor not at all", function()
+    for _, t in ipairs({ math.huge, 1e308, 2 ^ 53 }) do
+      local woke = false
+      csp.go(function() csp.sleep(0.02); woke = true end)
+      csp.step(0)
+      local t0 = csp.now()
+      while not woke do csp.step(t) end
+      assert.is_true(csp.now() - t0 >= 0.015)
+      assert.is_false(csp.step(t))  -- no work: returns at once
+    end
+  end)
+
   it("returns early when a timer fires before the timeout", function()
     csp.go(function() csp.sleep(0.02) end)
     csp.step(0)

@@ -364,6 +364,39 @@ describe("csp.timer", function()
   end)
 end)
 
+describe("huge durations", function()
+  it("math.huge, 1e308 and 2^53 never fire: sleep, after, timer, tick, ticker", function()
+    for _, d in ipairs({ math.huge, 1e308, 2 ^ 53 }) do
+      local a, tm, tk, tc = csp.after(d), csp.timer(d), csp.ticker(d), csp.tick(d)
+      local short = csp.after(0.02)
+      local i = csp.select { csp.recv(a), csp.recv(tm.c), csp.recv(tk.c), csp.recv(tc), csp.recv(short) }
+      assert.equal(5, i)
+      assert.is_true(tm:stop())
+      tk:stop()
+      tm:reset(d)
+      tk:reset(d)
+      assert.equal(2, csp.select { csp.recv(tm.c), csp.recv(csp.after(0.01)) })
+      tm:stop()
+      tk:stop()
+    end
+  end)
+
+  it("sleep(math.huge) sleeps (in a child: nothing can wake it)", function()
+    local r = require("spec.helpers.run").run([[
+      local csp = require "csp"
+      for _, d in ipairs({ math.huge, 1e308, 2 ^ 53 }) do
+        local woke = false
+        csp.go(function() csp.sleep(d); woke = true end)
+        csp.sleep(0.02)
+        assert(not woke, d)
+      end
+      print("ok")
+    ]])
+    assert.equal("", r.stderr)
+    assert.equal("ok\n", r.stdout)
+  end)
+end)
+
 describe("timers and deadlock detection", function()
   it("a timer or ticker that nothing waits on does not keep the program alive", function()
     local tk = csp.ticker(0.01)
