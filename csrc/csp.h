@@ -54,7 +54,8 @@ void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when);
 void csp_timer_del(csp_Sched *S, csp_TimerNode *t);
 int csp_timer_run(csp_Sched *S);           /* fires due nodes; returns how many */
 void csp_timer_arm(csp_Sched *S);          /* arms the uv_timer for the earliest node */
-/* Seconds to ns, the one conversion of every duration and deadline: NaN and <= 0 give 0; huge
+/* Seconds to ns, the one conversion of every duration and deadline: NaN and <= 0 give 0, other
+** values at least 1; huge
 ** values and math.huge give CSP_MAX_NS (~146 years: never, in practice), never an overflow. */
 uint64_t csp_timer_secs(double d);
 uint64_t csp_timer_ns(lua_State *L, int arg); /* csp_timer_secs of a number argument */

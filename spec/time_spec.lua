@@ -397,6 +397,38 @@ describe("huge durations", function()
   end)
 end)
 
+describe("tiny periods", function()
+  it("ticker(1e-9), reset(1e-9), tick(1e-9), timer(1e-9) do not lock the process up", function()
+    -- a child: before the fix the first blocking call spun for ever
+    local r = require("spec.helpers.run").run([[
+      local csp = require "csp"
+      local tk = csp.ticker(1e-9)
+      csp.sleep(0.01)
+      local n, t0 = 0, csp.now()
+      while csp.now() - t0 < 0.02 do tk.c:recv(); n = n + 1 end
+      tk:reset(1e-9)
+      tk.c:recv()
+      local t = csp.tick(1e-9)
+      t:recv(); t:recv()
+      for _, d in ipairs({ 1e-9, 3e-8, 1e-7, 5e-324 }) do
+        local tm = csp.timer(d)
+        tm.c:recv()
+        tm:reset(d)
+        tm.c:recv()
+        local tk2 = csp.ticker(d)
+        local got = csp.chan()
+        csp.go(function() for _ = 1, 50 do tk2.c:recv() end got:close() end)
+        got:recv()
+        tk2:stop()
+      end
+      tk:stop()
+      print("ok", n > 1)
+    ]], nil, 10)
+    assert.equal("", r.stderr)
+    assert.equal("ok\ttrue\n", r.stdout)
+  end)
+end)
+
 describe("timers and deadlock detection", function()
   it("a timer or ticker that nothing waits on does not keep the program alive", function()
     local tk = csp.ticker(0.01)
