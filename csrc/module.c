@@ -1,6 +1,6 @@
 /* module.c: luaopen_csp_core: builds the module table from each concept's registrations. */
 #include <signal.h>
-#include "csp.h"
+#include "stream.h"
 
 /* Stack: [module, sched]: each function gets the scheduler as upvalue 1. */
 void csp_setfuncs(lua_State *L, const luaL_Reg *l) {
@@ -34,6 +34,7 @@ static void ignore_sigpipe(void) {
 
 int luaopen_csp_core(lua_State *L) {
   ignore_sigpipe();
+  csp_stdio_guard();
   lua_newtable(L);
   csp_sched_open(L);
   csp_chan_open(L);

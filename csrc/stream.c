@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "stream.h"
 
 #define LINEMAX  65536  /* default longest line read_line returns */
@@ -343,9 +344,27 @@ static int try_line(lua_State *L, Conn *c, csp_Stream *s, int iter) {
 
 /* ---------------------------------------------------------------- stdio */
 
+/* Standard descriptors that were closed when csp was first loaded: /dev/null stands in for them
+** (libuv asserts that none of its own descriptors is 0, 1 or 2, and would otherwise get one),
+** and csp.stdin/stdout/stderr report them closed. */
+static uint8_t stdio_was_closed[3];
+
+void csp_stdio_guard(void) {
+  for (int fd = 0; fd < 3; fd++) {
+    int nfd;
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    stdio_was_closed[fd] = 1;
+    nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  /* the lowest free: fd itself */
+    if (nfd >= 0 && nfd != fd) {
+      dup2(nfd, fd);
+      close(nfd);
+    }
+  }
+}
+
 static csp_Stream *stdio_open(lua_State *L, int fd, int *err) {
   csp_Sched *S = csp_sched_get(L);
-  uv_handle_type t = uv_guess_handle(fd);
+  uv_handle_type t = stdio_was_closed[fd] ? UV_UNKNOWN_HANDLE : uv_guess_handle(fd);
   int kind, r = 0;
   csp_Stream *s;
   switch (t) {

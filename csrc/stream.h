@@ -54,6 +54,9 @@ void csp_addr_name(const struct sockaddr *sa, char *out, size_t size);
 void csp_io_deadline(lua_State *L, csp_Sched *S, csp_G *g, uint64_t when);
 void csp_io_undeadline(csp_Sched *S, csp_G *g);
 
+/* Puts /dev/null on standard descriptors that are closed, before the loop opens any descriptor. */
+void csp_stdio_guard(void);
+
 /* Registers the conn type, csp.stdin/stdout/stderr and csp.io (stack: [module, sched]). */
 void csp_stream_open(lua_State *L);
 
