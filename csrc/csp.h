@@ -75,6 +75,8 @@ struct csp_G {
   int nargs;           /* values a waker pushed onto R */
   lua_Integer id, parent;
   uint8_t state, wake, exiting, started;
+  uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
+  int *xdepth, nxdepth;/* goexit: depths of the pcalls it still has to pass (goexit.c) */
   uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
   uint32_t ticket;     /* bumped when a wait is cancelled: stale libuv callbacks see it moved */
   const char *reason;  /* Go's wait reason, shown in dumps */
@@ -148,6 +150,14 @@ void csp_sched_open(lua_State *L);
 
 /* A continuation's first step: checks the goroutine is resumed by the scheduler. */
 void csp_sched_checkresume(lua_State *L, csp_G *g);
+
+/* --- goexit.c: a goroutine's base frame; goexit and panics unwind under it, yieldably --- */
+enum { CSP_EXIT_NO, CSP_EXIT_RESET, CSP_EXIT_UNWIND };  /* csp_G.exiting */
+int csp_exit_base(lua_State *L);                /* a goroutine's first function: (g, f, args...) */
+int csp_exit_goexit(lua_State *L, csp_G *g);     /* csp.goexit in goroutine g */
+void csp_exit_panicmsg(lua_State *L, csp_G *g);  /* pushes g's panic message (panicking set) */
+void csp_exit_striptb(lua_State *L);             /* drops the base frame from a traceback on top */
+void csp_exit_open(lua_State *L);
 
 /* --- chan.c --- */
 

@@ -37,6 +37,7 @@ int luaopen_csp_core(lua_State *L) {
   csp_stdio_guard();
   lua_newtable(L);
   csp_sched_open(L);
+  csp_exit_open(L);
   csp_chan_open(L);
   csp_select_open(L);
   csp_timer_open(L);

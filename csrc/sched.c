@@ -152,6 +152,9 @@ static void thread_detach(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
 /* A goroutine that ended. */
 static void g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
   all_unlink(g);
+  free(g->xdepth);
+  g->xdepth = NULL;
+  g->nxdepth = 0;
   g->state = CSP_G_FREE;
   if (!g->internal && --S->ngor == 0) {
     csp_Waiter *w = csp_wq_take(&S->runwait);
@@ -201,6 +204,14 @@ static void pend_drop(lua_State *L, csp_Sched *S, int n) {
   S->phead = (S->phead + (uint32_t)n) & S->pmask;
   S->pcount -= (uint32_t)n;
   lua_pop(L, 1);
+}
+
+/* A goroutine's thread starts with (csp_exit_base, g) below f and its arguments: f runs under
+** the base frame (goexit.c). Pushed before them, so nothing is rotated. Room: the thread is
+** empty, with LUA_MINSTACK slots, or was checked for the arguments plus these. */
+static void base_push(csp_G *g) {
+  lua_pushcfunction(g->L, csp_exit_base);
+  lua_pushlightuserdata(g->L, g);
 }
 
 /* Moves the n values at the ring's head onto co, one at a time: L (the loop's thread) was not
@@ -263,15 +274,17 @@ static csp_G *sched_spawn(lua_State *L, csp_Sched *S, int first, int internal) {
   csp_G *g;
   check_callable(L, first);
   g = g_get(L, S);
-  if (S->ntpool > 0 && n <= LUA_MINSTACK) {  /* a thread is at hand: no need to wait in the ring */
+  if (S->ntpool > 0 && n <= LUA_MINSTACK - 2) {  /* a thread is at hand: no need to wait in the ring */
     thread_attach(L, S, g);
+    base_push(g);
     lua_xmove(L, g->L, n);
   } else {
     pend_push(L, S, first, n);  /* may raise (memory): g is simply not linked anywhere yet */
   }
   g->id = ++S->nextid;
   g->parent = S->cur ? S->cur->id : 1;
-  g->exiting = 0;
+  g->exiting = CSP_EXIT_NO;
+  g->panicking = 0;
   g->started = 0;
   g->reason = NULL;
   g->internal = (uint8_t)internal;
@@ -360,6 +373,7 @@ void csp_sched_checkresume(lua_State *L, csp_G *g) {
 static void add_traceback(luaL_Buffer *b, lua_State *L, lua_State *co, int level) {
   const char *tb;
   luaL_traceback(L, co, NULL, level);
+  if (co != L) csp_exit_striptb(L);  /* a goroutine's base frame */
   tb = lua_tostring(L, -1);
   if (strncmp(tb, "stack traceback:", 16) == 0) tb += tb[16] == '\n' ? 17 : 16;
   lua_pushstring(L, tb);
@@ -478,7 +492,7 @@ static int g_goexit(lua_State *L, csp_Sched *S, csp_G *g) {
 
 /* Resumes g; returns 1 with a panic message on L's stack if it raised. */
 static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
-  int nres, st;
+  int nres, st, nargs = g->nargs;
   if (g->started && lua_status(g->L) != LUA_YIELD) {  /* closed behind our back */
     lua_pushfstring(L, "goroutine %I: its coroutine was closed or resumed outside the scheduler",
                     (LUAI_UACINT)g->id);
@@ -494,28 +508,36 @@ static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
       g_release(L, S, g, 0);
       return 1;
     }
-    if (!lua_checkstack(g->L, g->nargs + 1)) {  /* the collector may have shrunk a pooled one */
+    if (!lua_checkstack(g->L, g->nargs + 3)) {  /* the collector may have shrunk a pooled one */
       lua_pushfstring(L, "goroutine %I: cannot start: stack overflow (%d arguments)",
                       (LUAI_UACINT)g->id, g->nargs);
       pend_drop(L, S, g->nargs + 1);
       g_release(L, S, g, 0);
       return 1;
     }
+    base_push(g);
     pend_pop(L, S, g->L, g->nargs + 1);
   }
+  if (!g->started) nargs += 2;  /* (g, f, args...) for csp_exit_base */
   g->started = 1;
   g->state = CSP_G_RUNNING;
   S->cur = g;
   S->switches++;
-  st = lua_resume(g->L, L, g->nargs, &nres);
+  st = lua_resume(g->L, L, nargs, &nres);
   S->cur = NULL;
   if (st == LUA_YIELD) {
-    if (g->exiting) return g_goexit(L, S, g);
+    if (g->exiting == CSP_EXIT_RESET) return g_goexit(L, S, g);
     if (nres) lua_pop(g->L, nres);
     if (g->state == CSP_G_RUNNING) csp_sched_ready(S, g, 0);  /* bare coroutine.yield: a gosched */
     return 0;
   }
   if (st == LUA_OK) {
+    if (g->panicking) {  /* unwound under its base: every <close> has run */
+      csp_exit_panicmsg(L, g);
+      lua_settop(g->L, 0);
+      g_release(L, S, g, 1);
+      return 1;
+    }
     g_release(L, S, g, 1);
     return 0;
   }
@@ -629,10 +651,7 @@ static int sched_gosched(lua_State *L) {
 static int sched_goexit(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   csp_G *g = csp_sched_self(L, S);
-  if (g != &S->maing) {
-    g->exiting = 1;
-    return lua_yield(L, 0);
-  }
+  if (g != &S->maing) return csp_exit_goexit(L, g);
   /* Go: main's Goexit lets the others run to the end, then reports a deadlock. */
   if (S->ngor > 0) {
     csp_wq_push(&S->runwait, &g->w);
@@ -737,6 +756,7 @@ static int sched_gc(lua_State *L) {
   for (g = S->all.anext; g != &S->all; g = next) {
     next = g->anext;
     free(g->sel);
+    free(g->xdepth);
     free(g);
   }
   while ((g = S->gfree) != NULL) {
