@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "csp.h"
+#include "stream.h"
 
 #define OUT_MAX ((size_t)64 << 20)  /* captured bytes per stream; more fails the call */
 #define OUT_READ 65536              /* smallest free space handed to a read */
@@ -378,9 +378,9 @@ static int exec_start(lua_State *L) {
   if ((r = uv_read_start((uv_stream_t *)&p->err->h, alloc_cb, read_cb)) != 0) pipe_end(p->err, r);
   if (p->out->err || p->err->err) proc_kill(p);
   if (p->in) {
-    uv_buf_t b = uv_buf_init(p->in->data, (unsigned)p->in->dlen);
     p->in->wr.data = p->in;
-    if (p->in->dlen == 0 || uv_write(&p->in->wr, (uv_stream_t *)&p->in->h, &b, 1, write_cb) != 0)
+    if (p->in->dlen == 0 ||
+        csp_stream_write(&p->in->wr, (uv_stream_t *)&p->in->h, p->in->data, p->in->dlen, write_cb) != 0)
       pipe_close(p->in);
   }
   if (!lua_isnil(L, A_EXEC)) {

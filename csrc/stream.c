@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include "stream.h"
 
 #define LINEMAX  65536  /* default longest line read_line returns */
@@ -54,6 +55,47 @@ static int err_timeout(lua_State *L) {
   lua_pushliteral(L, "i/o timeout");
   lua_pushliteral(L, "ETIMEDOUT");
   return 3;
+}
+
+/* A write's timeout also says how many bytes went out (Go's n, err). */
+static int err_wtimeout(lua_State *L, size_t n) {
+  err_timeout(L);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 4;
+}
+
+/* ---------------------------------------------------------------- large buffers */
+
+/* uv_buf_t lengths are unsigned int: a string of 4 GiB or more goes out in pieces of at most
+** buf_max bytes (CSP_BUFMAX, a debug knob, lowers it so specs can check the splitting). */
+#define BUF_MAX ((size_t)1 << 30)
+#define NBUF_STACK 8
+static size_t buf_max = BUF_MAX;
+
+static unsigned bufs_count(size_t len) {
+  return len == 0 ? 1 : (unsigned)((len + buf_max - 1) / buf_max);
+}
+
+/* Fills b[0..n) with the pieces of p[0..len), n = bufs_count(len). */
+static void bufs_fill(uv_buf_t *b, unsigned n, const char *p, size_t len) {
+  for (unsigned i = 0; i < n; i++) {
+    size_t k = len < buf_max ? len : buf_max;
+    b[i] = uv_buf_init((char *)p, (unsigned)k);
+    p += k;
+    len -= k;
+  }
+}
+
+/* uv_write of p[0..len) in pieces (libuv copies the array of more than 4). */
+int csp_stream_write(uv_write_t *req, uv_stream_t *h, const char *p, size_t len, uv_write_cb cb) {
+  uv_buf_t small[NBUF_STACK] = {{0}}, *b = small;
+  unsigned n = bufs_count(len);
+  int r;
+  if (n > NBUF_STACK && (b = malloc(n * sizeof *b)) == NULL) return UV_ENOMEM;
+  bufs_fill(b, n, p, len);
+  r = uv_write(req, h, b, n, cb);
+  if (b != small) free(b);
+  return r;
 }
 
 /* ---------------------------------------------------------------- deadlines */
@@ -561,6 +603,7 @@ static int conn_set_max_line(lua_State *L) {
 
 static void wr_complete(csp_Stream *s, int status) {
   csp_Waiter *w;
+  if (status == 0) s->wsent += s->wlen;
   s->wlen = 0;
   if (s->closed) {
     s->wbusy = 0;
@@ -592,10 +635,11 @@ static void fs_write_cb(uv_fs_t *req) {
     if (!s->reading) st_free(s);
     return;
   }
-  if (n > 0 && (size_t)n < s->wlen) {  /* short write: the rest, still on the pool */
+  if (n > 0 && (size_t)n < s->wlen && !s->wcancel) {  /* short write or next piece: the rest */
     int r;
     s->wp += n;
     s->wlen -= (size_t)n;
+    s->wsent += (size_t)n;
     if ((r = file_write_next(s)) == 0) return;
     n = r;
   } else if (n == 0) {
@@ -605,7 +649,7 @@ static void fs_write_cb(uv_fs_t *req) {
 }
 
 static int file_write_next(csp_Stream *s) {
-  uv_buf_t b = uv_buf_init((char *)s->wp, (unsigned)s->wlen);
+  uv_buf_t b = uv_buf_init((char *)s->wp, (unsigned)(s->wlen < buf_max ? s->wlen : buf_max));
   s->wfs.data = s;
   return uv_fs_write(s->S->loop, &s->wfs, s->fd, &b, 1, -1, fs_write_cb);
 }
@@ -634,12 +678,12 @@ static int wr_run(lua_State *L, Conn *c, int turn) {
   }
   if (s->wdl && uv_hrtime() >= s->wdl) {
     wake_turn(s);
-    return err_timeout(L);
+    return err_wtimeout(L, 0);
   }
   if (s->fd == 1) fflush(stdout);  /* what print wrote comes first */
   else if (s->fd == 2) fflush(stderr);
-  if (len > 0 && s->kind != CSP_ST_FILE) {
-    uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+  if (len > 0 && s->kind != CSP_ST_FILE) {  /* one piece: the count fits uv_try_write's int */
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)(len < buf_max ? len : buf_max));
     r = uv_try_write(&s->u.s, &b, 1);
     if (r < 0 && r != UV_EAGAIN) {
       wake_turn(s);
@@ -656,12 +700,13 @@ static int wr_run(lua_State *L, Conn *c, int turn) {
   if (s->wdl) csp_io_deadline(L, s->S, g, s->wdl);
   s->wp = p + written;
   s->wlen = len - (size_t)written;
+  s->wsent = (size_t)written;
+  s->wcancel = 0;
   if (s->kind == CSP_ST_FILE) {
     r = file_write_next(s);
   } else {
-    uv_buf_t b = uv_buf_init((char *)s->wp, (unsigned)s->wlen);
     s->wreq.data = s;
-    r = uv_write(&s->wreq, &s->u.s, &b, 1, st_write_cb);
+    r = csp_stream_write(&s->wreq, &s->u.s, s->wp, s->wlen, st_write_cb);
   }
   if (r != 0) {
     s->wlen = 0;
@@ -684,8 +729,24 @@ static int wr_turn_k(lua_State *L, int status, lua_KContext ctx) {
   csp_G *g = (csp_G *)ctx;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
   csp_io_undeadline(g->S, g);
-  if (g->wake == CSP_WAKE_TIMEOUT) return err_timeout(L);
+  if (g->wake == CSP_WAKE_TIMEOUT) return err_wtimeout(L, 0);
   return wr_run(L, (Conn *)lua_touserdata(L, 1), 1);
+}
+
+/* The write in flight timed out: what is out is counted, the rest is not sent (Go: after a
+** write deadline the connection is unusable for writing). A socket's sending side is shut, so
+** libuv's queued bytes fail (EPIPE) instead of going out later; a file write stops after its
+** current chunk; a pipe or tty cannot take back what libuv queued. */
+static size_t wr_abandon(csp_Stream *s) {
+  size_t n;
+  uv_os_fd_t fd;
+  if (s->kind == CSP_ST_FILE) {  /* the chunk on the pool may still land: not counted */
+    s->wcancel = 1;
+    return s->wsent;
+  }
+  n = s->wsent + s->wlen - uv_stream_get_write_queue_size(&s->u.s);  /* ours is the only write */
+  if (s->kind == CSP_ST_TCP && uv_fileno(&s->u.h, &fd) == 0) shutdown(fd, SHUT_WR);
+  return n;
 }
 
 static int wr_done_k(lua_State *L, int status, lua_KContext ctx) {
@@ -695,7 +756,7 @@ static int wr_done_k(lua_State *L, int status, lua_KContext ctx) {
   int st;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
   csp_io_undeadline(g->S, g);
-  if (g->wake == CSP_WAKE_TIMEOUT) return err_timeout(L);  /* the write stays queued */
+  if (g->wake == CSP_WAKE_TIMEOUT) return err_wtimeout(L, s ? wr_abandon(s) : 0);
   if (s == NULL) return err_closed(L, c, "write");
   st = s->wstatus;
   s->wbusy = s->wdone = 0;
@@ -876,6 +937,9 @@ static void stdio_new(lua_State *L, int fd, const char *name) {
 
 /* Stack: [module, sched]. */
 void csp_stream_open(lua_State *L) {
+  const char *bm = getenv("CSP_BUFMAX");
+  if (bm && strtoull(bm, NULL, 10) > 0 && strtoull(bm, NULL, 10) < BUF_MAX)
+    buf_max = (size_t)strtoull(bm, NULL, 10);
   static const luaL_Reg methods[] = {
     {"read", conn_read}, {"read_line", conn_read_line}, {"lines", conn_lines},
     {"write", conn_write}, {"close_write", conn_close_write}, {"close", conn_close},
