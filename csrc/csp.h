@@ -77,6 +77,7 @@ struct csp_G {
   uint8_t state, wake, exiting, started;
   uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
   int *xdepth, nxdepth;/* goexit: depths of the pcalls it still has to pass (goexit.c) */
+  lua_CFunction again; /* preempted in a call: the call, run again when resumed */
   uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
   uint32_t ticket;     /* bumped when a wait is cancelled: stale libuv callbacks see it moved */
   const char *reason;  /* Go's wait reason, shown in dumps */
@@ -118,6 +119,9 @@ struct csp_Sched {
   uv_timer_t *steptmr; /* bounds csp.step's wait */
   void *scratch; size_t scratchcap; /* select's case table, reused */
   int closing;
+  uint32_t ncalls;     /* calls that may block since the running goroutine was resumed */
+  uint64_t slice0;     /* when its slice began (0: not read yet), uv_hrtime() ns */
+  uint64_t slice;      /* the time slice, ns (CSP_SLICE); 0: no preemption */
 };
 
 csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
@@ -143,6 +147,18 @@ static inline void csp_sched_grant(csp_G *g, void (*undo)(csp_Sched *, void *, u
 ** Returns whether g was woken. */
 int csp_sched_wake(csp_Sched *S, csp_G *g, uint32_t t, int nargs);
 int csp_sched_yield(lua_State *L, csp_Sched *S); /* Gosched */
+
+/* Fairness: a call that may block yields first when its goroutine has run longer than a time
+** slice, even if it could complete at once (Go preempts after 10 ms). The clock is read every
+** CSP_SLICE_MASK + 1 such calls. CSP_PREEMPT goes first in the call, before its stack changes
+** in a way a second run would mind: fn is run again when the goroutine is resumed. */
+#define CSP_SLICE_MASK 63
+int csp_sched_slice_over(lua_State *L, csp_Sched *S);
+int csp_sched_preempt(lua_State *L, csp_Sched *S, lua_CFunction fn);
+#define CSP_PREEMPT(L, S, fn) do { \
+    if ((++(S)->ncalls & CSP_SLICE_MASK) == 0 && csp_sched_slice_over(L, S)) \
+      return csp_sched_preempt(L, S, fn); \
+  } while (0)
 void csp_sched_cancel(csp_G *g);        /* unlinks every waiter and deadline of g */
 csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n);
 uint64_t csp_sched_rand(csp_Sched *S);

@@ -453,6 +453,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int ln_accept(lua_State *L) {
   Listener *u = ln_check(L);
+  CSP_PREEMPT(L, csp_sched_get(L), ln_accept);
   lua_settop(L, 1);
   return accept_run(L, u);
 }

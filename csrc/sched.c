@@ -523,6 +523,8 @@ static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
   g->state = CSP_G_RUNNING;
   S->cur = g;
   S->switches++;
+  S->ncalls = 0;
+  S->slice0 = 0;
   st = lua_resume(g->L, L, nargs, &nres);
   S->cur = NULL;
   if (st == LUA_YIELD) {
@@ -621,6 +623,8 @@ static void sched_loop(lua_State *L, csp_Sched *S) {
   }
   S->maing.state = CSP_G_RUNNING;
   S->depth--;
+  S->ncalls = 0;  /* main's slice starts again */
+  S->slice0 = 0;
 }
 
 /* ---------------------------------------------------------------- API */
@@ -642,6 +646,38 @@ int csp_sched_yield(lua_State *L, csp_Sched *S) {
   sched_loop(L, S);
   lua_settop(S->mailbox, 0);
   return 0;
+}
+
+/* Whether the running goroutine (or main) used up its slice and may be switched out here. */
+int csp_sched_slice_over(lua_State *L, csp_Sched *S) {
+  uint64_t now;
+  if (S->slice == 0) return 0;
+  now = uv_hrtime();
+  if (S->slice0 == 0) {  /* the first check of this run: the slice starts now */
+    S->slice0 = now;
+    return 0;
+  }
+  if (now - S->slice0 < S->slice) return 0;
+  if (S->cur) return S->cur->L == L && lua_isyieldable(L);  /* never where blocking would raise */
+  return S->depth == 0 && lua_gc(L, LUA_GCISRUNNING) == 1;   /* main, outside the loop and __gc */
+}
+
+static int again_k(lua_State *L, int status, lua_KContext ctx) {
+  csp_G *g = (csp_G *)ctx;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  return g->again(L);
+}
+
+int csp_sched_preempt(lua_State *L, csp_Sched *S, lua_CFunction fn) {
+  csp_G *g = S->cur;
+  if (g != NULL) {
+    g->again = fn;
+    S->ticks |= POLL_MASK;  /* the loop polls before the next resume: timers and I/O get in */
+    csp_sched_ready(S, g, 0);
+    return lua_yieldk(L, 0, (lua_KContext)g, again_k);
+  }
+  csp_sched_yield(L, S);  /* main: the others run, then the call goes on */
+  return fn(L);
 }
 
 static int sched_gosched(lua_State *L) {
@@ -797,6 +833,21 @@ static const luaL_Reg sched_funcs[] = {
   {NULL, NULL}
 };
 
+/* CSP_SLICE: a duration with a unit (ns, us, ms, s; none: ms), default 10ms; 0 turns
+** preemption off. */
+static uint64_t slice_ns(const char *v) {
+  char *end;
+  double d;
+  if (v == NULL || *v == '\0') return 10000000;
+  d = strtod(v, &end);
+  if (end == v || !(d >= 0)) return 10000000;
+  if (strcmp(end, "ns") == 0) d *= 1e-9;
+  else if (strcmp(end, "us") == 0) d *= 1e-6;
+  else if (strcmp(end, "s") == 0) d *= 1;
+  else d *= 1e-3;
+  return d > 0 ? csp_timer_secs(d) : 0;
+}
+
 /* Creates the scheduler: leaves [module, sched] on the stack (module below). */
 void csp_sched_open(lua_State *L) {
   csp_Sched *S = (csp_Sched *)lua_newuserdatauv(L, sizeof *S, 1);
@@ -810,6 +861,7 @@ void csp_sched_open(lua_State *L) {
   S->maing.anext = S->maing.aprev = &S->maing;
   S->rng = seed && *seed ? strtoull(seed, NULL, 10) : (uv_hrtime() ^ ((uint64_t)getpid() << 32));
   S->nextid = 1;
+  S->slice = slice_ns(getenv("CSP_SLICE"));
   S->rq = malloc(256 * sizeof *S->rq);
   S->rqmask = 255;
   S->tpool = malloc(POOL_MAX * sizeof *S->tpool);

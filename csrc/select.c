@@ -150,6 +150,7 @@ static int sel_select(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   int n, nready = 0, pick = -1, ordered, nres;
   CaseInfo *cs;
+  CSP_PREEMPT(L, S, sel_select);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   n = (int)lua_rawlen(L, 1);

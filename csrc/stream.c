@@ -557,6 +557,7 @@ static int lines_k(lua_State *L, int status, lua_KContext ctx) {
 /* c:read([n]): up to n bytes (default: whatever is buffered), at least one unless at the end. */
 static int conn_read(lua_State *L) {
   Conn *c = conn_check(L);
+  CSP_PREEMPT(L, csp_sched_get(L), conn_read);
   lua_Integer n = luaL_optinteger(L, 2, LUA_MAXINTEGER);
   luaL_argcheck(L, n >= 0, 2, "negative count");
   lua_settop(L, 1);
@@ -566,11 +567,13 @@ static int conn_read(lua_State *L) {
 
 static int conn_read_line(lua_State *L) {
   Conn *c = conn_check(L);
+  CSP_PREEMPT(L, csp_sched_get(L), conn_read_line);
   lua_settop(L, 1);
   return rd_run(L, c, RD_LINE);
 }
 
 static int lines_iter(lua_State *L) {
+  CSP_PREEMPT(L, csp_sched_get(L), lines_iter);
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(2));
   return rd_run(L, (Conn *)lua_touserdata(L, 1), RD_LINES);
@@ -773,6 +776,7 @@ static int wr_done_k(lua_State *L, int status, lua_KContext ctx) {
 ** several arguments go out as one write, as with Lua's file:write. */
 static int conn_write(lua_State *L) {
   Conn *c = conn_check(L);
+  CSP_PREEMPT(L, csp_sched_get(L), conn_write);
   int n = lua_gettop(L);
   for (int i = 2; i <= n; i++) luaL_checklstring(L, i, NULL);
   if (n > 2) {

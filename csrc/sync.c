@@ -124,6 +124,7 @@ static int mutex_acquire(lua_State *L, Mutex *m, lua_KContext ctx, lua_KFunction
 
 static int mutex_lock(lua_State *L) {
   Mutex *m = CHECK(L, 1, Mutex, mutex_tag, "mutex");
+  CSP_PREEMPT(L, m->S, mutex_lock);
   csp_G *g = m->locked ? csp_sched_self(L, m->S) : NULL;
   return mutex_acquire(L, m, (lua_KContext)g, mutex_lock_k);
 }
@@ -172,6 +173,7 @@ static int rw_new(lua_State *L) {
 
 static int rw_rlock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  CSP_PREEMPT(L, rw->S, rw_rlock);
   if (!rw->writer && rw->wq.head == NULL) {  /* a waiting writer blocks new readers */
     rw->readers++;
     return 0;
@@ -220,6 +222,7 @@ static int rw_runlock(lua_State *L) {
 
 static int rw_lock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  CSP_PREEMPT(L, rw->S, rw_lock);
   if (!rw->writer && rw->readers == 0) {
     rw->writer = 1;
     return 0;
@@ -285,6 +288,7 @@ static int wg_done(lua_State *L) {
 
 static int wg_wait(lua_State *L) {
   WaitGroup *wg = CHECK(L, 1, WaitGroup, wg_tag, "waitgroup");
+  CSP_PREEMPT(L, wg->S, wg_wait);
   if (wg->count == 0) return 0;
   return park_on(L, wg->S, &wg->q, "sync.WaitGroup.Wait", 0);
 }
@@ -362,6 +366,7 @@ static lua_Integer sem_weight(lua_State *L, Semaphore *s) {
 
 static int sem_acquire(lua_State *L) {
   Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
+  CSP_PREEMPT(L, s->S, sem_acquire);
   lua_Integer k = sem_weight(L, s);
   if (s->size - s->cur >= k && s->q.head == NULL) {
     s->cur += k;

@@ -820,3 +820,92 @@ describe("CSP_SEED", function()
     assert.are_not.equal(r1.stdout, r2.stdout)
   end)
 end)
+
+describe("fairness: calls that may block yield after a time slice", function()
+  -- In children: before preemption these programs never ended.
+  it("a producer that always finds room in a buffered channel lets a ticker run", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local ch, stop, gaps = csp.chan(8), false, {}
+      csp.go(function()
+        local n = 0
+        while not stop do ch:send(n); ch:recv(); n = n + 1 end  -- never blocks
+      end)
+      csp.go(function()
+        local tk = csp.ticker(0.001)
+        local last = csp.now()
+        for i = 1, 20 do
+          tk.c:recv()
+          local now = csp.now()
+          gaps[i] = now - last
+          last = now
+        end
+        tk:stop()
+        stop = true
+      end)
+      csp.run()
+      table.sort(gaps)
+      print(gaps[#gaps] < 0.25, gaps[#gaps // 2] < 0.1)
+    ]], nil, 20)
+    assert.equal("", r.stderr)
+    assert.equal("true\ttrue\n", r.stdout)
+  end)
+
+  it("reading buffered bytes one at a time lets a ticker run", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local ln = assert(csp.net.listen("tcp", "127.0.0.1:0"))
+      local N = 4 * 1024 * 1024
+      csp.go(function()
+        local c = ln:accept()
+        c:write(string.rep("x", N))
+        c:close()
+      end)
+      local c = assert(csp.net.dial("tcp", ln:addr()))
+      c:set_max_line(1 << 22)  -- the read buffer may hold 4 MiB: reads rarely wait for data
+      local done, maxgap = false, 0
+      csp.go(function()
+        local last = csp.now()
+        while not done do
+          csp.sleep(0.001)
+          local now = csp.now()
+          if now - last > maxgap then maxgap = now - last end
+          last = now
+        end
+      end)
+      local got = 0
+      csp.sleep(0.05)
+      while true do
+        local d = c:read(1)
+        if not d then break end
+        got = got + 1
+      end
+      done = true
+      csp.run()
+      print(got == N, maxgap < 0.25)
+    ]], nil, 60)
+    assert.equal("", r.stderr)
+    assert.equal("true\ttrue\n", r.stdout)
+  end)
+
+  it("CSP_SLICE=0 turns it off; API.md's rule holds: no switch outside calls that may block", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local ch, other = csp.chan(1), 0
+      csp.go(function() other = other + 1 end)
+      local t0 = csp.now()
+      while csp.now() - t0 < 0.05 do ch:send(1); ch:recv() end
+      print(other)
+    ]], { CSP_SLICE = "0" })
+    assert.equal("0\n", r.stdout)
+    r = run.run([[
+      local csp = require "csp"
+      local ch, other = csp.chan(1), 0
+      csp.go(function() other = other + 1 end)
+      local t0 = csp.now()
+      while csp.now() - t0 < 0.05 do ch:send(1); ch:recv() end
+      print(other)
+    ]], { CSP_SLICE = "5ms" })
+    assert.equal("1\n", r.stdout)
+  end)
+end)
