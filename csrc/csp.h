@@ -122,6 +122,7 @@ struct csp_Sched {
   uint32_t ncalls;     /* calls that may block since the running goroutine was resumed */
   uint64_t slice0;     /* when its slice began (0: not read yet), uv_hrtime() ns */
   uint64_t slice;      /* the time slice, ns (CSP_SLICE); 0: no preemption */
+  int gcstress;        /* CSP_GCSTRESS: collect at every scheduler step (1; "full": always full) */
 };
 
 csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */

@@ -52,6 +52,7 @@ static int exit_msgh(lua_State *L) {
   csp_G *g = hook_self(L);
   lua_settop(L, 1);
   if (g == NULL || (g->exiting == CSP_EXIT_UNWIND && lua_isnil(L, 1))) return 1;
+  if (!lua_checkstack(L, 16)) return 1;  /* an overflowing stack: the error, without a traceback */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &panic_key);
   lua_pushthread(L);
   if (lua_rawget(L, 2) == LUA_TNIL) {
@@ -107,6 +108,10 @@ int csp_exit_base(lua_State *L) {
 void csp_exit_panicmsg(lua_State *L, csp_G *g) {
   lua_State *co = g->L;
   int t, orig;
+  if (!lua_checkstack(co, 2)) {  /* a finished thread has room, unless memory ran out */
+    lua_pushfstring(L, "goroutine %I: not enough memory", (LUAI_UACINT)g->id);
+    return;
+  }
   lua_rawgetp(L, LUA_REGISTRYINDEX, &panic_key);
   t = lua_gettop(L);
   lua_pushvalue(co, -1);

@@ -602,6 +602,14 @@ static int sched_reap(lua_State *L, csp_Sched *S) {
 ** the caller's C function was only promised LUA_MINSTACK slots, part of them its own. */
 #define LOOP_STACK 40
 
+/* CSP_GCSTRESS (a testing mode): a collector step before every resume and a full collection
+** every 1024 (every time with "full"). Both shrink the stacks of threads they traverse, so a
+** push onto a stack the core did not size shows up under ASan. */
+static void sched_gcstress(lua_State *L, csp_Sched *S) {
+  if (S->gcstress > 1 || (S->ticks & 1023) == 0) lua_gc(L, LUA_GCCOLLECT);
+  else lua_gc(L, LUA_GCSTEP, 0);
+}
+
 static void sched_loop(lua_State *L, csp_Sched *S) {
   S->depth++;
   if (!lua_checkstack(L, LOOP_STACK)) {  /* main's wait is undone: a plain error */
@@ -619,6 +627,7 @@ static void sched_loop(lua_State *L, csp_Sched *S) {
       sched_abort(L, S);
     }
     if ((++S->ticks & POLL_MASK) == 0) sched_poll(S, 0);
+    if (S->gcstress) sched_gcstress(L, S);
     if (sched_resume(L, S, g)) sched_abort(L, S);
   }
   S->maing.state = CSP_G_RUNNING;
@@ -862,6 +871,10 @@ void csp_sched_open(lua_State *L) {
   S->rng = seed && *seed ? strtoull(seed, NULL, 10) : (uv_hrtime() ^ ((uint64_t)getpid() << 32));
   S->nextid = 1;
   S->slice = slice_ns(getenv("CSP_SLICE"));
+  {
+    const char *gs = getenv("CSP_GCSTRESS");
+    S->gcstress = gs == NULL || *gs == '\0' || strcmp(gs, "0") == 0 ? 0 : strcmp(gs, "full") == 0 ? 2 : 1;
+  }
   S->rq = malloc(256 * sizeof *S->rq);
   S->rqmask = 255;
   S->tpool = malloc(POOL_MAX * sizeof *S->tpool);

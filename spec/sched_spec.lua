@@ -450,7 +450,7 @@ describe("csp.step", function()
   end)
 end)
 
-describe("many goroutines", function()
+describe("many goroutines #heavy", function()
   it("100k goroutines parked at once all run to completion", function()
     local n = 100000
     local n0 = csp.numgoroutine()
