@@ -696,21 +696,13 @@ static int wr_done_k(lua_State *L, int status, lua_KContext ctx) {
 ** them all, without building their concatenation (an echo or a chat line is `line, "\n"`). What
 ** the kernel does not take is concatenated and goes the ordinary way, arg 3 holding the count
 ** already out. Returns -1 when the ordinary path must take the whole write. */
-static int wr_pieces(lua_State *L, Conn *c, int n) {
-  uv_buf_t b[WR_IOV];
-  size_t total = 0, skip, len;
+static int wr_pieces(lua_State *L, Conn *c, int n, uv_buf_t *b, size_t total) {
+  size_t skip;
   csp_Stream *s = c->s;
-  const char *p;
   int r, first;
   if (n - 1 > WR_IOV || s == NULL || s->kind == CSP_ST_FILE || s->fd == 1 || s->fd == 2 ||
-      s->wbusy || s->wq.head || s->wdl)
+      s->wbusy || s->wq.head || s->wdl || total == 0 || total > INT32_MAX)
     return -1;
-  for (int i = 2; i <= n; i++) {
-    p = lua_tolstring(L, i, &len);
-    b[i - 2] = uv_buf_init((char *)p, (unsigned)len);
-    total += len;
-  }
-  if (total == 0 || total > INT32_MAX) return -1;
   r = uv_try_write(&s->u.s, b, (unsigned)(n - 1));
   if (r < 0 && r != UV_EAGAIN) return err_code(L, c, "write", r);
   if ((size_t)(skip = r > 0 ? (size_t)r : 0) == total) {
@@ -736,9 +728,16 @@ static int wr_pieces(lua_State *L, Conn *c, int n) {
 static int conn_write(lua_State *L) {
   Conn *c = conn_check(L);
   int n = lua_gettop(L);
-  for (int i = 2; i <= n; i++) luaL_checklstring(L, i, NULL);
+  uv_buf_t b[WR_IOV];
+  size_t total = 0;
+  for (int i = 2; i <= n; i++) {
+    size_t len;
+    const char *p = luaL_checklstring(L, i, &len);  /* the string stays at i: p stays valid */
+    if (i - 2 < WR_IOV) b[i - 2] = uv_buf_init((char *)p, (unsigned)len);
+    total += len;
+  }
   if (n > 2) {
-    int r = wr_pieces(L, c, n);
+    int r = wr_pieces(L, c, n, b, total);
     if (r >= 0) return r;
     lua_concat(L, n - 1);
   } else if (n < 2) {
