@@ -16,28 +16,30 @@ local messages = csp.chan()  -- all incoming client messages
 
 local function broadcaster()
   local clients = {}  -- all connected clients
-  while true do
-    csp.select{
-      csp.recv(messages, function(msg)
-        -- Broadcast incoming message to all clients' outgoing message channels.
-        for cli in pairs(clients) do
-          if not cli.out:try_send(msg) then  -- its queue is full: drop it, never wait
-            clients[cli] = nil
-            cli.out:close()
-            cli.conn:close()  -- its reader sees the close and announces the leave
-          end
-        end
-      end),
-      csp.recv(entering, function(cli)
-        clients[cli] = true
-      end),
-      csp.recv(leaving, function(cli)
-        if clients[cli] then  -- not already dropped
+  -- The select's cases are made once, outside the loop: a message costs no table or closure.
+  local cases = {
+    csp.recv(messages, function(msg)
+      -- Broadcast incoming message to all clients' outgoing message channels.
+      for cli in pairs(clients) do
+        if not cli.out:try_send(msg) then  -- its queue is full: drop it, never wait
           clients[cli] = nil
           cli.out:close()
+          cli.conn:close()  -- its reader sees the close and announces the leave
         end
-      end),
-    }
+      end
+    end),
+    csp.recv(entering, function(cli)
+      clients[cli] = true
+    end),
+    csp.recv(leaving, function(cli)
+      if clients[cli] then  -- not already dropped
+        clients[cli] = nil
+        cli.out:close()
+      end
+    end),
+  }
+  while true do
+    csp.select(cases)
   end
 end
 
