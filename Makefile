@@ -65,9 +65,10 @@ deps:
 deps-check:
 	@pkg-config --exists $(PKGS) || $(MAKE) --no-print-directory deps
 
+# Absolute paths: `eval "$$(make -s -C /path/to/csp env)"` works from any directory.
 env:
-	@echo 'export LUA_PATH="lua/?.lua;lua/?/init.lua;;"'
-	@echo 'export LUA_CPATH="build/?.so;;"'
+	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
+	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"'
 
 test: deps
 	@$(MAKE) --no-print-directory all

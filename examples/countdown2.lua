@@ -11,8 +11,8 @@ end
 
 local abort = csp.chan()
 csp.go(function()
-  -- read a single byte; at the end of input (stdin from /dev/null) nobody can press return
-  if csp.stdin:read(1) then abort:send(true) end
+  csp.stdin:read(1)  -- read a single byte; the end of input (</dev/null, Ctrl-D) counts too, as in Go
+  abort:send(true)
 end)
 
 print("Commencing countdown.  Press return to abort.")
