@@ -4,7 +4,7 @@ BUSTED   ?= busted
 CC       ?= gcc
 PKGS      = lua5.4 libuv
 DEBS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-check luarocks libgumbo-dev pkg-config gcc make \
-            netcat-openbsd python3 cppcheck valgrind
+            netcat-openbsd python3 cppcheck valgrind imagemagick
 CFLAGS   ?= -O2 -g
 WARN     ?= -Wall -Wextra -Werror -Wno-unused-parameter
 # csrc/html.c wraps libgumbo; link it only once that file exists.

@@ -10,8 +10,8 @@
 -- Usage: lua5.4 examples/chat.lua [host:port] [idle] [slow]   (default localhost:8000, 300 s, 2 s)
 local csp = require "csp"
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
-local f = require("flags").new("chat.lua [host:port] [IDLE] [SLOW]", "the chat server (seed 1.11)")
-f:arg("addr", "string", "localhost:8000", "address to listen on")
+local f = require("flags").new("chat.lua [ADDR] [IDLE] [SLOW]", "the chat server (seed 1.11)")
+f:arg("addr", "string", "localhost:8000", "host:port to listen on")
 f:arg("idle", "number", 300, "seconds of silence before a client is disconnected", { positive = true })
 f:arg("slow", "number", 2, "seconds a client may take to accept a message before it is dropped",
   { positive = true })

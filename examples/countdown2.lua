@@ -3,7 +3,11 @@
 -- Usage: lua5.4 examples/countdown2.lua [seconds]   (default 10)
 local csp = require "csp"
 
-local seconds = tonumber(arg[1]) or 10
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("countdown2.lua [SECONDS]", "launch unless return is pressed (or input ends) first")
+f:arg("seconds", "number", 10, "seconds before the launch", { min = 0 })
+local opts = f:parse(arg)
+local seconds = opts.seconds
 
 local function launch()
   print("Lift off!")
