@@ -25,6 +25,7 @@ ROWS=(
   "sieve|sieve|sieve|1.0"
   "timers CPU|timers|timers|0.7"
   "mutex uncontended|mutex|mutex|3.0"
+  "mutex (cached)|mutex_cached|mutex|3.0"
   "mutex handoff|mutex_handoff|mutex_handoff|1.0"
   "waitgroup|waitgroup|waitgroup|-"
   "memo hit|memo_hit|memo_hit|2.0"
