@@ -1,8 +1,8 @@
 -- Seed 2.6.1, memo1: the concurrency-unsafe memo, a plain table from key to result.
 -- What goes wrong here is not what goes wrong in Go. In Go concurrent map writes corrupt the
--- map (or crash the program: "concurrent map writes"). In csp goroutines switch only inside
--- blocking calls, so the lookup and the store are each atomic and the table itself is never
--- corrupted; but the slow function blocks between the lookup and the store, so every caller
+-- map (or crash the program: "concurrent map writes"). csp schedules cooperatively: goroutines
+-- switch only inside blocking calls, so the lookup and the store are each atomic and the table
+-- itself is never corrupted; but the slow function blocks between the lookup and the store, so every caller
 -- of a key that arrives meanwhile also misses and calls it again: duplicate calls (20 for 10
 -- keys), and the later result overwrites the earlier one.
 -- Usage: lua5.4 examples/memo1.lua [-http] [-delay SECONDS]
@@ -31,6 +31,7 @@ function Memo:get(key)
 end
 
 local calls = memotest.run("memo1: no lock (not concurrency-safe)", New, opts)
-print(("the table is not corrupted (Lua code between blocking calls is atomic), but %d of "
+print(("under cooperative scheduling the table is not corrupted (Lua code between blocking "
+  .. "calls is atomic), but %d of "
   .. "%d calls were duplicates: every get that arrived while its key was being computed "
   .. "called f again"):format(calls - 10, calls))
