@@ -28,7 +28,7 @@ local TIME = "^%d%d:%d%d:%d%d$"
 local function server(name, ...)
   local addr = free_addr()
   local pidf, logf = os.tmpname(), os.tmpname()
-  os.execute(("cd %s && %s timeout -k 1 30 lua5.4 examples/%s %s %s </dev/null >%s 2>&1 & echo $! >%s")
+  os.execute(("cd %s && %s timeout -k 1 90 lua5.4 examples/%s %s %s </dev/null >%s 2>&1 & echo $! >%s")
     :format(quote(root), ENV, name, addr, table.concat({ ... }, " "), quote(logf), quote(pidf)))
   local pid = assert(slurp(pidf):match("%d+"))
   local c
