@@ -1,8 +1,9 @@
--- Seed 1.10, du version 4: du3 that can be cancelled. A byte on stdin closes `done` (a close is
+-- Seed 1.10, du version 4: du3 that can be cancelled. Input on stdin closes `done` (a close is
 -- a broadcast: every receive on done is ready from then on). Walkers poll cancelled() before
 -- reading a directory, acquiring the semaphore is a select with done, and main, on done, drains
--- fileSizes so that every walker can finish, then prints the totals so far. End of input alone
--- does not cancel (`du4.lua DIR </dev/null` walks everything).
+-- fileSizes so that every walker can finish, then prints the totals so far. As in Go, where
+-- os.Stdin.Read returning (a byte or EOF) cancels, the end of input cancels too:
+-- `du4.lua DIR </dev/null` stops at once; keep stdin open (a terminal, a pipe) to walk it all.
 -- Usage: lua5.4 examples/du4.lua [-v] [-h] [-b] [DIR...]   (-v progress every 500 ms)
 -- Symlinks are not followed: their own (lstat) size counts, as with Go's ioutil.ReadDir.
 -- As du3, each directory is read with dirstat's "summary" form and sent to main as one message.
@@ -25,9 +26,10 @@ local function cancelled()
   return csp.select{ csp.recv(done), default = true } == 1
 end
 
--- Cancel traversal when input is detected.
+-- Cancel traversal when input is detected (a byte, or the end of input).
 csp.go(function()
-  if csp.stdin:read(1) then done:close() end
+  csp.stdin:read(1)
+  done:close()
 end)
 
 -- sema is a counting semaphore for limiting concurrency in dirents.
