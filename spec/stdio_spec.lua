@@ -203,7 +203,10 @@ describe("closed standard descriptors", function()
   -- Daemons and CI runners start programs with fd 0, 1 or 2 closed: libuv asserted at exit.
   local CODE = [[
     local csp = require "csp"
-    local function show(...) local t = table.pack(...) return tostring(t[1]) .. "|" .. tostring(t[2]) .. "|" .. tostring(t[3]) end
+    local function show(...)
+      local t = table.pack(...)
+      return tostring(t[1]) .. "|" .. tostring(t[2]) .. "|" .. tostring(t[3])
+    end
     local lines = { show(csp.stdin:read()), show(csp.stdout:write("x\n")), show(csp.stderr:write("e\n")) }
     csp.sleep(0.001)  -- the loop runs, and closes its descriptors at exit
     local f = assert(io.open(os.getenv("OUT"), "w"))
@@ -212,7 +215,8 @@ describe("closed standard descriptors", function()
   ]]
   local function case(redir)
     local out = os.tmpname()
-    local _, status = sh(CODE, "OUT=" .. quote(out) .. " LUA </dev/null >/dev/null 2>/dev/null " .. redir .. "; echo $?")
+    local cmd = "OUT=" .. quote(out) .. " LUA </dev/null >/dev/null 2>/dev/null " .. redir .. "; echo $?"
+    local _, status = sh(CODE, cmd)
     local f = assert(io.open(out, "rb"))
     local got = f:read("a")
     f:close()
