@@ -217,6 +217,10 @@ void csp_proc_open(lua_State *L);
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
 void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname);
 
+/* The one way an outside-world failure is returned: pushes nil, the formatted message and code
+** (a stable name: the libuv/errno one, "ENOENT", or csp's own, "ELINETOOLONG"); returns 3. */
+int csp_fail(lua_State *L, const char *code, const char *fmt, ...);
+
 /* Registers C closures with the scheduler as upvalue 1 (on the stack top: the module table). */
 void csp_setfuncs(lua_State *L, const luaL_Reg *l);
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
