@@ -204,17 +204,41 @@ describe("csp.exec", function()
     assert.are.equal(1, csp.numgoroutine())
   end)
 
+  both("refuses a NUL byte in the command, an argument, cwd or env, starting nothing", function()
+    local tmp = os.tmpname()
+    os.remove(tmp)
+    for _, call in ipairs {
+      { "touch\0rm", { tmp } }, { "touch", { tmp .. "\0x" } },
+      { "touch", { tmp }, { cwd = "/\0tmp" } }, { "touch", { tmp }, { env = { "A=1\0" } } },
+    } do
+      local r, err, code = csp.exec(call[1], call[2], call[3])
+      assert.is_nil(r)
+      assert.matches("^fork/exec touch: invalid argument", err)
+      assert.are.equal("EINVAL", code)
+    end
+    assert.is_nil(io.open(tmp))
+    -- stdin is data: NUL bytes go through
+    assert.are.equal("a\0b", assert(csp.exec("cat", {}, { stdin = "a\0b" })).stdout)
+  end)
+
   it("raises on bad arguments", function()
     assert.matches("bad argument #1 to '[%w.]*exec'", raises(csp.exec))
     assert.matches("bad argument #1 to '[%w.]*exec'", raises(csp.exec, {}))
     assert.matches("bad argument #2 to '[%w.]*exec'", raises(csp.exec, "echo", "x"))
-    assert.matches("bad argument #2 to '[%w.]*exec' %(args%[2%] must be a string%)",
+    assert.matches("bad argument #2 to 'exec' %(args%[2%]: string expected, got number%)",
       raises(csp.exec, "echo", { "a", 1 }))
     assert.matches("bad argument #3 to '[%w.]*exec'", raises(csp.exec, "echo", {}, "x"))
-    assert.matches("opts.stdin must be a string", raises(csp.exec, "cat", {}, { stdin = 5 }))
-    assert.matches("opts.cwd must be a string", raises(csp.exec, "pwd", {}, { cwd = true }))
-    assert.matches("opts.env must be a table", raises(csp.exec, "env", {}, { env = "A=1" }))
-    assert.matches("opts.env%[1%] must be a string", raises(csp.exec, "env", {}, { env = { {} } }))
+    local function opt(field, want, got, opts)
+      assert.matches(("bad argument #3 to 'exec' %%(field '%s': %s expected, got %s%%)"):format(
+        field, want, got), raises(csp.exec, "true", {}, opts), 1)
+    end
+    opt("stdin", "string", "number", { stdin = 5 })
+    opt("cwd", "string", "boolean", { cwd = true })
+    opt("env", "table", "string", { env = "A=1" })
+    opt("ctx", "context", "number", { ctx = 1 })
+    opt("ctx", "context", "csp.chan", { ctx = csp.chan() })
+    assert.matches("bad argument #3 to 'exec' %(field 'env'%[1%]: string expected, got table%)",
+      raises(csp.exec, "env", {}, { env = { {} } }))
     in_go(function()
       local cmp = function() csp.exec("true") return false end
       assert.matches("non%-yieldable", raises(table.sort, { 1, 2 }, cmp))
