@@ -217,6 +217,12 @@ void csp_proc_open(lua_State *L);
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
 void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname);
 
+/* What luaL_typeerror calls the value at idx: its metatable's __name, else its type's name. */
+const char *csp_typename(lua_State *L, int idx);
+
+/* luaL_checknumber refusing NaN (no duration or time is NaN). */
+lua_Number csp_checknumber(lua_State *L, int arg);
+
 /* The one way an outside-world failure is returned: pushes nil, the formatted message and code
 ** (a stable name: the libuv/errno one, "ENOENT", or csp's own, "ELINETOOLONG"); returns 3. */
 int csp_fail(lua_State *L, const char *code, const char *fmt, ...);

@@ -24,6 +24,21 @@ void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const ch
   return p;
 }
 
+const char *csp_typename(lua_State *L, int idx) {
+  int t;
+  idx = lua_absindex(L, idx);
+  t = luaL_getmetafield(L, idx, "__name");  /* pushes nothing when there is none */
+  const char *name = t == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, idx);
+  if (t != LUA_TNIL) lua_pop(L, 1);  /* a __name string stays anchored by its metatable */
+  return name;
+}
+
+lua_Number csp_checknumber(lua_State *L, int arg) {
+  lua_Number d = luaL_checknumber(L, arg);
+  if (d != d) luaL_argerror(L, arg, "number expected, got nan");
+  return d;
+}
+
 int csp_fail(lua_State *L, const char *code, const char *fmt, ...) {
   va_list ap;
   lua_pushnil(L);

@@ -367,8 +367,12 @@ static int net_dial(lua_State *L) {
   NetReq *r;
   double timeout = 0;
   if (lua_istable(L, 3)) {
-    lua_getfield(L, 3, "timeout");
-    if (!lua_isnil(L, -1)) timeout = luaL_checknumber(L, -1);
+    if (lua_getfield(L, 3, "timeout") != LUA_TNIL) {
+      timeout = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || timeout != timeout)
+        luaL_argerror(L, 3, lua_pushfstring(L, "field 'timeout': number expected, got %s",
+                                            timeout != timeout ? "nan" : luaL_typename(L, -1)));
+    }
     lua_pop(L, 1);
   } else if (!lua_isnoneornil(L, 3)) {
     luaL_typeerror(L, 3, "table");

@@ -780,7 +780,7 @@ static int set_deadline(lua_State *L, int which) {
   csp_Stream *s;
   int r;
   if (!lua_isnoneornil(L, 2)) {
-    double t = luaL_checknumber(L, 2);
+    double t = csp_checknumber(L, 2);
     if (!(t > 0)) when = 1;  /* the past: pending and later operations time out at once */
     else if (t * CSP_NS >= (double)MAX_NS) when = MAX_NS;
     else when = (uint64_t)(t * CSP_NS) + 1;

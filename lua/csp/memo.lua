@@ -77,8 +77,8 @@ local M = {}
 
 function M.memo(f)
   check.type(f, "function", 1, "memo")
-  local cache, m = {}, nil
-  m = setmetatable({
+  local cache = {}
+  return setmetatable({
     get = function(self, key)
       local e = cache[key]
       if e then
@@ -99,7 +99,6 @@ function M.memo(f)
       cache[key] = nil
     end,
   }, Memo)
-  return m
 end
 
 return M
