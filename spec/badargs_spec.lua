@@ -140,6 +140,13 @@ local F = {
   ["process:wait"] = { {} }, ["process:kill"] = { {} },
 }
 
+-- The standard streams are conns opened lazily (their own code path): the same cases.
+make.stdio = function() return csp.stdin end
+for name, e in pairs(F) do
+  local m = name:match("^conn:(.+)$")
+  if m then F["stdio:" .. m] = e end
+end
+
 -- Every function reachable from csp, and every method of the objects above.
 local function enumerate()
   local found, seen = {}, {}
