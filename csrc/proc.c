@@ -1,8 +1,9 @@
 /* proc.c: core._spawn(cmd, args, opts) starts a process with posix_spawn (glibc: clone with
-** CLONE_VM|CLONE_VFORK, so the cost does not grow with the parent's memory as fork's does), its
-** stdout and stderr on pipes captured whole, opts.stdin written to it; p:wait() parks the caller
-** until the process has exited (watched by a pidfd on the loop) and both outputs reached their
-** end; p:kill() sends SIGKILL. csp.exec (lua/csp/exec.lua) is built on these.
+** CLONE_VM|CLONE_VFORK, so the cost does not grow with the parent's memory as fork's does) on
+** libuv's thread pool (the scheduler thread never waits for a child's execve), its stdout and
+** stderr on pipes captured whole, opts.stdin written to it; p:wait() parks the caller until the
+** process has exited (watched by a pidfd on the loop) and both outputs reached their end, or the
+** spawn failed; p:kill() sends SIGKILL. csp.exec (lua/csp/exec.lua) is built on these.
 **
 ** Memory: every libuv handle is its own malloc'd block with the handle first (at lua_close the
 ** scheduler closes leftovers with free()). Proc (the pidfd poll handle) counts the open handles
@@ -41,9 +42,12 @@ typedef struct Pipe {
 } Pipe;
 
 struct Proc {
-  uv_poll_t h;         /* first member: readable on the pidfd once the process has exited */
-  int pidfd;
-  pid_t pid;           /* unreaped until exited is set: kill(pid) cannot hit a reused pid */
+  uv_poll_t h;         /* first member: readable on the pidfd once the process has exited;
+                       ** initialised (polling) only once the spawn succeeded */
+  int pidfd, polling, closing;
+  pid_t pid;           /* 0 until spawned; unreaped until exited: kill(pid) hits no reused pid */
+  int spawnerr;        /* libuv error of a failed spawn (then exited is set too) */
+  char *cwd;           /* a copy of opts.cwd, for a failed spawn's message */
   csp_Sched *S;
   csp_G *g;            /* the goroutine parked in wait, or NULL */
   uint32_t ticket;
@@ -70,6 +74,7 @@ static void proc_unref(Proc *p) {
   if (--p->refs > 0) return;
   if (p->e) p->e->p = NULL;
   if (p->pidfd >= 0) close(p->pidfd);
+  free(p->cwd);
   free(p);
 }
 
@@ -90,19 +95,24 @@ static void pipe_close(Pipe *pp) {
   if (pp && !uv_is_closing((uv_handle_t *)&pp->h)) uv_close((uv_handle_t *)&pp->h, pipe_close_cb);
 }
 
+/* The poll handle's reference is dropped by its close callback, or at once if it never was. */
 static void proc_close(Proc *p) {
+  if (p->closing) return;
+  p->closing = 1;
   pipe_close(p->in);
   pipe_close(p->out);
   pipe_close(p->err);
-  if (!uv_is_closing((uv_handle_t *)&p->h)) uv_close((uv_handle_t *)&p->h, proc_close_cb);
+  if (p->polling) uv_close((uv_handle_t *)&p->h, proc_close_cb);
+  else proc_unref(p);
 }
 
 /* ---------------------------------------------------------------- libuv callbacks */
 
+/* Before the spawn has finished, the kill is sent as soon as it has (spawn_done). */
 static void proc_kill(Proc *p) {
   if (!p->exited && !p->killed) {
     p->killed = 1;
-    kill(p->pid, SIGKILL);
+    if (p->pid > 0) kill(p->pid, SIGKILL);
   }
 }
 
@@ -201,6 +211,11 @@ static int proc_results(lua_State *L, Exec *e, Proc *p) {
   int err = p->out->err ? p->out->err : p->err->err;
   e->p = NULL;
   p->e = NULL;
+  if (p->spawnerr) {
+    err_result(L, e->cmd, p->cwd, p->spawnerr);
+    proc_close(p);
+    return 3;
+  }
   if (err) {
     proc_close(p);
     return err_result(L, e->cmd, NULL, err);
@@ -355,6 +370,58 @@ static int spawn(pid_t *pid, const char *cmd, char **argv, char **env, const cha
   return r;
 }
 
+/* What the pool thread needs, in C memory: the Lua strings may be collected meanwhile. */
+typedef struct Spawn {
+  uv_work_t req;
+  Proc *p;
+  int fds[3][2];
+  char **argv, **env, *cwd;
+  pid_t pid;
+  int err;             /* errno of posix_spawnp */
+  char *blk[];         /* argv, env and the bytes of every string */
+} Spawn;
+
+/* Bytes that copying the NULL-terminated array v takes (pointers and strings). */
+static size_t strv_size(char **v) {
+  size_t n = sizeof(char *);
+  for (; v && *v; v++) n += sizeof(char *) + strlen(*v) + 1;
+  return n;
+}
+
+/* Copies v into *at (pointers first, then the strings); returns the copy. */
+static char **strv_copy(char **v, char **at) {
+  size_t n = 0, i;
+  char **out = (char **)(void *)*at, *str;
+  while (v[n]) n++;
+  str = *at + (n + 1) * sizeof(char *);
+  for (i = 0; i < n; i++) {
+    size_t len = strlen(v[i]) + 1;
+    memcpy(str, v[i], len);
+    out[i] = str;
+    str += len;
+  }
+  out[n] = NULL;
+  *at = str;
+  return out;
+}
+
+static Spawn *spawn_new(char **argv, char **env, const char *cwd) {
+  size_t n = sizeof(Spawn) + strv_size(argv) + (env ? strv_size(env) : 0) + (cwd ? strlen(cwd) + 1 : 0);
+  Spawn *sp = (Spawn *)calloc(1, n);
+  char *at;
+  if (sp == NULL) return NULL;
+  at = (char *)sp->blk;
+  sp->argv = strv_copy(argv, &at);
+  if (env) sp->env = strv_copy(env, &at);
+  if (cwd) sp->cwd = strcpy(at, cwd);
+  return sp;
+}
+
+static void spawn_work(uv_work_t *req) {
+  Spawn *sp = (Spawn *)req;
+  sp->err = spawn(&sp->pid, sp->argv[0], sp->argv, sp->env, sp->cwd, sp->fds);
+}
+
 /* Parent ends to libuv; child ends closed here (the child holds its copies). */
 static void pipes_open(Proc *p, int fds[3][2]) {
   Pipe *ps[3] = {p->in, p->out, p->err};
@@ -407,7 +474,7 @@ static Proc *proc_new(csp_Sched *S, size_t inlen, int with_in) {
 }
 
 /* Everything started: the reads, the write of stdin, the watch of the pidfd. */
-static void proc_start(Proc *p, const char *in, size_t inlen) {
+static void proc_start(Proc *p) {
   int r;
   if (!p->out->eof && (r = uv_read_start((uv_stream_t *)&p->out->h, alloc_cb, read_cb)) != 0)
     pipe_end(p->out, r);
@@ -415,10 +482,7 @@ static void proc_start(Proc *p, const char *in, size_t inlen) {
     pipe_end(p->err, r);
   if (p->out->err || p->err->err) proc_kill(p);
   if (p->in) {
-    uv_buf_t b;
-    memcpy(p->in->data, in, inlen);
-    p->in->dlen = inlen;
-    b = uv_buf_init(p->in->data, (unsigned)p->in->dlen);
+    uv_buf_t b = uv_buf_init(p->in->data, (unsigned)p->in->dlen);
     p->in->wr.data = p->in;
     if (p->in->dlen == 0 || uv_write(&p->in->wr, (uv_stream_t *)&p->in->h, &b, 1, write_cb) != 0)
       pipe_close(p->in);
@@ -426,15 +490,61 @@ static void proc_start(Proc *p, const char *in, size_t inlen) {
   uv_poll_start(&p->h, UV_READABLE, exit_cb);
 }
 
+/* The spawn failed (r: an errno): the process reads as exited with nothing captured. */
+static void spawn_failed(Proc *p, int r) {
+  p->spawnerr = uv_translate_sys_error(r);
+  p->exited = 1;
+  p->out->eof = p->err->eof = 1;
+  pipe_close(p->in);
+  proc_check(p);
+}
+
+/* Back on the loop thread. At lua_close (S->closing) the pipes were freed by the scheduler's
+** handle walk and nobody waits: only the C memory and the descriptors are left to let go. */
+static void spawn_done(uv_work_t *req, int status) {
+  Spawn *sp = (Spawn *)req;
+  Proc *p = sp->p;
+  int r = status != 0 ? ECANCELED : sp->err;
+  if (p->S->closing) {
+    pipes_close_fds(sp->fds);
+    if (r == 0) kill(sp->pid, SIGKILL);  /* unreaped: the host process reaps or exits */
+    free(p->cwd);
+    free(p);
+    free(sp);
+    return;
+  }
+  if (r == 0) {
+    p->pid = sp->pid;
+    if ((p->pidfd = pidfd_open(p->pid, 0)) < 0 || uv_poll_init(p->S->loop, &p->h, p->pidfd) != 0) {
+      r = p->pidfd < 0 ? errno : EBADF;
+      kill(p->pid, SIGKILL);
+      while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {}
+      p->pid = 0;
+    } else {
+      p->polling = 1;
+    }
+  }
+  if (r != 0) {
+    pipes_close_fds(sp->fds);
+    free(sp);
+    spawn_failed(p, r);
+    return;
+  }
+  pipes_open(p, sp->fds);
+  free(sp);
+  if (p->killed) kill(p->pid, SIGKILL);  /* a kill that came while it was being spawned */
+  proc_start(p);
+}
+
 static int exec_spawn(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   size_t cmdlen, inlen = 0;
   const char *cmd = luaL_checklstring(L, A_CMD, &cmdlen), *in = NULL, *cwd = NULL;
   char **argv, **env = NULL;
-  int fds[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}}, nul = strlen(cmd) != cmdlen, r, i;
+  int nul = strlen(cmd) != cmdlen, r = 0, i;
   Exec *e;
   Proc *p;
-  pid_t pid;
+  Spawn *sp;
   if (!lua_isnoneornil(L, A_ARGS)) luaL_checktype(L, A_ARGS, LUA_TTABLE);
   if (!lua_isnoneornil(L, A_OPTS)) luaL_checktype(L, A_OPTS, LUA_TTABLE);
   lua_settop(L, A_OPTS);
@@ -460,28 +570,30 @@ static int exec_spawn(lua_State *L) {
   }
   csp_sched_self(L, S);  /* raises if the caller cannot block in wait: before anything starts */
   if (nul) return err_result(L, cmd, NULL, UV_EINVAL);  /* Go: EINVAL, nothing started */
-  if ((p = proc_new(S, inlen, in != NULL)) == NULL) return err_result(L, cmd, NULL, UV_ENOMEM);
-  r = 0;
-  for (i = in ? 0 : 1; i < 3 && r == 0; i++) r = make_pipe(fds[i]);
-  if (r == 0) r = spawn(&pid, cmd, argv, env, cwd, fds);
-  if (r == 0) {
-    p->pid = pid;
-    if ((p->pidfd = pidfd_open(pid, 0)) < 0 || uv_poll_init(S->loop, &p->h, p->pidfd) != 0) {
-      r = p->pidfd < 0 ? errno : EBADF;
-      kill(pid, SIGKILL);
-      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-    }
+  sp = spawn_new(argv, env, cwd);
+  p = sp ? proc_new(S, inlen, in != NULL) : NULL;
+  if (p && cwd && (p->cwd = strdup(cwd)) == NULL) {
+    proc_close(p);
+    p = NULL;
   }
-  if (r != 0) {  /* the poll handle was never initialised: its reference is dropped by hand */
-    pipes_close_fds(fds);
-    pipe_close(p->in);
-    pipe_close(p->out);
-    pipe_close(p->err);
-    proc_unref(p);
-    return err_result(L, cmd, cwd, uv_translate_sys_error(r));
+  if (p == NULL) {
+    free(sp);
+    return err_result(L, cmd, NULL, UV_ENOMEM);
   }
-  pipes_open(p, fds);
-  proc_start(p, in, inlen);
+  for (i = 0; i < 3; i++) sp->fds[i][0] = sp->fds[i][1] = -1;
+  for (i = in ? 0 : 1; i < 3 && r == 0; i++) r = make_pipe(sp->fds[i]);
+  if (r != 0) {
+    pipes_close_fds(sp->fds);
+    free(sp);
+    proc_close(p);
+    return err_result(L, cmd, NULL, uv_translate_sys_error(r));
+  }
+  if (p->in) {
+    memcpy(p->in->data, in, inlen);
+    p->in->dlen = inlen;
+  }
+  sp->p = p;
+  uv_queue_work(S->loop, &sp->req, spawn_work, spawn_done);  /* fails only without spawn_work */
   e->p = p;
   p->e = e;
   lua_settop(L, A_EXEC);

@@ -142,10 +142,12 @@ local F = {
 
 -- The standard streams are conns opened lazily (their own code path): the same cases.
 make.stdio = function() return csp.stdin end
+local stdio = {}
 for name, e in pairs(F) do
   local m = name:match("^conn:(.+)$")
-  if m then F["stdio:" .. m] = e end
+  if m then stdio["stdio:" .. m] = e end
 end
+for name, e in pairs(stdio) do F[name] = e end
 
 -- Every function reachable from csp, and every method of the objects above.
 local function enumerate()

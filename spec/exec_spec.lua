@@ -221,6 +221,40 @@ describe("csp.exec", function()
     assert.are.equal("a\0b", assert(csp.exec("cat", {}, { stdin = "a\0b" })).stdout)
   end)
 
+  describe("core._spawn (what csp.exec is built on)", function()
+    it("kills a process killed while it is still being spawned", function()
+      local p = assert(csp._spawn("sleep", { "10" }))
+      p:kill()  -- the spawn runs on the thread pool: it has not finished yet
+      local r = assert(p:wait())
+      assert.are.equal(9, r.signal)
+      p:kill()  -- after wait: nothing to kill, nothing raises
+    end)
+
+    it("waits once; a second wait raises Go's error", function()
+      local p = assert(csp._spawn("true"))
+      assert.are.equal(0, assert(p:wait()).status)
+      assert.matches("exec: Wait was already called", raises(p.wait, p))
+    end)
+
+    it("forgets a process whose handle is dropped, running or not yet spawned", function()
+      for _ = 1, 20 do csp._spawn("true") end
+      csp._spawn("sh", { "-c", "exit 0" })
+      collectgarbage()
+      collectgarbage()
+      -- the forgotten ones end meanwhile; their callbacks find no handle
+      assert.are.equal("x\n", assert(csp.exec("sh", { "-c", "sleep 0.1; echo x" })).stdout)
+      assert.are.equal(1, csp.numgoroutine())
+    end)
+
+    it("reports a failed spawn from wait, with Go's message", function()
+      local p = assert(csp._spawn("csp-no-such-program"))
+      local r, err, code = p:wait()
+      assert.is_nil(r)
+      assert.are.equal('exec: "csp-no-such-program": executable file not found in $PATH', err)
+      assert.are.equal("ENOENT", code)
+    end)
+  end)
+
   it("raises on bad arguments", function()
     assert.matches("bad argument #1 to '[%w.]*exec'", raises(csp.exec))
     assert.matches("bad argument #1 to '[%w.]*exec'", raises(csp.exec, {}))
