@@ -47,7 +47,8 @@ function M.exec(cmd, args, opts)
     check.fieldarg(getmetatable(ctx) == Context, "ctx", 3, "exec",
       "context expected, got " .. typename(ctx))
     local err = ctx:err()
-    if err then return nil, err end  -- Go: Start under a cancelled context fails with its error
+    -- Go: Start under a cancelled context fails with its error; the code tells which one
+    if err then return nil, err, err == "context canceled" and "ECANCELED" or "ETIMEDOUT" end
   end
   local done = ctx and ctx:done()
   local p, err, code = spawn(cmd, args, opts)
