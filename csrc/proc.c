@@ -144,6 +144,7 @@ static void exit_cb(uv_poll_t *h, int status, int events) {
   (void)events;
   do r = waitpid(p->pid, &ws, WNOHANG); while (r < 0 && errno == EINTR);
   if (r == 0) return;  /* not yet (a spurious wake-up) */
+  /* r < 0 (ECHILD): the host set SIGCHLD to SIG_IGN and the kernel reaped it; no status left */
   uv_poll_stop(h);
   p->exited = 1;
   p->status = r > 0 && WIFEXITED(ws) ? WEXITSTATUS(ws) : 0;
