@@ -42,8 +42,10 @@ typedef struct Pipe {
 } Pipe;
 
 struct Proc {
-  uv_poll_t h;         /* first member: readable on the pidfd once the process has exited;
-                       ** initialised (polling) only once the spawn succeeded */
+  union {             /* first member; initialised (polling) only once the spawn succeeded */
+    uv_poll_t poll;    /* readable on the pidfd once the process has exited */
+    uv_signal_t sig;   /* without pidfds (Linux < 5.3, a seccomp filter): SIGCHLD */
+  } h;
   int pidfd, polling, closing;
   pid_t pid;           /* 0 until spawned; unreaped until exited: kill(pid) hits no reused pid */
   int spawnerr;        /* libuv error of a failed spawn (then exited is set too) */
@@ -102,7 +104,7 @@ static void proc_close(Proc *p) {
   pipe_close(p->in);
   pipe_close(p->out);
   pipe_close(p->err);
-  if (p->polling) uv_close((uv_handle_t *)&p->h, proc_close_cb);
+  if (p->polling) uv_close((uv_handle_t *)&p->h.poll, proc_close_cb);
   else proc_unref(p);
 }
 
@@ -136,16 +138,15 @@ static void pipe_end(Pipe *pp, int err) {
   uv_read_stop((uv_stream_t *)&pp->h);
 }
 
-static void exit_cb(uv_poll_t *h, int status, int events) {
-  Proc *p = (Proc *)h;
+/* Reaps the process if it has exited (a wake-up may be spurious, or a SIGCHLD another's). */
+static void proc_reap(Proc *p) {
   int ws;
   pid_t r;
-  (void)status;
-  (void)events;
   do r = waitpid(p->pid, &ws, WNOHANG); while (r < 0 && errno == EINTR);
-  if (r == 0) return;  /* not yet (a spurious wake-up) */
+  if (r == 0) return;
   /* r < 0 (ECHILD): the host set SIGCHLD to SIG_IGN and the kernel reaped it; no status left */
-  uv_poll_stop(h);
+  if (p->pidfd >= 0) uv_poll_stop(&p->h.poll);
+  else uv_signal_stop(&p->h.sig);
   p->exited = 1;
   p->status = r > 0 && WIFEXITED(ws) ? WEXITSTATUS(ws) : 0;
   p->sig = r > 0 && WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
@@ -154,6 +155,17 @@ static void exit_cb(uv_poll_t *h, int status, int events) {
     pipe_end(p->err, 0);
   }
   proc_check(p);
+}
+
+static void exit_cb(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  proc_reap((Proc *)h);
+}
+
+static void sigchld_cb(uv_signal_t *h, int signum) {
+  (void)signum;
+  proc_reap((Proc *)h);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
@@ -488,7 +500,8 @@ static void proc_start(Proc *p) {
     if (p->in->dlen == 0 || uv_write(&p->in->wr, (uv_stream_t *)&p->in->h, &b, 1, write_cb) != 0)
       pipe_close(p->in);
   }
-  uv_poll_start(&p->h, UV_READABLE, exit_cb);
+  if (p->pidfd >= 0) uv_poll_start(&p->h.poll, UV_READABLE, exit_cb);
+  else uv_signal_start(&p->h.sig, sigchld_cb, SIGCHLD);
 }
 
 /* The spawn failed (r: an errno): the process reads as exited with nothing captured. */
@@ -498,6 +511,22 @@ static void spawn_failed(Proc *p, int r) {
   p->out->eof = p->err->eof = 1;
   pipe_close(p->in);
   proc_check(p);
+}
+
+/* Watches p->pid's exit: a pidfd on uv_poll, else SIGCHLD (CSP_NOPIDFD=1 forces that, for
+** the specs). Returns 0 or an errno. */
+static int exit_watch(Proc *p) {
+  const char *env = getenv("CSP_NOPIDFD");
+  int force = env != NULL && strcmp(env, "1") == 0, r;
+  if (!force && (p->pidfd = pidfd_open(p->pid, 0)) >= 0) {
+    if (uv_poll_init(p->S->loop, &p->h.poll, p->pidfd) != 0) return EBADF;
+  } else if (!force && errno != ENOSYS && errno != EPERM) {
+    return errno;
+  } else if ((r = uv_signal_init(p->S->loop, &p->h.sig)) != 0) {
+    return -r;  /* libuv's codes are negated errnos here */
+  }
+  p->polling = 1;
+  return 0;
 }
 
 /* Back on the loop thread. At lua_close (S->closing) the pipes were freed by the scheduler's
@@ -516,13 +545,10 @@ static void spawn_done(uv_work_t *req, int status) {
   }
   if (r == 0) {
     p->pid = sp->pid;
-    if ((p->pidfd = pidfd_open(p->pid, 0)) < 0 || uv_poll_init(p->S->loop, &p->h, p->pidfd) != 0) {
-      r = p->pidfd < 0 ? errno : EBADF;
+    if ((r = exit_watch(p)) != 0) {
       kill(p->pid, SIGKILL);
       while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {}
       p->pid = 0;
-    } else {
-      p->polling = 1;
     }
   }
   if (r != 0) {
@@ -535,6 +561,7 @@ static void spawn_done(uv_work_t *req, int status) {
   free(sp);
   if (p->killed) kill(p->pid, SIGKILL);  /* a kill that came while it was being spawned */
   proc_start(p);
+  if (p->pidfd < 0) proc_reap(p);  /* a SIGCHLD before the watch started is not seen again */
 }
 
 static int exec_spawn(lua_State *L) {

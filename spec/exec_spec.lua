@@ -251,6 +251,25 @@ describe("csp.exec", function()
       assert.are.equal(1, csp.numgoroutine())
     end)
 
+    it("watches exits with SIGCHLD where pidfds are missing (CSP_NOPIDFD=1 forces it)", function()
+      local code = [[
+        local csp = require "csp"
+        local out = {}
+        local wg = csp.waitgroup()
+        for i = 1, 5 do  -- concurrent: one SIGCHLD may stand for several exits
+          wg:go(function() out[i] = assert(csp.exec("sh", { "-c", "exit " .. i })).status end)
+        end
+        wg:wait()
+        local ctx, cancel = csp.with_cancel(csp.background())
+        csp.go(cancel)
+        local r = assert(csp.exec("sleep", { "10" }, { ctx = ctx }))
+        print(table.concat(out, " "), r.signal, assert(csp.exec("true")).status)
+      ]]
+      local r = assert(csp.exec("env", { "CSP_NOPIDFD=1", "lua5.4", "-e", code }))
+      assert.are.equal("", r.stderr)
+      assert.are.equal("1 2 3 4 5\t9\t0\n", r.stdout)
+    end)
+
     it("reports a failed spawn from wait, with Go's message", function()
       local p = assert(csp._spawn("csp-no-such-program"))
       local r, err, code = p:wait()
