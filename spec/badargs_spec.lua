@@ -140,14 +140,22 @@ local F = {
   ["process:wait"] = { {} }, ["process:kill"] = { {} },
 }
 
--- The standard streams are conns opened lazily (their own code path): the same cases.
+-- The standard streams are conns opened lazily (their own code path): the conn cases.
 make.stdio = function() return csp.stdin end
-local stdio = {}
+-- Directional views of a channel (their own type) and a timer's channel: the channel cases.
+make.sendview = function() return csp.chan(1):sender() end
+make.recvview = function() return csp.chan(1):receiver() end
+make.timerchan = function() return csp.timer(3600).c end
+local copies = {}
 for name, e in pairs(F) do
   local m = name:match("^conn:(.+)$")
-  if m then stdio["stdio:" .. m] = e end
+  if m then copies["stdio:" .. m] = e end
+  m = name:match("^chan:(.+)$")
+  if m then
+    for _, t in ipairs { "sendview", "recvview", "timerchan" } do copies[t .. ":" .. m] = e end
+  end
 end
-for name, e in pairs(stdio) do F[name] = e end
+for name, e in pairs(copies) do F[name] = e end
 
 -- Every function reachable from csp, and every method of the objects above.
 local function enumerate()
@@ -288,7 +296,7 @@ local ends = {
 describe("every public function", function()
   it("has bad-argument cases here", function()
     local found, missing = enumerate(), {}
-    assert.is_true(#found > 120, "the enumeration found only " .. #found)
+    assert.is_true(#found > 150, "the enumeration found only " .. #found)
     for _, name in ipairs(found) do
       if F[name] == nil then missing[#missing + 1] = name end
     end
@@ -336,7 +344,7 @@ describe("every public function", function()
         if tname then
           -- a bad self, as `o.m(x)` for `o:m(x)` or a foreign object makes it
           local others = { nil, 1, "x", {}, true, foreign, co, print,
-            tname == "chan" and csp.mutex() or csp.chan() }
+            (tname:match("chan$") or tname:match("view$")) and csp.mutex() or csp.chan() }
           for i = 1, 9 do
             local r = run(function() return f(others[i], true, {}, 0) end)
             expect_raise(fname, r, "self = " .. show(others[i]))
