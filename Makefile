@@ -13,7 +13,7 @@ PKGS     += gumbo
 endif
 # The interpreter provides the Lua symbols: link libuv (and gumbo), never liblua.
 PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS      = $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null)
+LIBS      = $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null) -pthread
 # Set by luarocks (rockspec build_variables); empty in a plain build.
 LUA_INCDIR   ?=
 LIBUV_INCDIR ?=
@@ -50,7 +50,7 @@ all: $(SO)
 
 $(SO): $(SRC) $(HDR) | deps-check
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) -std=c11 -D_GNU_SOURCE -fPIC -shared $(PKGCFLAGS) $(EXTRA_I) -o $@ $(SRC) $(EXTRA_L) $(LIBS)
+	$(CC) $(CFLAGS) $(WARN) -std=c11 -D_GNU_SOURCE -pthread -fPIC -shared $(PKGCFLAGS) $(EXTRA_I) -o $@ $(SRC) $(EXTRA_L) $(LIBS)
 
 # Installs the Debian packages that are missing (as root), or says the command to run.
 deps:
