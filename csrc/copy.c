@@ -168,7 +168,7 @@ static void enc_varint(Enc *e, uint64_t v) {
 
 static int enc_fail(Enc *e, int idx, const char *what) {
   lua_State *L = e->L;
-  const char *tn = luaL_typename(L, idx);
+  const char *tn = lua_type(L, idx) == LUA_TTHREAD ? "coroutine" : luaL_typename(L, idx);
   if (lua_type(L, idx) == LUA_TUSERDATA && luaL_getmetafield(L, idx, "__name") == LUA_TSTRING)
     tn = lua_tostring(L, -1);
   if (e->key) return luaL_error(L, "%s: cannot use a %s as a key", what, tn);

@@ -737,7 +737,7 @@ static int x_tostring(lua_State *L) {
 static int x_new(lua_State *L) {
   lua_Integer cap = luaL_optinteger(L, 1, 0);
   csp_XChan *x;
-  if (cap < 0 || cap > (1 << 26)) return luaL_argerror(L, 1, "capacity out of range");
+  if (cap < 0 || cap > (1 << 26)) return luaL_error(L, "makechan: size out of range");
   if ((x = csp_xchan_create((uint32_t)cap)) == NULL) return luaL_error(L, "not enough memory");
   csp_proxy_push(L, &x->h, CSP_OP_ANY);
   csp_shared_unref(&x->h);  /* the proxy's ref is the only one */
