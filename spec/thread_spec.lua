@@ -187,3 +187,62 @@ describe("csp.thread", function()
     assert.matches("all goroutines are asleep %- deadlock!", r.stderr)
   end)
 end)
+
+describe("csp.parallel", function()
+  it("n threads drain jobs and send f(job) on results, then close results", function()
+    local jobs, results = csp.xchan(8), csp.xchan(8)
+    csp.go(function()
+      for i = 1, 500 do jobs:send(i) end
+      jobs:close()
+    end)
+    csp.go(csp.parallel, 2, function(x) return x * x end, jobs, results)
+    local sum, n = 0, 0
+    for v in results:range() do sum = sum + v; n = n + 1 end
+    assert.equal(500, n)
+    assert.equal(500 * 501 * 1001 // 6, sum)
+  end)
+
+  it("without results, blocks until every job is done", function()
+    local jobs, count = csp.xchan(100), csp.atomic.int()
+    for i = 1, 100 do jobs:send({ count, i }) end
+    jobs:close()
+    csp.parallel(nil, function(job) job[1]:add(job[2]) end, jobs)
+    assert.equal(5050, count:load())
+  end)
+
+  it("raises the first worker's error after the others end", function()
+    local jobs = csp.xchan(4)
+    for i = 1, 4 do jobs:send(i) end
+    jobs:close()
+    assert.matches("^thread %d+: .*bad job 3",
+      raises(csp.parallel, 2, function(x) if x == 3 then error("bad job " .. x) end end, jobs))
+  end)
+
+  it("CSP_THREADS caps maxthreads, which caps n", function()
+    local r = run.run([[
+      local csp = require "csp"
+      print(csp.maxthreads())
+      local jobs, results = csp.xchan(10), csp.xchan(10)
+      for i = 1, 10 do jobs:send(i) end
+      jobs:close()
+      csp.parallel(64, function() return require("csp").goid() end, jobs, results)
+      local n = 0
+      for _ in results:range() do n = n + 1 end
+      print(n, csp.stats().shared_alive >= 2)
+    ]], { CSP_THREADS = "1" })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("1\n10\ttrue\n", r.stdout)
+  end)
+
+  it("checks its arguments", function()
+    local up = 1
+    assert.matches("bad argument #1 to 'parallel' %(integer expected, got string", raises(csp.parallel, "x"))
+    assert.matches("bad argument #2 to 'parallel' %(function expected", raises(csp.parallel, 1, 2))
+    assert.matches("bad argument #2 to 'parallel' %(function has upvalues",
+      raises(csp.parallel, 1, function() return up end, csp.xchan()))
+    assert.matches("bad argument #3 to 'parallel' %(xchan expected, got table",
+      raises(csp.parallel, 1, function() end, {}))
+    assert.matches("bad argument #4 to 'parallel' %(xchan expected, got userdata",
+      raises(csp.parallel, 1, function() end, csp.xchan(), csp.chan()))
+  end)
+end)

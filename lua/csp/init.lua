@@ -73,7 +73,7 @@ function pool_mt:put(x)
   self.items[self.n] = x
 end
 
-for _, name in ipairs { "context", "group", "memo" } do
+for _, name in ipairs { "context", "group", "memo", "thread" } do
   for k, v in pairs(require("csp." .. name)(csp)) do csp[k] = v end
 end
 
