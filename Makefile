@@ -36,6 +36,12 @@ ASAN_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 ASAN_WARN   = -Wall -Wextra -Wno-unused-parameter
 # 1 = LeakSanitizer too (leaks at lua_close fail the run); see tools/asan-run.sh.
 ASAN_LEAKS ?= 0
+# ThreadSanitizer build for the cross-thread parts (make tsan): the thread specs, in-process
+# (a shell started with libtsan preloaded crashes, so specs spawning processes are left out).
+TSAN_BUILD  = build-tsan
+TSAN_CFLAGS = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+TSAN_SPECS  = spec/thread_spec.lua spec/xchan_spec.lua spec/syncmap_spec.lua spec/atomic_spec.lua \
+              spec/thread_examples_spec.lua
 
 # install: where `luarocks make` (or a packager) puts the modules.
 PREFIX      ?= /usr/local
@@ -44,7 +50,7 @@ INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 # rock: luarocks tree used by the packaging check (empty = the default, system-wide tree).
 ROCK_TREE   ?= $(CURDIR)/build-rock/tree
 
-.PHONY: all deps deps-check test demo asan valgrind lint lint-lua lint-c bench rock install env clean
+.PHONY: all deps deps-check test demo asan tsan valgrind lint lint-lua lint-c bench rock install env clean
 
 all: $(SO)
 
@@ -81,6 +87,11 @@ demo: deps
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" WARN="$(ASAN_WARN)" all
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" ASAN_LEAKS=$(ASAN_LEAKS) bash tools/asan-run.sh $(BUSTED) --lua=$(LUA) spec
+
+# The thread specs against a ThreadSanitizer build; any report fails (see tools/tsan-run.sh).
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) CFLAGS="$(TSAN_CFLAGS)" WARN="$(ASAN_WARN)" all
+	LUA_CPATH="$(CURDIR)/$(TSAN_BUILD)/?.so;;" bash tools/tsan-run.sh $(LUA) $$(command -v $(BUSTED)) --exclude-tags=subprocess $(TSAN_SPECS)
 
 # The whole suite under memcheck, in one lua5.4 process (busted without --lua does not re-exec).
 valgrind: deps
@@ -124,4 +135,4 @@ rock: deps
 	@bash tools/rock-check.sh "$(ROCK_TREE)"
 
 clean:
-	rm -rf build $(ASAN_BUILD) build-rock
+	rm -rf build $(ASAN_BUILD) $(TSAN_BUILD) build-rock

@@ -164,7 +164,7 @@ describe("csp.thread", function()
     assert.is_true(n >= 1)
   end)
 
-  it("the process ends when main ends, threads blocked or not", function()
+  it("the process ends when main ends, threads blocked or not #subprocess", function()
     local r = run.run([[
       local csp = require "csp"
       local x = csp.xchan()
@@ -176,7 +176,7 @@ describe("csp.thread", function()
     assert.equal("main done\n", r.stdout)
   end)
 
-  it("main blocked on an xchan nothing else can reach is a deadlock", function()
+  it("main blocked on an xchan nothing else can reach is a deadlock #subprocess", function()
     local r = run.run([[
       local csp = require "csp"
       local t = csp.thread(function() return 1 end)
@@ -218,7 +218,7 @@ describe("csp.parallel", function()
       raises(csp.parallel, 2, function(x) if x == 3 then error("bad job " .. x) end end, jobs))
   end)
 
-  it("CSP_THREADS caps maxthreads, which caps n", function()
+  it("CSP_THREADS caps maxthreads, which caps n #subprocess", function()
     local r = run.run([[
       local csp = require "csp"
       print(csp.maxthreads())
