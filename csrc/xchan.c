@@ -978,7 +978,7 @@ int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered) {
     if (r) break;
     unlock_all(bx);
     g = csp_sched_self(L, S);
-    csp_sched_selwaiters(L, g, nl);
+    if (nl > 0) csp_sched_selwaiters(L, g, nl);
     r = x_prepare(L, S, &g, nx);
   }
   return xsel_park(L, S, bx, g, r, (int *)(bx->locks + n));
