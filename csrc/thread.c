@@ -29,6 +29,7 @@ static _Thread_local lua_Integer self_id;  /* this OS thread's csp.thread id; 0 
 static pthread_mutex_t ports_mu = PTHREAD_MUTEX_INITIALIZER;
 static void **ports;
 static int nports, portscap;
+static void *main_port;
 
 void csp_port_signal(void *port);
 
@@ -36,6 +37,7 @@ void csp_port_signal(void *port);
 
 void csp_port_register(void *port, int add) {
   pthread_mutex_lock(&ports_mu);
+  if (self_id == 0) main_port = add ? port : NULL;
   if (add) {
     if (nports == portscap) {
       int ncap = portscap ? portscap * 2 : 8;
@@ -47,6 +49,16 @@ void csp_port_register(void *port, int add) {
     for (int i = 0; i < nports; i++)
       if (ports[i] == port) { ports[i] = ports[--nports]; break; }
   }
+  pthread_mutex_unlock(&ports_mu);
+}
+
+int csp_thread_main(void) {
+  return self_id == 0;
+}
+
+void csp_thread_signal_main(void) {
+  pthread_mutex_lock(&ports_mu);
+  if (main_port) csp_port_signal(main_port);
   pthread_mutex_unlock(&ports_mu);
 }
 

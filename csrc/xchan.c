@@ -57,6 +57,7 @@ struct Port {
   atomic_long refs;    /* the owner, each record, each poster in flight */
   _Atomic(XRec *) inbox;
   atomic_int parked;
+  atomic_int idle;     /* counted in nidle: asleep with nothing but other threads to wake it */
   atomic_int dead;
   int efd;
   uv_poll_t *poll;
@@ -66,6 +67,21 @@ struct Port {
 };
 
 static atomic_int spinners;
+static atomic_long nidle;  /* schedulers idle: when all are (main included), the process deadlocks */
+
+/* Whoever makes an idle scheduler runnable (a poster, or the owner waking) uncounts it first,
+** so no wake-up is in flight while every scheduler counts as idle. */
+static void port_busy(Port *P) {
+  int one = 1;
+  if (atomic_compare_exchange_strong(&P->idle, &one, 0)) atomic_fetch_sub(&nidle, 1);
+}
+
+static void port_setref(Port *P, int ref) {
+  if (ref == P->refd) return;
+  if (ref) uv_ref((uv_handle_t *)P->poll);
+  else uv_unref((uv_handle_t *)P->poll);
+  P->refd = ref;
+}
 
 /* ---------------------------------------------------------------- port */
 
@@ -155,6 +171,7 @@ static void port_post(Port *P, XRec *r) {
   head = atomic_load_explicit(&P->inbox, memory_order_relaxed);
   do r->inext = head;
   while (!atomic_compare_exchange_weak(&P->inbox, &head, r));
+  port_busy(P);
   if (atomic_exchange(&P->parked, 0)) csp_port_signal(P);
   if (atomic_load(&P->dead)) {  /* the owner is gone: nobody else will free what we posted */
     XRec *x = port_take(P), *next;
@@ -174,20 +191,19 @@ static void rec_wake(csp_Sched *S, XRec *r) {
   }
 }
 
-/* sched.c, before the loop polls libuv: take what other threads completed, keep the loop alive
-** while goroutines wait on other threads, spin briefly before sleeping. Returns whether to wait. */
+/* sched.c, before the loop polls libuv: take what other threads completed; while goroutines
+** wait on other threads keep the loop alive, spin briefly, and count as idle if nothing else
+** (timer, I/O) can wake it. When every scheduler is idle the process is deadlocked: main
+** reports it (its loop is left not alive); another thread that sees it wakes main to look.
+** Returns whether to block. */
 int csp_port_poll(csp_Sched *S, int wait) {
   Port *P = (Port *)S->port;
-  int want;
+  int alone;
   if (port_drain(P)) return 0;
   if (!wait) return 0;
-  want = P->nwait > 0 && csp_thread_others(S) > 0;
-  if (want != P->refd) {
-    if (want) uv_ref((uv_handle_t *)P->poll);
-    else uv_unref((uv_handle_t *)P->poll);
-    P->refd = want;
-  }
-  if (!want) return wait;
+  port_setref(P, 0);
+  if (P->nwait == 0 || csp_thread_others(S) == 0) return wait;  /* the local rule decides */
+  alone = !uv_loop_alive(S->loop);
   if (S->nheap == 0 && atomic_fetch_add(&spinners, 1) < 1) {
     uint64_t until = uv_hrtime() + SPIN_NS;
     while (atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL && uv_hrtime() < until) {}
@@ -196,9 +212,27 @@ int csp_port_poll(csp_Sched *S, int wait) {
   } else {
     atomic_fetch_sub(&spinners, 1);
   }
+  if (alone) {
+    atomic_fetch_add(&nidle, 1);
+    atomic_store(&P->idle, 1);
+    if (atomic_load(&P->inbox) != NULL) {
+      port_busy(P);
+      port_drain(P);
+      return 0;
+    }
+    if (atomic_load(&nidle) >= 1 + csp_thread_others(S)) {
+      if (csp_thread_main()) {
+        port_busy(P);
+        return wait;  /* the loop is not alive: sched_loop reports the deadlock */
+      }
+      csp_thread_signal_main();
+    }
+  }
+  port_setref(P, 1);
   atomic_store(&P->parked, 1);
   if (atomic_load(&P->inbox) != NULL) {
     atomic_store(&P->parked, 0);
+    port_busy(P);
     port_drain(P);
     return 0;
   }
@@ -208,6 +242,7 @@ int csp_port_poll(csp_Sched *S, int wait) {
 void csp_port_after(csp_Sched *S) {
   Port *P = (Port *)S->port;
   atomic_store(&P->parked, 0);
+  port_busy(P);
   port_drain(P);
 }
 

@@ -73,5 +73,7 @@ void csp_atomic_open(lua_State *L);
 long csp_thread_others(csp_Sched *S);  /* schedulers other than S's that may still wake it */
 void csp_thread_wakeall(void);         /* every port re-checks (a thread ended) */
 void csp_port_register(void *port, int add);
+int csp_thread_main(void);             /* is this OS thread the one that did not start as a csp.thread? */
+void csp_thread_signal_main(void);     /* wakes main's scheduler to re-check for a deadlock */
 
 #endif

@@ -188,6 +188,40 @@ describe("csp.thread", function()
   end)
 end)
 
+describe("deadlock across threads", function()
+  it("threads waiting on each other while main joins one: main reports the deadlock #subprocess", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local a, b = csp.xchan(), csp.xchan()
+      local t1 = csp.thread(function(a, b) a:recv() b:send(1) end, a, b)
+      csp.thread(function(a, b) b:recv() a:send(1) end, a, b)
+      local ok, err = pcall(t1.join, t1)
+      print(ok, err:match("^[^\n]*"))
+      -- not deadlocks: a thread sleeping then sending, a thread computing then sending
+      local c = csp.xchan()
+      csp.thread(function(c) require("csp").sleep(0.1) c:send("late") end, c)
+      print(c:recv())
+      csp.thread(function(c) local x = 0 for i = 1, 1e6 do x = x + i end c:send(x) end, c)
+      print(c:recv())
+    ]])
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("false\tfatal error: all goroutines are asleep - deadlock!\nlate\ttrue\n500000500000\ttrue\n",
+      r.stdout)
+  end)
+
+  it("a thread left waiting on one that ended is reported once nothing else runs #subprocess", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local x = csp.xchan()
+      local t = csp.thread(function(x) return x:recv() end, x)
+      csp.thread(function() end):join()
+      t:join()
+    ]])
+    assert.is_not.equal(0, r.code)
+    assert.matches("all goroutines are asleep %- deadlock!", r.stderr)
+  end)
+end)
+
 describe("csp.parallel", function()
   it("n threads drain jobs and send f(job) on results, then close results", function()
     local jobs, results = csp.xchan(8), csp.xchan(8)
