@@ -213,6 +213,8 @@ void csp_xchan_cancel(csp_G *g);         /* g->xw != NULL */
 int csp_port_poll(csp_Sched *S, int wait); /* S->port != NULL; returns whether to block */
 void csp_port_after(csp_Sched *S);
 void csp_port_teardown(csp_Sched *S);
+void csp_port_dumps(lua_State *L, csp_Sched *S); /* appends the other threads' goroutines to the dump on L */
+void csp_sched_dumpto(lua_State *L, csp_Sched *S); /* pushes S's dump (no header) */
 void *csp_xchan_case(lua_State *L, int idx, int send);
 int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered);
 long csp_shared_alive(void);

@@ -406,6 +406,10 @@ static void sched_dump(lua_State *L, csp_Sched *S, const char *header) {
   luaL_pushresult(&b);
 }
 
+void csp_sched_dumpto(lua_State *L, csp_Sched *S) {
+  sched_dump(L, S, NULL);
+}
+
 static int sched_dump_l(lua_State *L) {
   sched_dump(L, csp_sched_get(L), NULL);
   return 1;
@@ -580,6 +584,7 @@ static void sched_loop(lua_State *L, csp_Sched *S) {
       if (sched_poll(S, 1) || S->rqcount > 0) continue;
       if (sched_reap(L, S) && S->rqcount > 0) continue;
       sched_dump(L, S, "fatal error: all goroutines are asleep - deadlock!\n\n");
+      if (S->port) csp_port_dumps(L, S);  /* other threads' goroutines, when they are all idle */
       sched_abort(L, S);
     }
     if ((++S->ticks & POLL_MASK) == 0) sched_poll(S, 0);

@@ -111,18 +111,24 @@ void csp_select_case(lua_State *L, int i, csp_Chan **c, void **x, int *send) {
   *send = sc->send;
 }
 
+/* -1 (stack as before) if the case was not ready after all: its only waiter was a select that
+** another thread completed meanwhile (xchan.c); the caller starts over. */
 static int sel_do(lua_State *L, int i, CaseInfo *ci) {
   int chidx;
   lua_getiuservalue(L, CASE(i), 1);  /* the channel: its user values are the ring */
   chidx = lua_gettop(L);
   if (!ci->send) {
     lua_pushinteger(L, i);
-    csp_chan_tryrecv(L, ci->c, chidx);
-    return 3;
+    if (csp_chan_tryrecv(L, ci->c, chidx)) return 3;
+    lua_settop(L, chidx - 1);
+    return -1;
   }
   if (ci->c->closed) luaL_error(L, "send on closed channel");
   lua_getiuservalue(L, CASE(i), 2);
-  csp_chan_trysend(L, ci->c, chidx, chidx + 1);
+  if (!csp_chan_trysend(L, ci->c, chidx, chidx + 1)) {
+    lua_settop(L, chidx - 1);
+    return -1;
+  }
   lua_pushinteger(L, i);
   return 1;
 }
@@ -180,6 +186,7 @@ static int sel_select(lua_State *L) {
   ordered = lua_toboolean(L, 3);
   if (n > LUA_MINSTACK - 8 && !lua_checkstack(L, n + 8))
     return luaL_error(L, "select: too many cases");
+again:
   cs = scratch(L, S, n);
   for (int i = 0; i < n; i++) {
     SelCase *sc;
@@ -203,7 +210,12 @@ static int sel_select(lua_State *L) {
       int r = (int)(csp_sched_rand(S) % (uint64_t)nready);
       for (pick = 0; !cs[pick].ready || r-- > 0; pick++) {}
     }
-    nres = sel_do(L, pick + 1, &cs[pick]);
+    if ((nres = sel_do(L, pick + 1, &cs[pick])) < 0) {
+      lua_settop(L, 3);
+      nready = 0;
+      pick = -1;
+      goto again;
+    }
     return csp_select_finish(L, pick + 1, nres);
   }
   if (lua_isfunction(L, 2)) {

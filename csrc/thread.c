@@ -56,6 +56,19 @@ int csp_thread_main(void) {
   return self_id == 0;
 }
 
+lua_Integer csp_thread_id(void) {
+  return self_id;
+}
+
+int csp_ports_foreach(int (*f)(void *port, void *arg), void *arg) {
+  int r = 1;
+  pthread_mutex_lock(&ports_mu);
+  for (int i = 0; i < nports && r; i++)
+    if (ports[i] != main_port) r = f(ports[i], arg);
+  pthread_mutex_unlock(&ports_mu);
+  return r;
+}
+
 void csp_thread_signal_main(void) {
   pthread_mutex_lock(&ports_mu);
   if (main_port) csp_port_signal(main_port);

@@ -64,10 +64,14 @@ struct Port {
   csp_Sched *S;
   int nwait;           /* owner-thread only: records of parked goroutines */
   int refd;
+  atomic_uint dumpgen; /* the deadlock-report round dump was made for (release: dump is set) */
+  char *dump;          /* "thread N:" and its goroutines, for main's deadlock report */
+  int global;          /* main only: the deadlock being reported is every thread's */
 };
 
 static atomic_int spinners;
 static atomic_long nidle;  /* schedulers idle: when all are (main included), the process deadlocks */
+static atomic_uint dumpround;  /* main asks idle threads for their goroutines (deadlock report) */
 
 /* Whoever makes an idle scheduler runnable (a poster, or the owner waking) uncounts it first,
 ** so no wake-up is in flight while every scheduler counts as idle. */
@@ -88,6 +92,7 @@ static void port_setref(Port *P, int ref) {
 static void port_unref(Port *P) {
   if (atomic_fetch_sub_explicit(&P->refs, 1, memory_order_acq_rel) == 1) {
     close(P->efd);
+    free(P->dump);
     free(P);
   }
 }
@@ -191,6 +196,53 @@ static void rec_wake(csp_Sched *S, XRec *r) {
   }
 }
 
+static int dump_l(lua_State *L) {
+  csp_sched_dumpto(L, (csp_Sched *)lua_touserdata(L, 1));
+  return 1;
+}
+
+/* An idle thread's goroutines, kept for main's deadlock report (made on its own thread: only
+** it may walk its state). */
+static void port_dump(csp_Sched *S, Port *P, unsigned round) {
+  lua_State *L = S->loopL;
+  char *d = NULL;
+  if (L && lua_checkstack(L, 4)) {
+    lua_pushcfunction(L, dump_l);
+    lua_pushlightuserdata(L, S);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+      size_t len;
+      const char *s = lua_tolstring(L, -1, &len);
+      if (s && (d = malloc(len + 64)) != NULL)
+        snprintf(d, len + 64, "\n\nthread %lld:\n%s", (long long)csp_thread_id(), s);
+    }
+    lua_pop(L, 1);
+  }
+  free(P->dump);
+  P->dump = d;
+  atomic_store_explicit(&P->dumpgen, round, memory_order_release);
+}
+
+static int dumped(void *port, void *round) {
+  Port *P = (Port *)port;
+  return atomic_load_explicit(&P->dumpgen, memory_order_acquire) == *(unsigned *)round;
+}
+
+/* sched.c, main's deadlock report: appends the other threads' goroutines to the string on L. */
+static int add_dump(void *port, void *L) {
+  Port *P = (Port *)port;
+  if (P->dump) lua_pushstring((lua_State *)L, P->dump);
+  else lua_pushliteral((lua_State *)L, "");
+  lua_concat((lua_State *)L, 2);
+  return 1;
+}
+
+void csp_port_dumps(lua_State *L, csp_Sched *S) {
+  Port *P = (Port *)S->port;
+  if (!P->global) return;  /* a deadlock of this scheduler alone: the others' dumps may be stale */
+  P->global = 0;
+  csp_ports_foreach(add_dump, L);
+}
+
 /* sched.c, before the loop polls libuv: take what other threads completed; while goroutines
 ** wait on other threads keep the loop alive, spin briefly, and count as idle if nothing else
 ** (timer, I/O) can wake it. When every scheduler is idle the process is deadlocked: main
@@ -220,12 +272,23 @@ int csp_port_poll(csp_Sched *S, int wait) {
       port_drain(P);
       return 0;
     }
+    if (!csp_thread_main()) {
+      unsigned round = atomic_load(&dumpround);
+      if (round != atomic_load(&P->dumpgen)) port_dump(S, P, round);
+    }
     if (atomic_load(&nidle) >= 1 + csp_thread_others(S)) {
       if (csp_thread_main()) {
-        port_busy(P);
-        return wait;  /* the loop is not alive: sched_loop reports the deadlock */
+        unsigned round = atomic_load(&dumpround);
+        if (round != 0 && csp_ports_foreach(dumped, &round)) {
+          port_busy(P);
+          P->global = 1;
+          return wait;  /* the loop is not alive: sched_loop reports the deadlock */
+        }
+        atomic_fetch_add(&dumpround, 1);  /* every idle thread dumps its goroutines, then main looks again */
+        csp_thread_wakeall();
+      } else {
+        csp_thread_signal_main();
       }
-      csp_thread_signal_main();
     }
   }
   port_setref(P, 1);
@@ -389,7 +452,9 @@ static int x_recvready(csp_XChan *x) {
   return x->count > 0 || x->closed || q_live(&x->sendq);
 }
 
-/* Under x->mu, the op known ready: *woken gets a record to wake after unlocking (or NULL). */
+/* Under x->mu: *woken gets a record to wake after unlocking (or NULL). *ok: 1 a value, 0 closed,
+** -1 nothing after all (the only sender's select was won meanwhile by its own thread: a claim
+** takes no channel lock, so a waiter seen live may be gone when it is taken). */
 static csp_Blob *x_recv_locked(csp_XChan *x, int *ok, XRec **woken) {
   XWaiter *w;
   csp_Blob *b;
@@ -419,12 +484,13 @@ static csp_Blob *x_recv_locked(csp_XChan *x, int *ok, XRec **woken) {
     *ok = 1;
     return b;
   }
-  *ok = 0;  /* closed */
+  *ok = x->closed ? 0 : -1;
   return NULL;
 }
 
-/* Under x->mu, open and ready: takes b. */
-static void x_send_locked(csp_XChan *x, csp_Blob *b, XRec **woken) {
+/* Under x->mu, open: takes b and returns 1, or 0 if no receiver is left and the buffer is full
+** (see x_recv_locked). */
+static int x_send_locked(csp_XChan *x, csp_Blob *b, XRec **woken) {
   XWaiter *w = q_take(&x->recvq);
   *woken = NULL;
   if (w) {
@@ -432,10 +498,12 @@ static void x_send_locked(csp_XChan *x, csp_Blob *b, XRec **woken) {
     w->rec->fired = w->caseidx;
     w->rec->fsend = 0;
     *woken = w->rec;
-    return;
+    return 1;
   }
+  if (x->count >= x->cap) return 0;
   x->ring[(x->head + x->count) % x->cap] = b;
   x->count++;
+  return 1;
 }
 
 /* Returns the woken records as a list through cnext. */
@@ -564,8 +632,7 @@ static int x_send(lua_State *L) {
       free(r);
       return luaL_error(L, "send on closed channel");
     }
-    if (x->count < x->cap || q_live(&x->recvq)) {
-      x_send_locked(x, b, &woken);
+    if ((x->count < x->cap || q_live(&x->recvq)) && x_send_locked(x, b, &woken)) {
       pthread_mutex_unlock(&x->mu);
       free(r);
       if (woken) rec_wake(S, woken);
@@ -615,8 +682,7 @@ static int x_recv_do(lua_State *L, csp_XChan *x, lua_KFunction k) {
   int ok;
   for (;;) {
     pthread_mutex_lock(&x->mu);
-    if (x_recvready(x)) {
-      b = x_recv_locked(x, &ok, &woken);
+    if (x_recvready(x) && (b = x_recv_locked(x, &ok, &woken), ok >= 0)) {
       pthread_mutex_unlock(&x->mu);
       free(r);
       if (woken) rec_wake(S, woken);
@@ -675,8 +741,7 @@ static int x_try_send(lua_State *L) {
     csp_blob_free(b);
     return luaL_error(L, "send on closed channel");
   }
-  if (x->count < x->cap || q_live(&x->recvq)) {
-    x_send_locked(x, b, &woken);
+  if ((x->count < x->cap || q_live(&x->recvq)) && x_send_locked(x, b, &woken)) {
     pthread_mutex_unlock(&x->mu);
     if (woken) rec_wake(S, woken);
     lua_pushboolean(L, 1);
@@ -696,14 +761,13 @@ static int x_try_recv(lua_State *L) {
   int ok;
   lua_settop(L, 1);
   pthread_mutex_lock(&x->mu);
-  if (!x_recvready(x)) {
+  if (!x_recvready(x) || (b = x_recv_locked(x, &ok, &woken), ok < 0)) {
     pthread_mutex_unlock(&x->mu);
     lua_pushnil(L);
     lua_pushboolean(L, 0);
     lua_pushboolean(L, 0);
     return 3;
   }
-  b = x_recv_locked(x, &ok, &woken);
   pthread_mutex_unlock(&x->mu);
   if (woken) rec_wake(S, woken);
   push_recv(L, b, ok);
@@ -874,14 +938,19 @@ static int xsel_pick(csp_Sched *S, XSelBox *bx, int ordered) {
   return pick;
 }
 
-/* Under the locks: runs the ready case pick, unlocks, returns the select's results. */
+#define XSEL_RETRY (-2)
+
+/* Under the locks: runs the ready case pick, unlocks, returns the select's results, or
+** XSEL_RETRY when an xchan case seen ready was not (see x_recv_locked): the caller starts over. */
 static int xsel_fire(lua_State *L, csp_Sched *S, XSelBox *bx, int pick) {
   XCase *c = &bx->cs[pick];
   XRec *woken = NULL;
   if (c->x == NULL) {
+    int nres;
     unlock_all(bx);
+    if ((nres = csp_select_do(L, pick + 1, c->c, c->send)) < 0) return XSEL_RETRY;
     free_msgs(bx);
-    return csp_select_finish(L, pick + 1, csp_select_do(L, pick + 1, c->c, c->send));
+    return csp_select_finish(L, pick + 1, nres);
   }
   if (c->send) {
     if (c->x->closed) {
@@ -889,7 +958,10 @@ static int xsel_fire(lua_State *L, csp_Sched *S, XSelBox *bx, int pick) {
       free_msgs(bx);
       return luaL_error(L, "send on closed channel");
     }
-    x_send_locked(c->x, c->msg, &woken);
+    if (!x_send_locked(c->x, c->msg, &woken)) {
+      unlock_all(bx);
+      return XSEL_RETRY;
+    }
     c->msg = NULL;
     unlock_all(bx);
     free_msgs(bx);
@@ -900,6 +972,7 @@ static int xsel_fire(lua_State *L, csp_Sched *S, XSelBox *bx, int pick) {
     int ok;
     csp_Blob *b = x_recv_locked(c->x, &ok, &woken);
     unlock_all(bx);
+    if (ok < 0) return XSEL_RETRY;
     free_msgs(bx);
     if (woken) rec_wake(S, woken);
     lua_pushinteger(L, pick + 1);
@@ -1001,8 +1074,10 @@ int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered) {
   for (;;) {
     lock_all(bx);
     if ((pick = xsel_pick(S, bx, ordered)) >= 0) {
+      int nres = xsel_fire(L, S, bx, pick);
+      if (nres == XSEL_RETRY) continue;
       free(r);
-      return xsel_fire(L, S, bx, pick);
+      return nres;
     }
     if (lua_toboolean(L, 2)) {
       unlock_all(bx);

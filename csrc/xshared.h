@@ -73,7 +73,11 @@ void csp_atomic_open(lua_State *L);
 long csp_thread_others(csp_Sched *S);  /* schedulers other than S's that may still wake it */
 void csp_thread_wakeall(void);         /* every port re-checks (a thread ended) */
 void csp_port_register(void *port, int add);
-int csp_thread_main(void);             /* is this OS thread the one that did not start as a csp.thread? */
+int csp_thread_main(void);
+lua_Integer csp_thread_id(void);       /* this OS thread's csp.thread id; 0 on main */
+/* Calls f(port, arg) for every registered port but main's; returns 0 as soon as f does, else 1.
+** The ports stay registered (alive) meanwhile. */
+int csp_ports_foreach(int (*f)(void *port, void *arg), void *arg);             /* is this OS thread the one that did not start as a csp.thread? */
 void csp_thread_signal_main(void);     /* wakes main's scheduler to re-check for a deadlock */
 
 #endif
