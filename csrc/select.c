@@ -98,9 +98,7 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
 static int sel_do(lua_State *L, int i, CaseInfo *ci);
 
 int csp_select_do(lua_State *L, int i, csp_Chan *c, int send) {
-  CaseInfo ci;
-  ci.c = c;
-  ci.send = (uint8_t)send;
+  CaseInfo ci = {c, 0, (uint8_t)send, 1};
   return sel_do(L, i, &ci);
 }
 

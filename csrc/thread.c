@@ -168,10 +168,12 @@ static void *thread_main(void *arg) {
 }
 
 /* Lua unloads csp/core.so when a state closes: never while another thread runs its code. */
+static void *pinned;
+
 static void pin_module(void) {
   Dl_info info;
   if (dladdr((void *)pin_module, &info) && info.dli_fname)
-    dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
+    pinned = dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
 }
 
 typedef struct DumpBuf { char *p; size_t n, cap; } DumpBuf;

@@ -5,6 +5,7 @@
 --   a compare-and-swap loop: exact again.
 -- Then 2.4.2: atomic.value holds a config table swapped whole; nil and a change of type raise.
 -- Usage: lua5.4 examples/atomic.lua
+-- luacheck: ignore 431 432 433 (functions run by csp.thread take their own copies, by design)
 local csp = require "csp"
 
 local N_THREADS, N_GOROUTINES = 2, 1000

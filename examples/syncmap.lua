@@ -2,6 +2,7 @@
 -- csp.syncmap concurrently (Go's plain map would need a mutex), then main loads, uses
 -- load_or_store, deletes, and ranges over what is left.
 -- Usage: lua5.4 examples/syncmap.lua
+-- luacheck: ignore 431 432 433 (functions run by csp.thread take their own copies, by design)
 local csp = require "csp"
 
 local m = csp.syncmap()

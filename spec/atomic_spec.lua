@@ -1,4 +1,5 @@
 -- csp.atomic.int and csp.atomic.value (API.md "Threads"): Go's sync/atomic, shared between threads.
+-- luacheck: ignore 431 432 433 (functions run by csp.thread take their own copies, by design)
 local csp = require "csp"
 local util = require "spec.helpers.util"
 local raises = util.raises

@@ -1,4 +1,5 @@
 -- csp.syncmap: Go's sync.Map shared between threads (API.md "Threads"); values are copied.
+-- luacheck: ignore 431 432 433 (functions run by csp.thread take their own copies, by design)
 local csp = require "csp"
 local util = require "spec.helpers.util"
 local raises = util.raises

@@ -1,5 +1,6 @@
 -- csp.thread, t:join, t:id, csp.nthreads: API.md "Threads". Each thread has its own Lua state,
 -- scheduler and loop; arguments and results are copied.
+-- luacheck: ignore 431 432 433 (functions run by csp.thread take their own copies, by design)
 local csp = require "csp"
 local util = require "spec.helpers.util"
 local run = require "spec.helpers.run"
@@ -189,7 +190,8 @@ describe("csp.thread", function()
 end)
 
 describe("deadlock across threads", function()
-  it("threads waiting on each other while main joins one: main reports it, with every thread's goroutines #subprocess", function()
+  it("threads waiting on each other while main joins one: main reports it, with every thread's goroutines"
+    .. " #subprocess", function()
     local r = run.run([[
       local csp = require "csp"
       local a, b = csp.xchan(), csp.xchan()

@@ -1,5 +1,6 @@
 -- csp.xchan: channels between threads (API.md "Threads"): the channel methods with Go's
 -- semantics, values copied, usable in csp.select next to local channels and timers.
+-- luacheck: ignore 431 432 433 (functions run by csp.thread take their own copies, by design)
 local csp = require "csp"
 local util = require "spec.helpers.util"
 local raises, in_go = util.raises, util.in_go
