@@ -15,7 +15,7 @@ rm -rf "$logdir" && mkdir -p "$logdir"
 logdir=$(cd "$logdir" && pwd)
 out="$logdir/output.txt"
 
-opts="halt_on_error=1:second_deadlock_stack=1:suppressions=$(pwd)/tools/tsan.supp:log_path=$logdir/tsan:log_exe_name=1\
+opts="halt_on_error=1:second_deadlock_stack=1:history_size=4:suppressions=$(pwd)/tools/tsan.supp:log_path=$logdir/tsan:log_exe_name=1\
 ${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 env LD_PRELOAD="$tsan${LD_PRELOAD:+ $LD_PRELOAD}" TSAN_OPTIONS="$opts" "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
