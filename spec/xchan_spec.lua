@@ -359,4 +359,33 @@ describe("csp.select with xchan cases", function()
     assert.equal(100, out:recv())
     t:join()
   end)
+
+  it("the same xchan in two cases of one select: one value fires one case", function()
+    local x, done = csp.xchan(), csp.xchan()
+    local t = csp.thread(function(x, done)
+      local csp = require "csp"
+      local fired = 0
+      for _ = 1, 100 do
+        local i = csp.select { csp.recv(x), csp.recv(x) }
+        if i == 1 or i == 2 then fired = fired + 1 end
+      end
+      done:send(fired)
+    end, x, done)
+    for i = 1, 100 do x:send(i) end
+    assert.equal(100, done:recv())
+    assert.is_false(x:try_send(0))  -- no waiter of that select is left behind
+    t:join()
+  end)
+
+  it("a select never matches its own send and receive on one xchan", function()
+    local x = csp.xchan()
+    assert.same({ 0 }, { csp.select { csp.send(x, 1), csp.recv(x), default = true } })
+    local got
+    csp.go(function() got = { csp.select { csp.send(x, "s"), csp.recv(x) } } end)
+    csp.gosched()
+    assert.same({ "s", true }, { x:recv() })  -- its send case was taken by this receive
+    csp.gosched()
+    assert.same({ 1 }, got)
+  end)
 end)
+
