@@ -80,6 +80,7 @@ struct csp_G {
   csp_TimerNode tn;    /* sleep deadline */
   lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
   csp_G *anext, *aprev;/* all live goroutines, by id */
+  void *xw;            /* xchan.c: its wait another thread may complete (NULL: none) */
 };
 
 struct csp_Sched {
@@ -112,6 +113,7 @@ struct csp_Sched {
   uv_timer_t *steptmr; /* bounds csp.step's wait */
   void *scratch; size_t scratchcap; /* select's case table, reused */
   int closing;
+  void *port;          /* xchan.c: inbox for wakes from other threads (NULL until needed) */
 };
 
 csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
@@ -199,6 +201,24 @@ void csp_chan_open(lua_State *L);
 
 /* --- select.c --- */
 void csp_select_open(lua_State *L);
+/* For xchan.c's select: case i (1-based) of the select running on L; its results. */
+void csp_select_case(lua_State *L, int i, csp_Chan **c, void **x, int *send);
+int csp_select_do(lua_State *L, int i, csp_Chan *c, int send);
+int csp_select_finish(lua_State *L, int i, int nres);
+
+/* --- xchan.c: the hooks the core calls for waits other threads may complete --- */
+int csp_xsel_claim(csp_G *g);            /* a local waker completing g's select: did it win? */
+int csp_xsel_ready(csp_Chan *c, int send); /* csp_chan_ready, skipping waiters of selects won elsewhere */
+void csp_xchan_cancel(csp_G *g);         /* g->xw != NULL */
+int csp_port_poll(csp_Sched *S, int wait); /* S->port != NULL; returns whether to block */
+void csp_port_after(csp_Sched *S);
+void csp_port_teardown(csp_Sched *S);
+void csp_port_dumps(lua_State *L, csp_Sched *S); /* appends the other threads' goroutines to the dump on L */
+void csp_sched_dumpto(lua_State *L, csp_Sched *S); /* pushes S's dump (no header) */
+void *csp_xchan_case(lua_State *L, int idx, int send);
+int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered);
+long csp_shared_alive(void);
+void csp_xshared_open(lua_State *L);     /* xchan, thread, syncmap, atomic */
 
 /* --- sync.c --- */
 void csp_sync_open(lua_State *L);

@@ -62,7 +62,7 @@ function pool_mt:put(x)
   self.items[self.n] = x
 end
 
-for _, name in ipairs { "context", "group", "memo", "exec" } do
+for _, name in ipairs { "context", "group", "memo", "exec", "thread" } do
   for k, v in pairs(require("csp." .. name)) do csp[k] = v end
 end
 
