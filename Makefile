@@ -44,7 +44,9 @@ INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 # rock: luarocks tree used by the packaging check (empty = the default, system-wide tree).
 ROCK_TREE   ?= $(CURDIR)/build-rock/tree
 
-.PHONY: all deps deps-check test demo asan valgrind lint lint-lua lint-c bench rock install env clean
+# race: the race detector (CSP_RACE=1) over every example that ends by itself and over the suite
+# (whose specs drive the servers and clients too); a data race report anywhere fails.
+.PHONY: all deps deps-check test demo asan race valgrind lint lint-lua lint-c bench rock install env clean
 
 all: $(SO)
 
@@ -81,6 +83,12 @@ demo: deps
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" WARN="$(ASAN_WARN)" all
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" ASAN_LEAKS=$(ASAN_LEAKS) bash tools/asan-run.sh $(BUSTED) --lua=$(LUA) spec
+
+race: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/race-examples.sh; ex=$$?; \
+	CSP_RACE=1 $(BUSTED) --lua=$(LUA) spec; st=$$?; \
+	[ $$ex = 0 ] && [ $$st = 0 ]
 
 # The whole suite under memcheck, in one lua5.4 process (busted without --lua does not re-exec).
 valgrind: deps
