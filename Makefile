@@ -119,6 +119,7 @@ bench: all
 	bash bench/du/run.sh
 	bash bench/crawl/run.sh
 	bash bench/http/run.sh
+	bash bench/race/run.sh
 
 install: all
 	@cd lua && find csp -name '*.lua' | sort | while read -r f; do \

@@ -28,6 +28,10 @@ typedef struct RaceObj {
   RaceVC vc;
 } RaceObj;
 
+/* A frame's location, found again without formatting it: its chunk's source string (verified by
+** the short_src hash, since a collected chunk's string address can be reused) and line. */
+typedef struct RaceLocKey { const char *src; int line; uint32_t srchash, id; } RaceLocKey;
+
 typedef struct RaceRead { uint32_t slot, clock, loc; } RaceRead;
 
 /* FastTrack: the last write as an epoch; reads as one epoch, or a set while they are concurrent. */
@@ -45,6 +49,7 @@ typedef struct csp_Race {
   RaceObj **objs; uint32_t objmask, nobjs;
   char **locs; uint32_t nlocs, loccap;
   uint32_t *lochash; uint32_t lochmask;   /* open addressing: 0 empty, else id */
+  struct RaceLocKey *lockeys; uint32_t nlockeys, lockmask; /* (source, line) -> location id */
   uint64_t *pairs; uint32_t npairs, paircap;
   RaceVC exitvc, tmp;
 } csp_Race;
@@ -365,15 +370,61 @@ static void frame_str(char *buf, size_t n, lua_Debug *ar) {
              ar->linedefined);
 }
 
-/* The first Lua frame of L's stack (C frames: the metamethod, csp.go, table.insert...). */
+static uint32_t lockey_hash(const char *src, int line) {
+  uint64_t h = ((uint64_t)(uintptr_t)src >> 3) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)line * 0xff51afd7ed558ccdULL;
+  return (uint32_t)(h ^ (h >> 32));
+}
+
+static void lockey_put(csp_Race *R, const char *src, int line, uint32_t srchash, uint32_t id) {
+  uint32_t i;
+  if (R->nlockeys + 1 >= R->lockmask / 2) {  /* grow (or start): rehash every key */
+    uint32_t ncap = R->lockmask ? (R->lockmask + 1) * 2 : 256;
+    RaceLocKey *nk = xrealloc(NULL, ncap * sizeof *nk);
+    memset(nk, 0, ncap * sizeof *nk);
+    for (uint32_t j = 0; R->lockmask && j <= R->lockmask; j++) {
+      RaceLocKey *k = &R->lockeys[j];
+      if (!k->id) continue;
+      for (i = lockey_hash(k->src, k->line) & (ncap - 1); nk[i].id; i = (i + 1) & (ncap - 1)) {}
+      nk[i] = *k;
+    }
+    free(R->lockeys);
+    R->lockeys = nk;
+    R->lockmask = ncap - 1;
+  }
+  for (i = lockey_hash(src, line) & R->lockmask; R->lockeys[i].id; i = (i + 1) & R->lockmask) {
+    RaceLocKey *k = &R->lockeys[i];
+    if (k->src == src && k->line == line) break;  /* a reused address: replace */
+  }
+  if (!R->lockeys[i].id) R->nlockeys++;
+  R->lockeys[i].src = src;
+  R->lockeys[i].line = line;
+  R->lockeys[i].srchash = srchash;
+  R->lockeys[i].id = id;
+}
+
+/* The first Lua frame of L's stack (C frames: the metamethod, csp.go, table.insert...). Called
+** whenever a variable's epoch changes: the name ("n", the costly part) and the text are only
+** made the first time a (source, line) is seen. */
 static uint32_t loc_here(csp_Race *R, lua_State *L) {
   lua_Debug ar;
   char buf[512];
   for (int level = 0; lua_getstack(L, level, &ar); level++) {
-    lua_getinfo(L, "Sln", &ar);
+    uint32_t sh, id;
+    lua_getinfo(L, "Sl", &ar);
     if (*ar.what == 'C') continue;
+    sh = str_hash(ar.short_src);
+    if (R->lockeys) {
+      for (uint32_t i = lockey_hash(ar.source, ar.currentline) & R->lockmask; R->lockeys[i].id;
+           i = (i + 1) & R->lockmask) {
+        RaceLocKey *k = &R->lockeys[i];
+        if (k->src == ar.source && k->line == ar.currentline && k->srchash == sh) return k->id;
+      }
+    }
+    lua_getinfo(L, "n", &ar);
     frame_str(buf, sizeof buf, &ar);
-    return loc_intern(R, buf);
+    id = loc_intern(R, buf);
+    lockey_put(R, ar.source, ar.currentline, sh, id);
+    return id;
   }
   return loc_intern(R, "?");
 }
@@ -709,6 +760,7 @@ static int race_gc(lua_State *L) {
     for (; o; o = next) { next = o->next; free(o->vc.c); free(o); }
   }
   for (uint32_t i = 1; i <= R->nlocs; i++) free(R->locs[i]);
+  free(R->lockeys);
   free(R->objs); free(R->locs); free(R->lochash); free(R->pairs); free(R->slots);
   free(R->exitvc.c); free(R->tmp.c);
   free(R);
