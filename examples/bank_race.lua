@@ -19,4 +19,4 @@ local wg = csp.waitgroup()
 wg:go(function() deposit(200) end) -- Alice
 wg:go(function() deposit(100) end) -- Bob
 wg:wait()
-print("balance", balance) -- 300 without the detector's help? Here: 100 or 200.
+print("balance", balance) -- 100, not 300: both read 0, and Bob's write replaced Alice's
