@@ -2,6 +2,7 @@
 -- by the channels: no race). With CSP_RACE=1 every access is checked and, since each channel
 -- operation starts a new epoch, each one records its location: the detector's worst steady case.
 local csp = require "csp"
+-- luacheck: globals hits
 
 local q = os.getenv("BENCH_QUICK")
 local N = (q and q ~= "" and q ~= "0") and 100000 or 1000000

@@ -6,6 +6,7 @@
 -- and the detector reports the race (exit status 66) on every run, even the lucky ones.
 -- examples/bank1.lua and bank2.lua are the correct versions (a monitor goroutine, a mutex).
 local csp = require "csp"
+-- luacheck: globals balance
 
 balance = 0 -- a global: shared by every goroutine, watched by the detector
 
