@@ -117,6 +117,16 @@ describe("race detector: races are reported", function()
     ]]
   end)
 
+  it("write/write on a watched table's field", function()
+    local r = racy [[
+      local t = race.watch({})
+      for i = 1, 2 do wg:go(function() t.x = i end) end
+      wg:wait()
+    ]]
+    assert.matches("Write at field 'x' of table: 0x%x+ by goroutine 3:", r.stderr)
+    assert.matches("Previous write at field 'x' of table: 0x%x+ by goroutine 2:", r.stderr)
+  end)
+
   it("read/write on a watched table's fields", function()
     racy [[
       local acc = race.watch({}, "acc")
