@@ -64,6 +64,7 @@ static const char var_mt = 0;     /* registry: metatable of RaceVar userdata */
 static int race_found;            /* reports printed, process-wide: read at exit */
 static int race_report_only;
 static int race_exit_registered;
+static void *race_self;           /* this library, pinned while exit handlers may run */
 
 static uint32_t loc_here(csp_Race *R, lua_State *L);
 
@@ -793,8 +794,10 @@ static void race_enable(lua_State *L, csp_Sched *S, const char *mode) {
   if (!race_exit_registered) {
     Dl_info info;
     race_exit_registered = 1;
-    /* lua_close unloads this library before exit handlers run: pin it, so race_exit stays. */
-    if (dladdr((void *)race_exit, &info) && info.dli_fname) dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+    /* lua_close unloads this library before exit handlers run: pin it (a handle kept for the
+    ** process's life, never closed), so race_exit stays mapped. */
+    if (dladdr((void *)race_exit, &info) && info.dli_fname)
+      race_self = dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
     on_exit(race_exit, NULL);
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);

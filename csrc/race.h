@@ -3,7 +3,7 @@
 #define CSP_RACE_H
 
 /* Sub-clocks of one object (a channel, a rwmutex): distinct keys next to the object's address. */
-enum { CSP_RACE_MAIN = 0, CSP_RACE_CLOSE = 0, CSP_RACE_TIMER = 1, CSP_RACE_RW_R = 1 };
+enum { CSP_RACE_CLOSE = 0, CSP_RACE_TIMER = 1, CSP_RACE_RW_R = 1 };
 
 /* g NULL: the running goroutine (S->cur, or main). */
 void csp_race_spawn(lua_State *L, csp_Sched *S, csp_G *g);   /* parent before child */
