@@ -50,7 +50,9 @@ INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 # rock: luarocks tree used by the packaging check (empty = the default, system-wide tree).
 ROCK_TREE   ?= $(CURDIR)/build-rock/tree
 
-.PHONY: all deps deps-check test demo asan tsan valgrind lint lint-lua lint-c bench rock install env clean
+# race: the race detector (CSP_RACE=1) over every example that ends by itself and over the suite
+# (whose specs drive the servers and clients too); a data race report anywhere fails.
+.PHONY: all deps deps-check test demo asan tsan race valgrind lint lint-lua lint-c bench rock install env clean
 
 all: $(SO)
 
@@ -94,6 +96,12 @@ tsan: deps
 	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) CFLAGS="$(TSAN_CFLAGS)" WARN="$(ASAN_WARN)" all
 	LUA_CPATH="$(CURDIR)/$(TSAN_BUILD)/?.so;;" bash tools/tsan-run.sh $(LUA) $$(command -v $(BUSTED)) --exclude-tags=subprocess $(TSAN_SPECS)
 
+race: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/race-examples.sh; ex=$$?; \
+	CSP_RACE=1 $(BUSTED) --lua=$(LUA) spec; st=$$?; \
+	[ $$ex = 0 ] && [ $$st = 0 ]
+
 # The whole suite under memcheck, in one lua5.4 process (busted without --lua does not re-exec).
 valgrind: deps
 	@$(MAKE) --no-print-directory all
@@ -123,6 +131,7 @@ bench: all
 	bash bench/du/run.sh
 	bash bench/crawl/run.sh
 	bash bench/http/run.sh
+	bash bench/race/run.sh
 
 install: all
 	@cd lua && find csp -name '*.lua' | sort | while read -r f; do \

@@ -81,6 +81,7 @@ struct csp_G {
   lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
   csp_G *anext, *aprev;/* all live goroutines, by id */
   void *xw;            /* xchan.c: its wait another thread may complete (NULL: none) */
+  void *race;          /* race detector's clock (race.c); NULL while it is off */
 };
 
 struct csp_Sched {
@@ -114,6 +115,7 @@ struct csp_Sched {
   void *scratch; size_t scratchcap; /* select's case table, reused */
   int closing;
   void *port;          /* xchan.c: inbox for wakes from other threads (NULL until needed) */
+  struct csp_Race *race; /* the race detector (race.c); NULL = off: every hook tests only this */
 };
 
 csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
@@ -252,5 +254,7 @@ void csp_setfuncs(lua_State *L, const luaL_Reg *l);
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
 
 #define CSP_NS 1000000000.0
+
+#include "race.h"
 
 #endif

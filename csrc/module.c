@@ -63,6 +63,7 @@ __attribute__((visibility("default"))) int luaopen_csp_core(lua_State *L) {
   ignore_sigpipe();
   lua_newtable(L);
   csp_sched_open(L);
+  csp_race_open(L);
   csp_chan_open(L);
   csp_select_open(L);
   csp_timer_open(L);

@@ -151,6 +151,7 @@ static void thread_detach(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
 
 /* A goroutine that ended. */
 static void g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
+  if (S->race) csp_race_gend(S, g);
   all_unlink(g);
   g->state = CSP_G_FREE;
   if (!g->internal && --S->ngor == 0) {
@@ -276,6 +277,7 @@ static csp_G *sched_spawn(lua_State *L, csp_Sched *S, int first, int internal) {
   g->reason = NULL;
   g->internal = (uint8_t)internal;
   if (!internal) S->ngor++;
+  if (S->race) csp_race_spawn(L, S, g);
   all_link(S, g);
   csp_sched_ready(S, g, n - 1);
   return g;

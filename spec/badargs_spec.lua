@@ -29,6 +29,7 @@ no.rw = { true, 1, "x", {}, function() end, co, csp.mutex() }  -- io.stdout has 
 no.xchan = { true, 1, "x", {}, function() end, foreign, co, csp.chan() }
 no.thr = { true, 1, {}, foreign, co }      -- a function or a module name
 no.val = { function() end, foreign, co }    -- no value that can cross threads
+no.obj = { true, 1 }                        -- no value to hang a clock on (strings are, interned)
 no.key = { NAN }                             -- and nil, added below for the required kinds
 no.any = {}                                  -- nil only
 
@@ -147,6 +148,13 @@ local F = {
   ["conn:set_max_line"] = { { "int" }, extra = { { 0 }, { -1 } } },
   ["process:wait"] = { {} }, ["process:kill"] = { {} },
 
+  -- the race detector's API, and the core calls under it (with a bad argument: never turned on)
+  ["csp.race.watch"] = { { "tbl", "str?" } }, ["csp._race_watch"] = { { "tbl", "str?" } },
+  ["csp.race.acquire"] = { { "obj" } }, ["csp._race_acquire"] = { { "obj" } },
+  ["csp.race.release"] = { { "obj" } }, ["csp._race_release"] = { { "obj" } },
+  ["csp.race.errors"] = { {} }, ["csp._race_errors"] = { {} },
+  ["csp.race.enabled"] = { {} }, ["csp._race_enabled"] = { {} },
+  ["csp._race_enable"] = { { "str?" } },
   ["csp.thread"] = { { "thr" }, extra = { { function() return foreign end }, { print } } },
   ["csp.xchan"] = { { "int?" }, extra = { { -1 }, { 1 << 40 } } },
   ["csp.syncmap"] = { {} }, ["csp.nthreads"] = { {} }, ["csp.maxthreads"] = { {} },
