@@ -132,8 +132,9 @@ uint64_t csp_timer_secs(double d) {
   return d * CSP_NS >= 1 ? (uint64_t)(d * CSP_NS) : 1;  /* any d > 0 is a duration, if tiny */
 }
 
+/* NaN raises (csp_checknumber). */
 uint64_t csp_timer_ns(lua_State *L, int arg) {
-  return csp_timer_secs(luaL_checknumber(L, arg));
+  return csp_timer_secs(csp_checknumber(L, arg));
 }
 
 /* ---------------------------------------------------------------- sleep, now */
@@ -185,6 +186,7 @@ static csp_Timer *timer_chan(lua_State *L, csp_Sched *S, uint64_t ns, uint64_t p
   tm->tn.fire = chan_fire;
   tm->tn.waiters = &c->recvq.n;
   csp_timer_add(L, S, &tm->tn, uv_hrtime() + ns);
+  if (S->race) csp_race_rel(S, c, CSP_RACE_TIMER);
   csp_chan_view(L, -1, CSP_OP_RECV);
   lua_remove(L, -2);
   return tm;
@@ -259,6 +261,7 @@ static int ticker_reset(lua_State *L) {
   if (ns == 0) return luaL_error(L, "non-positive interval for ticker:reset");
   timer_halt(S, tm);
   tm->period = ns;
+  if (S->race) csp_race_rel(S, tm->chan, CSP_RACE_TIMER);
   csp_timer_add(L, S, &tm->tn, uv_hrtime() + ns);
   return 0;
 }
@@ -279,6 +282,7 @@ static int timer_reset(lua_State *L) {
   csp_Timer *tm = timer_check(L, &timer_mt_key, "timer");
   uint64_t ns = csp_timer_ns(L, 2);
   lua_pushboolean(L, timer_halt(S, tm));
+  if (S->race) csp_race_rel(S, tm->chan, CSP_RACE_TIMER);
   csp_timer_add(L, S, &tm->tn, uv_hrtime() + ns);
   return 1;
 }
