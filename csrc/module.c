@@ -60,6 +60,7 @@ static void ignore_sigpipe(void) {
 
 /* The one symbol core.so exports (the build hides every other with -fvisibility=hidden). */
 __attribute__((visibility("default"))) int luaopen_csp_core(lua_State *L) {
+  luaL_checkstack(L, 40, "csp");  /* the opens below push more than LUA_MINSTACK between them */
   ignore_sigpipe();
   csp_stdio_guard();
   lua_newtable(L);
