@@ -32,10 +32,15 @@ export LUA_CPATH := $(CURDIR)/build/?.so;;
 # Sanitizer build: its own tree, so it never replaces build/csp/core.so. No -Werror there:
 # sanitizer instrumentation makes GCC warn spuriously, and the plain build already enforces it.
 ASAN_BUILD  = build-asan
-ASAN_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_CFLAGS = -O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ASAN_WARN   = -Wall -Wextra -Wno-unused-parameter
 # 1 = LeakSanitizer too (leaks at lua_close fail the run); see tools/asan-run.sh.
 ASAN_LEAKS ?= 0
+# The core specs again with CSP_GCSTRESS=1 (a collector step before every resume, a full,
+# stack-shrinking collection every 1024): unsized stack pushes show up under ASan. Bounded.
+GCSTRESS_SPECS = spec/chan_spec.lua spec/select_spec.lua spec/sync_spec.lua spec/sched_spec.lua \
+                 spec/time_spec.lua spec/robust_spec.lua spec/gc_spec.lua
+GCSTRESS_TIMEOUT ?= 900
 # ThreadSanitizer build for the cross-thread parts (make tsan): the thread specs, in-process
 # (a shell started with libtsan preloaded crashes, so specs spawning processes are left out).
 TSAN_BUILD  = build-tsan
@@ -90,6 +95,9 @@ demo: deps
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" WARN="$(ASAN_WARN)" all
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" ASAN_LEAKS=$(ASAN_LEAKS) bash tools/asan-run.sh $(BUSTED) --lua=$(LUA) spec
+	CSP_GCSTRESS=1 LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" ASAN_LEAKS=$(ASAN_LEAKS) \
+	  ASAN_LOG_DIR=$(ASAN_BUILD)/reports-gcstress bash tools/asan-run.sh \
+	  timeout -k 10 $(GCSTRESS_TIMEOUT) $(BUSTED) --lua=$(LUA) --exclude-tags=heavy $(GCSTRESS_SPECS)
 
 # The thread specs against a ThreadSanitizer build; any report fails (see tools/tsan-run.sh).
 tsan: deps

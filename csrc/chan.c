@@ -183,6 +183,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
 static int chan_send(lua_State *L) {
   csp_Chan *c = csp_chan_check(L, 1, CSP_OP_SEND);
   csp_G *g;
+  CSP_PREEMPT(L, c->S, chan_send);
   if (lua_gettop(L) != 2) lua_settop(L, 2);
   if (c->closed) return luaL_error(L, "send on closed channel");
   if (csp_chan_trysend(L, c, 1, 0)) return 0;  /* 0: the value on top may be moved away */
@@ -201,6 +202,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
 static int chan_recv(lua_State *L) {
   csp_Chan *c = csp_chan_check(L, 1, CSP_OP_RECV);
   csp_G *g;
+  CSP_PREEMPT(L, c->S, chan_recv);
   if (csp_chan_tryrecv(L, c, 1)) return 2;
   g = csp_sched_self(L, c->S);
   g->w.caseidx = 0;
@@ -217,6 +219,7 @@ static int range_k(lua_State *L, int status, lua_KContext ctx) {
 static int range_iter(lua_State *L) {
   csp_Chan *c = csp_chan_check(L, 1, CSP_OP_RECV);
   csp_G *g;
+  CSP_PREEMPT(L, c->S, range_iter);
   if (csp_chan_tryrecv(L, c, 1)) {
     lua_pop(L, 1);
     return 1;

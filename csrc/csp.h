@@ -54,7 +54,11 @@ void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when);
 void csp_timer_del(csp_Sched *S, csp_TimerNode *t);
 int csp_timer_run(csp_Sched *S);           /* fires due nodes; returns how many */
 void csp_timer_arm(csp_Sched *S);          /* arms the uv_timer for the earliest node */
-uint64_t csp_timer_ns(lua_State *L, int arg); /* seconds argument to ns, <= 0 gives 0 */
+/* Seconds to ns, the one conversion of every duration and deadline: NaN and <= 0 give 0, other
+** values at least 1; huge
+** values and math.huge give CSP_MAX_NS (~146 years: never, in practice), never an overflow. */
+uint64_t csp_timer_secs(double d);
+uint64_t csp_timer_ns(lua_State *L, int arg); /* csp_timer_secs of a number argument */
 void csp_timer_init(csp_Sched *S);
 void csp_timer_free(csp_Sched *S);
 void csp_timer_open(lua_State *L);          /* registers sleep/now/after/tick/ticker/timer */
@@ -71,6 +75,9 @@ struct csp_G {
   int nargs;           /* values a waker pushed onto R */
   lua_Integer id, parent;
   uint8_t state, wake, exiting, started;
+  uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
+  int *xdepth, nxdepth;/* goexit: depths of the pcalls it still has to pass (goexit.c) */
+  lua_CFunction again; /* preempted in a call: the call, run again when resumed */
   uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
   uint32_t ticket;     /* bumped when a wait is cancelled: stale libuv callbacks see it moved */
   const char *reason;  /* Go's wait reason, shown in dumps */
@@ -114,6 +121,10 @@ struct csp_Sched {
   uv_timer_t *steptmr; /* bounds csp.step's wait */
   void *scratch; size_t scratchcap; /* select's case table, reused */
   int closing;
+  uint32_t ncalls;     /* calls that may block since the running goroutine was resumed */
+  uint64_t slice0;     /* when its slice began (0: not read yet), uv_hrtime() ns */
+  uint64_t slice;      /* the time slice, ns (CSP_SLICE); 0: no preemption */
+  int gcstress;        /* CSP_GCSTRESS: collect at every scheduler step (1; "full": always full) */
   void *port;          /* xchan.c: inbox for wakes from other threads (NULL until needed) */
   struct csp_Race *race; /* the race detector (race.c); NULL = off: every hook tests only this */
 };
@@ -141,6 +152,18 @@ static inline void csp_sched_grant(csp_G *g, void (*undo)(csp_Sched *, void *, u
 ** Returns whether g was woken. */
 int csp_sched_wake(csp_Sched *S, csp_G *g, uint32_t t, int nargs);
 int csp_sched_yield(lua_State *L, csp_Sched *S); /* Gosched */
+
+/* Fairness: a call that may block yields first when its goroutine has run longer than a time
+** slice, even if it could complete at once (Go preempts after 10 ms). The clock is read every
+** CSP_SLICE_MASK + 1 such calls. CSP_PREEMPT goes first in the call, before its stack changes
+** in a way a second run would mind: fn is run again when the goroutine is resumed. */
+#define CSP_SLICE_MASK 63
+int csp_sched_slice_over(lua_State *L, csp_Sched *S);
+int csp_sched_preempt(lua_State *L, csp_Sched *S, lua_CFunction fn);
+#define CSP_PREEMPT(L, S, fn) do { \
+    if ((++(S)->ncalls & CSP_SLICE_MASK) == 0 && csp_sched_slice_over(L, S)) \
+      return csp_sched_preempt(L, S, fn); \
+  } while (0)
 void csp_sched_cancel(csp_G *g);        /* unlinks every waiter and deadline of g */
 csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n);
 uint64_t csp_sched_rand(csp_Sched *S);
@@ -148,6 +171,14 @@ void csp_sched_open(lua_State *L);
 
 /* A continuation's first step: checks the goroutine is resumed by the scheduler. */
 void csp_sched_checkresume(lua_State *L, csp_G *g);
+
+/* --- goexit.c: a goroutine's base frame; goexit and panics unwind under it, yieldably --- */
+enum { CSP_EXIT_NO, CSP_EXIT_RESET, CSP_EXIT_UNWIND };  /* csp_G.exiting */
+int csp_exit_base(lua_State *L);                /* a goroutine's first function: (g, f, args...) */
+int csp_exit_goexit(lua_State *L, csp_G *g);     /* csp.goexit in goroutine g */
+void csp_exit_panicmsg(lua_State *L, csp_G *g);  /* pushes g's panic message (panicking set) */
+void csp_exit_striptb(lua_State *L);             /* drops the base frame from a traceback on top */
+void csp_exit_open(lua_State *L);
 
 /* --- chan.c --- */
 
@@ -254,6 +285,7 @@ void csp_setfuncs(lua_State *L, const luaL_Reg *l);
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
 
 #define CSP_NS 1000000000.0
+#define CSP_MAX_NS ((uint64_t)1 << 62)  /* longer durations are clamped: now + it cannot wrap */
 
 #include "race.h"
 

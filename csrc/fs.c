@@ -621,6 +621,7 @@ void csp_fs_open(lua_State *L) {
   };
   int size = pool_size(), i;
   FsState *fs;
+  luaL_checkstack(L, K_LAST + T_COUNT + 8, "csp.fs");  /* build's upvalues go on the stack */
   lua_createtable(L, 0, 6);                        /* [module, sched, fs] */
   lua_pushvalue(L, -2);                            /* upvalue 1: sched */
   fs = (FsState *)lua_newuserdatauv(L, sizeof *fs, 0);

@@ -1,7 +1,7 @@
 /* module.c: luaopen_csp_core: builds the module table from each concept's registrations. */
 #include <signal.h>
 #include <stdarg.h>
-#include "csp.h"
+#include "stream.h"
 
 /* Stack: [module, sched]: each function gets the scheduler as upvalue 1. */
 void csp_setfuncs(lua_State *L, const luaL_Reg *l) {
@@ -60,9 +60,12 @@ static void ignore_sigpipe(void) {
 
 /* The one symbol core.so exports (the build hides every other with -fvisibility=hidden). */
 __attribute__((visibility("default"))) int luaopen_csp_core(lua_State *L) {
+  luaL_checkstack(L, 40, "csp");  /* the opens below push more than LUA_MINSTACK between them */
   ignore_sigpipe();
+  csp_stdio_guard();
   lua_newtable(L);
   csp_sched_open(L);
+  csp_exit_open(L);
   csp_race_open(L);
   csp_chan_open(L);
   csp_select_open(L);

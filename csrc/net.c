@@ -327,9 +327,8 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
   snprintf(r->net, sizeof r->net, "%s", net);
   snprintf(r->addr, sizeof r->addr, "%s", addr);
   snprintf(r->host, sizeof r->host, "%s", host);
-  if (timeout != 0) {
-    uint64_t now = uv_hrtime();
-    r->deadline = timeout > 0 ? now + (uint64_t)(timeout * CSP_NS) : now;
+  if (timeout != 0) {  /* a negative or NaN timeout is already past */
+    r->deadline = uv_hrtime() + csp_timer_secs(timeout);
     if (r->deadline == 0) r->deadline = 1;
   }
   return r;
@@ -441,6 +440,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int ln_accept(lua_State *L) {
   Listener *u = ln_check(L);
+  CSP_PREEMPT(L, csp_sched_get(L), ln_accept);
   lua_settop(L, 1);
   return accept_run(L, u);
 }

@@ -19,7 +19,7 @@
 #include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "csp.h"
+#include "stream.h"
 
 extern char **environ;
 
@@ -495,9 +495,9 @@ static void proc_start(Proc *p) {
     pipe_end(p->err, r);
   if (p->out->err || p->err->err) proc_kill(p);
   if (p->in) {
-    uv_buf_t b = uv_buf_init(p->in->data, (unsigned)p->in->dlen);
     p->in->wr.data = p->in;
-    if (p->in->dlen == 0 || uv_write(&p->in->wr, (uv_stream_t *)&p->in->h, &b, 1, write_cb) != 0)
+    if (p->in->dlen == 0 ||
+        csp_stream_write(&p->in->wr, (uv_stream_t *)&p->in->h, p->in->data, p->in->dlen, write_cb) != 0)
       pipe_close(p->in);
   }
   if (p->pidfd >= 0) uv_poll_start(&p->h.poll, UV_READABLE, exit_cb);

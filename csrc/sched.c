@@ -153,6 +153,9 @@ static void thread_detach(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
 static void g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
   if (S->race) csp_race_gend(S, g);
   all_unlink(g);
+  free(g->xdepth);
+  g->xdepth = NULL;
+  g->nxdepth = 0;
   g->state = CSP_G_FREE;
   if (!g->internal && --S->ngor == 0) {
     csp_Waiter *w = csp_wq_take(&S->runwait);
@@ -204,7 +207,16 @@ static void pend_drop(lua_State *L, csp_Sched *S, int n) {
   lua_pop(L, 1);
 }
 
-/* Moves the n values at the ring's head onto co. */
+/* A goroutine's thread starts with (csp_exit_base, g) below f and its arguments: f runs under
+** the base frame (goexit.c). Pushed before them, so nothing is rotated. Room: the thread is
+** empty, with LUA_MINSTACK slots, or was checked for the arguments plus these. */
+static void base_push(csp_G *g) {
+  lua_pushcfunction(g->L, csp_exit_base);
+  lua_pushlightuserdata(g->L, g);
+}
+
+/* Moves the n values at the ring's head onto co, one at a time: L (the loop's thread) was not
+** sized for n values, co was (the caller checked its stack). */
 static void pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
   int t;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key);
@@ -212,12 +224,12 @@ static void pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
   for (int i = 0; i < n; i++) {
     lua_Integer k = ((S->phead + (uint32_t)i) & S->pmask) + 1;
     lua_rawgeti(L, t, k);
+    lua_xmove(L, co, 1);
     lua_pushnil(L);
     lua_rawseti(L, t, k);
   }
   S->phead = (S->phead + (uint32_t)n) & S->pmask;
   S->pcount -= (uint32_t)n;
-  lua_xmove(L, co, n);
   lua_pop(L, 1);
 }
 
@@ -246,7 +258,7 @@ csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n) {
     g->sel = ns;
     g->selcap = ncap;
   }
-  memset(g->sel, 0, (size_t)n * sizeof *g->sel);
+  if (n > 0) memset(g->sel, 0, (size_t)n * sizeof *g->sel);  /* sel is NULL until first grown */
   return g->sel;
 }
 
@@ -264,15 +276,17 @@ static csp_G *sched_spawn(lua_State *L, csp_Sched *S, int first, int internal) {
   csp_G *g;
   check_callable(L, first);
   g = g_get(L, S);
-  if (S->ntpool > 0 && n <= LUA_MINSTACK) {  /* a thread is at hand: no need to wait in the ring */
+  if (S->ntpool > 0 && n <= LUA_MINSTACK - 2) {  /* a thread is at hand: no need to wait in the ring */
     thread_attach(L, S, g);
+    base_push(g);
     lua_xmove(L, g->L, n);
   } else {
     pend_push(L, S, first, n);  /* may raise (memory): g is simply not linked anywhere yet */
   }
   g->id = ++S->nextid;
   g->parent = S->cur ? S->cur->id : 1;
-  g->exiting = 0;
+  g->exiting = CSP_EXIT_NO;
+  g->panicking = 0;
   g->started = 0;
   g->reason = NULL;
   g->internal = (uint8_t)internal;
@@ -362,6 +376,7 @@ void csp_sched_checkresume(lua_State *L, csp_G *g) {
 static void add_traceback(luaL_Buffer *b, lua_State *L, lua_State *co, int level) {
   const char *tb;
   luaL_traceback(L, co, NULL, level);
+  if (co != L) csp_exit_striptb(L);  /* a goroutine's base frame */
   tb = lua_tostring(L, -1);
   if (strncmp(tb, "stack traceback:", 16) == 0) tb += tb[16] == '\n' ? 17 : 16;
   lua_pushstring(L, tb);
@@ -484,7 +499,7 @@ static int g_goexit(lua_State *L, csp_Sched *S, csp_G *g) {
 
 /* Resumes g; returns 1 with a panic message on L's stack if it raised. */
 static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
-  int nres, st;
+  int nres, st, nargs = g->nargs;
   if (g->started && lua_status(g->L) != LUA_YIELD) {  /* closed behind our back */
     lua_pushfstring(L, "goroutine %I: its coroutine was closed or resumed outside the scheduler",
                     (LUAI_UACINT)g->id);
@@ -500,22 +515,38 @@ static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
       g_release(L, S, g, 0);
       return 1;
     }
-    if (g->nargs + 1 > LUA_MINSTACK) lua_checkstack(g->L, g->nargs + 1);
+    if (!lua_checkstack(g->L, g->nargs + 3)) {  /* the collector may have shrunk a pooled one */
+      lua_pushfstring(L, "goroutine %I: cannot start: stack overflow (%d arguments)",
+                      (LUAI_UACINT)g->id, g->nargs);
+      pend_drop(L, S, g->nargs + 1);
+      g_release(L, S, g, 0);
+      return 1;
+    }
+    base_push(g);
     pend_pop(L, S, g->L, g->nargs + 1);
   }
+  if (!g->started) nargs += 2;  /* (g, f, args...) for csp_exit_base */
   g->started = 1;
   g->state = CSP_G_RUNNING;
   S->cur = g;
   S->switches++;
-  st = lua_resume(g->L, L, g->nargs, &nres);
+  S->ncalls = 0;
+  S->slice0 = 0;
+  st = lua_resume(g->L, L, nargs, &nres);
   S->cur = NULL;
   if (st == LUA_YIELD) {
-    if (g->exiting) return g_goexit(L, S, g);
+    if (g->exiting == CSP_EXIT_RESET) return g_goexit(L, S, g);
     if (nres) lua_pop(g->L, nres);
     if (g->state == CSP_G_RUNNING) csp_sched_ready(S, g, 0);  /* bare coroutine.yield: a gosched */
     return 0;
   }
   if (st == LUA_OK) {
+    if (g->panicking) {  /* unwound under its base: every <close> has run */
+      csp_exit_panicmsg(L, g);
+      lua_settop(g->L, 0);
+      g_release(L, S, g, 1);
+      return 1;
+    }
     g_release(L, S, g, 1);
     return 0;
   }
@@ -576,8 +607,24 @@ static int sched_reap(lua_State *L, csp_Sched *S) {
   return n;
 }
 
+/* Room the loop needs on L, the blocking caller's thread (panic messages, dumps, anchors):
+** the caller's C function was only promised LUA_MINSTACK slots, part of them its own. */
+#define LOOP_STACK 40
+
+/* CSP_GCSTRESS (a testing mode): a collector step before every resume and a full collection
+** every 1024 (every time with "full"). Both shrink the stacks of threads they traverse, so a
+** push onto a stack the core did not size shows up under ASan. */
+static void sched_gcstress(lua_State *L, csp_Sched *S) {
+  if (S->gcstress > 1 || (S->ticks & 1023) == 0) lua_gc(L, LUA_GCCOLLECT);
+  else lua_gc(L, LUA_GCSTEP, 0);
+}
+
 static void sched_loop(lua_State *L, csp_Sched *S) {
   S->depth++;
+  if (!lua_checkstack(L, LOOP_STACK)) {  /* main's wait is undone: a plain error */
+    lua_pushliteral(L, "stack overflow (csp scheduler)");
+    sched_abort(L, S);
+  }
   S->loopL = L;
   for (;;) {
     csp_G *g = rq_pop(S);
@@ -590,10 +637,13 @@ static void sched_loop(lua_State *L, csp_Sched *S) {
       sched_abort(L, S);
     }
     if ((++S->ticks & POLL_MASK) == 0) sched_poll(S, 0);
+    if (S->gcstress) sched_gcstress(L, S);
     if (sched_resume(L, S, g)) sched_abort(L, S);
   }
   S->maing.state = CSP_G_RUNNING;
   S->depth--;
+  S->ncalls = 0;  /* main's slice starts again */
+  S->slice0 = 0;
 }
 
 /* ---------------------------------------------------------------- API */
@@ -617,6 +667,38 @@ int csp_sched_yield(lua_State *L, csp_Sched *S) {
   return 0;
 }
 
+/* Whether the running goroutine (or main) used up its slice and may be switched out here. */
+int csp_sched_slice_over(lua_State *L, csp_Sched *S) {
+  uint64_t now;
+  if (S->slice == 0) return 0;
+  now = uv_hrtime();
+  if (S->slice0 == 0) {  /* the first check of this run: the slice starts now */
+    S->slice0 = now;
+    return 0;
+  }
+  if (now - S->slice0 < S->slice) return 0;
+  if (S->cur) return S->cur->L == L && lua_isyieldable(L);  /* never where blocking would raise */
+  return S->depth == 0 && lua_gc(L, LUA_GCISRUNNING) == 1;   /* main, outside the loop and __gc */
+}
+
+static int again_k(lua_State *L, int status, lua_KContext ctx) {
+  csp_G *g = (csp_G *)ctx;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  return g->again(L);
+}
+
+int csp_sched_preempt(lua_State *L, csp_Sched *S, lua_CFunction fn) {
+  csp_G *g = S->cur;
+  if (g != NULL) {
+    g->again = fn;
+    S->ticks |= POLL_MASK;  /* the loop polls before the next resume: timers and I/O get in */
+    csp_sched_ready(S, g, 0);
+    return lua_yieldk(L, 0, (lua_KContext)g, again_k);
+  }
+  csp_sched_yield(L, S);  /* main: the others run, then the call goes on */
+  return fn(L);
+}
+
 static int sched_gosched(lua_State *L) {
   return csp_sched_yield(L, csp_sched_get(L));
 }
@@ -624,10 +706,7 @@ static int sched_gosched(lua_State *L) {
 static int sched_goexit(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   csp_G *g = csp_sched_self(L, S);
-  if (g != &S->maing) {
-    g->exiting = 1;
-    return lua_yield(L, 0);
-  }
+  if (g != &S->maing) return csp_exit_goexit(L, g);
   /* Go: main's Goexit lets the others run to the end, then reports a deadlock. */
   if (S->ngor > 0) {
     csp_wq_push(&S->runwait, &g->w);
@@ -673,7 +752,7 @@ static int sched_step(lua_State *L) {
     csp_timer_run(S);
     csp_timer_arm(S);
     uv_ref((uv_handle_t *)S->steptmr);
-    uv_timer_start(S->steptmr, step_cb, (uint64_t)(timeout * 1e3 + 0.999), 0);
+    uv_timer_start(S->steptmr, step_cb, (csp_timer_secs(timeout) + 999999) / 1000000, 0);
     uv_run(S->loop, UV_RUN_ONCE);
     uv_timer_stop(S->steptmr);
     uv_unref((uv_handle_t *)S->steptmr);
@@ -734,6 +813,7 @@ static int sched_gc(lua_State *L) {
   for (g = S->all.anext; g != &S->all; g = next) {
     next = g->anext;
     free(g->sel);
+    free(g->xdepth);
     free(g);
   }
   while ((g = S->gfree) != NULL) {
@@ -774,6 +854,21 @@ static const luaL_Reg sched_funcs[] = {
   {NULL, NULL}
 };
 
+/* CSP_SLICE: a duration with a unit (ns, us, ms, s; none: ms), default 10ms; 0 turns
+** preemption off. */
+static uint64_t slice_ns(const char *v) {
+  char *end;
+  double d;
+  if (v == NULL || *v == '\0') return 10000000;
+  d = strtod(v, &end);
+  if (end == v || !(d >= 0)) return 10000000;
+  if (strcmp(end, "ns") == 0) d *= 1e-9;
+  else if (strcmp(end, "us") == 0) d *= 1e-6;
+  else if (strcmp(end, "s") == 0) d *= 1;
+  else d *= 1e-3;
+  return d > 0 ? csp_timer_secs(d) : 0;
+}
+
 /* Creates the scheduler: leaves [module, sched] on the stack (module below). */
 void csp_sched_open(lua_State *L) {
   csp_Sched *S = (csp_Sched *)lua_newuserdatauv(L, sizeof *S, 1);
@@ -787,6 +882,11 @@ void csp_sched_open(lua_State *L) {
   S->maing.anext = S->maing.aprev = &S->maing;
   S->rng = seed && *seed ? strtoull(seed, NULL, 10) : (uv_hrtime() ^ ((uint64_t)getpid() << 32));
   S->nextid = 1;
+  S->slice = slice_ns(getenv("CSP_SLICE"));
+  {
+    const char *gs = getenv("CSP_GCSTRESS");
+    S->gcstress = gs == NULL || *gs == '\0' || strcmp(gs, "0") == 0 ? 0 : strcmp(gs, "full") == 0 ? 2 : 1;
+  }
   S->rq = malloc(256 * sizeof *S->rq);
   S->rqmask = 255;
   S->tpool = malloc(POOL_MAX * sizeof *S->tpool);

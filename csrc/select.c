@@ -174,6 +174,7 @@ static int sel_select(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   int n, nready = 0, pick = -1, ordered, nres, hasx = 0;
   CaseInfo *cs;
+  CSP_PREEMPT(L, S, sel_select);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   n = (int)lua_rawlen(L, 1);
@@ -185,7 +186,8 @@ static int sel_select(lua_State *L) {
   if (!lua_isnil(L, 2) && !lua_isboolean(L, 2) && !lua_isfunction(L, 2))
     return luaL_argerror(L, 1, lua_pushfstring(L, "field 'default': function or boolean expected, "
                                                   "got %s", luaL_typename(L, 2)));
-  if (n > LUA_MINSTACK - 8 && !lua_checkstack(L, n + 8))
+  /* the cases, then a case's results (channel, i, v, ok) and its handler's call */
+  if (n > LUA_MINSTACK - 16 && !lua_checkstack(L, n + 16))
     return luaL_error(L, "select: too many cases");
 again:
   cs = scratch(L, S, n);

@@ -7,12 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
 #include "stream.h"
 
 #define LINEMAX  65536  /* default longest line read_line returns */
 #define BUF_INIT 4096   /* a stream's first read buffer: 10,000 idle conns must stay cheap */
 #define BUF_READ 2048   /* smallest free space worth handing to a read */
-#define MAX_NS   ((uint64_t)1 << 62)
 
 static const char conn_tag = 0;
 
@@ -43,6 +44,47 @@ static int err_closed(lua_State *L, Conn *c, const char *op) {
 
 static int err_timeout(lua_State *L) {
   return csp_fail(L, "ETIMEDOUT", "i/o timeout");
+}
+
+/* A write's timeout also says how many bytes went out (Go's n, err). */
+static int err_wtimeout(lua_State *L, size_t n) {
+  err_timeout(L);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 4;
+}
+
+/* ---------------------------------------------------------------- large buffers */
+
+/* uv_buf_t lengths are unsigned int: a string of 4 GiB or more goes out in pieces of at most
+** buf_max bytes (CSP_BUFMAX, a debug knob, lowers it so specs can check the splitting). */
+#define BUF_MAX ((size_t)1 << 30)
+#define NBUF_STACK 8
+static size_t buf_max = BUF_MAX;
+
+static unsigned bufs_count(size_t len) {
+  return len == 0 ? 1 : (unsigned)((len + buf_max - 1) / buf_max);
+}
+
+/* Fills b[0..n) with the pieces of p[0..len), n = bufs_count(len). */
+static void bufs_fill(uv_buf_t *b, unsigned n, const char *p, size_t len) {
+  for (unsigned i = 0; i < n; i++) {
+    size_t k = len < buf_max ? len : buf_max;
+    b[i] = uv_buf_init((char *)p, (unsigned)k);
+    p += k;
+    len -= k;
+  }
+}
+
+/* uv_write of p[0..len) in pieces (libuv copies the array of more than 4). */
+int csp_stream_write(uv_write_t *req, uv_stream_t *h, const char *p, size_t len, uv_write_cb cb) {
+  uv_buf_t small[NBUF_STACK] = {{0}}, *b = small;
+  unsigned n = bufs_count(len);
+  int r;
+  if (n > NBUF_STACK && (b = malloc(n * sizeof *b)) == NULL) return UV_ENOMEM;
+  bufs_fill(b, n, p, len);
+  r = uv_write(req, h, b, n, cb);
+  if (b != small) free(b);
+  return r;
 }
 
 /* ---------------------------------------------------------------- deadlines */
@@ -336,9 +378,27 @@ static int try_line(lua_State *L, Conn *c, csp_Stream *s, int iter) {
 
 /* ---------------------------------------------------------------- stdio */
 
+/* Standard descriptors that were closed when csp was first loaded: /dev/null stands in for them
+** (libuv asserts that none of its own descriptors is 0, 1 or 2, and would otherwise get one),
+** and csp.stdin/stdout/stderr report them closed. */
+static uint8_t stdio_was_closed[3];
+
+void csp_stdio_guard(void) {
+  for (int fd = 0; fd < 3; fd++) {
+    int nfd;
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    stdio_was_closed[fd] = 1;
+    nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  /* the lowest free: fd itself */
+    if (nfd >= 0 && nfd != fd) {
+      dup2(nfd, fd);
+      close(nfd);
+    }
+  }
+}
+
 static csp_Stream *stdio_open(lua_State *L, int fd, int *err) {
   csp_Sched *S = csp_sched_get(L);
-  uv_handle_type t = uv_guess_handle(fd);
+  uv_handle_type t = stdio_was_closed[fd] ? UV_UNKNOWN_HANDLE : uv_guess_handle(fd);
   int kind, r = 0;
   csp_Stream *s;
   switch (t) {
@@ -489,6 +549,7 @@ static int lines_k(lua_State *L, int status, lua_KContext ctx) {
 /* c:read([n]): up to n bytes (default: whatever is buffered), at least one unless at the end. */
 static int conn_read(lua_State *L) {
   Conn *c = conn_check(L);
+  CSP_PREEMPT(L, csp_sched_get(L), conn_read);
   lua_Integer n = luaL_optinteger(L, 2, LUA_MAXINTEGER);
   luaL_argcheck(L, n >= 0, 2, "negative count");
   lua_settop(L, 1);
@@ -498,11 +559,13 @@ static int conn_read(lua_State *L) {
 
 static int conn_read_line(lua_State *L) {
   Conn *c = conn_check(L);
+  CSP_PREEMPT(L, csp_sched_get(L), conn_read_line);
   lua_settop(L, 1);
   return rd_run(L, c, RD_LINE);
 }
 
 static int lines_iter(lua_State *L) {
+  CSP_PREEMPT(L, csp_sched_get(L), lines_iter);
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(2));
   return rd_run(L, (Conn *)lua_touserdata(L, 1), RD_LINES);
@@ -535,6 +598,7 @@ static int conn_set_max_line(lua_State *L) {
 
 static void wr_complete(csp_Stream *s, int status) {
   csp_Waiter *w;
+  if (status == 0) s->wsent += s->wlen;
   s->wlen = 0;
   if (s->closed) {
     s->wbusy = 0;
@@ -566,10 +630,11 @@ static void fs_write_cb(uv_fs_t *req) {
     if (!s->reading) st_free(s);
     return;
   }
-  if (n > 0 && (size_t)n < s->wlen) {  /* short write: the rest, still on the pool */
+  if (n > 0 && (size_t)n < s->wlen && !s->wcancel) {  /* short write or next piece: the rest */
     int r;
     s->wp += n;
     s->wlen -= (size_t)n;
+    s->wsent += (size_t)n;
     if ((r = file_write_next(s)) == 0) return;
     n = r;
   } else if (n == 0) {
@@ -579,7 +644,7 @@ static void fs_write_cb(uv_fs_t *req) {
 }
 
 static int file_write_next(csp_Stream *s) {
-  uv_buf_t b = uv_buf_init((char *)s->wp, (unsigned)s->wlen);
+  uv_buf_t b = uv_buf_init((char *)s->wp, (unsigned)(s->wlen < buf_max ? s->wlen : buf_max));
   s->wfs.data = s;
   return uv_fs_write(s->S->loop, &s->wfs, s->fd, &b, 1, -1, fs_write_cb);
 }
@@ -608,12 +673,12 @@ static int wr_run(lua_State *L, Conn *c, int turn) {
   }
   if (s->wdl && uv_hrtime() >= s->wdl) {
     wake_turn(s);
-    return err_timeout(L);
+    return err_wtimeout(L, (size_t)lua_tointeger(L, 3));
   }
   if (s->fd == 1) fflush(stdout);  /* what print wrote comes first */
   else if (s->fd == 2) fflush(stderr);
-  if (len > 0 && s->kind != CSP_ST_FILE) {
-    uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+  if (len > 0 && s->kind != CSP_ST_FILE) {  /* one piece: the count fits uv_try_write's int */
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)(len < buf_max ? len : buf_max));
     r = uv_try_write(&s->u.s, &b, 1);
     if (r < 0 && r != UV_EAGAIN) {
       wake_turn(s);
@@ -630,12 +695,13 @@ static int wr_run(lua_State *L, Conn *c, int turn) {
   if (s->wdl) csp_io_deadline(L, s->S, g, s->wdl);
   s->wp = p + written;
   s->wlen = len - (size_t)written;
+  s->wsent = (size_t)written;
+  s->wcancel = 0;
   if (s->kind == CSP_ST_FILE) {
     r = file_write_next(s);
   } else {
-    uv_buf_t b = uv_buf_init((char *)s->wp, (unsigned)s->wlen);
     s->wreq.data = s;
-    r = uv_write(&s->wreq, &s->u.s, &b, 1, st_write_cb);
+    r = csp_stream_write(&s->wreq, &s->u.s, s->wp, s->wlen, st_write_cb);
   }
   if (r != 0) {
     s->wlen = 0;
@@ -658,8 +724,24 @@ static int wr_turn_k(lua_State *L, int status, lua_KContext ctx) {
   csp_G *g = (csp_G *)ctx;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
   csp_io_undeadline(g->S, g);
-  if (g->wake == CSP_WAKE_TIMEOUT) return err_timeout(L);
+  if (g->wake == CSP_WAKE_TIMEOUT) return err_wtimeout(L, (size_t)lua_tointeger(L, 3));
   return wr_run(L, (Conn *)lua_touserdata(L, 1), 1);
+}
+
+/* The write in flight timed out: what is out is counted, the rest is not sent (Go: after a
+** write deadline the connection is unusable for writing). A socket's sending side is shut, so
+** libuv's queued bytes fail (EPIPE) instead of going out later; a file write stops after its
+** current chunk; a pipe or tty cannot take back what libuv queued. */
+static size_t wr_abandon(csp_Stream *s) {
+  size_t n;
+  uv_os_fd_t fd;
+  if (s->kind == CSP_ST_FILE) {  /* the chunk on the pool may still land: not counted */
+    s->wcancel = 1;
+    return s->wsent;
+  }
+  n = s->wsent + s->wlen - uv_stream_get_write_queue_size(&s->u.s);  /* ours is the only write */
+  if (s->kind == CSP_ST_TCP && uv_fileno(&s->u.h, &fd) == 0) shutdown(fd, SHUT_WR);
+  return n;
 }
 
 static int wr_done_k(lua_State *L, int status, lua_KContext ctx) {
@@ -669,7 +751,8 @@ static int wr_done_k(lua_State *L, int status, lua_KContext ctx) {
   int st;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
   csp_io_undeadline(g->S, g);
-  if (g->wake == CSP_WAKE_TIMEOUT) return err_timeout(L);  /* the write stays queued */
+  if (g->wake == CSP_WAKE_TIMEOUT)  /* 3: what wr_pieces' writev took */
+    return err_wtimeout(L, (s ? wr_abandon(s) : 0) + (size_t)lua_tointeger(L, 3));
   if (s == NULL) return err_closed(L, c, "write");
   st = s->wstatus;
   s->wbusy = s->wdone = 0;
@@ -719,6 +802,7 @@ static int wr_pieces(lua_State *L, Conn *c, int n, uv_buf_t *b, size_t total) {
 ** several arguments go out as one write, as with Lua's file:write. */
 static int conn_write(lua_State *L) {
   Conn *c = conn_check(L);
+  CSP_PREEMPT(L, csp_sched_get(L), conn_write);
   int n = lua_gettop(L);
   uv_buf_t b[WR_IOV];
   size_t total = 0;
@@ -829,9 +913,7 @@ static int set_deadline(lua_State *L, int which) {
   int r;
   if (!lua_isnoneornil(L, 2)) {
     double t = csp_checknumber(L, 2);
-    if (!(t > 0)) when = 1;  /* the past: pending and later operations time out at once */
-    else if (t * CSP_NS >= (double)MAX_NS) when = MAX_NS;
-    else when = (uint64_t)(t * CSP_NS) + 1;
+    when = csp_timer_secs(t) + 1;  /* 1 for the past: operations time out at once */
   }
   if ((s = conn_stream(L, c, &r)) == NULL)
     return r ? err_code(L, c, "set", r) : err_closed(L, c, "set");
@@ -877,6 +959,9 @@ static void stdio_new(lua_State *L, int fd, const char *name) {
 
 /* Stack: [module, sched]. */
 void csp_stream_open(lua_State *L) {
+  const char *bm = getenv("CSP_BUFMAX");
+  if (bm && strtoull(bm, NULL, 10) > 0 && strtoull(bm, NULL, 10) < BUF_MAX)
+    buf_max = (size_t)strtoull(bm, NULL, 10);
   static const luaL_Reg methods[] = {
     {"read", conn_read}, {"read_line", conn_read_line}, {"lines", conn_lines},
     {"write", conn_write}, {"close_write", conn_close_write}, {"close", conn_close},

@@ -35,6 +35,8 @@ struct csp_Stream {
   uint32_t wticket;
   const char *wp;    /* file writes: what is left */
   size_t wlen;
+  size_t wsent;      /* the write in flight: bytes its writer knew were out when it started */
+  uint8_t wcancel;   /* its writer timed out: a file write stops at the current chunk */
   uv_write_t wreq;
   uv_shutdown_t sreq;
   uv_fs_t rfs, wfs;
@@ -53,6 +55,12 @@ void csp_addr_name(const struct sockaddr *sa, char *out, size_t size);
 ** unlinks its waiter and wakes it with CSP_WAKE_TIMEOUT. */
 void csp_io_deadline(lua_State *L, csp_Sched *S, csp_G *g, uint64_t when);
 void csp_io_undeadline(csp_Sched *S, csp_G *g);
+
+/* uv_write of p[0..len), 4 GiB or more included (uv_buf_t lengths are unsigned int). */
+int csp_stream_write(uv_write_t *req, uv_stream_t *h, const char *p, size_t len, uv_write_cb cb);
+
+/* Puts /dev/null on standard descriptors that are closed, before the loop opens any descriptor. */
+void csp_stdio_guard(void);
 
 /* Registers the conn type, csp.stdin/stdout/stderr and csp.io (stack: [module, sched]). */
 void csp_stream_open(lua_State *L);

@@ -125,6 +125,7 @@ static int mutex_acquire(lua_State *L, Mutex *m, lua_KContext ctx, lua_KFunction
 
 static int mutex_lock(lua_State *L) {
   Mutex *m = CHECK(L, 1, Mutex, mutex_tag, "mutex");
+  CSP_PREEMPT(L, m->S, mutex_lock);
   csp_G *g = m->locked ? csp_sched_self(L, m->S) : NULL;
   return mutex_acquire(L, m, (lua_KContext)g, mutex_lock_k);
 }
@@ -176,6 +177,7 @@ static int rw_new(lua_State *L) {
 
 static int rw_rlock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  CSP_PREEMPT(L, rw->S, rw_rlock);
   if (!rw->writer && rw->wq.head == NULL) {  /* a waiting writer blocks new readers */
     rw->readers++;
     if (rw->S->race) csp_race_acq(rw->S, NULL, rw, CSP_RACE_RW_R);
@@ -228,6 +230,7 @@ static int rw_runlock(lua_State *L) {
 
 static int rw_lock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
+  CSP_PREEMPT(L, rw->S, rw_lock);
   if (!rw->writer && rw->readers == 0) {
     rw->writer = 1;
     if (rw->S->race) csp_race_rwlock(rw->S, NULL, rw);
@@ -277,11 +280,10 @@ static int wg_new(lua_State *L) {
 }
 
 static void wg_add_n(lua_State *L, WaitGroup *wg, lua_Integer n) {
+  /* checked before adding: the counter stays sane for the caller who catches the error */
+  if (n > 0 && wg->count > LUA_MAXINTEGER - n) luaL_error(L, "sync: WaitGroup counter overflow");
+  if (wg->count + n < 0) luaL_error(L, "sync: negative WaitGroup counter");
   wg->count += n;
-  if (wg->count < 0) {
-    wg->count -= n;  /* leave it usable: the caller gets the error, the counter stays sane */
-    luaL_error(L, "sync: negative WaitGroup counter");
-  }
   if (wg->S->race) csp_race_wg(wg->S, wg, n, wg->count, &wg->q);
   if (wg->count == 0) wake_all(wg->S, &wg->q);
 }
@@ -299,6 +301,7 @@ static int wg_done(lua_State *L) {
 
 static int wg_wait(lua_State *L) {
   WaitGroup *wg = CHECK(L, 1, WaitGroup, wg_tag, "waitgroup");
+  CSP_PREEMPT(L, wg->S, wg_wait);
   if (wg->count == 0) {
     if (wg->S->race) csp_race_acq(wg->S, NULL, wg, 0);
     return 0;
@@ -379,6 +382,7 @@ static lua_Integer sem_weight(lua_State *L, Semaphore *s) {
 
 static int sem_acquire(lua_State *L) {
   Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
+  CSP_PREEMPT(L, s->S, sem_acquire);
   lua_Integer k = sem_weight(L, s);
   if (s->size - s->cur >= k && s->q.head == NULL) {
     s->cur += k;

@@ -6,8 +6,6 @@
 static const char ticker_mt_key = 0;
 static const char timer_mt_key = 0;
 
-#define MAX_NS ((uint64_t)1 << 62)  /* ~146 years: longer durations are clamped */
-
 /* ---------------------------------------------------------------- heap */
 
 static void heap_put(csp_Sched *S, uint32_t i, csp_TimerNode *t) {
@@ -80,15 +78,25 @@ int csp_timer_run(csp_Sched *S) {
   return n;
 }
 
+static void timer_arm(csp_Sched *S, uint64_t minms);
+
+/* Re-armed for at least 1 ms: a 0 ms timer started in its own callback runs again at once in
+** the same libuv timer pass (libuv < 1.45 does not update its clock there), so a deadline that
+** is always due (ticker(1e-9)) would never let uv_run return. The scheduler fires what is due
+** as soon as uv_run returns. */
 static void timer_cb(uv_timer_t *h) {
   csp_Sched *S = (csp_Sched *)h->data;
   csp_timer_run(S);
-  csp_timer_arm(S);
+  timer_arm(S, 1);
+}
+
+void csp_timer_arm(csp_Sched *S) {
+  timer_arm(S, 0);
 }
 
 /* The uv_timer is ref'd only while a goroutine waits for a deadline: a timer that nothing waits
 ** on never keeps the program alive, nor hides a deadlock. */
-void csp_timer_arm(csp_Sched *S) {
+static void timer_arm(csp_Sched *S, uint64_t minms) {
   uint64_t now, when, ms;
   if (S->nheap == 0) {
     uv_timer_stop(S->tmr);
@@ -97,6 +105,7 @@ void csp_timer_arm(csp_Sched *S) {
   now = uv_hrtime();
   when = S->heap[0]->when;
   ms = when > now ? (when - now + 999999) / 1000000 : 0;
+  if (ms < minms) ms = minms;
   uv_update_time(S->loop);
   uv_timer_start(S->tmr, timer_cb, ms, 0);
   if (S->ntimed > 0) uv_ref((uv_handle_t *)S->tmr);
@@ -117,12 +126,15 @@ void csp_timer_free(csp_Sched *S) {
   S->nheap = S->heapcap = 0;
 }
 
-/* Seconds to ns; non-positive gives 0; NaN raises. */
-uint64_t csp_timer_ns(lua_State *L, int arg) {
-  double d = csp_checknumber(L, arg);
+uint64_t csp_timer_secs(double d) {
   if (!(d > 0)) return 0;
-  if (d * CSP_NS >= (double)MAX_NS) return MAX_NS;
-  return (uint64_t)(d * CSP_NS);
+  if (d * CSP_NS >= (double)CSP_MAX_NS) return CSP_MAX_NS;
+  return d * CSP_NS >= 1 ? (uint64_t)(d * CSP_NS) : 1;  /* any d > 0 is a duration, if tiny */
+}
+
+/* NaN raises (csp_checknumber). */
+uint64_t csp_timer_ns(lua_State *L, int arg) {
+  return csp_timer_secs(csp_checknumber(L, arg));
 }
 
 /* ---------------------------------------------------------------- sleep, now */

@@ -1,6 +1,7 @@
 -- Seed 1.8.5 priority in select: both workers of the note, each preferring ch1 jobs over ch2 jobs.
 -- Version 1 (nested select with default) keeps the priority but never blocks: when idle it
--- spins, and in csp a goroutine that never blocks also starves every other goroutine.
+-- spins, burning CPU; as Go preempts it, csp's select yields once it has run a time slice
+-- (10 ms), so the other goroutines still get turns, late.
 -- Version 2 (the labelled loop) parks in select when idle, and after taking a ch2 job it
 -- first drains ch1.
 local csp = require "csp"
@@ -53,8 +54,8 @@ print("== version 1: nested select with default (busy loop) ==")
 local ch1, ch2 = jobs()
 local wg = csp.waitgroup()
 wg:go(worker, ch1:receiver(), ch2:receiver(), 100000)
--- Runnable all along, yet it runs only once the worker stops spinning.
-wg:go(function() print("bystander: ran only after the worker gave up") end)
+-- Runnable all along, yet it runs only once the worker's time slice is over.
+wg:go(function() print("bystander: ran when the spinning worker's time slice ran out") end)
 wg:wait()
 
 print("== version 2: labelled loop (blocks when idle) ==")

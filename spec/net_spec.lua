@@ -245,6 +245,15 @@ describe("csp.net.dial", function()
     ln:close()
   end)
 
+  it("a huge or infinite opts.timeout means no deadline, not an expired one", function()
+    local ln, addr = listen()
+    for _, t in ipairs({ math.huge, 1e308, 2 ^ 53, 2 ^ 63, 1e10 }) do
+      local c = assert(csp.net.dial("tcp", addr, { timeout = t }))
+      c:close()
+    end
+    ln:close()
+  end)
+
   it("dials from many goroutines at once", function()
     local ln, addr = listen()
     local n = 50
@@ -561,6 +570,46 @@ describe("conn writes", function()
 end)
 
 describe("conn deadlines", function()
+  it("a timed-out write returns nil, 'i/o timeout', 'ETIMEDOUT', n and the rest is never sent", function()
+    local c, s = pair()
+    local big = string.rep("x", 20 * 1024 * 1024)
+    c:set_write_deadline(csp.now() + 0.2)
+    local t0 = csp.now()
+    local ok, err, code, n = c:write(big)  -- the peer reads nothing: the kernel buffers fill
+    assert.is_nil(ok)
+    assert.equal("i/o timeout", err)
+    assert.equal("ETIMEDOUT", code)
+    assert.is_true(math.type(n) == "integer" and n >= 0 and n < #big, tostring(n))
+    assert.is_true(csp.now() - t0 < 0.2 + SLACK)
+    -- the peer gets exactly n bytes, then the end: nothing of the rest comes later
+    local total = 0
+    while true do
+      local d = s:read()
+      if not d then break end
+      total = total + #d
+    end
+    assert.equal(n, total)
+    -- the conn is unusable for writing, even with the deadline lifted
+    c:set_write_deadline(nil)
+    assert.is_nil((c:write("more")))
+    c:close()
+    s:close()
+  end)
+
+  it("a write that times out waiting for its turn reports 0 bytes", function()
+    local c, s = pair()
+    local big = string.rep("y", 20 * 1024 * 1024)
+    c:set_write_deadline(csp.now() + 0.2)
+    local first = spawn(function() return c:write(big) end)
+    csp.gosched()
+    local ok, err, code, n = c:write("second")
+    assert.same({ nil, "i/o timeout", "ETIMEDOUT", 0 }, { ok, err, code, n })
+    local r = first:recv()
+    assert.equal("i/o timeout", r[2])
+    c:close()
+    s:close()
+  end)
+
   it("an expired read returns nil, 'i/o timeout'; nil clears the deadline", function()
     local c, s = pair()
     c:set_read_deadline(csp.now() + 0.05)
@@ -574,6 +623,22 @@ describe("conn deadlines", function()
     assert.equal("late", c:read_line())
     c:close()
     s:close()
+  end)
+
+  it("huge deadlines never expire: reads and writes wait for their data", function()
+    for _, t in ipairs({ math.huge, 1e308, 2 ^ 53 }) do
+      local c, s = pair()
+      c:set_deadline(csp.now() + t)
+      s:set_deadline(t)
+      local r = spawn(function() return c:read_line() end)
+      csp.gosched()
+      assert.equal(6, s:write("hello\n"))
+      assert.equal("hello", r:recv()[1])
+      assert.equal(3, c:write("ok\n"))
+      assert.equal("ok", s:read_line())
+      c:close()
+      s:close()
+    end
   end)
 
   it("a deadline set while a goroutine is blocked applies to it", function()
@@ -731,5 +796,47 @@ describe("descriptor limits", function()
     local out = finish(srv)
     assert.equal("ok " .. n .. "\n", got)
     assert.equal("peak " .. n, out:match("peak %d+"), out)
+  end)
+end)
+
+describe("writes split into pieces (uv_buf_t lengths are 32-bit)", function()
+  -- CSP_BUFMAX lowers the piece size from 1 GiB to 7 bytes, so a small string takes the path of
+  -- a string of 4 GiB or more: try_write of one piece, then uv_write of many.
+  it("tcp, a pipe, a file and exec's stdin get every byte", function()
+    local out = os.tmpname()
+    local code = [[
+      local csp = require "csp"
+      local s = {}
+      for i = 1, 3000 do s[i] = tostring(i) end
+      s = table.concat(s, ",")
+      local ln = assert(csp.net.listen("tcp", "127.0.0.1:0"))
+      local got = csp.chan(1)
+      csp.go(function()
+        local c = ln:accept()
+        local t = {}
+        while true do local d = c:read() if not d then break end t[#t + 1] = d end
+        got:send(table.concat(t))
+      end)
+      local c = assert(csp.net.dial("tcp", ln:addr()))
+      assert(c:write(s) == #s)
+      c:close_write()
+      assert(got:recv() == s, "tcp")
+      local r = csp.exec("wc", { "-c" }, { stdin = s })
+      assert(tonumber(r.stdout) == #s, "exec stdin")
+      assert(csp.stdout:write(s) == #s)
+    ]]
+    local r = run.run(code, { CSP_BUFMAX = "7" })
+    assert.equal("", r.stderr)
+    assert.equal(0, r.code)
+    local expect = {}
+    for i = 1, 3000 do expect[i] = tostring(i) end
+    expect = table.concat(expect, ",")
+    assert.equal(#expect, #r.stdout)
+    assert.equal(expect, r.stdout)  -- stdout of run.run is a file
+    local p = assert(io.popen(("env %s CSP_BUFMAX=7 lua5.4 -e %s | wc -c"):format(ENV,
+      quote("local csp = require 'csp'; assert(csp.stdout:write(string.rep('z', 100000)) == 100000)"))))
+    assert.equal("100000", p:read("a"):match("%d+"))
+    p:close()
+    os.remove(out)
   end)
 end)

@@ -126,3 +126,71 @@ describe("objects of the wrong type", function()
     assert.is_true(ok)
   end)
 end)
+
+describe("stacks the core did not size", function()
+  local run = require "spec.helpers.run"
+
+  -- A crash must not take busted down with it: each case runs in a child process.
+  local function child_ok(code)
+    local r = run.run(code)
+    assert.equal("", r.stderr)
+    assert.equal(0, r.code)
+    return r.stdout
+  end
+
+  it("csp.go and csp.run with many arguments after a collection shrank the stacks", function()
+    local out = child_ok([[
+      local csp = require "csp"
+      local t = {} for i = 1, 300 do t[i] = i end
+      local got = csp.chan(10)
+      local function count(...) got:send(select("#", ...)) end
+      csp.go(count, table.unpack(t))
+      collectgarbage()
+      csp.sleep(0.01)
+      csp.run(count, table.unpack(t, 1, 100))
+      csp.run(function()  -- spawned from a goroutine, started from a pooled thread
+        collectgarbage()
+        csp.go(count, table.unpack(t, 1, 50))
+        collectgarbage()
+      end)
+      for _ = 1, 200 do csp.go(function() end) end  -- fill the thread pool
+      csp.run()
+      collectgarbage()
+      csp.go(count, table.unpack(t, 1, 21))
+      collectgarbage()
+      csp.run()
+      print(got:recv(), got:recv(), got:recv(), (got:recv()))
+    ]])
+    assert.equal("300\t100\t50\t21\n", out)
+  end)
+
+  it("10000 arguments reach a goroutine", function()
+    local out = child_ok([[
+      local csp = require "csp"
+      local t = {} for i = 1, 10000 do t[i] = i end
+      local n, last
+      csp.run(function(...) n, last = select("#", ...), (select(10000, ...)) end, table.unpack(t))
+      print(n, last)
+    ]])
+    assert.equal("10000\t10000\n", out)
+  end)
+
+  it("select with a dozen ready cases and handlers", function()
+    local out = child_ok([[
+      local csp = require "csp"
+      for n = 1, 40 do
+        local cases = {}
+        for i = 1, n do
+          local c = csp.chan(1)
+          c:send(i)
+          cases[i] = csp.recv(c, function(v, ok) return v, ok, "x", "y", "z" end)
+        end
+        collectgarbage()
+        local v, ok, a, b, c2 = csp.select(cases)
+        assert(ok and v >= 1 and v <= n and a == "x" and c2 == "z", n)
+      end
+      print("ok")
+    ]])
+    assert.equal("ok\n", out)
+  end)
+end)

@@ -198,6 +198,106 @@ describe("csp.goexit", function()
   end)
 end)
 
+describe("goexit and panics run blocking <close> handlers", function()
+  -- Go: the deferred calls of a goroutine that calls Goexit or panics may block.
+  local function closer(f) return setmetatable({}, { __close = f }) end
+
+  local function blocking_closers(ending)
+    local ch, mu, log = csp.chan(), csp.mutex(), {}
+    mu:lock()
+    local id = csp.go(function()
+      local _ <close> = closer(function(_, e) log[#log + 1] = "sleep " .. tostring(e ~= nil); csp.sleep(0.001) end)
+      local _ <close> = closer(function() mu:lock(); log[#log + 1] = "locked"; mu:unlock() end)
+      local _ <close> = closer(function() ch:send("from close"); log[#log + 1] = "sent" end)
+      ending()
+    end)
+    csp.gosched()
+    return id, ch, mu, log
+  end
+
+  it("goexit: send on an unbuffered channel, lock a held mutex, sleep", function()
+    local id, ch, mu, log = blocking_closers(csp.goexit)
+    assert.equal("from close", ch:recv())
+    csp.gosched()
+    assert.same({ "sent" }, log)  -- parked on the mutex, held by main
+    has(csp.dump(), "goroutine " .. id .. " [sync.Mutex.Lock]")
+    mu:unlock()
+    csp.run()
+    assert.same({ "sent", "locked", "sleep false" }, log)
+  end)
+
+  it("a panic: the same, then it reaches main as goroutine N: msg", function()
+    local id, ch, mu, log = blocking_closers(function() error("boom") end)
+    assert.equal("from close", ch:recv())
+    mu:unlock()
+    local msg = raises(csp.run)
+    assert.same({ "sent", "locked", "sleep true" }, log)
+    assert.is_truthy(msg:find("goroutine " .. id .. ": ", 1, true), msg)
+    has(msg, "boom")
+    has(msg, "in function 'error'")
+    assert.equal(1, csp.numgoroutine())
+  end)
+
+  it("a panic's <close> receives the error; one that raises while blocking-closing is noted", function()
+    local ch, got = csp.chan(), nil
+    csp.go(function()
+      local _ <close> = closer(function() error("close failed") end)
+      local _ <close> = closer(function(_, e) got = e; ch:send(1) end)
+      error({ "the object" })
+    end)
+    local msg = raises(function() ch:recv(); csp.run() end)
+    assert.same({ "the object" }, got)
+    has(msg, "(then, while closing: ")
+    has(msg, "close failed")
+  end)
+
+  it("goexit passes nested pcalls, blocking in <close> handlers between them", function()
+    local ch, log = csp.chan(), {}
+    local function push(x) log[#log + 1] = x end
+    csp.go(function()
+      local _ <close> = closer(function() ch:send("outer"); push("outer") end)
+      local ok = pcall(function()
+        local _ <close> = closer(function() ch:send("middle"); push("middle") end)
+        pcall(function()
+          local _ <close> = closer(function(_, e) push("inner " .. tostring(e)); ch:send("inner") end)
+          csp.goexit()
+          push("after goexit")
+        end)
+        push("after inner pcall")
+      end)
+      push("after outer pcall " .. tostring(ok))
+    end)
+    assert.equal("inner", ch:recv())
+    assert.equal("middle", ch:recv())
+    assert.equal("outer", ch:recv())
+    csp.run()
+    assert.same({ "inner nil", "middle", "outer" }, log)
+  end)
+
+  it("a <close> handler's own pcall still works during goexit", function()
+    local res = csp.chan(1)
+    csp.go(function()
+      local _ <close> = closer(function()
+        local ok, e = pcall(error, "inside")
+        csp.sleep(0.001)
+        res:send(tostring(ok) .. " " .. e)
+      end)
+      pcall(csp.goexit)
+    end)
+    assert.equal("false inside", res:recv())
+    csp.run()
+  end)
+
+  it("a <close> handler that raises during goexit is a panic", function()
+    csp.go(function()
+      local _ <close> = closer(function() csp.sleep(0.001); error("closing went wrong") end)
+      pcall(csp.goexit)
+    end)
+    has(raises(csp.run), "closing went wrong")
+    assert.equal(1, csp.numgoroutine())
+  end)
+end)
+
 describe("csp.numgoroutine", function()
   it("counts live goroutines plus main", function()
     local n0 = csp.numgoroutine()
@@ -326,6 +426,18 @@ describe("csp.step", function()
     assert.is_true(steps >= 2, "step(0.01) should return at least once before the sleeper woke")
   end)
 
+  it("a huge or infinite timeout waits for the work, not for ever nor not at all", function()
+    for _, t in ipairs({ math.huge, 1e308, 2 ^ 53 }) do
+      local woke = false
+      csp.go(function() csp.sleep(0.02); woke = true end)
+      csp.step(0)
+      local t0 = csp.now()
+      while not woke do csp.step(t) end
+      assert.is_true(csp.now() - t0 >= 0.015)
+      assert.is_false(csp.step(t))  -- no work: returns at once
+    end
+  end)
+
   it("returns early when a timer fires before the timeout", function()
     csp.go(function() csp.sleep(0.02) end)
     csp.step(0)
@@ -338,7 +450,7 @@ describe("csp.step", function()
   end)
 end)
 
-describe("many goroutines", function()
+describe("many goroutines #heavy", function()
   it("100k goroutines parked at once all run to completion", function()
     local n = 100000
     local n0 = csp.numgoroutine()
@@ -706,5 +818,94 @@ describe("CSP_SEED", function()
     local r1, r2 = run.run(script), run.run(script)
     assert.equal(0, r1.code, r1.stderr)
     assert.are_not.equal(r1.stdout, r2.stdout)
+  end)
+end)
+
+describe("fairness: calls that may block yield after a time slice", function()
+  -- In children: before preemption these programs never ended.
+  it("a producer that always finds room in a buffered channel lets a ticker run", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local ch, stop, gaps = csp.chan(8), false, {}
+      csp.go(function()
+        local n = 0
+        while not stop do ch:send(n); ch:recv(); n = n + 1 end  -- never blocks
+      end)
+      csp.go(function()
+        local tk = csp.ticker(0.001)
+        local last = csp.now()
+        for i = 1, 20 do
+          tk.c:recv()
+          local now = csp.now()
+          gaps[i] = now - last
+          last = now
+        end
+        tk:stop()
+        stop = true
+      end)
+      csp.run()
+      table.sort(gaps)
+      print(gaps[#gaps] < 0.25, gaps[#gaps // 2] < 0.1)
+    ]], nil, 20)
+    assert.equal("", r.stderr)
+    assert.equal("true\ttrue\n", r.stdout)
+  end)
+
+  it("reading buffered bytes one at a time lets a ticker run", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local ln = assert(csp.net.listen("tcp", "127.0.0.1:0"))
+      local N = 4 * 1024 * 1024
+      csp.go(function()
+        local c = ln:accept()
+        c:write(string.rep("x", N))
+        c:close()
+      end)
+      local c = assert(csp.net.dial("tcp", ln:addr()))
+      c:set_max_line(1 << 22)  -- the read buffer may hold 4 MiB: reads rarely wait for data
+      local done, maxgap = false, 0
+      csp.go(function()
+        local last = csp.now()
+        while not done do
+          csp.sleep(0.001)
+          local now = csp.now()
+          if now - last > maxgap then maxgap = now - last end
+          last = now
+        end
+      end)
+      local got = 0
+      csp.sleep(0.05)
+      while true do
+        local d = c:read(1)
+        if not d then break end
+        got = got + 1
+      end
+      done = true
+      csp.run()
+      print(got == N, maxgap < 0.25)
+    ]], nil, 60)
+    assert.equal("", r.stderr)
+    assert.equal("true\ttrue\n", r.stdout)
+  end)
+
+  it("CSP_SLICE=0 turns it off; API.md's rule holds: no switch outside calls that may block", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local ch, other = csp.chan(1), 0
+      csp.go(function() other = other + 1 end)
+      local t0 = csp.now()
+      while csp.now() - t0 < 0.05 do ch:send(1); ch:recv() end
+      print(other)
+    ]], { CSP_SLICE = "0" })
+    assert.equal("0\n", r.stdout)
+    r = run.run([[
+      local csp = require "csp"
+      local ch, other = csp.chan(1), 0
+      csp.go(function() other = other + 1 end)
+      local t0 = csp.now()
+      while csp.now() - t0 < 0.05 do ch:send(1); ch:recv() end
+      print(other)
+    ]], { CSP_SLICE = "5ms" })
+    assert.equal("1\n", r.stdout)
   end)
 end)

@@ -190,6 +190,19 @@ describe("select default", function()
 end)
 
 describe("select blocking", function()
+  it("an empty select on a fresh main thread is a deadlock (no select waiter array yet)", function()
+    -- a child process: its main record has never grown select waiters (UBSan: memset(NULL))
+    local r = require("spec.helpers.run").run([[
+      local csp = require "csp"
+      local ok, err = pcall(csp.select, {})
+      print(ok, (err:match("^[^\n]*")))
+      print(pcall(csp.select, { csp.recv(nil), csp.send(nil, 1) }))
+    ]])
+    assert.equal("", r.stderr)
+    assert.equal(0, r.code)
+    assert.truthy(r.stdout:find("^false\tfatal error: all goroutines are asleep %- deadlock!\nfalse\t"))
+  end)
+
   it("main thread blocks until a goroutine completes a case", function()
     local a, b = csp.chan(), csp.chan()
     csp.go(function() b:send("late") end)

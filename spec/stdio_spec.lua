@@ -207,3 +207,51 @@ sys.stdout.write(out.decode() + "status %d\n" % st)
     assert.matches("status 0\n$", out)
   end)
 end)
+
+describe("closed standard descriptors", function()
+  -- Daemons and CI runners start programs with fd 0, 1 or 2 closed: libuv asserted at exit.
+  local CODE = [[
+    local csp = require "csp"
+    local function show(...)
+      local t = table.pack(...)
+      return tostring(t[1]) .. "|" .. tostring(t[2]) .. "|" .. tostring(t[3])
+    end
+    local lines = { show(csp.stdin:read()), show(csp.stdout:write("x\n")), show(csp.stderr:write("e\n")) }
+    csp.sleep(0.001)  -- the loop runs, and closes its descriptors at exit
+    local f = assert(io.open(os.getenv("OUT"), "w"))
+    f:write(table.concat(lines, "\n"), "\n")
+    f:close()
+  ]]
+  local function case(redir)
+    local out = os.tmpname()
+    local cmd = "OUT=" .. quote(out) .. " LUA </dev/null >/dev/null 2>/dev/null " .. redir .. "; echo $?"
+    local _, status = sh(CODE, cmd)
+    local f = assert(io.open(out, "rb"))
+    local got = f:read("a")
+    f:close()
+    os.remove(out)
+    return got, status
+  end
+
+  it("stdin closed: reads return nil, err, EBADF; no abort at exit", function()
+    local got = case("<&-")
+    assert.equal("nil|read /dev/stdin: bad file descriptor|EBADF\n2|nil|nil\n2|nil|nil\n", got)
+  end)
+
+  it("stdout closed: writes return nil, err, EBADF; print does not crash", function()
+    local got = case(">&-")
+    assert.equal("nil|EOF|EOF\nnil|write /dev/stdout: bad file descriptor|EBADF\n2|nil|nil\n", got)
+  end)
+
+  it("stderr closed", function()
+    local got = case("2>&-")
+    assert.equal("nil|EOF|EOF\n2|nil|nil\nnil|write /dev/stderr: bad file descriptor|EBADF\n", got)
+  end)
+
+  it("all three closed: exit status 0", function()
+    local out = os.tmpname()
+    local status = sh(CODE, "OUT=" .. quote(out) .. " LUA <&- >&- 2>&-; echo $?")
+    os.remove(out)
+    assert.equal("0\n", status)
+  end)
+end)

@@ -513,6 +513,19 @@ describe("csp.waitgroup", function()
     end
   end)
 
+  it("raises sync: WaitGroup counter overflow, and stays usable", function()
+    local wg = csp.waitgroup()
+    wg:add(math.maxinteger)
+    has(raises(wg.add, wg, 1), "sync: WaitGroup counter overflow")
+    has(raises(wg.add, wg, math.maxinteger), "sync: WaitGroup counter overflow")
+    wg:add(-math.maxinteger)  -- back to 0: nothing wrapped
+    wg:wait()
+    wg:add(1)
+    has(raises(wg.add, wg, math.maxinteger), "sync: WaitGroup counter overflow")
+    wg:done()
+    wg:wait()
+  end)
+
   it("raises sync: negative WaitGroup counter, and stays usable", function()
     local wg = csp.waitgroup()
     has(raises(wg.done, wg), "sync: negative WaitGroup counter")

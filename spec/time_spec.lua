@@ -364,6 +364,71 @@ describe("csp.timer", function()
   end)
 end)
 
+describe("huge durations", function()
+  it("math.huge, 1e308 and 2^53 never fire: sleep, after, timer, tick, ticker", function()
+    for _, d in ipairs({ math.huge, 1e308, 2 ^ 53 }) do
+      local a, tm, tk, tc = csp.after(d), csp.timer(d), csp.ticker(d), csp.tick(d)
+      local short = csp.after(0.02)
+      local i = csp.select { csp.recv(a), csp.recv(tm.c), csp.recv(tk.c), csp.recv(tc), csp.recv(short) }
+      assert.equal(5, i)
+      assert.is_true(tm:stop())
+      tk:stop()
+      tm:reset(d)
+      tk:reset(d)
+      assert.equal(2, csp.select { csp.recv(tm.c), csp.recv(csp.after(0.01)) })
+      tm:stop()
+      tk:stop()
+    end
+  end)
+
+  it("sleep(math.huge) sleeps (in a child: nothing can wake it)", function()
+    local r = require("spec.helpers.run").run([[
+      local csp = require "csp"
+      for _, d in ipairs({ math.huge, 1e308, 2 ^ 53 }) do
+        local woke = false
+        csp.go(function() csp.sleep(d); woke = true end)
+        csp.sleep(0.02)
+        assert(not woke, d)
+      end
+      print("ok")
+    ]])
+    assert.equal("", r.stderr)
+    assert.equal("ok\n", r.stdout)
+  end)
+end)
+
+describe("tiny periods", function()
+  it("ticker(1e-9), reset(1e-9), tick(1e-9), timer(1e-9) do not lock the process up", function()
+    -- a child: before the fix the first blocking call spun for ever
+    local r = require("spec.helpers.run").run([[
+      local csp = require "csp"
+      local tk = csp.ticker(1e-9)
+      csp.sleep(0.01)
+      local n, t0 = 0, csp.now()
+      while csp.now() - t0 < 0.02 do tk.c:recv(); n = n + 1 end
+      tk:reset(1e-9)
+      tk.c:recv()
+      local t = csp.tick(1e-9)
+      t:recv(); t:recv()
+      for _, d in ipairs({ 1e-9, 3e-8, 1e-7, 5e-324 }) do
+        local tm = csp.timer(d)
+        tm.c:recv()
+        tm:reset(d)
+        tm.c:recv()
+        local tk2 = csp.ticker(d)
+        local got = csp.chan()
+        csp.go(function() for _ = 1, 50 do tk2.c:recv() end got:close() end)
+        got:recv()
+        tk2:stop()
+      end
+      tk:stop()
+      print("ok", n > 1)
+    ]], nil, 10)
+    assert.equal("", r.stderr)
+    assert.equal("ok\ttrue\n", r.stdout)
+  end)
+end)
+
 describe("timers and deadlock detection", function()
   it("a timer or ticker that nothing waits on does not keep the program alive", function()
     local tk = csp.ticker(0.01)
