@@ -131,7 +131,7 @@ static void req_free(NetReq *r) {
 /* A callback's end: wakes the goroutine, or frees the request if nobody will come for it. */
 static void req_done(NetReq *r) {
   r->inflight = 0;
-  if (r->abandoned) {
+  if (r->abandoned || r->S->closing) {  /* closing: the loop is torn down, nobody will come */
     req_free(r);
     return;
   }

@@ -234,7 +234,7 @@ static void pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
 }
 
 int csp_sched_wake(csp_Sched *S, csp_G *g, uint32_t t, int nargs) {
-  if (g->state != CSP_G_WAITING || g->ticket != t) return 0;
+  if (S->closing || g->state != CSP_G_WAITING || g->ticket != t) return 0;
   csp_sched_ready(S, g, nargs);
   return 1;
 }
@@ -810,6 +810,17 @@ static int sched_gc(lua_State *L) {
   if (S->closing) return 0;
   S->closing = 1;
   csp_port_teardown(S);  /* waits other threads could still complete */
+  /* Close every handle and drain the loop while the records still exist: a request cancelled
+  ** by the close calls back now, and csp_sched_wake refuses it (S->closing) without waking. */
+  uv_walk(S->loop, close_walk, NULL);
+  {
+    int rc = uv_loop_close(S->loop);
+    for (int i = 0; i < 1000 && rc == UV_EBUSY; i++) {
+      uv_run(S->loop, UV_RUN_NOWAIT);
+      rc = uv_loop_close(S->loop);
+    }
+    if (rc == 0) free(S->loop);  /* else leak it: a worker thread may still use it */
+  }
   for (g = S->all.anext; g != &S->all; g = next) {
     next = g->anext;
     free(g->sel);
@@ -822,15 +833,6 @@ static int sched_gc(lua_State *L) {
     free(g);
   }
   free(S->maing.sel);
-  uv_walk(S->loop, close_walk, NULL);
-  {
-    int rc = uv_loop_close(S->loop);
-    for (int i = 0; i < 1000 && rc == UV_EBUSY; i++) {
-      uv_run(S->loop, UV_RUN_NOWAIT);
-      rc = uv_loop_close(S->loop);
-    }
-    if (rc == 0) free(S->loop);  /* else leak it: a worker thread may still use it */
-  }
   csp_timer_free(S);
   free(S->rq);
   free(S->tpool);

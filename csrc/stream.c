@@ -173,7 +173,7 @@ static void st_close_cb(uv_handle_t *h) {
 
 void csp_stream_discard(csp_Stream *s) {
   s->closed = 1;
-  uv_close(&s->u.h, st_close_cb);
+  if (!uv_is_closing(&s->u.h)) uv_close(&s->u.h, st_close_cb);  /* else the teardown's walk */
 }
 
 /* The handle keeps the program alive only while a goroutine waits to read from it (writes,

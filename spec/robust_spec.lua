@@ -194,3 +194,27 @@ describe("stacks the core did not size", function()
     assert.equal("ok\n", out)
   end)
 end)
+
+describe("the runtime closed with requests in flight", function()
+  local run = require "spec.helpers.run"
+
+  -- lua_close tears the loop down while dials, reads, fs requests and processes are pending: their
+  -- callbacks run during the teardown and must neither wake a freed goroutine record nor close a
+  -- handle twice (this once aborted in uv_close).
+  it("exits cleanly after a panic cut main's dial short", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local ln = assert(csp.net.listen("tcp", "127.0.0.1:0"))
+      for _ = 1, 3 do csp.go(function() csp.fs.readdir("/") end) end
+      for _ = 1, 2 do csp.go(function() csp.exec("sleep", { "5" }) end) end
+      for _ = 1, 3 do csp.go(function() csp.net.dial("tcp", ln:addr()) end) end
+      csp.go(function() local c = csp.net.dial("tcp", ln:addr()); if c then c:read() end end)
+      csp.go(function() error("boom") end)
+      local ok, err = pcall(csp.net.dial, "tcp", ln:addr())
+      print(ok, (tostring(err):match("boom")))
+    ]])
+    assert.equal("", r.stderr)
+    assert.equal(0, r.code)
+    assert.equal("false\tboom\n", r.stdout)
+  end)
+end)
