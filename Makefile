@@ -4,13 +4,15 @@ BUSTED   ?= busted
 CC       ?= gcc
 PKGS      = lua5.4 libuv
 DEBS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-check luarocks libgumbo-dev pkg-config gcc make \
-            netcat-openbsd python3 cppcheck valgrind
+            netcat-openbsd python3 cppcheck valgrind \
+            libcurl4-openssl-dev liburiparser-dev openssl nginx
 CFLAGS   ?= -O2 -g
 WARN     ?= -Wall -Wextra -Werror -Wno-unused-parameter
 # csrc/html.c wraps libgumbo; link it only once that file exists.
 ifneq ($(wildcard csrc/html.c),)
 PKGS     += gumbo
 endif
+PKGS     += libcurl liburiparser
 # The interpreter provides the Lua symbols: link libuv (and gumbo), never liblua.
 PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS      = $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null)
