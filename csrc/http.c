@@ -69,6 +69,7 @@ typedef struct Req {
   uint8_t too_large, hdr_too_large, recv_paused, send_paused, need, up_eof;
   uint8_t in_trailers;    /* after the blank line ending the last header block */
   uint8_t streamed;       /* body from a producer (read callback) */
+  int open_errno;         /* socket() failed with it */
   uint8_t stale, retried; /* prereq_cb found stray bytes on the connection; made again once */
   CURLcode result;
   int64_t max_body;       /* -1: none */
@@ -205,13 +206,15 @@ static int timer_cb(CURLM *m, long ms, void *userp) {
 }
 
 static curl_socket_t open_cb(void *u, curlsocktype purpose, struct curl_sockaddr *a) {
-  Multi *M = (Multi *)u;
+  Req *r = (Req *)u;
+  Multi *M = r->M;
   curl_socket_t fd;
   Sock *k = malloc(sizeof *k);
   (void)purpose;
   if (k == NULL) return CURL_SOCKET_BAD;
   fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd == CURL_SOCKET_BAD) {
+    r->open_errno = errno;  /* curl reports no errno for this: Go's "socket: too many open files" */
     free(k);
     return fd;
   }
@@ -546,7 +549,7 @@ static int http_new(lua_State *L) {
   SETOPT(e, CURLOPT_HEADERFUNCTION, header_cb);
   SETOPT(e, CURLOPT_HEADERDATA, r);
   SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
-  SETOPT(e, CURLOPT_OPENSOCKETDATA, M);
+  SETOPT(e, CURLOPT_OPENSOCKETDATA, r);
   SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
   SETOPT(e, CURLOPT_CLOSESOCKETDATA, M);
   /* Over TLS a second request waits for the first connection's ALPN answer, to share it as
@@ -784,7 +787,9 @@ static void push_error(lua_State *L, Req *r) {
     case CURLE_COULDNT_CONNECT:
       lua_pushliteral(L, "dial tcp ");
       push_hostport(L, r);
-      if (oserr) lua_pushfstring(L, ": connect: %s", uv_strerror(uv_translate_sys_error((int)oserr)));
+      if (r->open_errno) oserr = r->open_errno;
+      if (r->open_errno) lua_pushfstring(L, ": socket: %s", uv_strerror(uv_translate_sys_error((int)oserr)));
+      else if (oserr) lua_pushfstring(L, ": connect: %s", uv_strerror(uv_translate_sys_error((int)oserr)));
       else lua_pushfstring(L, ": %s", detail);
       lua_concat(L, 3);
       code = oserr ? errno_code(oserr) : "ECONNREFUSED";

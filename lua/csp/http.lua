@@ -95,6 +95,20 @@ return function(csp)
     end
   end
 
+  -- Go's crypto/x509 on Linux: $SSL_CERT_FILE replaces the default CA file, and one it cannot
+  -- read is skipped (the directories still count); $SSL_CERT_DIR replaces the directories.
+  local readable = {}
+  local function cert_file()
+    local f = os.getenv("SSL_CERT_FILE")
+    if f == nil or f == "" then return nil end
+    if readable[f] == nil then
+      local h = io.open(f, "r")
+      readable[f] = h ~= nil
+      if h then h:close() end
+    end
+    return readable[f] and f or nil
+  end
+
   local function do_request(fname, n, o)
     if type(o) ~= "table" then bad_arg(fname, n, "table expected, got " .. type(o)) end
     local url = o.url
@@ -152,12 +166,12 @@ return function(csp)
     end
     if max_body == nil then max_body = not sink and MAX_BODY or nil end
     if max_body == false then max_body = nil end
-    local env_file, env_dir = os.getenv("SSL_CERT_FILE"), os.getenv("SSL_CERT_DIR")
+    local env_file, env_dir = cert_file(), os.getenv("SSL_CERT_DIR")
     local req = C._new {
       method = method, url = url, headers = lines, body = not stream and body or nil,
       stream = stream, timeout_ms = timeout and math.max(1, math.ceil(timeout * 1000)),
       max_body = max_body, follow = follow or MAX_REDIRECTS, insecure = o.insecure and true,
-      cainfo = o.cainfo or (env_file ~= "" and env_file or nil),
+      cainfo = o.cainfo or env_file,
       capath = not o.cainfo and env_dir ~= "" and env_dir or nil,
       http_version = o.http_version, sink = sink ~= nil, decode = decode,
     }
