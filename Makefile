@@ -13,7 +13,7 @@ ifneq ($(wildcard csrc/html.c),)
 PKGS     += gumbo
 endif
 PKGS     += libcurl liburiparser
-# The interpreter provides the Lua symbols: link libuv (and gumbo), never liblua.
+# The interpreter provides the Lua symbols: link libuv, gumbo, libcurl, uriparser, never liblua.
 PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS      = $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null)
 # Set by luarocks (rockspec build_variables); empty in a plain build.
@@ -22,8 +22,12 @@ LIBUV_INCDIR ?=
 LIBUV_LIBDIR ?=
 GUMBO_INCDIR ?=
 GUMBO_LIBDIR ?=
-EXTRA_I   = $(addprefix -I,$(LUA_INCDIR) $(LIBUV_INCDIR) $(GUMBO_INCDIR))
-EXTRA_L   = $(addprefix -L,$(LIBUV_LIBDIR) $(GUMBO_LIBDIR))
+CURL_INCDIR  ?=
+CURL_LIBDIR  ?=
+URIPARSER_INCDIR ?=
+URIPARSER_LIBDIR ?=
+EXTRA_I   = $(addprefix -I,$(LUA_INCDIR) $(LIBUV_INCDIR) $(GUMBO_INCDIR) $(CURL_INCDIR) $(URIPARSER_INCDIR))
+EXTRA_L   = $(addprefix -L,$(LIBUV_LIBDIR) $(GUMBO_LIBDIR) $(CURL_LIBDIR) $(URIPARSER_LIBDIR))
 SRC       = $(wildcard csrc/*.c)
 HDR       = $(wildcard csrc/*.h)
 BUILD    ?= build
