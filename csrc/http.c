@@ -25,6 +25,8 @@ typedef struct Multi {
   long nattached;        /* easy handles in m */
   long nsock;            /* connection sockets curl holds open */
   Poll *polls;           /* every poll handle, for ref/unref */
+  CURL *spare[16];       /* easy handles of finished requests, reset, for the next ones */
+  int nspare;
   struct Sock *socks;    /* every connection socket curl opened */
 } Multi;
 
@@ -40,6 +42,7 @@ struct Poll {
   uv_poll_t h;           /* first member: freed by free() in the close callback */
   Multi *M;              /* NULL once closing */
   curl_socket_t fd;
+  int events;            /* what the poll watches now: unchanged requests cost no syscall */
   Poll *next, *prev;
 };
 
@@ -185,7 +188,10 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
   }
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-  uv_poll_start(&p->h, events, poll_cb);
+  if (events != p->events || !uv_is_active((uv_handle_t *)&p->h)) {
+    p->events = events;
+    uv_poll_start(&p->h, events, poll_cb);
+  }
   return 0;
 }
 
@@ -418,6 +424,7 @@ static CURLM *multi_get(lua_State *L, Multi *M) {
 /* Closes every connection (and the multi handle itself; the next request makes a new one). */
 static void multi_close(Multi *M) {
   if (M->m == NULL) return;
+  while (M->nspare > 0) curl_easy_cleanup(M->spare[--M->nspare]);
   /* sockets of the cache are closed by the cleanup, through close_cb */
   curl_multi_cleanup(M->m);  /* its socket callbacks close the polls */
   M->m = NULL;
@@ -458,7 +465,12 @@ static void req_release(Req *r) {
     r->M->nattached--;
     curl_multi_remove_handle(r->M->m, r->e);
   }
-  curl_easy_cleanup(r->e);
+  if (r->M->m != NULL && r->M->nspare < (int)(sizeof r->M->spare / sizeof r->M->spare[0])) {
+    curl_easy_reset(r->e);  /* keeps its caches (DNS, TLS sessions); options back to defaults */
+    r->M->spare[r->M->nspare++] = r->e;
+  } else {
+    curl_easy_cleanup(r->e);
+  }
   curl_slist_free_all(r->hdrs);
   buf_free(&r->body);
   buf_free(&r->head);
@@ -532,7 +544,8 @@ static int http_new(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &req_tag);
   lua_setmetatable(L, -2);
   multi_get(L, M);
-  if ((e = curl_easy_init()) == NULL) return luaL_error(L, "not enough memory");
+  e = M->nspare > 0 ? M->spare[--M->nspare] : curl_easy_init();
+  if (e == NULL) return luaL_error(L, "not enough memory");
   r->e = e;
   r->M = M;
   r->max_body = opt_int(L, 1, "max_body", -1);
