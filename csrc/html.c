@@ -1,6 +1,5 @@
-/* html.c: the raw material of csp.html.links: gumbo parses the document on libuv's thread pool,
-** a walk in C collects the href of every <a> and the first <base href>; lua/csp/html.lua
-** resolves them. */
+/* html.c: csp.html.links' core: gumbo parses the document on libuv's thread pool, a walk in C
+** collects the href of every <a> and the first <base href>, url.c resolves them there. */
 #include <stdlib.h>
 #include <string.h>
 #include <gumbo.h>
@@ -46,13 +45,14 @@ typedef struct HtmlReq {
   int nomem;
   char *body;
   size_t len;
+  char *base_url;          /* the document's URL (absolute) */
   char *out;               /* the hrefs */
   size_t outlen, outcap, n;
-  long base;               /* offset of the first <base href> in out, or -1 */
 } HtmlReq;
 
 static void hreq_free(HtmlReq *r) {
   free(r->body);
+  free(r->base_url);
   free(r->out);
   free(r);
 }
@@ -75,13 +75,16 @@ static void hreq_add(HtmlReq *r, const char *s) {
   r->outlen += n;
 }
 
-/* Worker side: no Lua here. */
+/* Worker side: no Lua here. The hrefs are resolved once the walk is over: the first <base
+** href> in tree order applies to every link, even those before it (HTML's rule). */
 static void hreq_work(uv_work_t *w) {
   HtmlReq *r = (HtmlReq *)w;
   GumboOptions options = kGumboDefaultOptions;
   GumboOutput *out;
   const GumboNode *n, *root;
-  const char *base = NULL;
+  const char *base = NULL, **hrefs = NULL;
+  size_t nh = 0, caph = 0;
+  csp_UrlBase *b;
   options.max_errors = 0; /* parse errors are not wanted: keep garbage input from piling them up */
   out = gumbo_parse_with_options(&options, r->body, r->len);
   if (out == NULL) {
@@ -89,22 +92,38 @@ static void hreq_work(uv_work_t *w) {
     return;
   }
   root = out->document;
-  for (n = root; n != NULL; n = next_node(n, root)) {
+  for (n = root; n != NULL && !r->nomem; n = next_node(n, root)) {
     const char *href;
     if (n->type != GUMBO_NODE_ELEMENT && n->type != GUMBO_NODE_TEMPLATE) continue;
     if (n->v.element.tag == GUMBO_TAG_A) {
       if ((href = attr(n, "href")) != NULL) {
-        hreq_add(r, href);
-        r->n++;
+        if (nh == caph) {
+          const char **nw = realloc(hrefs, (caph = caph ? caph * 2 : 64) * sizeof *nw);
+          if (nw == NULL) {
+            r->nomem = 1;
+            break;
+          }
+          hrefs = nw;
+        }
+        hrefs[nh++] = href;
       }
     } else if (n->v.element.tag == GUMBO_TAG_BASE && base == NULL) {
       base = attr(n, "href");
     }
   }
-  if (base != NULL) {
-    r->base = (long)r->outlen;
-    hreq_add(r, base);
+  if (!r->nomem && (b = csp_url_base_new(r->base_url, base)) != NULL) {
+    for (size_t i = 0; i < nh; i++) {
+      char *u = csp_url_link(b, hrefs[i]);
+      if (u == NULL) continue;
+      hreq_add(r, u);
+      r->n++;
+      free(u);
+    }
+    csp_url_base_free(b);
+  } else {
+    r->nomem = 1;
   }
+  free(hrefs);
   gumbo_destroy_output(&options, out);
   free(r->body);
   r->body = NULL;
@@ -120,7 +139,7 @@ static void hreq_done(uv_work_t *w, int status) {
   if (!csp_sched_wake(r->S, r->g, r->ticket, 0)) hreq_free(r);  /* the wait was cancelled */
 }
 
-/* Pushes { hrefs }, base href or nil; frees r. */
+/* Pushes { links }; frees r. */
 static int hreq_push(lua_State *L, HtmlReq *r) {
   const char *p = r->out;
   if (r->nomem) {
@@ -134,10 +153,8 @@ static int hreq_push(lua_State *L, HtmlReq *r) {
     lua_rawseti(L, -2, (lua_Integer)i);
     p += l + 1;
   }
-  if (r->base >= 0) lua_pushstring(L, r->out + r->base);
-  else lua_pushnil(L);
   hreq_free(r);
-  return 2;
+  return 1;
 }
 
 static int hrefs_k(lua_State *L, int status, lua_KContext ctx) {
@@ -146,31 +163,33 @@ static int hrefs_k(lua_State *L, int status, lua_KContext ctx) {
   return hreq_push(L, r);
 }
 
-/* _hrefs(body [, max_bytes]) -> { href of each <a href>, in document order }, href of the first
-** <base href> (HTML's "frozen base URL" rule: first in tree order) or nil. The values are as
-** written, with character references decoded. Only the first max_bytes bytes are parsed. The
+/* _hrefs(body, base_url [, max_bytes]) -> { absolute http(s) URL of each <a href>, in document
+** order }, resolved on liburiparser against base_url and the first <base href> (HTML's "frozen
+** base URL" rule: first in tree order). Only the first max_bytes bytes are parsed. The
 ** parse runs on libuv's thread pool while the caller parks; where the caller cannot block
 ** (a plain coroutine, a finalizer), it runs right here. */
 static int html_hrefs(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   size_t len;
   const char *body;
-  lua_Integer max = luaL_optinteger(L, 2, LUA_MAXINTEGER);
+  const char *base_url;
+  lua_Integer max = luaL_optinteger(L, 3, LUA_MAXINTEGER);
   HtmlReq *r;
   csp_G *g = S->cur;
   int can_park;
   luaL_checktype(L, 1, LUA_TSTRING);
   body = lua_tolstring(L, 1, &len);
+  base_url = luaL_checkstring(L, 2);
   if (max < 0) max = 0;
   if ((lua_Unsigned)max < len) len = (size_t)max;
   r = calloc(1, sizeof *r);
-  if (r == NULL || (r->body = malloc(len ? len : 1)) == NULL) {
+  if (r == NULL || (r->body = malloc(len ? len : 1)) == NULL || (r->base_url = strdup(base_url)) == NULL) {
+    if (r) free(r->body);
     free(r);
     return luaL_error(L, "not enough memory");
   }
   memcpy(r->body, body, len);
   r->len = len;
-  r->base = -1;
   can_park = g != NULL ? (g->L == L && lua_isyieldable(L)) : S->depth == 0;
   if (!can_park) {
     hreq_work(&r->work);

@@ -45,6 +45,7 @@ int luaopen_csp_core(lua_State *L) {
   csp_html_open(L);
   csp_proc_open(L);
   csp_http_open(L);
+  csp_url_open(L);
   lua_pop(L, 1);
   return 1;
 }

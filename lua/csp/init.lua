@@ -77,7 +77,6 @@ for _, name in ipairs { "context", "group", "memo" } do
   for k, v in pairs(require("csp." .. name)(csp)) do csp[k] = v end
 end
 
-csp.url = require "csp.url"
 csp.html.links = require("csp.html")(csp)
 csp.http = require("csp.http")(csp)
 
