@@ -36,7 +36,7 @@ describe("csp.http.request", function()
     assert.same({ "PUT", "hello", "text/plain" },
       { seen[1].method, seen[1].body, seen[1].headers["content-type"] })
     r = assert(csp.http.request { method = "delete", url = srv.url .. "/y", timeout = 5 })
-    assert.equal("DELETE", seen[2].method)
+    assert.same({ "DELETE", 201 }, { seen[2].method, r.status })
     r = assert(csp.http.request { method = "HEAD", url = srv.url .. "/z", timeout = 5 })
     assert.same({ 201, "" }, { r.status, r.body })
     assert.equal("HEAD", seen[3].method)
@@ -147,6 +147,7 @@ describe("csp.http.request", function()
     assert.matches("context deadline exceeded$", err)
     -- already cancelled: no request at all
     r, err = csp.http.get(srv.url .. "/never", { ctx = ctx })
+    assert.is_nil(r)
     assert.equal(('Get "%s/never": context canceled'):format(srv.url), err)
   end)
 

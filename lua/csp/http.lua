@@ -97,16 +97,16 @@ return function(csp)
 
   -- Go's crypto/x509 on Linux: $SSL_CERT_FILE replaces the default CA file, and one it cannot
   -- read is skipped (the directories still count); $SSL_CERT_DIR replaces the directories.
-  local readable = {}
+  local cert_ok = {}
   local function cert_file()
     local f = os.getenv("SSL_CERT_FILE")
     if f == nil or f == "" then return nil end
-    if readable[f] == nil then
+    if cert_ok[f] == nil then
       local h = io.open(f, "r")
-      readable[f] = h ~= nil
+      cert_ok[f] = h ~= nil
       if h then h:close() end
     end
-    return readable[f] and f or nil
+    return cert_ok[f] and f or nil
   end
 
   local function do_request(fname, n, o)
