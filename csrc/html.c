@@ -34,6 +34,8 @@ static const char *attr(const GumboNode *n, const char *name) {
   return a != NULL ? a->value : NULL;
 }
 
+#define INLINE_MAX (8 * 1024)
+
 /* One parse: C memory, done whole by a pool thread (gumbo is quadratic on hostile nesting and
 ** must not stall the scheduler). The body is copied: a cancelled wait may let the Lua string go
 ** while the worker still reads. Results: the hrefs, NUL-terminated, one after another in out. */
@@ -191,7 +193,9 @@ static int html_hrefs(lua_State *L) {
   memcpy(r->body, body, len);
   r->len = len;
   can_park = g != NULL ? (g->L == L && lua_isyieldable(L)) : S->depth == 0;
-  if (!can_park) {
+  /* A small page parses here: the trip through the pool would cost more than the parse, and
+  ** gumbo's worst case on 8 KiB (1,600 nested elements) is a few milliseconds. */
+  if (!can_park || len <= INLINE_MAX) {
     hreq_work(&r->work);
     return hreq_push(L, r);
   }

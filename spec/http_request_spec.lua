@@ -6,6 +6,10 @@ local httpd = require "spec.helpers.httpd"
 local proc = require "spec.helpers.run"
 local util = require "spec.helpers.util"
 
+-- Under `make asan` freed memory sits in ASan's quarantine: RSS says nothing there, and the
+-- big transfers are kept small so the rest of the suite keeps its memory.
+local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
+
 local function rss_kb()
   local f = assert(io.open("/proc/self/status"))
   local s = f:read("a")
@@ -82,7 +86,7 @@ describe("csp.http.request", function()
 
   it("delivers a big body to the sink in pieces with flat memory", function()
     local piece = string.rep("s", 1024 * 1024)
-    local MB = 300
+    local MB = ASAN and 32 or 300
     srv = httpd.start(function(req, c)
       c:write(("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"):format(MB * #piece))
       for _ = 1, MB do if not c:write(piece) then break end end
@@ -97,7 +101,9 @@ describe("csp.http.request", function()
     assert.is_nil(r.body)
     assert.equal(MB * #piece, total)
     assert.is_true(n > MB, "pieces: " .. n)
-    assert.is_true(peak - before < 64 * 1024, ("RSS grew %d KB for a %d MB body"):format(peak - before, MB))
+    if not ASAN then
+      assert.is_true(peak - before < 64 * 1024, ("RSS grew %d KB for a %d MB body"):format(peak - before, MB))
+    end
   end)
 
   it("limits a body to 64 MiB by default; max_body = false lifts it", function()
@@ -120,8 +126,8 @@ describe("csp.http.request", function()
     r, err = csp.http.get(srv.url .. "/announced", { timeout = 30 })
     assert.is_nil(r)
     assert.matches("response body too large", err)
-    r = assert(csp.http.get(srv.url .. "/announced", { timeout = 30, max_body = false }))
-    assert.equal(size, #r.body)
+    assert.equal(size, #assert(csp.http.get(srv.url .. "/announced", { timeout = 30, max_body = false })).body)
+    collectgarbage()
   end)
 
   it("a context's cancel or deadline stops a request", function()
