@@ -80,6 +80,8 @@ struct csp_G {
   csp_TimerNode tn;    /* sleep deadline */
   lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
   csp_G *anext, *aprev;/* all live goroutines, by id */
+  void *xw;            /* xchan.c: its wait another thread may complete (NULL: none) */
+  void *race;          /* race detector's clock (race.c); NULL while it is off */
 };
 
 struct csp_Sched {
@@ -112,6 +114,8 @@ struct csp_Sched {
   uv_timer_t *steptmr; /* bounds csp.step's wait */
   void *scratch; size_t scratchcap; /* select's case table, reused */
   int closing;
+  void *port;          /* xchan.c: inbox for wakes from other threads (NULL until needed) */
+  struct csp_Race *race; /* the race detector (race.c); NULL = off: every hook tests only this */
 };
 
 csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
@@ -199,6 +203,24 @@ void csp_chan_open(lua_State *L);
 
 /* --- select.c --- */
 void csp_select_open(lua_State *L);
+/* For xchan.c's select: case i (1-based) of the select running on L; its results. */
+void csp_select_case(lua_State *L, int i, csp_Chan **c, void **x, int *send);
+int csp_select_do(lua_State *L, int i, csp_Chan *c, int send);
+int csp_select_finish(lua_State *L, int i, int nres);
+
+/* --- xchan.c: the hooks the core calls for waits other threads may complete --- */
+int csp_xsel_claim(csp_G *g);            /* a local waker completing g's select: did it win? */
+int csp_xsel_ready(csp_Chan *c, int send); /* csp_chan_ready, skipping waiters of selects won elsewhere */
+void csp_xchan_cancel(csp_G *g);         /* g->xw != NULL */
+int csp_port_poll(csp_Sched *S, int wait); /* S->port != NULL; returns whether to block */
+void csp_port_after(csp_Sched *S);
+void csp_port_teardown(csp_Sched *S);
+void csp_port_dumps(lua_State *L, csp_Sched *S); /* appends the other threads' goroutines to the dump on L */
+void csp_sched_dumpto(lua_State *L, csp_Sched *S); /* pushes S's dump (no header) */
+void *csp_xchan_case(lua_State *L, int idx, int send);
+int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered);
+long csp_shared_alive(void);
+void csp_xshared_open(lua_State *L);     /* xchan, thread, syncmap, atomic */
 
 /* --- sync.c --- */
 void csp_sync_open(lua_State *L);
@@ -230,10 +252,22 @@ char *csp_url_link(const csp_UrlBase *b, const char *href);
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
 void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname);
 
+/* What luaL_typeerror calls the value at idx: its metatable's __name, else its type's name. */
+const char *csp_typename(lua_State *L, int idx);
+
+/* luaL_checknumber refusing NaN (no duration or time is NaN). */
+lua_Number csp_checknumber(lua_State *L, int arg);
+
+/* The one way an outside-world failure is returned: pushes nil, the formatted message and code
+** (a stable name: the libuv/errno one, "ENOENT", or csp's own, "ELINETOOLONG"); returns 3. */
+int csp_fail(lua_State *L, const char *code, const char *fmt, ...);
+
 /* Registers C closures with the scheduler as upvalue 1 (on the stack top: the module table). */
 void csp_setfuncs(lua_State *L, const luaL_Reg *l);
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
 
 #define CSP_NS 1000000000.0
+
+#include "race.h"
 
 #endif

@@ -1,5 +1,6 @@
 /* module.c: luaopen_csp_core: builds the module table from each concept's registrations. */
 #include <signal.h>
+#include <stdarg.h>
 #include "csp.h"
 
 /* Stack: [module, sched]: each function gets the scheduler as upvalue 1. */
@@ -23,6 +24,31 @@ void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const ch
   return p;
 }
 
+const char *csp_typename(lua_State *L, int idx) {
+  int t;
+  idx = lua_absindex(L, idx);
+  t = luaL_getmetafield(L, idx, "__name");  /* pushes nothing when there is none */
+  const char *name = t == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, idx);
+  if (t != LUA_TNIL) lua_pop(L, 1);  /* a __name string stays anchored by its metatable */
+  return name;
+}
+
+lua_Number csp_checknumber(lua_State *L, int arg) {
+  lua_Number d = luaL_checknumber(L, arg);
+  if (d != d) luaL_argerror(L, arg, "number expected, got nan");
+  return d;
+}
+
+int csp_fail(lua_State *L, const char *code, const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushstring(L, code);
+  return 3;
+}
+
 /* A write to a closed socket must return EPIPE, not kill the process; a host's own handler stays. */
 static void ignore_sigpipe(void) {
   struct sigaction sa;
@@ -37,6 +63,7 @@ __attribute__((visibility("default"))) int luaopen_csp_core(lua_State *L) {
   ignore_sigpipe();
   lua_newtable(L);
   csp_sched_open(L);
+  csp_race_open(L);
   csp_chan_open(L);
   csp_select_open(L);
   csp_timer_open(L);
@@ -47,6 +74,7 @@ __attribute__((visibility("default"))) int luaopen_csp_core(lua_State *L) {
   csp_proc_open(L);
   csp_http_open(L);
   csp_url_open(L);
+  csp_xshared_open(L);
   lua_pop(L, 1);
   return 1;
 }

@@ -120,9 +120,9 @@ void csp_timer_free(csp_Sched *S) {
   S->nheap = S->heapcap = 0;
 }
 
-/* Seconds to ns; NaN and non-positive give 0. */
+/* Seconds to ns; non-positive gives 0; NaN raises. */
 uint64_t csp_timer_ns(lua_State *L, int arg) {
-  double d = luaL_checknumber(L, arg);
+  double d = csp_checknumber(L, arg);
   if (!(d > 0)) return 0;
   if (d * CSP_NS >= (double)MAX_NS) return MAX_NS;
   return (uint64_t)(d * CSP_NS);
@@ -177,6 +177,7 @@ static csp_Timer *timer_chan(lua_State *L, csp_Sched *S, uint64_t ns, uint64_t p
   tm->tn.fire = chan_fire;
   tm->tn.waiters = &c->recvq.n;
   csp_timer_add(L, S, &tm->tn, uv_hrtime() + ns);
+  if (S->race) csp_race_rel(S, c, CSP_RACE_TIMER);
   csp_chan_view(L, -1, CSP_OP_RECV);
   lua_remove(L, -2);
   return tm;
@@ -251,6 +252,7 @@ static int ticker_reset(lua_State *L) {
   if (ns == 0) return luaL_error(L, "non-positive interval for ticker:reset");
   timer_halt(S, tm);
   tm->period = ns;
+  if (S->race) csp_race_rel(S, tm->chan, CSP_RACE_TIMER);
   csp_timer_add(L, S, &tm->tn, uv_hrtime() + ns);
   return 0;
 }
@@ -271,6 +273,7 @@ static int timer_reset(lua_State *L) {
   csp_Timer *tm = timer_check(L, &timer_mt_key, "timer");
   uint64_t ns = csp_timer_ns(L, 2);
   lua_pushboolean(L, timer_halt(S, tm));
+  if (S->race) csp_race_rel(S, tm->chan, CSP_RACE_TIMER);
   csp_timer_add(L, S, &tm->tn, uv_hrtime() + ns);
   return 1;
 }

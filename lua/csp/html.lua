@@ -1,6 +1,8 @@
 -- csp.html.links: the C core (csp.html._hrefs: gumbo on libuv's thread pool, hrefs resolved on
 -- liburiparser while walking the tree) does the work; this checks the arguments.
 -- Loaded by init.lua as `csp.html.links = require("csp.html")(csp)`.
+local check = require "csp.check"
+
 return function(csp)
   local url = csp.url
   local hrefs = csp.html._hrefs
@@ -14,29 +16,21 @@ return function(csp)
   --- Only the first opts.max_bytes bytes are parsed (default 64 MiB, false: all); gumbo runs
   --- on libuv's thread pool while the caller parks.
   return function(body, base_url, opts)
-    if type(body) ~= "string" then
-      error(("bad argument #1 to 'links' (string expected, got %s)"):format(type(body)), 2)
-    end
-    if type(base_url) ~= "string" then
-      error(("bad argument #2 to 'links' (string expected, got %s)"):format(type(base_url)), 2)
-    end
+    check.type(body, "string", 1, "links")
+    check.type(base_url, "string", 2, "links")
     local b = url.parse(base_url)
-    if not b or not b.scheme then
-      error(("bad argument #2 to 'links' (absolute URL expected, got %q)"):format(base_url), 2)
+    if not (b and b.scheme) then
+      check.arg(false, 2, "links", ("absolute URL expected, got %q"):format(base_url))
     end
-    local max = MAX_BYTES
-    if opts ~= nil then
-      if type(opts) ~= "table" then
-        error(("bad argument #3 to 'links' (table expected, got %s)"):format(type(opts)), 2)
-      end
-      max = opts.max_bytes
-      if max == false then
-        max = nil
-      elseif max == nil then
-        max = MAX_BYTES
-      elseif math.type(max) ~= "integer" or max < 0 then
-        error("bad argument #3 to 'links' (opts.max_bytes must be a non-negative integer or false)", 2)
-      end
+    opts = check.opts(opts, 3, "links")
+    local max = opts.max_bytes
+    if max == false then
+      max = nil
+    elseif max == nil then
+      max = MAX_BYTES
+    else
+      check.fieldarg(math.type(max) == "integer" and max >= 0, "max_bytes", 3, "links",
+        "non-negative integer or false expected")
     end
     return (hrefs(body, base_url, max))
   end

@@ -239,6 +239,10 @@ return function(csp)
     if type(content_type) ~= "string" then
       bad_arg("post", 2, "string expected, got " .. type(content_type))
     end
+    if body ~= nil and type(body) ~= "string" and type(body) ~= "function" and
+       not ((type(body) == "table" or type(body) == "userdata") and type(body.read) == "function") then
+      bad_arg("post", 3, "string, function or reader expected, got " .. type(body))
+    end
     local o = with(opts, "post", 4, { url = url, method = "POST", body = body })
     local h = {}
     for k, v in pairs(o.headers or {}) do h[k] = v end
