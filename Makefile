@@ -4,14 +4,16 @@ BUSTED   ?= busted
 CC       ?= gcc
 PKGS      = lua5.4 libuv
 DEBS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-check luarocks libgumbo-dev pkg-config gcc make \
-            netcat-openbsd python3 cppcheck valgrind imagemagick
+            netcat-openbsd python3 cppcheck valgrind imagemagick \
+            libcurl4-openssl-dev liburiparser-dev openssl nginx
 CFLAGS   ?= -O2 -g
 WARN     ?= -Wall -Wextra -Werror -Wno-unused-parameter
 # csrc/html.c wraps libgumbo; link it only once that file exists.
 ifneq ($(wildcard csrc/html.c),)
 PKGS     += gumbo
 endif
-# The interpreter provides the Lua symbols: link libuv (and gumbo), never liblua.
+PKGS     += libcurl liburiparser
+# The interpreter provides the Lua symbols: link libuv, gumbo, libcurl, uriparser, never liblua.
 PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS      = $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null) -pthread
 # Set by luarocks (rockspec build_variables); empty in a plain build.
@@ -20,8 +22,12 @@ LIBUV_INCDIR ?=
 LIBUV_LIBDIR ?=
 GUMBO_INCDIR ?=
 GUMBO_LIBDIR ?=
-EXTRA_I   = $(addprefix -I,$(LUA_INCDIR) $(LIBUV_INCDIR) $(GUMBO_INCDIR))
-EXTRA_L   = $(addprefix -L,$(LIBUV_LIBDIR) $(GUMBO_LIBDIR))
+CURL_INCDIR  ?=
+CURL_LIBDIR  ?=
+URIPARSER_INCDIR ?=
+URIPARSER_LIBDIR ?=
+EXTRA_I   = $(addprefix -I,$(LUA_INCDIR) $(LIBUV_INCDIR) $(GUMBO_INCDIR) $(CURL_INCDIR) $(URIPARSER_INCDIR))
+EXTRA_L   = $(addprefix -L,$(LIBUV_LIBDIR) $(GUMBO_LIBDIR) $(CURL_LIBDIR) $(URIPARSER_LIBDIR))
 SRC       = $(wildcard csrc/*.c)
 HDR       = $(wildcard csrc/*.h)
 BUILD    ?= build
@@ -138,6 +144,7 @@ bench: all
 	bash bench/chat/run.sh
 	bash bench/du/run.sh
 	bash bench/crawl/run.sh
+	CRAWL_TLS=1 bash bench/crawl/run.sh
 	bash bench/http/run.sh
 	bash bench/race/run.sh
 

@@ -49,7 +49,7 @@ struct csp_TimerNode {
   const uint32_t *waiters; /* how many wait for it (a timer channel's receivers); NULL: one */
 };
 
-/* L may be NULL only when the heap has room (a node that was just removed). */
+/* L may be NULL (a libuv or curl callback): then, without memory to grow, t is not added. */
 void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when);
 void csp_timer_del(csp_Sched *S, csp_TimerNode *t);
 int csp_timer_run(csp_Sched *S);           /* fires due nodes; returns how many */
@@ -265,6 +265,19 @@ void csp_net_open(lua_State *L);
 /* --- html.c: links extraction with gumbo --- */
 void csp_html_open(lua_State *L);
 void csp_proc_open(lua_State *L);
+
+/* --- http.c: HTTP client on libcurl's multi interface --- */
+void csp_http_open(lua_State *L);
+
+/* --- url.c: RFC 3986 parse, resolve, format on liburiparser --- */
+void csp_url_open(lua_State *L);
+/* For csp.html.links on a pool thread (no Lua): the base a document's links resolve against
+** (its URL, then its first <base href>), and one link resolved, filtered and normalised as
+** links() returns it (malloc'd), or NULL when the link is dropped. */
+typedef struct csp_UrlBase csp_UrlBase;
+csp_UrlBase *csp_url_base_new(const char *url, const char *base_href);
+void csp_url_base_free(csp_UrlBase *b);
+char *csp_url_link(const csp_UrlBase *b, const char *href);
 
 /* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one). */
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);

@@ -42,7 +42,10 @@ void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when) 
   if (S->nheap == S->heapcap) {
     uint32_t ncap = S->heapcap ? S->heapcap * 2 : 64;
     csp_TimerNode **nh = realloc(S->heap, ncap * sizeof *nh);
-    if (nh == NULL) luaL_error(L, "not enough memory");
+    if (nh == NULL) {
+      if (L != NULL) luaL_error(L, "not enough memory");
+      return;  /* from a callback (no Lua state to raise in): the node stays out of the heap */
+    }
     S->heap = nh;
     S->heapcap = ncap;
   }

@@ -16,6 +16,9 @@ dependencies = {
 external_dependencies = {
    LIBUV = { header = "uv.h", library = "uv" },
    GUMBO = { header = "gumbo.h", library = "gumbo" },
+   -- Debian keeps curl.h in the multiarch include directory, which luarocks does not search.
+   CURL = { library = "curl" },
+   URIPARSER = { header = "uriparser/Uri.h", library = "uriparser" },
 }
 -- The Makefile builds csp.core from every csrc/*.c and installs every lua/csp/**/*.lua,
 -- so files added there need no change here. BUILD keeps the rock's objects out of build/.
@@ -33,6 +36,10 @@ build = {
       LIBUV_LIBDIR = "$(LIBUV_LIBDIR)",
       GUMBO_INCDIR = "$(GUMBO_INCDIR)",
       GUMBO_LIBDIR = "$(GUMBO_LIBDIR)",
+      CURL_INCDIR = "$(CURL_INCDIR)",
+      CURL_LIBDIR = "$(CURL_LIBDIR)",
+      URIPARSER_INCDIR = "$(URIPARSER_INCDIR)",
+      URIPARSER_LIBDIR = "$(URIPARSER_LIBDIR)",
    },
    install_variables = {
       INST_LUADIR = "$(LUADIR)",

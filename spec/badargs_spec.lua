@@ -115,6 +115,12 @@ local F = {
     extra = { { "http://127.0.0.1:1/", { timeout = "x" } }, { "http://127.0.0.1:1/", { max_body = -1 } },
       { "http://127.0.0.1:1/", { headers = 1 } } } },
   ["csp.http.close_idle"] = { {} }, ["csp.http.idle_count"] = { {} },
+  ["csp.http.request"] = { { "tbl" }, valid = { { url = "http://127.0.0.1:1/" } },
+    extra = { { { url = 1 } }, { { url = "http://127.0.0.1:1/", timeout = -1 } },
+      { { url = "http://127.0.0.1:1/", sink = 1 } }, { { url = "http://127.0.0.1:1/", body = true } },
+      { { url = "http://127.0.0.1:1/", method = "A B" } } } },
+  ["csp.http.post"] = { { "str", "str", "any?", "tbl?" }, valid = { "http://127.0.0.1:1/", "text/plain" },
+    extra = { { "http://127.0.0.1:1/", "text/plain", true }, { "http://127.0.0.1:1/", "text/plain", "", 1 } } },
 
   ["chan:send"] = { {} }, ["chan:recv"] = { {} }, ["chan:close"] = { {} },
   ["chan:range"] = { {} }, ["chan:try_send"] = { {} }, ["chan:try_recv"] = { {} },

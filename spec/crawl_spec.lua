@@ -105,7 +105,8 @@ describe("crawlers on a generated site", function()
       same_set(site.reachable(s, { s.start_url }), (printed(out)))
       -- Every kind of failure is reported, once per failing URL, and the run goes on.
       for _, msg in ipairs { "status 404", "has type text/plain, not HTML",
-        "has type image/png, not HTML", "connection refused", "not supported" } do
+        "has type image/png, not HTML", "connection refused",
+        "server gave HTTP response to HTTPS client" } do
         assert.is_truthy(err:find(msg, 1, true), msg)
       end
     end)
@@ -161,6 +162,23 @@ describe("crawlers on a generated site", function()
     assert.equal(100, n)
     assert.matches("dial tcp 127%.0%.0%.1:%d+: [^\n]*too many open files", err)
   end)
+end)
+
+describe("crawlers on the https copy of the site", function()
+  local s
+  setup(function() s = site.start(300, 20261129, { tls = true }) end)
+  teardown(function() if s then s.stop() end end)
+
+  for _, name in ipairs { "crawl2.lua", "crawl3.lua" } do
+    it(name .. " crawls https URLs with SSL_CERT_FILE naming the CA, and no code change", function()
+      local out, err, status = run(name, { s.start_url }, 30, "SSL_CERT_FILE=" .. quote(s.ca))
+      assert.equal(0, status, err)
+      same_set(site.reachable(s, { s.start_url }), (printed(out)))
+      assert.is_truthy(err:find("status 400", 1, true), err)   -- plain http to the TLS port
+      local _, err2 = run(name, { "-depth", "0", s.start_url })
+      assert.matches("x509: certificate signed by unknown authority", err2)
+    end)
+  end
 end)
 
 -- An HTTP server in this process. route(path) -> seconds to wait, body, content type;

@@ -132,6 +132,48 @@ describe("html.links", function()
       assert.are.equal("http://example.com/n", l[20000])
     end)
 
+    it("trims long runs of whitespace in an href in linear time (issue 9.7)", function()
+      -- the old trailing-space pattern was quadratic: 40k spaces took 5 s, these 400k ~8 min
+      local sp = (" "):rep(400000)
+      local t0 = os.clock()
+      assert.are.same({ "http://example.com/dir/a%20%20%20b" },
+        links("<a href='" .. sp .. "a   b" .. sp .. "'>x</a>", PAGE))
+      assert.are.same({ "http://example.com/dir/c" }, links("<a href='c" .. sp .. "\n'>x</a>", PAGE))
+      assert.is_true(os.clock() - t0 < 10, "took " .. (os.clock() - t0) .. " s of CPU")
+    end)
+
+    it("parses only the first max_bytes bytes", function()
+      local page = "<a href=/a>a</a>" .. ("x"):rep(100) .. "<a href=/b>b</a>"
+      assert.are.same({ "http://example.com/a" }, links(page, PAGE, { max_bytes = 50 }))
+      assert.are.equal(2, #links(page, PAGE, { max_bytes = false }))
+      assert.are.equal(2, #links(page, PAGE))
+      assert.has_error(function() links(page, PAGE, { max_bytes = -1 }) end)
+      assert.has_error(function() links(page, PAGE, 5) end)
+    end)
+
+    it("parses a 100k-deep page on the thread pool while other goroutines keep running", function()
+      local deep = ("<div>"):rep(100000) .. "<a href=deep>d</a>"
+      local done, ticks, worst = csp.chan(), 0, 0
+      csp.go(function()
+        local tk = csp.ticker(0.02)
+        local last = csp.now()
+        while csp.select { csp.recv(done), csp.recv(tk.c) } ~= 1 do
+          local now = csp.now()
+          worst = math.max(worst, now - last)
+          last, ticks = now, ticks + 1
+        end
+        tk:stop()
+      end)
+      local t0 = csp.now()
+      local l = links(deep, PAGE)
+      local took = csp.now() - t0
+      done:close()
+      assert.are.same({ "http://example.com/dir/deep" }, l)
+      -- generous: the parse takes seconds; a parse on the scheduler thread would give 0 ticks
+      assert.is_true(ticks >= took / 0.02 / 4, ("%d ticks in %.1f s"):format(ticks, took))
+      assert.is_true(worst < 1, ("a tick came %.2f s late"):format(worst))
+    end)
+
     it("handles deep nesting without exhausting the C stack", function()
       -- gumbo's tree building is quadratic in the depth of <div>s, so this stays at 10,000;
       -- <span> nesting is cheap and goes deeper.

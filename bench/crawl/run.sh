@@ -3,7 +3,8 @@
 # the seed's crawl3, same 20 workers, net/http + golang.org/x/net/html from Debian's
 # golang-golang-x-net-dev) crawling one generated site (spec/helpers/site.lua) served by a
 # local nginx, in the same run: wall time, Go with GOMAXPROCS=1 and with all CPUs.
-# Env: CRAWL_PAGES (default 5000), CRAWL_SEED (default 1), BENCH_RUNS (default 5; rounds
+# Env: CRAWL_TLS=1 (the site over https, nginx with h2; both crawlers trust its CA through
+#      SSL_CERT_FILE, Go's net/http as csp), CRAWL_PAGES (default 5000), CRAWL_SEED (default 1), BENCH_RUNS (default 5; rounds
 #      interleaved, median reported), CSP_BUILD (directory holding csp/core.so, default build).
 # Prints one RESULT line per program (median wall ms) and a table with the ratio and target
 # (crawl3.lua <= 1.0x Go crawl3 at P=1).
@@ -22,8 +23,11 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] ||
 GOCACHE="$ROOT/build/gocache" GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS='' \
   go build -o build/bench/crawl3 bench/crawl/crawl3.go || { echo "go build crawl3 failed" >&2; exit 1; }
 
-read -r BASE SITE PID START HOST WANT < <("$LUA" bench/crawl/site.lua "$PAGES" "$SEED") ||
+TLS=
+[ "${CRAWL_TLS:-0}" != 0 ] && TLS=tls
+read -r BASE SITE PID START HOST WANT CA < <("$LUA" bench/crawl/site.lua "$PAGES" "$SEED" $TLS) ||
   { echo "site did not start" >&2; exit 1; }
+[ -n "$TLS" ] && export SSL_CERT_FILE="$CA"
 trap 'kill "$PID" 2>/dev/null; sleep 0.2; rm -rf "$SITE"' EXIT
 echo "site: $PAGES pages at $BASE ($SITE), $WANT URLs reachable on $HOST" >&2
 
@@ -50,7 +54,7 @@ echo "RESULT crawl3_lua $lua ms"
 echo "RESULT crawl3_go_p1 $go1 ms"
 echo "RESULT crawl3_go $gon ms"
 echo
-echo "crawl3 over $WANT URLs ($PAGES-page site, nginx on 127.0.0.1), 20 workers, $(nproc) CPUs, median of $RUNS"
+echo "crawl3 over $WANT URLs ($PAGES-page site, nginx on 127.0.0.1${TLS:+, https}), 20 workers, $(nproc) CPUs, median of $RUNS"
 printf "%-28s | %8s | %s\n" program "wall ms" "runs (ms)"
 printf "%-28s | %8s | %s\n" "crawl3.lua (csp)" "$lua" "${T[lua]# }"
 printf "%-28s | %8s | %s\n" "Go crawl3 (GOMAXPROCS=1)" "$go1" "${T[go1]# }"

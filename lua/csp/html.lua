@@ -1,58 +1,37 @@
--- csp.html.links: the C core (csp.html._hrefs, gumbo) finds the hrefs; this resolves and filters them.
+-- csp.html.links: the C core (csp.html._hrefs: gumbo on libuv's thread pool, hrefs resolved on
+-- liburiparser while walking the tree) does the work; this checks the arguments.
 -- Loaded by init.lua as `csp.html.links = require("csp.html")(csp)`.
 local check = require "csp.check"
 
 return function(csp)
   local url = csp.url
   local hrefs = csp.html._hrefs
-
-  -- As browsers read an attribute URL: surrounding spaces and control characters are dropped,
-  -- tabs and newlines inside are removed (WHATWG URL parser).
-  local function clean(h)
-    return (h:gsub("^[\0-\32]+", ""):gsub("[\0-\32]+$", ""):gsub("[\t\n\r]", ""))
-  end
-
-  local function pct(c) return ("%%%02X"):format(c:byte()) end
-
-  -- The resolved URL without its fragment, made a valid URI the way browsers send it (bytes
-  -- RFC 3986 disallows after the authority percent-encoded, a stray "%" as "%25"), normalised
-  -- by url.parse/format (lowercase scheme and host); nil unless http(s) with a host.
-  local function finish(abs)
-    local head, rest = abs:match("^([^:/?#]+://[^/?#]*)([^#]*)")
-    if not head then return nil end
-    rest = rest:gsub("%%(%x?%x?)", function(x)
-      if not x:find("^%x%x$") then return "%25" .. x end
-    end):gsub("[^%w%-%._~!%$&'%(%)%*%+,;=:@/%?%%]", pct)
-    local t = url.parse(head .. rest)
-    if not t or (t.scheme ~= "http" and t.scheme ~= "https") or t.host == "" then return nil end
-    return url.format(t)
-  end
+  local MAX_BYTES = 64 * 1024 * 1024   -- as csp.http's default body limit
 
   --- The absolute http(s) URLs of body's <a href> links, in document order, duplicates kept,
   --- fragments removed; same-document references ("" and "#x") and other schemes are dropped.
   --- Relative links resolve against the document's first <base href>, itself resolved against
-  --- base_url (an absolute URL).
-  return function(body, base_url)
+  --- base_url (an absolute URL). An href is read as browsers read it (surrounding spaces and
+  --- controls dropped, tabs and newlines removed, what RFC 3986 disallows percent-encoded).
+  --- Only the first opts.max_bytes bytes are parsed (default 64 MiB, false: all); gumbo runs
+  --- on libuv's thread pool while the caller parks.
+  return function(body, base_url, opts)
     check.type(body, "string", 1, "links")
     check.type(base_url, "string", 2, "links")
     local b = url.parse(base_url)
     if not (b and b.scheme) then
       check.arg(false, 2, "links", ("absolute URL expected, got %q"):format(base_url))
     end
-    local list, base_href = hrefs(body)
-    local base = base_url
-    if base_href then
-      -- An unusable <base href> leaves the document's own URL in force, as in browsers.
-      base = url.resolve(base_url, clean(base_href)) or base_url
+    opts = check.opts(opts, 3, "links")
+    local max = opts.max_bytes
+    if max == false then
+      max = nil
+    elseif max == nil then
+      max = MAX_BYTES
+    else
+      check.fieldarg(math.type(max) == "integer" and max >= 0, "max_bytes", 3, "links",
+        "non-negative integer or false expected")
     end
-    local out = {}
-    for _, h in ipairs(list) do
-      h = clean(h)
-      if h ~= "" and h:sub(1, 1) ~= "#" then
-        local u = finish(url.resolve(base, h))
-        if u then out[#out + 1] = u end
-      end
-    end
-    return out
+    return (hrefs(body, base_url, max))
   end
 end

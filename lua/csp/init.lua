@@ -71,7 +71,6 @@ for _, name in ipairs { "context", "group", "memo", "exec", "thread" } do
 end
 
 csp.io = require "csp.io"
-csp.url = require "csp.url"
 csp.html.links = require("csp.html")(csp)
 csp.http = require("csp.http")(csp)
 

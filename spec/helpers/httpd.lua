@@ -66,8 +66,32 @@ local function read_request(c)
     local k, v = l:match("^([^:]+):%s*(.-)%s*$")
     if k then h[k:lower()] = v end
   end
+  -- The request body: by Content-Length, or chunked (no trailers).
+  local body = {}
+  if h["content-length"] then
+    local n = tonumber(h["content-length"])
+    while n > 0 do
+      local s = c:read(n)
+      if not s then return nil end
+      body[#body + 1] = s
+      n = n - #s
+    end
+  elseif (h["transfer-encoding"] or ""):lower() == "chunked" then
+    while true do
+      local size = tonumber((c:read_line() or ""):match("^%x+") or "", 16)
+      if not size then return nil end
+      if size == 0 then c:read_line() break end
+      while size > 0 do
+        local s = c:read(size)
+        if not s then return nil end
+        body[#body + 1] = s
+        size = size - #s
+      end
+      c:read_line()
+    end
+  end
   return { method = method, target = target, path = target:match("^[^?]*"), headers = h,
-           raw = table.concat(raw, "\n") }
+           raw = table.concat(raw, "\n"), body = table.concat(body) }
 end
 
 function M.start(handler)

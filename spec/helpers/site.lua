@@ -17,7 +17,7 @@
 --   /f/i.txt, /f/i.png   non-HTML files; the .txt holds an <a href> to a hidden page that a
 --                        crawler must not follow (it is not HTML)
 --   /missing/i.html      404s
---   http://127.0.0.1:1/  another host (connection refused), https:// (unsupported) links, and
+--   http://127.0.0.1:1/  another host (connection refused), links to the other scheme on the same port, and
 --                        mailto:, javascript:, fragment-only links that links() drops
 -- Pages numbered above 0.9 n are linked from nowhere but the .txt files: never reachable.
 -- A crawler prints every link it finds once (fetch errors included, as the Go book's crawl);
@@ -119,7 +119,9 @@ function M.generate(root, n, seed, base)
         local u = "http://127.0.0.1:1/ext/" .. rnd(1, n) .. ".html"
         add(u, u)
       elseif r < 0.93 then
-        local u = "https:" .. base:match("^http:(.*)$") .. "/p/1.html"
+        -- the other scheme on the same port: a TLS handshake with a plain server, or plain
+        -- HTTP to the TLS copy of the site (nginx answers 400)
+        local u = (base:find("^https:") and "http:" or "https:") .. base:match("^%a+:(.*)$") .. "/p/1.html"
         add(u, u)
       elseif r < 0.95 then
         add("mailto:crawler@example.com", nil)
@@ -219,10 +221,18 @@ http {
   uwsgi_temp_path %s/tmp;
   scgi_temp_path %s/tmp;
   server {
-    listen 127.0.0.1:%d;
+    listen 127.0.0.1:%d%s;
     root %s/www;
-  }
+%s  }
 }
+]]
+
+-- Over TLS (opts.tls): h2 by ALPN, HTTP/1.1 otherwise, with the certificate of helpers/tls.lua.
+local NGINX_TLS = [[
+    ssl_certificate %s;
+    ssl_certificate_key %s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    http2_max_concurrent_streams 1000;
 ]]
 
 local function nginx_bin()
@@ -234,12 +244,15 @@ end
 
 -- Serves root/www on 127.0.0.1:port; returns the server's pid and kind. Waits until it accepts.
 -- nginx when installed, else python3; CSP_SITE_SERVER=python3 forces the fallback.
-function M.serve(root, port, kind)
+function M.serve(root, port, kind, tls)
   kind = kind or os.getenv("CSP_SITE_SERVER") or (nginx_bin() and "nginx" or "python3")
+  if tls then kind = "nginx" end
   local cmd
   if kind == "nginx" then
     os.execute("mkdir -p " .. quote(root .. "/tmp"))
-    write(root .. "/nginx.conf", NGINX_CONF:format(root, root, root, root, root, root, root, port, root))
+    local extra = tls and NGINX_TLS:format(tls.cert, tls.key) or ""
+    write(root .. "/nginx.conf", NGINX_CONF:format(root, root, root, root, root, root, root, port,
+      tls and " ssl http2" or "", root, extra))
     cmd = ("%s -p %s -c %s -e %s"):format(nginx_bin(), quote(root), quote(root .. "/nginx.conf"),
       quote(root .. "/error.log"))
   else
@@ -270,10 +283,12 @@ function M.start(n, seed, opts)
   local root = p:read("l")
   p:close()
   local port = opts.port or free_port()
-  local base = "http://127.0.0.1:" .. port
+  local base = (opts.tls and "https" or "http") .. "://127.0.0.1:" .. port
   local model = M.generate(root, n, seed, base)
   model.root, model.port, model.host = root, port, "127.0.0.1:" .. port
-  local pid, kind = M.serve(root, port, opts.kind)
+  local tls = opts.tls and require("spec.helpers.tls").make(root)
+  model.ca = tls and tls.ca
+  local pid, kind = M.serve(root, port, opts.kind, tls)
   model.kind, model.pid = kind, pid
   function model.stop()
     os.execute("kill " .. pid .. " 2>/dev/null")

@@ -1,0 +1,74 @@
+-- https and HTTP/2 through libcurl, against a local nginx (TLS with h2 by ALPN) whose CA and
+-- server certificate are made at test time by openssl (spec/helpers/tls.lua).
+local csp = require "csp"
+local site = require "spec.helpers.site"
+local proc = require "spec.helpers.run"
+
+describe("csp.http over TLS (nginx)", function()
+  local s
+  setup(function() s = site.start(30, 7, { tls = true }) end)
+  teardown(function()
+    csp.http.close_idle()
+    if s then s.stop() end
+  end)
+  after_each(function() csp.http.close_idle() end)
+
+  it("refuses a certificate it cannot verify", function()
+    local r, err, code = csp.http.get(s.start_url, { timeout = 10 })
+    assert.is_nil(r)
+    assert.equal(('Get "%s": '):format(s.start_url), err:sub(1, #s.start_url + 8))
+    assert.matches("x509: certificate signed by unknown authority", err)
+    assert.equal("EX509", code)
+  end)
+
+  it("accepts it with insecure = true, or with cainfo naming the CA", function()
+    local r = assert(csp.http.get(s.start_url, { timeout = 10, insecure = true }))
+    assert.equal(200, r.status)
+    r = assert(csp.http.get(s.start_url, { timeout = 10, cainfo = s.ca }))
+    assert.equal(200, r.status)
+    assert.matches("<h1>page 1</h1>", r.body)
+  end)
+
+  it("speaks HTTP/2 by default and HTTP/1.1 when asked", function()
+    local r = assert(csp.http.get(s.start_url, { timeout = 10, cainfo = s.ca }))
+    assert.equal("HTTP/2.0", r.proto)
+    r = assert(csp.http.request { url = s.start_url, timeout = 10, cainfo = s.ca, http_version = "1.1" })
+    assert.equal("HTTP/1.1", r.proto)
+    assert.equal("OK", r.reason)
+  end)
+
+  it("multiplexes concurrent requests to one host on one connection", function()
+    assert(csp.http.get(s.start_url, { timeout = 10, cainfo = s.ca }))  -- the connection is h2
+    local wg, got = csp.waitgroup(), {}
+    for i = 1, 30 do
+      wg:go(function()
+        got[i] = assert(csp.http.get(s.base .. site.path(i), { timeout = 10, cainfo = s.ca }))
+      end)
+    end
+    wg:wait()
+    for i = 1, 30 do assert.equal("HTTP/2.0", got[i].proto) end
+    assert.equal(1, csp.http.idle_count())
+  end)
+
+  it("follows a redirect over TLS (a /d/ page)", function()
+    local r = assert(csp.http.get(s.base .. "/d/5", { timeout = 10, cainfo = s.ca }))
+    assert.same({ 200, s.base .. "/d/5/" }, { r.status, r.url })
+  end)
+
+  it("honours SSL_CERT_FILE and SSL_CERT_DIR as Go does", function()
+    local code = ([[
+      local csp = require "csp"
+      local r, err = csp.http.get(%q, { timeout = 10 })
+      print(r and r.status or err)
+    ]]):format(s.start_url)
+    local r = proc.run(code, { SSL_CERT_FILE = s.ca, no_proxy = "*" })
+    assert.equal("200\n", r.stdout, r.stderr)
+    -- a directory of hashed certificates, as c_rehash (openssl rehash) makes
+    local dir = s.root .. "/certs"
+    assert(os.execute(("mkdir -p %s && cp %s %s/ && openssl rehash %s 2>/dev/null"):format(dir, s.ca, dir, dir)))
+    r = proc.run(code, { SSL_CERT_DIR = dir, SSL_CERT_FILE = "/nonexistent", no_proxy = "*" })
+    assert.equal("200\n", r.stdout, r.stderr)
+    r = proc.run(code, { no_proxy = "*" })
+    assert.matches("x509", r.stdout)
+  end)
+end)
