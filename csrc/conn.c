@@ -598,15 +598,7 @@ void csp_stream_open(lua_State *L) {
   static const luaL_Reg meta[] = {
     {"__gc", conn_gc}, {"__close", conn_close}, {"__tostring", conn_tostring}, {NULL, NULL}
   };
-  lua_createtable(L, 0, 5);
-  lua_newtable(L);
-  lua_pushvalue(L, -3);
-  luaL_setfuncs(L, methods, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, meta, 1);
-  lua_pushliteral(L, "csp.conn");
-  lua_setfield(L, -2, "__name");
+  csp_newmeta(L, "csp.conn", methods, meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &conn_tag);
 
   stdio_new(L, 0, "/dev/stdin");

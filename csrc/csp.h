@@ -27,10 +27,17 @@ struct csp_Waiter {
   uint64_t weight; /* semaphores: units wanted */
 };
 
+/* What a queue's waiters keep alive (a timer channel's receivers its deadline): while any wait
+** and node is in the heap, *ntimed (the scheduler's count) includes it. */
+typedef struct csp_WaitHold {
+  const csp_TimerNode *node;
+  uint32_t *ntimed;
+} csp_WaitHold;
+
 struct csp_WaitQ {
   csp_Waiter *head, *tail;
   uint32_t n;
-  uint8_t timed;   /* receivers of a timer channel: while any wait, its deadline counts */
+  const csp_WaitHold *hold;  /* NULL: the waiters keep nothing alive */
 };
 
 void csp_wq_push(csp_WaitQ *q, csp_Waiter *w);
@@ -202,6 +209,7 @@ struct csp_Timer {
   uint64_t period;     /* ns; 0 for one-shot */
   double tick;         /* value of the pending tick */
   uint8_t pending;     /* a tick waits in the channel (counted in count) */
+  csp_WaitHold hold;   /* the channel's receivers keep tn alive (recvq.hold) */
 };
 
 extern const char csp_chan_tag;
@@ -279,6 +287,9 @@ csp_UrlBase *csp_url_base_new(const char *url, const char *base_href);
 void csp_url_base_free(csp_UrlBase *b);
 char *csp_url_link(const csp_UrlBase *b, const char *href);
 
+/* Close callback of a malloc'd handle (the handle first in its allocation). */
+void csp_close_free(uv_handle_t *h);
+
 /* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one). */
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
 void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname);
@@ -295,6 +306,9 @@ int csp_fail(lua_State *L, const char *code, const char *fmt, ...);
 
 /* Registers C closures with the scheduler as upvalue 1 (on the stack top: the module table). */
 void csp_setfuncs(lua_State *L, const luaL_Reg *l);
+/* Pushes a new metatable: __index a table of methods (NULL: none), the metamethods meta (NULL:
+** none), __name (NULL: none); every function gets the value on the stack top (the scheduler) as
+** upvalue 1. The one way csp builds a type's metatable. */
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
 
 #define CSP_NS 1000000000.0

@@ -557,15 +557,7 @@ void csp_http_open(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &csp_http_multi_key);
   /* The request metatable, under req_tag. */
-  lua_createtable(L, 0, 3);
-  lua_newtable(L);
-  lua_pushvalue(L, -3);  /* sched */
-  luaL_setfuncs(L, methods, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, meta, 1);
-  lua_pushliteral(L, "csp.http request");
-  lua_setfield(L, -2, "__name");
+  csp_newmeta(L, "csp.http request", methods, meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &req_tag);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);

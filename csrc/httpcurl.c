@@ -62,10 +62,6 @@ static void req_wake(Req *r) {
 
 /* ---------------------------------------------------------------- curl's callbacks */
 
-static void poll_close_cb(uv_handle_t *h) {
-  free(h);
-}
-
 static void poll_unlink(Poll *p) {
   Multi *M = p->M;
   if (p->prev) p->prev->next = p->next;
@@ -96,7 +92,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     if (p != NULL) {
       poll_unlink(p);
       uv_poll_stop(&p->h);
-      uv_close((uv_handle_t *)&p->h, poll_close_cb);
+      uv_close((uv_handle_t *)&p->h, csp_close_free);
       curl_multi_assign(M->m, fd, NULL);
     }
     return 0;

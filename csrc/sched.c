@@ -800,7 +800,7 @@ static int sched_seed(lua_State *L) {
 
 static void close_walk(uv_handle_t *h, void *arg) {
   (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, (uv_close_cb)free);
+  if (!uv_is_closing(h)) uv_close(h, csp_close_free);
 }
 
 /* At lua_close: the scheduler is finalized after every object made after it. */

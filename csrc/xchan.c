@@ -111,7 +111,7 @@ void csp_port_teardown(csp_Sched *S) {
     csp_XRec *x = csp_port_take(P), *next;
     for (; x; x = next) { next = x->inext; csp_xchan_rec_free(x); }
   }
-  uv_close((uv_handle_t *)P->poll, (uv_close_cb)free);
+  uv_close((uv_handle_t *)P->poll, csp_close_free);
   S->port = NULL;
   csp_port_unref(P);
 }
