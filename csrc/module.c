@@ -44,6 +44,9 @@ int luaopen_csp_core(lua_State *L) {
   csp_net_open(L);
   csp_html_open(L);
   csp_proc_open(L);
+  csp_leak_open(L);
+  csp_signal_open(L);
+  csp_trace_open(L);
   lua_pop(L, 1);
   return 1;
 }
