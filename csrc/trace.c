@@ -464,12 +464,11 @@ static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path) {
   ev(T, EV_NAME, 1, T->t0, 0, "main");
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {  /* names of those already running */
     g->tflow = 0;
-    if (g->started && !g->internal && g->L && lua_status(g->L) == LUA_YIELD) name_started(T, g, T->t0);
+    if (g->started && g->L && (g == S->cur || lua_status(g->L) == LUA_YIELD)) name_started(T, g, T->t0);
   }
   S->maing.tflow = 0;
   T->mainrun = S->cur == NULL && S->depth == 0;
   T->main0 = T->slice0 = T->t0;
-  if (S->cur && S->cur->tname == NULL) S->cur->tname = "?";
   S->trace = T;
   gc_sentinel(L, T->gen);
   return T;
