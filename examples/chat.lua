@@ -3,8 +3,14 @@
 -- connection has a reader (handle_conn) and a writer goroutine fed by its outgoing queue.
 -- Beyond the seed (gopl exercises 8.13 and 8.15): a client whose outgoing queue is full is
 -- dropped instead of stalling everyone, and a client silent for `idle` seconds is disconnected.
--- Usage: lua5.4 examples/chat.lua [host:port] [idle]   (default localhost:8000, 300 s)
+-- Usage: lua5.4 examples/chat.lua [-stats] [host:port] [idle]   (default localhost:8000, 300 s)
+-- -stats prints the runtime's metrics (csp.stats()) on stderr every 5 seconds.
 local csp = require "csp"
+
+local stats = false
+for i = #arg, 1, -1 do
+  if arg[i] == "-stats" then stats = true; table.remove(arg, i) end
+end
 
 local addr = arg[1] or "localhost:8000"
 local idle = tonumber(arg[2]) or 300
@@ -76,6 +82,19 @@ if not listener then
   os.exit(1)
 end
 csp.go(broadcaster)
+if stats then
+  csp.go(function()
+    for _ in csp.tick(5):range() do
+      local s = csp.stats()
+      local by = {}
+      for reason, n in pairs(s.blocked_by) do by[#by + 1] = ("%s=%d"):format(reason, n) end
+      table.sort(by)
+      io.stderr:write(("stats: goroutines=%d runnable_max=%d blocked{%s} timers=%d chan_buffered=%d (%d B) "
+        .. "loop_lag p50=%.1fus p99=%.1fus\n"):format(s.goroutines, s.runnable_max, table.concat(by, " "),
+        s.timer_heap, s.chan_buffered, s.chan_buffered_bytes, s.loop_lag_p50 * 1e6, s.loop_lag_p99 * 1e6))
+    end
+  end)
+end
 while true do
   local conn, aerr = listener:accept()
   if not conn then

@@ -95,6 +95,20 @@ describe("SIGINT", function()
     assert.is_truthy(err:find("in method 'accept'", 1, true), err)
   end)
 
+  it("stops an idle chat.lua -stats, which prints its metrics every 5 s meanwhile", function()
+    local h = child(("arg = { [0] = %q, '-stats', '127.0.0.1:0' }; dofile(arg[0])"):format(
+      run.root .. "/examples/chat.lua"))
+    await("chat's stats line", function() return h.stderr():find("\n", 1, true) ~= nil end)
+    h.kill("INT")
+    local res, err = interrupted(h)
+    assert.are.equal(1, res.status, err)
+    local line = err:match("^[^\n]*")
+    assert.is_truthy(line:match("^stats: goroutines=3 runnable_max=%d+ blocked{select=1} timers=1 "
+      .. "chan_buffered=0 %(0 B%) loop_lag p50=[%d.]+us p99=[%d.]+us$"), line)
+    assert.is_truthy(err:find("interrupted!", 1, true), err)
+    assert.is_truthy(err:find("in method 'accept'", 1, true), err)
+  end)
+
   it("stops a main blocked on a channel while a goroutine sleeps, and a busy main", function()
     local h = child([[
       local csp = require "csp"
