@@ -64,9 +64,11 @@ int csp_signal_take(lua_State *L, csp_Sched *S) {
   if (S != sig_S) return 0;
   if (got_quit) {
     got_quit = 0;
-    lua_pushcfunction(L, quit_dump_l);
-    lua_pushlightuserdata(L, S);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    lua_State *T = lua_newthread(L);  /* its own stack: main's traceback shows main's frames only */
+    lua_pushcfunction(T, quit_dump_l);
+    lua_pushlightuserdata(T, S);
+    lua_pcall(T, 1, 0, 0);
+    lua_pop(L, 1);
   }
   csp_sigpending = got_int;
   if (!got_int) return 0;

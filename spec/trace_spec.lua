@@ -169,4 +169,28 @@ describe("csp.trace", function()
     assert.is_truthy(named[1].name:match("trace_spec%.lua:%d+$"))
     assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == early end) >= 1)
   end)
+
+  it("examples/trace.lua's trace draws as SVG with tools/trace2svg.py", function()
+    local json, svg = os.tmpname(), os.tmpname()
+    local r = run.run(("arg = { [0] = %q, %q }; dofile(arg[0])"):format(run.root .. "/examples/trace.lua", json))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_truthy(r.stdout:find("sum of squares 1..8 = 204 (8 jobs)", 1, true), r.stdout)
+    local cmd = ("python3 %s/tools/trace2svg.py %s %s && python3 -c %s %s"):format(run.quote(run.root),
+      run.quote(json), run.quote(svg), run.quote([[
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+texts = [t.text for t in root.iter(ns + "text")]
+assert "G1 main" in texts, texts
+assert any(t and t.startswith("G2 ") for t in texts), texts
+assert len(list(root.iter(ns + "rect"))) > 10
+print("ok")
+]]), run.quote(svg))
+    local p = assert(io.popen(cmd .. " 2>&1"))
+    local out = p:read("a")
+    p:close()
+    os.remove(json)
+    os.remove(svg)
+    assert.are.equal("ok\n", out)
+  end)
 end)
