@@ -32,7 +32,8 @@ static void ignore_sigpipe(void) {
   }
 }
 
-int luaopen_csp_core(lua_State *L) {
+/* The one symbol core.so exports (the build hides every other with -fvisibility=hidden). */
+__attribute__((visibility("default"))) int luaopen_csp_core(lua_State *L) {
   ignore_sigpipe();
   lua_newtable(L);
   csp_sched_open(L);
