@@ -1,6 +1,8 @@
 /* trace.c: execution trace in Chrome trace-event JSON: fixed-size records in C buffers, formatted and written by a writer thread. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +166,9 @@ static void out_event(Out *o, const Ev *e) {
 static void writer(void *arg) {
   csp_Trace *T = arg;
   Out *o = malloc(sizeof *o);
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);  /* SIGINT and SIGQUIT are for the scheduler's thread */
   if (o == NULL) { T->err = ENOMEM; return; }  /* start() checks the allocation first: rare */
   o->fd = T->fd;
   o->err = 0;

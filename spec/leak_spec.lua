@@ -120,8 +120,8 @@ describe("csp.leaks", function()
     mine[#mine + 1] = csp.go(function() inner:recv() end)
     mine[#mine + 1] = csp.go(function() quit:recv(); inner:send(1) end)
     -- held by a global
-    LEAK_SPEC_GLOBAL = csp.chan()
-    mine[#mine + 1] = csp.go(function() LEAK_SPEC_GLOBAL:recv() end)
+    _G.LEAK_SPEC_GLOBAL = csp.chan()
+    mine[#mine + 1] = csp.go(function() _G.LEAK_SPEC_GLOBAL:recv() end)
     -- a select whose other case is an armed timer
     mine[#mine + 1] = csp.go(function() csp.select { csp.recv(csp.chan()), csp.recv(csp.after(60)) } end)
     -- a runnable goroutine holds it
@@ -131,7 +131,7 @@ describe("csp.leaks", function()
     csp.go(function() local _ = busy end) -- not run yet when leaks() collects
     local now = csp.leaks()
     assert.are.same(before, ids(now), tostring(now))
-    LEAK_SPEC_GLOBAL = nil
+    _G.LEAK_SPEC_GLOBAL = nil
     quit:close()
     settle()
   end)

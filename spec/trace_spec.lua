@@ -89,7 +89,9 @@ describe("csp.trace", function()
     assert.is_true(has(function(e) return e.ph == "i" and e.tid == locker and e.name == "sync.Mutex.Lock" end))
     assert.is_true(has(function(e) return e.ph == "i" and e.tid == id and e.name == "end" end))
     assert.is_true(has(function(e) return e.ph == "i" and e.tid == 1 and e.name == "sleep" end))
-    assert.is_true(has(function(e) return e.ph == "i" and e.cat == "wake" and e.tid == 1 and e.name == "timer fired" end))
+    assert.is_true(has(function(e)
+      return e.ph == "i" and e.cat == "wake" and e.tid == 1 and e.name == "timer fired"
+    end))
     assert.is_true(has(function(e) return e.ph == "i" and e.cat == "gc" end))
     -- flows: csp.go -> first run, send -> the receive it woke; every start has its finish
     local starts, finishes = {}, {}
