@@ -107,15 +107,14 @@ static int is_leaked(lua_State *L, csp_G *g, int found) {
 ** collection then finalizes the sentinels whose objects only candidates reach: those leaked. The
 ** finalization resurrects them for this cycle; they are anchored again before anything else runs. */
 static void leaks(lua_State *L, csp_Sched *S) {
-  int base = lua_gettop(L), e = base + 1, found = base + 2, mt = base + 3, session = base + 4;
+  int base = lua_gettop(L), e = base + 2, found = base + 3, mt = base + 4, session = base + 5;
   int placeholder;
   csp_G **cand;
   int ncand = 0, n = 0;
   luaL_Buffer b;
-  long total = 0;
+  size_t total = 1;
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) total++;
-  cand = malloc((size_t)(total + 1) * sizeof *cand);
-  if (cand == NULL) luaL_error(L, "not enough memory");
+  cand = (csp_G **)lua_newuserdatauv(L, total * sizeof *cand, 0);  /* collected, even on error */
   lua_newtable(L);  /* E */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "k");
@@ -157,7 +156,6 @@ static void leaks(lua_State *L, csp_Sched *S) {
     csp_sched_anchor(L, cand[i], -1);
     lua_pop(L, 1);
   }
-  free(cand);
   lua_settop(L, found);
   lua_newtable(L);
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {

@@ -250,7 +250,7 @@ csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n) {
     g->sel = ns;
     g->selcap = ncap;
   }
-  memset(g->sel, 0, (size_t)n * sizeof *g->sel);
+  if (n > 0) memset(g->sel, 0, (size_t)n * sizeof *g->sel);  /* select{}: g->sel may be NULL */
   return g->sel;
 }
 

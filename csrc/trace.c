@@ -66,18 +66,9 @@ static void out_flush(Out *o) {
   o->n = 0;
 }
 
-static void out_str(Out *o, const char *s) {  /* a JSON string's contents */
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (o->n + 8 > sizeof o->b) out_flush(o);
-    if (c == '"' || c == '\\') { o->b[o->n++] = '\\'; o->b[o->n++] = (char)c; }
-    else if (c < 0x20) o->n += (size_t)snprintf(o->b + o->n, 8, "\\u%04x", c);
-    else o->b[o->n++] = (char)c;
-  }
-}
-
 /* Hand-rolled appends: printf would cost more than the scheduler spends recording. Every event
-** fits in the 512 bytes out_lit makes room for (names go through out_str, which checks). */
+** fits in the 512 bytes out_lit makes room for: names are cut to 255 bytes when interned, and
+** escaped for JSON then (reasons are literals that need no escaping). */
 static void out_lit(Out *o, const char *s) {
   size_t k = strlen(s);
   if (o->n + k + 512 > sizeof o->b) out_flush(o);
@@ -114,7 +105,7 @@ static void out_head(Out *o, const char *ph, const char *cat, uint32_t tid, uint
 
 static void out_name(Out *o, const char *name) {
   out_lit(o, ",\"name\":\"");
-  out_str(o, name);
+  out_lit(o, name);
   out_lit(o, "\"}");
 }
 
@@ -125,7 +116,7 @@ static void out_meta(Out *o, uint32_t tid, const char *name) {
   out_u64(o, tid);
   out_lit(o, ",\"name\":\"thread_name\",\"args\":{\"name\":\"");
   if (tid == 0) out_lit(o, "GC");
-  else { out_lit(o, "G"); out_u64(o, tid); out_lit(o, " "); out_str(o, name); }
+  else { out_lit(o, "G"); out_u64(o, tid); out_lit(o, " "); out_lit(o, name); }
   out_lit(o, "\"}},\n{\"ph\":\"M\",\"pid\":1,\"tid\":");
   out_u64(o, tid);
   out_lit(o, ",\"name\":\"thread_sort_index\",\"args\":{\"sort_index\":");
@@ -265,15 +256,29 @@ static const char *intern(csp_Trace *T, const char *s) {
   return T->names[i];
 }
 
+/* s as the contents of a JSON string, cut to fit out (whole escapes only). */
+static const char *json_escape(const char *s, char *out, size_t size) {
+  size_t n = 0;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (n + 7 > size) break;
+    if (c == '"' || c == '\\') { out[n++] = '\\'; out[n++] = (char)c; }
+    else if (c < 0x20) n += (size_t)snprintf(out + n, 7, "\\u%04x", c);
+    else out[n++] = (char)c;
+  }
+  out[n] = '\0';
+  return out;
+}
+
 /* The name of the function on top of co's stack (popped), or of level lvl's function. */
 static const char *fname(csp_Trace *T, lua_State *co, int lvl) {
   lua_Debug ar;
-  char buf[256];
+  char buf[200], esc[256];
   if (lvl < 0) { if (!lua_getinfo(co, ">S", &ar)) return "?"; }
   else if (!lua_getstack(co, lvl, &ar) || !lua_getinfo(co, "S", &ar)) return "?";
   if (ar.what[0] == 'C') return "[C function]";
   snprintf(buf, sizeof buf, "%s:%d", ar.short_src, ar.linedefined);
-  return intern(T, buf);
+  return intern(T, json_escape(buf, esc, sizeof esc));
 }
 
 static void name_started(csp_Trace *T, csp_G *g, uint64_t now) {
