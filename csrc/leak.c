@@ -199,8 +199,11 @@ static void exit_hook(lua_State *L, lua_Debug *ar) {
   csp_Sched *S;
   const char *name;
   int n;
-  if (ar->event != LUA_HOOKRET || !lua_getinfo(L, "S", ar) || strcmp(ar->what, "main") != 0 ||
-      lua_getstack(L, 2, &up))
+  int ismain;
+  if (ar->event != LUA_HOOKRET) return;
+  ismain = lua_pushthread(L);  /* goroutine threads inherit the hook from the thread that made them */
+  lua_pop(L, 1);
+  if (!ismain || !lua_getinfo(L, "S", ar) || strcmp(ar->what, "main") != 0 || lua_getstack(L, 2, &up))
     return;  /* not the script's own chunk (a required module's chunk has a caller) */
   lua_sethook(L, NULL, 0, 0);
   for (int n = 1; (name = lua_getlocal(L, ar, n)) != NULL; n++) {  /* dead now, still on the stack */
