@@ -4,7 +4,7 @@ BUSTED   ?= busted
 CC       ?= gcc
 PKGS      = lua5.4 libuv
 DEBS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-check luarocks libgumbo-dev pkg-config gcc make \
-            netcat-openbsd python3 cppcheck valgrind
+            netcat-openbsd python3 cppcheck valgrind imagemagick
 CFLAGS   ?= -O2 -g
 WARN     ?= -Wall -Wextra -Werror -Wno-unused-parameter
 # csrc/html.c wraps libgumbo; link it only once that file exists.
@@ -65,9 +65,10 @@ deps:
 deps-check:
 	@pkg-config --exists $(PKGS) || $(MAKE) --no-print-directory deps
 
+# Absolute paths: `eval "$$(make -s -C /path/to/csp env)"` works from any directory.
 env:
-	@echo 'export LUA_PATH="lua/?.lua;lua/?/init.lua;;"'
-	@echo 'export LUA_CPATH="build/?.so;;"'
+	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
+	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"'
 
 test: deps
 	@$(MAKE) --no-print-directory all

@@ -28,7 +28,7 @@
 
 static const char state_key = 0;  /* registry: the FsState userdata, alive until lua_close */
 
-enum { OP_STAT, OP_LSTAT, OP_READDIR, OP_DIRSTAT, OP_READFILE, OP_WRITEFILE };
+enum { OP_STAT, OP_LSTAT, OP_READDIR, OP_DIRSTAT, OP_DIRSUM, OP_READFILE, OP_WRITEFILE };
 
 /* Upvalues of the API functions. */
 #define UP_STATE 2
@@ -36,9 +36,10 @@ enum { OP_STAT, OP_LSTAT, OP_READDIR, OP_DIRSTAT, OP_READFILE, OP_WRITEFILE };
 
 /* Upvalues of build: field names, then type names, all interned once. */
 enum { K_NAME = 1, K_TYPE, K_SIZE, K_MODE, K_MTIME, K_ATIME, K_CTIME, K_INO, K_DEV, K_NLINK,
-       K_UID, K_GID, K_BLOCKS, K_LAST = K_BLOCKS };
+       K_UID, K_GID, K_BLOCKS, K_FILES, K_DIRS, K_LAST = K_DIRS };
 static const char *const keynames[] = {"name", "type", "size", "mode", "mtime", "atime", "ctime",
-                                       "ino", "dev", "nlink", "uid", "gid", "blocks"};
+                                       "ino", "dev", "nlink", "uid", "gid", "blocks", "files",
+                                       "dirs"};
 enum { T_UNKNOWN, T_FILE, T_DIR, T_LINK, T_FIFO, T_SOCKET, T_CHAR, T_BLOCK, T_COUNT };
 static const char *const typenames[] = {"unknown", "file", "dir", "link", "fifo", "socket",
                                         "char", "block"};
@@ -74,6 +75,7 @@ typedef struct FsReq {
   struct stat st;      /* stat, lstat */
   Ent *ents;
   size_t nents, entcap;
+  int64_t files, size, blocks; /* dirstat "summary": the non-directory entries, summed */
   char *buf;           /* readfile: the data; writefile: a copy of it; readdir: the names arena */
   size_t len, cap;
   int mode;            /* writefile permissions */
@@ -223,6 +225,53 @@ static void do_dir(FsReq *r, int withstat) {
   closedir(d);
 }
 
+/* dirstat's "summary" form: the same reads and lstats, but only subdirectory names are kept
+** (sorted); every other entry is counted and summed here, so a walk pays nothing per file in
+** Lua. An entry readdir(3) already calls a directory needs no lstat: its own size is not summed. */
+static void do_dirsum(FsReq *r) {
+  struct dirent *de;
+  struct stat st;
+  DIR *d;
+  int fd = open(r->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+    fail(r, "open", errno);
+    if (fd >= 0) close(fd);
+    return;
+  }
+  for (;;) {
+    int type;
+    errno = 0;
+    if ((de = readdir(d)) == NULL) {
+      if (errno != 0) fail(r, "readdirent", errno);
+      break;
+    }
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+    type = dirent_type(de);
+    if (type != T_DIR) {
+      if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) continue;  /* removed since readdir, as dirstat */
+        fail(r, "lstat", errno);
+        if (ent_add(r, de->d_name, T_UNKNOWN)) r->errname = r->buf + r->ents[r->nents - 1].off;
+        break;
+      }
+      type = mode_type(st.st_mode);
+    }
+    if (type != T_DIR) {
+      r->files++;
+      r->size += (int64_t)st.st_size;
+      r->blocks += (int64_t)st.st_blocks;
+    } else if (!ent_add(r, de->d_name, T_DIR)) {
+      fail(r, "readdirent", ENOMEM);
+      break;
+    }
+  }
+  if (r->err == 0) {
+    for (size_t i = 0; i < r->nents; i++) r->ents[i].name = r->buf + r->ents[i].off;
+    if (r->nents > 1) qsort(r->ents, r->nents, sizeof *r->ents, ent_cmp);
+  }
+  closedir(d);
+}
+
 static void do_readfile(FsReq *r) {
   struct stat st;
   size_t cap = 8192;
@@ -286,6 +335,7 @@ static void work_one(FsReq *r) {
       break;
     case OP_READDIR: do_dir(r, 0); break;
     case OP_DIRSTAT: do_dir(r, 1); break;
+    case OP_DIRSUM: do_dirsum(r); break;
     case OP_READFILE: do_readfile(r); break;
     case OP_WRITEFILE: do_writefile(r); break;
   }
@@ -472,6 +522,19 @@ static int build(lua_State *L) {
         lua_rawseti(L, -2, (lua_Integer)i + 1);
       }
       return 1;
+    case OP_DIRSUM:
+      lua_createtable(L, 0, 4);
+      SETKEY(K_FILES); lua_pushinteger(L, (lua_Integer)r->files); lua_rawset(L, -3);
+      SETKEY(K_SIZE); lua_pushinteger(L, (lua_Integer)r->size); lua_rawset(L, -3);
+      SETKEY(K_BLOCKS); lua_pushinteger(L, (lua_Integer)r->blocks); lua_rawset(L, -3);
+      SETKEY(K_DIRS);
+      lua_createtable(L, (int)r->nents, 0);
+      for (size_t i = 0; i < r->nents; i++) {
+        lua_pushlstring(L, r->ents[i].name, r->ents[i].len);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+      }
+      lua_rawset(L, -3);
+      return 1;
     case OP_READFILE:
       lua_pushlstring(L, r->buf ? r->buf : "", r->len);
       return 1;
@@ -538,7 +601,13 @@ static int fs_call(lua_State *L, int op) {
 static int fs_stat(lua_State *L) { return fs_call(L, OP_STAT); }
 static int fs_lstat(lua_State *L) { return fs_call(L, OP_LSTAT); }
 static int fs_readdir(lua_State *L) { return fs_call(L, OP_READDIR); }
-static int fs_dirstat(lua_State *L) { return fs_call(L, OP_DIRSTAT); }
+/* dirstat(dir [, form]): form "entries" (the default) or "summary". */
+static int fs_dirstat(lua_State *L) {
+  static const char *const forms[] = {"entries", "summary", NULL};
+  int form = luaL_checkoption(L, 2, "entries", forms);
+  lua_settop(L, 1);
+  return fs_call(L, form == 0 ? OP_DIRSTAT : OP_DIRSUM);
+}
 static int fs_readfile(lua_State *L) { return fs_call(L, OP_READFILE); }
 static int fs_writefile(lua_State *L) { return fs_call(L, OP_WRITEFILE); }
 

@@ -631,7 +631,7 @@ static int wr_run(lua_State *L, Conn *c, int turn) {
   }
   if ((size_t)written == len) {
     wake_turn(s);
-    lua_pushinteger(L, (lua_Integer)len);
+    lua_pushinteger(L, (lua_Integer)len + lua_tointeger(L, 3));  /* 3: wr_pieces' part */
     return 1;
   }
   g = csp_sched_self(L, s->S);
@@ -686,8 +686,41 @@ static int wr_done_k(lua_State *L, int status, lua_KContext ctx) {
   lua_setiuservalue(L, 1, 1);
   wake_turn(s);
   if (st < 0) return err_code(L, c, "write", st);
-  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 2));
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 2) + lua_tointeger(L, 3));
   return 1;
+}
+
+#define WR_IOV 8  /* pieces one writev may take (c:write(a, b, ...)) */
+
+/* c:write of several pieces while nothing else is being written: one uv_try_write (writev) of
+** them all, without building their concatenation (an echo or a chat line is `line, "\n"`). What
+** the kernel does not take is concatenated and goes the ordinary way, arg 3 holding the count
+** already out. Returns -1 when the ordinary path must take the whole write. */
+static int wr_pieces(lua_State *L, Conn *c, int n, uv_buf_t *b, size_t total) {
+  size_t skip;
+  csp_Stream *s = c->s;
+  int r, first;
+  if (n - 1 > WR_IOV || s == NULL || s->kind == CSP_ST_FILE || s->fd == 1 || s->fd == 2 ||
+      s->wbusy || s->wq.head || s->wdl || total == 0 || total > INT32_MAX)
+    return -1;
+  r = uv_try_write(&s->u.s, b, (unsigned)(n - 1));
+  if (r < 0 && r != UV_EAGAIN) return err_code(L, c, "write", r);
+  if ((size_t)(skip = r > 0 ? (size_t)r : 0) == total) {
+    lua_pushinteger(L, (lua_Integer)total);
+    return 1;
+  }
+  for (first = 2; skip >= (size_t)b[first - 2].len; first++) skip -= b[first - 2].len;
+  if (skip > 0) {
+    lua_pushlstring(L, b[first - 2].base + skip, b[first - 2].len - skip);
+    lua_replace(L, first);
+  }
+  lua_concat(L, n - first + 1);  /* the rest, at index first */
+  if (first > 2) {
+    lua_replace(L, 2);
+    lua_settop(L, 2);
+  }
+  lua_pushinteger(L, r > 0 ? r : 0);
+  return wr_run(L, c, 0);
 }
 
 /* c:write(s, ...): returns the byte count once libuv (or the kernel) has taken all of it;
@@ -695,8 +728,17 @@ static int wr_done_k(lua_State *L, int status, lua_KContext ctx) {
 static int conn_write(lua_State *L) {
   Conn *c = conn_check(L);
   int n = lua_gettop(L);
-  for (int i = 2; i <= n; i++) luaL_checklstring(L, i, NULL);
+  uv_buf_t b[WR_IOV];
+  size_t total = 0;
+  for (int i = 2; i <= n; i++) {
+    size_t len;
+    const char *p = luaL_checklstring(L, i, &len);  /* the string stays at i: p stays valid */
+    if (i - 2 < WR_IOV) b[i - 2] = uv_buf_init((char *)p, (unsigned)len);
+    total += len;
+  }
   if (n > 2) {
+    int r = wr_pieces(L, c, n, b, total);
+    if (r >= 0) return r;
     lua_concat(L, n - 1);
   } else if (n < 2) {
     luaL_checklstring(L, 2, NULL);

@@ -1,20 +1,26 @@
 -- Seed 1.11, chat: a chat server around a monitor goroutine. The broadcaster alone owns the set
 -- of clients; connections talk to it over three channels (entering, leaving, messages). Each
 -- connection has a reader (handle_conn) and a writer goroutine fed by its outgoing queue.
--- Beyond the seed (gopl exercises 8.13 and 8.15): a client whose outgoing queue is full is
--- dropped instead of stalling everyone, and a client silent for `idle` seconds is disconnected.
--- Usage: lua5.4 examples/chat.lua [-stats] [host:port] [idle]   (default localhost:8000, 300 s)
+-- Beyond the seed (gopl exercises 8.13 and 8.15): a slow client, one that does not take a
+-- message within `slow` seconds, is dropped instead of stalling everyone for ever, and a client
+-- silent for `idle` seconds is disconnected. Slow means slow to read: the broadcaster sends
+-- into the client's queue and, when the queue is full, waits up to `slow` for its writer to make
+-- room (a select over the send and a timer), as Go's blocking send would wait; a burst of
+-- messages that fills every queue before the writers had a turn drops nobody.
+-- Usage: lua5.4 examples/chat.lua [-stats] [host:port] [idle] [slow]   (default localhost:8000, 300 s, 2 s)
 -- -stats prints the runtime's metrics (csp.stats()) on stderr every 5 seconds.
 local csp = require "csp"
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("chat.lua [-stats] [ADDR] [IDLE] [SLOW]", "the chat server (seed 1.11)")
+f:flag("stats", "bool", false, "print the runtime's metrics (csp.stats()) on stderr every 5 s")
+f:arg("addr", "string", "localhost:8000", "host:port to listen on")
+f:arg("idle", "number", 300, "seconds of silence before a client is disconnected", { positive = true })
+f:arg("slow", "number", 2, "seconds a client may take to accept a message before it is dropped",
+  { positive = true })
+local opts = f:parse(arg)
 
-local stats = false
-for i = #arg, 1, -1 do
-  if arg[i] == "-stats" then stats = true; table.remove(arg, i) end
-end
-
-local addr = arg[1] or "localhost:8000"
-local idle = tonumber(arg[2]) or 300
-local QUEUE = 64  -- outgoing messages a client may fall behind by
+local addr, idle, slow = opts.addr, opts.idle, opts.slow
+local QUEUE = 64  -- outgoing messages a client's writer may fall behind by without waiting
 
 local entering = csp.chan()  -- new clients: { out = chan, conn = conn }
 local leaving = csp.chan()
@@ -22,28 +28,33 @@ local messages = csp.chan()  -- all incoming client messages
 
 local function broadcaster()
   local clients = {}  -- all connected clients
-  while true do
-    csp.select{
-      csp.recv(messages, function(msg)
-        -- Broadcast incoming message to all clients' outgoing message channels.
-        for cli in pairs(clients) do
-          if not cli.out:try_send(msg) then  -- its queue is full: drop it, never wait
-            clients[cli] = nil
-            cli.out:close()
-            cli.conn:close()  -- its reader sees the close and announces the leave
-          end
-        end
-      end),
-      csp.recv(entering, function(cli)
-        clients[cli] = true
-      end),
-      csp.recv(leaving, function(cli)
-        if clients[cli] then  -- not already dropped
-          clients[cli] = nil
+  -- The select's cases are made once, outside the loop: a message costs no table or closure.
+  local cases = {
+    csp.recv(messages, function(msg)
+      -- Broadcast incoming message to all clients' outgoing message channels.
+      for cli in pairs(clients) do
+        -- A full queue: let its writer drain it (the select lets every goroutine run), for
+        -- at most `slow` seconds; a client that still takes nothing is dropped.
+        if not cli.out:try_send(msg)
+            and csp.select{ csp.send(cli.out, msg), csp.recv(csp.after(slow)) } == 2 then
+          clients[cli] = nil  -- removing the current key during pairs is allowed
           cli.out:close()
+          cli.conn:close()  -- its reader sees the close and announces the leave
         end
-      end),
-    }
+      end
+    end),
+    csp.recv(entering, function(cli)
+      clients[cli] = true
+    end),
+    csp.recv(leaving, function(cli)
+      if clients[cli] then  -- not already dropped
+        clients[cli] = nil
+        cli.out:close()
+      end
+    end),
+  }
+  while true do
+    csp.select(cases)
   end
 end
 
@@ -82,7 +93,7 @@ if not listener then
   os.exit(1)
 end
 csp.go(broadcaster)
-if stats then
+if opts.stats then
   csp.go(function()
     for _ in csp.tick(5):range() do
       local s = csp.stats()

@@ -3,8 +3,12 @@
 -- Usage: lua5.4 examples/clock1.lua [host:port] [interval]   (default localhost:8000, 1 s)
 local csp = require "csp"
 
-local addr = arg[1] or "localhost:8000"
-local interval = tonumber(arg[2]) or 1
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("clock1.lua [ADDR] [INTERVAL]", "the sequential clock server (seed)")
+f:arg("addr", "string", "localhost:8000", "host:port to listen on")
+f:arg("interval", "number", 1, "seconds between two times", { positive = true })
+local opts = f:parse(arg)
+local addr, interval = opts.addr, opts.interval
 
 local function handle_conn(c)
   local _ <close> = c  -- defer c.Close()

@@ -2,8 +2,12 @@
 -- Usage: lua5.4 examples/countdown1.lua [count] [interval]   (default 10, 1 s)
 local csp = require "csp"
 
-local count = tonumber(arg[1]) or 10
-local interval = tonumber(arg[2]) or 1
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("countdown1.lua [COUNT] [INTERVAL]", "a countdown paced by csp.tick")
+f:arg("count", "int", 10, "ticks to count down", { min = 0 })
+f:arg("interval", "number", 1, "seconds per tick", { positive = true })
+local opts = f:parse(arg)
+local count, interval = opts.count, opts.interval
 
 local function launch()
   print("Lift off!")

@@ -3,7 +3,11 @@
 -- Usage: lua5.4 examples/countdown2.lua [seconds]   (default 10)
 local csp = require "csp"
 
-local seconds = tonumber(arg[1]) or 10
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("countdown2.lua [SECONDS]", "launch unless return is pressed (or input ends) first")
+f:arg("seconds", "number", 10, "seconds before the launch", { min = 0 })
+local opts = f:parse(arg)
+local seconds = opts.seconds
 
 local function launch()
   print("Lift off!")
@@ -11,8 +15,8 @@ end
 
 local abort = csp.chan()
 csp.go(function()
-  -- read a single byte; at the end of input (stdin from /dev/null) nobody can press return
-  if csp.stdin:read(1) then abort:send(true) end
+  csp.stdin:read(1)  -- read a single byte; the end of input (</dev/null, Ctrl-D) counts too, as in Go
+  abort:send(true)
 end)
 
 print("Commencing countdown.  Press return to abort.")

@@ -3,8 +3,13 @@
 -- Usage: lua5.4 examples/countdown3.lua [count] [interval]   (default 10, 1 s)
 local csp = require "csp"
 
-local count = tonumber(arg[1]) or 10
-local interval = tonumber(arg[2]) or 1
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("countdown3.lua [COUNT] [INTERVAL]",
+  "a countdown that return (or the end of input) aborts")
+f:arg("count", "int", 10, "ticks to count down", { min = 0 })
+f:arg("interval", "number", 1, "seconds per tick", { positive = true })
+local opts = f:parse(arg)
+local count, interval = opts.count, opts.interval
 
 local function launch()
   print("Lift off!")
@@ -12,8 +17,8 @@ end
 
 local abort = csp.chan()
 csp.go(function()
-  -- read a single byte; at the end of input (stdin from /dev/null) nobody can press return
-  if csp.stdin:read(1) then abort:send(true) end
+  csp.stdin:read(1)  -- read a single byte; the end of input (</dev/null, Ctrl-D) counts too, as in Go
+  abort:send(true)
 end)
 
 local function countdown()

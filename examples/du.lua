@@ -3,30 +3,25 @@
 -- (`N files  X.X GB`, -h human units, -b bytes), path joining, and version 1's sequential walk
 -- that version 2 keeps; du3 and du4 have their own concurrent walks, what those versions show.
 local csp = require "csp"
+local flagset = require "flags"
 
 local M = {}
 
--- Go's flag package: flags first, "--" or the first non-flag ends them.
-local function parse(argv, known, usage)
-  local flags, roots, i = {}, {}, 1
-  while argv[i] and argv[i] ~= "-" and argv[i]:sub(1, 1) == "-" do
-    local a = argv[i]
-    i = i + 1
-    if a == "--" then break end
-    local name = a:match("^%-%-?(.+)$")
-    if not known[name] then
-      io.stderr:write("flag provided but not defined: ", a, "\n", usage, "\n")
-      os.exit(2)
-    end
-    flags[name] = true
-  end
-  for j = i, #argv do roots[#roots + 1] = argv[j] end
-  if #roots == 0 then roots[1] = "." end
-  return flags, roots
-end
+local HELP = { v = "print running totals every 500 ms", h = "human-readable sizes (kB, MB, GB)",
+               b = "exact byte counts" }
 
--- args(arg, known, usage) -> flags, roots
-M.args = parse
+-- The command line, with examples/flags.lua (Go's flag package): the bool flags named in known,
+-- then the roots (default "."). usage is "usage: NAME ..."; returns flags, roots.
+function M.args(argv, known, usage)
+  local f = flagset.new(usage:match("^usage: (.*)$") or usage, "disk usage of the files below each DIR")
+  for _, name in ipairs{ "v", "h", "b" } do
+    if known[name] then f:flag(name, "bool", false, HELP[name]) end
+  end
+  local opts = f:rest("DIR", 0):parse(argv)
+  local roots = opts.rest
+  if #roots == 0 then roots[1] = "." end
+  return opts, roots
+end
 
 local function human(n)
   local units, u = { "B", "kB", "MB", "GB", "TB", "PB", "EB" }, 1

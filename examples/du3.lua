@@ -1,6 +1,8 @@
 -- Seed 1.9.4, du version 3: a goroutine per directory, counted by a WaitGroup; a closer
 -- goroutine closes fileSizes when the count drops to zero; a 20-token semaphore channel
 -- bounds the directories being read at once. The roots are walked in parallel.
+-- Each directory is read with dirstat's "summary" form: its files counted and summed in C, only
+-- the subdirectory names come back, and one message per directory (not per file) goes to main.
 -- Usage: lua5.4 examples/du3.lua [-v] [-h] [-b] [DIR...]   (-v progress every 500 ms)
 -- Symlinks are not followed: their own (lstat) size counts, as with Go's ioutil.ReadDir.
 local csp = require "csp"
@@ -16,31 +18,38 @@ local function print_disk_usage(nfiles, nbytes)
   du.print_disk_usage(flags, nfiles, nbytes)
 end
 
+-- The collector: with per-file work in C, it takes ~2% of du3's instructions on the benchmark
+-- tree (200k files, 20k directories: 626.4M instructions, 612.0M with the collector stopped), and
+-- generational mode saves nothing (626.6M): the live heap is mostly the parked walkers, which
+-- survive many cycles either way. The default incremental mode stays, set here to say so.
+collectgarbage("incremental")
+
 -- sema is a counting semaphore for limiting concurrency in dirents.
 local sema = csp.chan(20)
 
--- The entries of dir with their lstat fields (one trip to the thread pool); none on error.
+local EMPTY = { files = 0, size = 0, dirs = {} }
+
+-- dir summed up: {files=, size=, dirs={names}} (one trip to the thread pool); empty on error.
 local function dirents(dir)
   sema:send(true) -- acquire token
-  local entries, err = csp.fs.dirstat(dir)
+  local sum, err = csp.fs.dirstat(dir, "summary")
   sema:recv() -- release token
-  if not entries then
+  if not sum then
     io.stderr:write("du: ", err, "\n")
-    return {}
+    return EMPTY
   end
-  return entries
+  return sum
 end
 
+-- Sends the files of dir (a count and their total size) on file_sizes, a goroutine per subdirectory.
 local function walk_dir(dir, n, file_sizes)
   local _ <close> = csp.defer(n.done, n)
-  for _, entry in ipairs(dirents(dir)) do
-    if entry.type == "dir" then
-      n:add(1)
-      csp.go(walk_dir, join(dir, entry.name), n, file_sizes)
-    else
-      file_sizes:send(entry.size)
-    end
+  local sum = dirents(dir)
+  for _, name in ipairs(sum.dirs) do
+    n:add(1)
+    csp.go(walk_dir, join(dir, name), n, file_sizes)
   end
+  if sum.files > 0 then file_sizes:send(sum) end
 end
 
 -- Traverse each root of the file tree in parallel.
@@ -60,11 +69,11 @@ local tick = flags.v and csp.tick(0.5) or nil
 local cases = { csp.recv(file_sizes), csp.recv(tick) }
 local nfiles, nbytes = 0, 0
 while true do
-  local i, size, ok = csp.select(cases)
+  local i, sum, ok = csp.select(cases)
   if i == 1 then
     if not ok then break end -- fileSizes was closed
-    nfiles = nfiles + 1
-    nbytes = nbytes + size
+    nfiles = nfiles + sum.files
+    nbytes = nbytes + sum.size
   else
     print_disk_usage(nfiles, nbytes)
   end

@@ -1,10 +1,12 @@
--- Seed 1.10, du version 4: du3 that can be cancelled. A byte on stdin closes `done` (a close is
+-- Seed 1.10, du version 4: du3 that can be cancelled. Input on stdin closes `done` (a close is
 -- a broadcast: every receive on done is ready from then on). Walkers poll cancelled() before
 -- reading a directory, acquiring the semaphore is a select with done, and main, on done, drains
--- fileSizes so that every walker can finish, then prints the totals so far. End of input alone
--- does not cancel (`du4.lua DIR </dev/null` walks everything).
+-- fileSizes so that every walker can finish, then prints the totals so far. As in Go, where
+-- os.Stdin.Read returning (a byte or EOF) cancels, the end of input cancels too:
+-- `du4.lua DIR </dev/null` stops at once; keep stdin open (a terminal, a pipe) to walk it all.
 -- Usage: lua5.4 examples/du4.lua [-v] [-h] [-b] [DIR...]   (-v progress every 500 ms)
 -- Symlinks are not followed: their own (lstat) size counts, as with Go's ioutil.ReadDir.
+-- As du3, each directory is read with dirstat's "summary" form and sent to main as one message.
 local csp = require "csp"
 
 local USAGE = "usage: du4.lua [-v] [-h] [-b] [DIR...]"
@@ -24,40 +26,42 @@ local function cancelled()
   return csp.select{ csp.recv(done), default = true } == 1
 end
 
--- Cancel traversal when input is detected.
+-- Cancel traversal when input is detected (a byte, or the end of input).
 csp.go(function()
-  if csp.stdin:read(1) then done:close() end
+  csp.stdin:read(1)
+  done:close()
 end)
 
 -- sema is a counting semaphore for limiting concurrency in dirents.
 local sema = csp.chan(20)
 
--- The entries of dir with their lstat fields (one trip to the thread pool); none on error or
+local EMPTY = { files = 0, size = 0, dirs = {} }
+
+-- dir summed up: {files=, size=, dirs={names}} (one trip to the thread pool); empty on error or
 -- once cancelled.
 local function dirents(dir)
   if csp.select{ csp.send(sema, true), csp.recv(done) } == 2 then
-    return {} -- cancelled
+    return EMPTY -- cancelled
   end
-  local entries, err = csp.fs.dirstat(dir)
+  local sum, err = csp.fs.dirstat(dir, "summary")
   sema:recv() -- release token
-  if not entries then
+  if not sum then
     io.stderr:write("du: ", err, "\n")
-    return {}
+    return EMPTY
   end
-  return entries
+  return sum
 end
 
+-- Sends the files of dir (a count and their total size) on file_sizes, a goroutine per subdirectory.
 local function walk_dir(dir, n, file_sizes)
   local _ <close> = csp.defer(n.done, n)
   if cancelled() then return end
-  for _, entry in ipairs(dirents(dir)) do
-    if entry.type == "dir" then
-      n:add(1)
-      csp.go(walk_dir, join(dir, entry.name), n, file_sizes)
-    else
-      file_sizes:send(entry.size)
-    end
+  local sum = dirents(dir)
+  for _, name in ipairs(sum.dirs) do
+    n:add(1)
+    csp.go(walk_dir, join(dir, name), n, file_sizes)
   end
+  if sum.files > 0 then file_sizes:send(sum) end
 end
 
 local file_sizes = csp.chan()
@@ -75,7 +79,7 @@ local tick = flags.v and csp.tick(0.5) or nil
 local cases = { csp.recv(done), csp.recv(file_sizes), csp.recv(tick) }
 local nfiles, nbytes = 0, 0
 while true do
-  local i, size, ok = csp.select(cases)
+  local i, sum, ok = csp.select(cases)
   if i == 1 then
     -- Drain fileSizes to allow existing goroutines to finish.
     for _ in file_sizes:range() do end
@@ -85,8 +89,8 @@ while true do
     return
   elseif i == 2 then
     if not ok then break end -- fileSizes was closed
-    nfiles = nfiles + 1
-    nbytes = nbytes + size
+    nfiles = nfiles + sum.files
+    nbytes = nbytes + sum.size
   else
     print_disk_usage(nfiles, nbytes)
   end

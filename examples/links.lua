@@ -2,31 +2,19 @@
 -- links of a page), the command line (-depth N, -host HOST, start URLs) and the bookkeeping that
 -- decides which found links to crawl. Each crawler keeps its own crawl function and main loop.
 local csp = require "csp"
+local flags = require "flags"
 
 local M = {}
 
--- The command line: returns maxdepth (or nil), host (or nil), the start URLs.
-function M.args(arg)
-  local maxdepth, host
-  local urls = {}
-  local i = 1
-  while i <= #arg do
-    local a = arg[i]
-    if a == "-depth" or a == "-host" then
-      local v = arg[i + 1] or error(a .. ": missing value")
-      if a == "-depth" then maxdepth = assert(math.tointeger(tonumber(v)), "-depth: not an integer")
-      else host = v end
-      i = i + 2
-    else
-      urls[#urls + 1] = a
-      i = i + 1
-    end
-  end
-  if #urls == 0 then
-    io.stderr:write("usage: lua5.4 ", arg[0], " [-depth N] [-host HOST] URL...\n")
-    os.exit(2)
-  end
-  return maxdepth, host, urls
+-- The command line (examples/flags.lua, Go's flag package): returns maxdepth (or nil), host
+-- (or nil), the start URLs.
+function M.args(argv)
+  local name = (argv[0] or "crawl.lua"):match("([^/]*)$")
+  local f = flags.new(name .. " [-depth N] [-host HOST] URL...", "a concurrent web crawler")
+  f:flag("depth", "int", nil, "crawl at most N links deep from the start URLs", { min = 0, meta = "N" })
+  f:flag("host", "string", nil, "crawl only the links to this host", { meta = "HOST" })
+  local opts = f:rest("URL", 1):parse(argv)
+  return opts.depth, opts.host, opts.rest
 end
 
 -- links.Extract of the Go book: the absolute links of an HTML page, or nil, err.

@@ -6,10 +6,9 @@
 --   lua5.4 examples/memo_http.lua URL...
 local csp = require "csp"
 
-if #arg == 0 then
-  io.stderr:write("usage: lua5.4 ", arg[0], " URL...\n")
-  os.exit(2)
-end
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("memo_http.lua URL...", "csp.memo over csp.http.get: each URL fetched twice")
+local urls = f:rest("URL", 1):parse(arg).rest
 
 local calls = 0
 local function http_get_body(url)
@@ -24,7 +23,7 @@ local m = csp.memo(http_get_body)
 for round = 1, 2 do
   local t0 = csp.now()
   local wg = csp.waitgroup()
-  for _, url in ipairs(arg) do
+  for _, url in ipairs(urls) do
     wg:go(function()
       local start = csp.now()
       local body, err = m:get(url)
@@ -39,4 +38,4 @@ for round = 1, 2 do
   wg:wait()
   print(("round %d: %.3f ms"):format(round, (csp.now() - t0) * 1000))
 end
-print(("%d URLs, f called %d times"):format(#arg, calls))
+print(("%d URLs, f called %d times"):format(#urls, calls))

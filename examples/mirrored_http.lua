@@ -5,10 +5,9 @@
 --   lua5.4 examples/mirrored_http.lua URL...   (e.g. three mirrors of one resource)
 local csp = require "csp"
 
-if #arg == 0 then
-  io.stderr:write("usage: lua5.4 ", arg[0], " URL...\n")
-  os.exit(2)
-end
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("mirrored_http.lua URL...", "the first of the mirrors to answer wins")
+local urls = f:rest("URL", 1):parse(arg).rest
 
 local t0 = csp.now()
 
@@ -20,12 +19,12 @@ local function request(url)
     resp.body:match("^[^\n]*"))
 end
 
-local function mirrored_query(urls)
-  local responses = csp.chan(#urls)
-  for _, url in ipairs(urls) do
+local function mirrored_query(mirrors)
+  local responses = csp.chan(#mirrors)
+  for _, url in ipairs(mirrors) do
     csp.go(function() responses:send(request(url)) end)
   end
   return (responses:recv()) -- the quickest response
 end
 
-print(mirrored_query(arg))
+print(mirrored_query(urls))

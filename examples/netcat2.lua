@@ -13,7 +13,12 @@ local function must_copy(dst, src)
   if err then fatal(err) end
 end
 
-local conn, err = csp.net.dial("tcp", arg[1] or "localhost:8000")
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("netcat2.lua [ADDR]", "a TCP client")
+f:arg("addr", "string", "localhost:8000", "host:port to connect to")
+local opts = f:parse(arg)
+
+local conn, err = csp.net.dial("tcp", opts.addr)
 if not conn then fatal(err) end
 local _ <close> = conn  -- defer conn.Close()
 csp.go(function()

@@ -14,7 +14,12 @@ local function must_copy(dst, src)
   if err then fatal(err) end
 end
 
-local conn, err = csp.net.dial("tcp", arg[1] or "localhost:8000")
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("netcat3.lua [ADDR]", "a TCP client, half-closing at the end of input")
+f:arg("addr", "string", "localhost:8000", "host:port to connect to")
+local opts = f:parse(arg)
+
+local conn, err = csp.net.dial("tcp", opts.addr)
 if not conn then fatal(err) end
 local done = csp.chan()
 csp.go(function()

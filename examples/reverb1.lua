@@ -4,8 +4,12 @@
 -- Usage: lua5.4 examples/reverb1.lua [host:port] [delay]   (default localhost:8000, 1 s)
 local csp = require "csp"
 
-local addr = arg[1] or "localhost:8000"
-local delay = tonumber(arg[2]) or 1
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("reverb1.lua [ADDR] [DELAY]", "the echo server (seed)")
+f:arg("addr", "string", "localhost:8000", "host:port to listen on")
+f:arg("delay", "number", 1, "seconds between two echoes", { positive = true })
+local opts = f:parse(arg)
+local addr, delay = opts.addr, opts.delay
 
 -- fmt.Fprintln(c, "\t", s) puts a space between its operands: "\t s\n".
 local function echo(c, shout, d)

@@ -21,7 +21,10 @@ local function filter(src, dst, prime)
   end
 end
 
-local n = math.tointeger(tonumber(arg and arg[1])) or 10
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local f = require("flags").new("sieve.lua [N]", "Go's concurrent prime sieve")
+f:arg("n", "int", 10, "how many primes to print", { min = 0 })
+local n = f:parse(arg).n
 local ch = csp.chan()
 csp.go(generate, ch:sender())
 for _ = 1, n do

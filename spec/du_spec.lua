@@ -49,8 +49,11 @@ local function run(cmdline, limit)
   return slurp(out), slurp(err), code
 end
 
+-- stdin: a file to read; by default /dev/null, but for du4, whose end of input cancels the
+-- walk (as in Go), a FIFO opened read-write: open, and nothing ever arrives.
 local function du(version, args, stdin)
-  return run(("lua5.4 %s/examples/du%d.lua %s <%s"):format(q(root_dir), version, args, stdin or "/dev/null"))
+  local redirect = stdin and "<" .. q(stdin) or version == 4 and "<>" .. q(T .. "/idle") or "</dev/null"
+  return run(("lua5.4 %s/examples/du%d.lua %s %s"):format(q(root_dir), version, args, redirect))
 end
 
 local function exact(files, bytes)
@@ -59,6 +62,7 @@ end
 
 setup(function()
   T = io.popen("mktemp -d \"${TMPDIR:-/tmp}/csp-du-spec.XXXXXX\""):read("l")
+  sh(("mkfifo %s/idle"):format(q(T)))
   R = T .. "/tree"
   sh(("mkdir -p %s/nested/a/b/c/d/e %s/empty1 %s/empty2/empty3 %s/many %s/'odd name'"):format(
     q(R), q(R), q(R), q(R), q(R)))
@@ -201,8 +205,13 @@ describe("du4 cancellation", function()
     assert.is_true(n >= tonumber(first:match("^%d+")) and b > 0)
   end)
 
-  it("without input it walks everything, as du3", function()
-    local out, err, code = du(4, "-b " .. q(R), "/dev/null")
+  it("the end of input cancels too, as Go's os.Stdin.Read returning does", function()
+    local out, err, code = du(4, "-b " .. (q(R) .. " "):rep(200), "/dev/null")
+    check_cancelled(out, err, code, 200 * want.files)
+  end)
+
+  it("with stdin open and no input it walks everything, as du3", function()
+    local out, err, code = du(4, "-b " .. q(R))
     assert.are.equal(0, code, err)
     assert.are.equal(exact(want.files, want.bytes), out)
   end)

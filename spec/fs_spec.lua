@@ -172,6 +172,56 @@ describe("csp.fs.dirstat", function()
   end)
 end)
 
+describe("csp.fs.dirstat(dir, \"summary\")", function()
+  it("counts and sums the entries that are not directories, and names the subdirectories", function()
+    local s = assert(fs.dirstat(T, "summary"))
+    local files, size, blocks, dirs = 0, 0, 0, {}
+    for _, e in ipairs(assert(fs.dirstat(T))) do
+      if e.type == "dir" then
+        dirs[#dirs + 1] = e.name
+      else
+        files, size, blocks = files + 1, size + e.size, blocks + e.blocks
+      end
+    end
+    assert.are.equal(6, files) -- a.txt, empty and four links, not followed
+    assert.are.same({ "emptydir", "sub" }, dirs)
+    assert.are.same({ files = files, size = size, blocks = blocks, dirs = dirs }, s)
+    assert.are.same(s, assert(fs.dirstat(T, "summary")))
+    assert.are.same(assert(fs.dirstat(T)), assert(fs.dirstat(T, "entries")))
+  end)
+
+  it("sums a directory of 10000 files and 100 subdirectories in one call, from a goroutine", function()
+    local dir, total, want = T .. "/sum", 0, {}
+    sh("mkdir " .. q(dir))
+    for i = 1, 10000 do
+      put(("%s/f%05d"):format(dir, i), ("x"):rep(i % 100))
+      total = total + i % 100
+    end
+    for i = 100, 1, -1 do want[i] = ("d%03d"):format(i) end
+    sh(("cd %s && mkdir %s"):format(q(dir), table.concat(want, " ")))
+    in_go(function()
+      local s = assert(fs.dirstat(dir, "summary"))
+      assert.are.equal(10000, s.files)
+      assert.are.equal(total, s.size)
+      assert.are.same(want, s.dirs) -- sorted, as Go's ReadDir
+    end)
+    sh("rm -rf " .. q(dir))
+  end)
+
+  it("fails as dirstat does; an empty directory sums to zero", function()
+    fails("open", T .. "/missing", "no such file or directory", "ENOENT", fs.dirstat(T .. "/missing", "summary"))
+    fails("open", T .. "/link", "not a directory", "ENOTDIR", fs.dirstat(T .. "/link", "summary"))
+    assert.are.same({ files = 0, size = 0, blocks = 0, dirs = {} }, fs.dirstat(T .. "/emptydir", "summary"))
+  end)
+
+  it("raises for a form it does not know", function()
+    assert.matches("bad argument #2 to 'dirstat' (invalid option 'sizes')",
+      raises(function() fs.dirstat(T, "sizes") end), 1, true)
+    assert.matches("bad argument #2 to 'dirstat' (string expected, got table)",
+      raises(function() fs.dirstat(T, {}) end), 1, true)
+  end)
+end)
+
 describe("csp.fs.readfile and csp.fs.writefile", function()
   it("round-trip any bytes, empty and large files included", function()
     local bin = {}

@@ -427,6 +427,36 @@ describe("conn writes", function()
     s:close()
   end)
 
+  it("write(a, b, ...) sends the pieces in order, in one go or queued, and counts them all", function()
+    local c, s = pair()
+    -- Small pieces leave in one writev; big ones fill the socket: the kernel takes part of them
+    -- and the rest (from inside a piece) is queued, counted in the same result.
+    local small = { "alpha ", "", "beta", 42, "\n" }
+    local big = {}
+    for i = 1, 6 do big[i] = string.rep(string.char(96 + i), 700001 + i) end
+    local want = table.concat(small) .. table.concat(big) .. table.concat(big, "", 1, 3)
+    local reader = spawn(function()
+      local parts, n = {}, 0
+      while n < #want do
+        local chunk = assert(s:read())
+        parts[#parts + 1] = chunk
+        n = n + #chunk
+      end
+      return table.concat(parts)
+    end)
+    assert.equal(#table.concat(small), c:write(table.unpack(small)))
+    assert.equal(#table.concat(big), c:write(table.unpack(big)))
+    assert.equal(3 * 700001 + 6, c:write(big[1], big[2], big[3]))
+    assert.is_true(reader:recv()[1] == want)
+    assert.equal(0, c:write("", ""))
+    c:close()
+    local v, err, code = c:write("x", "y")
+    assert.is_nil(v)
+    assert.matches("use of closed network connection", err, 1, true)
+    assert.equal("EBADF", code)
+    s:close()
+  end)
+
   it("a slow reader slows its writer (backpressure), and nothing is lost", function()
     local c, s = pair()
     local chunk = string.rep("w", 1 << 20)

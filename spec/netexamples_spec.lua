@@ -28,7 +28,7 @@ local TIME = "^%d%d:%d%d:%d%d$"
 local function server(name, ...)
   local addr = free_addr()
   local pidf, logf = os.tmpname(), os.tmpname()
-  os.execute(("cd %s && %s timeout -k 1 30 lua5.4 examples/%s %s %s </dev/null >%s 2>&1 & echo $! >%s")
+  os.execute(("cd %s && %s timeout -k 1 90 lua5.4 examples/%s %s %s </dev/null >%s 2>&1 & echo $! >%s")
     :format(quote(root), ENV, name, addr, table.concat({ ... }, " "), quote(logf), quote(pidf)))
   local pid = assert(slurp(pidf):match("%d+"))
   local c
@@ -205,19 +205,17 @@ describe("countdown", function()
     assert.equal("Commencing countdown.\n3\n2\n1\nLift off!\n", out)
   end)
 
-  it("countdown2: return aborts, no input launches", function()
+  it("countdown2: return aborts, stdin open with no input launches", function()
     local t0 = csp.now()
     local out, status = client("countdown2.lua", "(sleep 0.2; echo) | EX 10")
     assert.equal(0, status)
     assert.equal(HEAD .. "Launch aborted!\n", out)
     assert.is_true(csp.now() - t0 < 5)
-    out = client("countdown2.lua", "EX 0.2 </dev/null")
-    assert.equal(HEAD .. "Lift off!\n", out)
     out = client("countdown2.lua", "sleep 1 | EX 0.2")  -- stdin open, nobody typing
     assert.equal(HEAD .. "Lift off!\n", out)
   end)
 
-  it("countdown3: return aborts mid-count, no input counts down to launch", function()
+  it("countdown3: return aborts mid-count, stdin open with no input counts down to launch", function()
     local out, status = client("countdown3.lua", "(sleep 0.35; echo) | EX 10 0.1")
     assert.equal(0, status)
     local counted = out:match("^" .. HEAD:gsub("%.", "%%.") .. "([%d\n]*)Launch aborted!\n$")
@@ -225,8 +223,21 @@ describe("countdown", function()
     local n = select(2, counted:gsub("\n", ""))
     assert.is_true(n >= 1 and n <= 8, out)
     assert.equal(("10\n9\n8\n7\n6\n5\n4\n3\n"):sub(1, #counted), counted)
-    out = client("countdown3.lua", "EX 3 0.05 </dev/null")
+    out = client("countdown3.lua", "sleep 1 | EX 3 0.05")
     assert.equal(HEAD .. "3\n2\n1\nLift off!\n", out)
+  end)
+
+  it("the end of input aborts, as Go's os.Stdin.Read returning EOF does", function()
+    local t0 = csp.now()
+    local out, status = client("countdown2.lua", "EX 10 </dev/null")
+    assert.equal(0, status)
+    assert.equal(HEAD .. "Launch aborted!\n", out)
+    out, status = client("countdown3.lua", "EX 10 1 </dev/null")
+    assert.equal(0, status)
+    assert.equal(HEAD .. "10\nLaunch aborted!\n", out)
+    out = client("countdown2.lua", "true | EX 10")  -- a pipe closed at once (Ctrl-D)
+    assert.equal(HEAD .. "Launch aborted!\n", out)
+    assert.is_true(csp.now() - t0 < 9, "an abort waited for the countdown")
   end)
 end)
 
@@ -308,8 +319,74 @@ describe("chat", function()
     assert.equal("", stop())
   end)
 
-  it("drops a client whose queue stays full instead of stalling the others", function()
+  -- n clients, all registered with the broadcaster, each send one line at the same moment:
+  -- every client must receive all n lines (Go's broadcaster never drops a client that reads).
+  local function burst(n)
     local addr, stop = server("chat.lua")
+    local clients = {}
+    for i = 1, n do
+      local c = dial(addr)
+      c:set_read_deadline(csp.now() + 120)
+      local me = c:local_addr()
+      assert.equal("You are " .. me, c:read_line())
+      clients[i] = { c = c, me = me }
+    end
+    -- Each says "ready" and waits for its own echo: the broadcaster has registered it then.
+    local wg = csp.waitgroup()
+    for _, cl in ipairs(clients) do
+      wg:go(function()
+        assert(cl.c:write("ready\n"))
+        repeat
+          local line = assert(cl.c:read_line())
+        until line == cl.me .. ": ready"
+      end)
+    end
+    wg:wait()
+    local start, results = csp.chan(), csp.chan(n)
+    for _, cl in ipairs(clients) do
+      csp.go(function()
+        start:recv()
+        cl.c:write("burst\n")
+        local from = {}
+        for _ = 1, n do
+          local line, err
+          repeat
+            line, err = cl.c:read_line()
+          until not line or line:find(": burst$")
+          if not line then
+            results:send(("%s: %s after %d burst lines"):format(cl.me, err, #from))
+            return
+          end
+          from[#from + 1] = line
+        end
+        table.sort(from)
+        for i = 2, n do
+          if from[i] == from[i - 1] then return results:send(cl.me .. ": twice: " .. from[i]) end
+        end
+        results:send(true)
+      end)
+    end
+    start:close()  -- everyone writes now
+    local failures = {}
+    for _ = 1, n do
+      local r = results:recv()
+      if r ~= true then failures[#failures + 1] = r end
+    end
+    for _, cl in ipairs(clients) do cl.c:close() end
+    assert.same({}, failures)
+    stop()
+  end
+
+  it("a burst: 70 clients each send one line at once, every client receives every line", function()
+    burst(70)
+  end)
+
+  it("a burst of 500 clients: every client receives every line", function()
+    burst(500)
+  end)
+
+  it("drops a client whose queue stays full instead of stalling the others", function()
+    local addr, stop = server("chat.lua", "300", "0.5")
     local slow = dial(addr)  -- never reads
     local S = slow:local_addr()
     local observer, talker = dial(addr), dial(addr)
