@@ -115,6 +115,31 @@ describe("csp.trace", function()
     end
   end)
 
+  it("shows I/O waits and the loop's I/O completions", function()
+    local path = os.tmpname()
+    local ln = assert(csp.net.listen("tcp", "127.0.0.1:0"))
+    local got = csp.chan()
+    assert.is_true(csp.trace.start(path))
+    local reader = csp.go(function()
+      local c = assert(ln:accept())
+      got:send((c:read_line()))
+      c:close()
+    end)
+    local c = assert(csp.net.dial("tcp", ln:addr()))
+    c:write("ping\n")
+    assert.are.equal("ping", got:recv())
+    c:close()
+    ln:close()
+    assert.is_true(csp.trace.stop())
+    local evs = assert(load(path))
+    os.remove(path)
+    local function has(f) return #select_ev(evs, f) > 0 end
+    assert.is_true(has(function(e) return e.ph == "i" and e.tid == reader and e.name == "IO wait" end))
+    assert.is_true(has(function(e) -- its accept and read park it: the event loop wakes it
+      return e.ph == "i" and e.cat == "wake" and e.tid == reader and e.name == "I/O ready"
+    end))
+  end)
+
   it("CSP_TRACE writes the whole run, closed at exit (and at os.exit)", function()
     local path = os.tmpname()
     local r = run.run([[
