@@ -366,7 +366,7 @@ csp_Chan *csp_chan_new(lua_State *L, csp_Sched *S, uint32_t cap, int timer) {
 
 static int chan_new(lua_State *L) {
   lua_Integer cap = luaL_optinteger(L, 1, 0);
-  if (cap < 0 || cap > INT32_MAX) return luaL_error(L, "makechan: size out of range");
+  luaL_argcheck(L, cap >= 0 && cap <= INT32_MAX, 1, "makechan: size out of range");
   csp_chan_new(L, csp_sched_get(L), (uint32_t)cap, 0);
   return 1;
 }

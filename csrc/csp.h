@@ -257,6 +257,16 @@ static inline void csp_metrics_buf(csp_Sched *S, lua_State *L, int idx, int sign
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
 void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname);
 
+/* What luaL_typeerror calls the value at idx: its metatable's __name, else its type's name. */
+const char *csp_typename(lua_State *L, int idx);
+
+/* luaL_checknumber refusing NaN (no duration or time is NaN). */
+lua_Number csp_checknumber(lua_State *L, int arg);
+
+/* The one way an outside-world failure is returned: pushes nil, the formatted message and code
+** (a stable name: the libuv/errno one, "ENOENT", or csp's own, "ELINETOOLONG"); returns 3. */
+int csp_fail(lua_State *L, const char *code, const char *fmt, ...);
+
 /* Registers C closures with the scheduler as upvalue 1 (on the stack top: the module table). */
 void csp_setfuncs(lua_State *L, const luaL_Reg *l);
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);

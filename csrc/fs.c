@@ -488,16 +488,12 @@ static int build(lua_State *L) {
       uv_strerror_r(r->err, msg, sizeof msg);
     }
     uv_err_name_r(r->err, code, sizeof code);
-    lua_pushnil(L);
     if (r->errname) {
       size_t n = strlen(r->path);
-      lua_pushfstring(L, "%s %s%s%s: %s", r->errop, r->path,
+      return csp_fail(L, code, "%s %s%s%s: %s", r->errop, r->path,
                       n > 0 && r->path[n - 1] == '/' ? "" : "/", r->errname, msg);
-    } else {
-      lua_pushfstring(L, "%s %s: %s", r->errop, r->path, msg);
     }
-    lua_pushstring(L, code);
-    return 3;
+    return csp_fail(L, code, "%s %s: %s", r->errop, r->path, msg);
   }
   switch (r->op) {
     case OP_STAT: case OP_LSTAT:
@@ -573,11 +569,8 @@ static int fs_call(lua_State *L, int op) {
     luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "permission bits expected (0 to 0o7777)");
   }
   if (memchr(path, '\0', plen) != NULL) {  /* Go: EINVAL, without asking the system */
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s %s: invalid argument",
+    return csp_fail(L, "EINVAL", "%s %s: invalid argument",
                     op == OP_STAT ? "stat" : op == OP_LSTAT ? "lstat" : "open", path);
-    lua_pushliteral(L, "EINVAL");
-    return 3;
   }
   g = csp_sched_self(L, S);
   r = calloc(1, sizeof *r + plen);

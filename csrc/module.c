@@ -1,5 +1,6 @@
 /* module.c: luaopen_csp_core: builds the module table from each concept's registrations. */
 #include <signal.h>
+#include <stdarg.h>
 #include "csp.h"
 
 /* Stack: [module, sched]: each function gets the scheduler as upvalue 1. */
@@ -21,6 +22,31 @@ void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const ch
   void *p = csp_testtag(L, idx, tag, size);
   if (p == NULL) luaL_typeerror(L, idx, tname);
   return p;
+}
+
+const char *csp_typename(lua_State *L, int idx) {
+  int t;
+  idx = lua_absindex(L, idx);
+  t = luaL_getmetafield(L, idx, "__name");  /* pushes nothing when there is none */
+  const char *name = t == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, idx);
+  if (t != LUA_TNIL) lua_pop(L, 1);  /* a __name string stays anchored by its metatable */
+  return name;
+}
+
+lua_Number csp_checknumber(lua_State *L, int arg) {
+  lua_Number d = luaL_checknumber(L, arg);
+  if (d != d) luaL_argerror(L, arg, "number expected, got nan");
+  return d;
+}
+
+int csp_fail(lua_State *L, const char *code, const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushstring(L, code);
+  return 3;
 }
 
 /* A write to a closed socket must return EPIPE, not kill the process; a host's own handler stays. */

@@ -161,10 +161,8 @@ static int net_park(lua_State *L, NetReq *r) {
 }
 
 static int req_error(lua_State *L, NetReq *r, const char *fmt, int code) {
-  lua_pushnil(L);
-  lua_pushfstring(L, fmt, r->op == 'd' ? "dial" : "listen", r->net, r->last[0] ? r->last : r->addr,
-                  uv_strerror(code));
-  lua_pushstring(L, uv_err_name(code));
+  csp_fail(L, uv_err_name(code), fmt, r->op == 'd' ? "dial" : "listen", r->net,
+           r->last[0] ? r->last : r->addr, uv_strerror(code));
   req_free(r);
   return 3;
 }
@@ -224,19 +222,15 @@ static int net_step(lua_State *L, NetReq *r) {
   if (r->phase == P_GAI) {
     r->phase = P_NONE;
     if (r->status < 0) {
-      lua_pushnil(L);
-      lua_pushfstring(L, "%s %s: lookup %s: %s", r->op == 'd' ? "dial" : "listen", r->net, r->host,
-                      r->status == UV_EAI_NONAME ? "no such host" : uv_strerror(r->status));
-      lua_pushstring(L, uv_err_name(r->status));
+      csp_fail(L, uv_err_name(r->status), "%s %s: lookup %s: %s", r->op == 'd' ? "dial" : "listen",
+               r->net, r->host, r->status == UV_EAI_NONAME ? "no such host" : uv_strerror(r->status));
       req_free(r);
       return 3;
     }
     collect_addrs(r);
     if (r->naddr == 0) {
-      lua_pushnil(L);
-      lua_pushfstring(L, "%s %s: lookup %s: no suitable address found",
-                      r->op == 'd' ? "dial" : "listen", r->net, r->host);
-      lua_pushliteral(L, "EAI_ADDRFAMILY");
+      csp_fail(L, "EAI_ADDRFAMILY", "%s %s: lookup %s: no suitable address found",
+               r->op == 'd' ? "dial" : "listen", r->net, r->host);
       req_free(r);
       return 3;
     }
@@ -281,9 +275,8 @@ static int net_k(lua_State *L, int status, lua_KContext ctx) {
   if (status == LUA_YIELD) csp_sched_checkresume(L, r->g);
   csp_io_undeadline(r->S, r->g);
   if (r->g->wake == CSP_WAKE_TIMEOUT) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s %s %s: i/o timeout", r->op == 'd' ? "dial" : "listen", r->net, r->addr);
-    lua_pushliteral(L, "ETIMEDOUT");
+    csp_fail(L, "ETIMEDOUT", "%s %s %s: i/o timeout", r->op == 'd' ? "dial" : "listen", r->net,
+             r->addr);
     if (!r->inflight) {
       req_free(r);
     } else {  /* the callback frees it */
@@ -313,9 +306,7 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
   csp_G *g = NULL;
   NetReq *r;
   if ((bad = split_hostport(addr, host, sizeof host, &port)) != NULL) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s %s: address %s: %s", op == 'd' ? "dial" : "listen", net, addr, bad);
-    lua_pushliteral(L, "EINVAL");
+    csp_fail(L, "EINVAL", "%s %s: address %s: %s", op == 'd' ? "dial" : "listen", net, addr, bad);
     return NULL;
   }
   if (host[0] == '\0') {  /* all interfaces; dialing ":port" means the local system (Go) */
@@ -351,10 +342,8 @@ static int net_start(lua_State *L, NetReq *r) {
   if (numeric_addr(r->host, r->port, &r->addrs[0])) {
     int fam = r->addrs[0].ss_family;
     if (r->family != AF_UNSPEC && r->family != fam) {
-      lua_pushnil(L);
-      lua_pushfstring(L, "%s %s: address %s: no suitable address found",
-                      r->op == 'd' ? "dial" : "listen", r->net, r->addr);
-      lua_pushliteral(L, "EAI_ADDRFAMILY");
+      csp_fail(L, "EAI_ADDRFAMILY", "%s %s: address %s: no suitable address found",
+               r->op == 'd' ? "dial" : "listen", r->net, r->addr);
       req_free(r);
       return 3;
     }
@@ -378,8 +367,12 @@ static int net_dial(lua_State *L) {
   NetReq *r;
   double timeout = 0;
   if (lua_istable(L, 3)) {
-    lua_getfield(L, 3, "timeout");
-    if (!lua_isnil(L, -1)) timeout = luaL_checknumber(L, -1);
+    if (lua_getfield(L, 3, "timeout") != LUA_TNIL) {
+      timeout = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || timeout != timeout)
+        luaL_argerror(L, 3, lua_pushfstring(L, "field 'timeout': number expected, got %s",
+                                            timeout != timeout ? "nan" : luaL_typename(L, -1)));
+    }
     lua_pop(L, 1);
   } else if (!lua_isnoneornil(L, 3)) {
     luaL_typeerror(L, 3, "table");
@@ -402,10 +395,7 @@ static Listener *ln_check(lua_State *L) {
 }
 
 static int ln_error(lua_State *L, Listener *u, int code) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "accept %s %s: %s", u->net, u->addr, uv_strerror(code));
-  lua_pushstring(L, uv_err_name(code));
-  return 3;
+  return csp_fail(L, uv_err_name(code), "accept %s %s: %s", u->net, u->addr, uv_strerror(code));
 }
 
 static int accept_k(lua_State *L, int status, lua_KContext ctx);
@@ -415,10 +405,7 @@ static int accept_run(lua_State *L, Listener *u) {
   csp_G *g;
   int e;
   if (l == NULL) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "accept %s %s: use of closed network connection", u->net, u->addr);
-    lua_pushliteral(L, "EBADF");
-    return 3;
+    return csp_fail(L, "EBADF", "accept %s %s: use of closed network connection", u->net, u->addr);
   }
   if (l->pending) {
     csp_Stream *s = csp_stream_alloc(l->S, CSP_ST_TCP);
@@ -479,10 +466,7 @@ static int ln_close(lua_State *L) {
   Listener *u = ln_check(L);
   Listen *l = u->l;
   if (l == NULL) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "close %s %s: use of closed network connection", u->net, u->addr);
-    lua_pushliteral(L, "EBADF");
-    return 3;
+    return csp_fail(L, "EBADF", "close %s %s: use of closed network connection", u->net, u->addr);
   }
   u->l = NULL;
   ln_shut(l, 1);

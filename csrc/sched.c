@@ -676,7 +676,7 @@ static void step_cb(uv_timer_t *h) {
 
 static int sched_step(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
-  double timeout = luaL_optnumber(L, 1, 0);
+  double timeout = lua_isnoneornil(L, 1) ? 0 : csp_checknumber(L, 1);
   csp_G *g;
   if (S->cur) return luaL_error(L, "csp.step: cannot be called from a goroutine");
   g = csp_sched_self(L, S);

@@ -158,6 +158,9 @@ static int sel_select(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(3));
   lua_rawget(L, 1);                        /* 3: ordered */
   ordered = lua_toboolean(L, 3);
+  if (!lua_isnil(L, 2) && !lua_isboolean(L, 2) && !lua_isfunction(L, 2))
+    return luaL_argerror(L, 1, lua_pushfstring(L, "field 'default': function or boolean expected, "
+                                                  "got %s", luaL_typename(L, 2)));
   if (n > LUA_MINSTACK - 8 && !lua_checkstack(L, n + 8))
     return luaL_error(L, "select: too many cases");
   cs = scratch(L, S, n);
@@ -165,8 +168,8 @@ static int sel_select(lua_State *L) {
     SelCase *sc;
     lua_rawgeti(L, 1, i + 1);  /* left on the stack at CASE(i + 1) */
     if ((sc = case_test(L, -1)) == NULL)
-      return luaL_error(L, "bad select case #%d (csp.recv or csp.send expected, got %s)", i + 1,
-                        luaL_typename(L, -1));
+      return luaL_argerror(L, 1, lua_pushfstring(L, "case #%d: csp.recv or csp.send expected, got %s",
+                                                 i + 1, csp_typename(L, -1)));
     cs[i].c = sc->c;
     cs[i].send = sc->send;
     cs[i].ready = sc->c != NULL && csp_chan_ready(sc->c, sc->send);

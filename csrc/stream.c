@@ -1,6 +1,6 @@
 /* stream.c: buffered byte streams over libuv (tcp, pipe, tty; regular files on the thread pool):
 ** read, read_line, lines, write with backpressure, close_write, close, deadlines; csp.stdin,
-** csp.stdout, csp.stderr and csp.io.copy. */
+** csp.stdout and csp.stderr. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,29 +31,17 @@ enum { RD_BYTES, RD_LINE, RD_LINES };
 /* ---------------------------------------------------------------- errors */
 
 static int err_code(lua_State *L, Conn *c, const char *op, int code) {
-  lua_pushnil(L);
-  if (code == UV_EOF) {
-    lua_pushliteral(L, "EOF");
-  } else {
-    lua_pushfstring(L, "%s %s: %s", op, c->name, uv_strerror(code));
-  }
-  lua_pushstring(L, uv_err_name(code));
-  return 3;
+  if (code == UV_EOF) return csp_fail(L, uv_err_name(code), "EOF");
+  return csp_fail(L, uv_err_name(code), "%s %s: %s", op, c->name, uv_strerror(code));
 }
 
 static int err_closed(lua_State *L, Conn *c, const char *op) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s %s: %s", op, c->name,
+  return csp_fail(L, "EBADF", "%s %s: %s", op, c->name,
                   c->isnet ? "use of closed network connection" : "file already closed");
-  lua_pushliteral(L, "EBADF");
-  return 3;
 }
 
 static int err_timeout(lua_State *L) {
-  lua_pushnil(L);
-  lua_pushliteral(L, "i/o timeout");
-  lua_pushliteral(L, "ETIMEDOUT");
-  return 3;
+  return csp_fail(L, "ETIMEDOUT", "i/o timeout");
 }
 
 /* ---------------------------------------------------------------- deadlines */
@@ -288,9 +276,7 @@ static int try_bytes(lua_State *L, Conn *c, csp_Stream *s, size_t n) {
 
 static int too_long(lua_State *L, int iter) {
   if (iter) return 0;
-  lua_pushnil(L);
-  lua_pushliteral(L, "line too long");
-  return 2;
+  return csp_fail(L, "ELINETOOLONG", "line too long");
 }
 
 /* A too-long line is dropped up to its newline; what follows it is kept. */
@@ -836,7 +822,7 @@ static int set_deadline(lua_State *L, int which) {
   csp_Stream *s;
   int r;
   if (!lua_isnoneornil(L, 2)) {
-    double t = luaL_checknumber(L, 2);
+    double t = csp_checknumber(L, 2);
     if (!(t > 0)) when = 1;  /* the past: pending and later operations time out at once */
     else if (t * CSP_NS >= (double)MAX_NS) when = MAX_NS;
     else when = (uint64_t)(t * CSP_NS) + 1;
@@ -877,23 +863,6 @@ static int conn_tostring(lua_State *L) {
 
 /* ---------------------------------------------------------------- registration */
 
-/* io.copy speaks to any object with read and write methods (Go's io.Reader and io.Writer). */
-static const char copy_src[] =
-  "local function copy(dst, src)\n"
-  "  local n = 0\n"
-  "  while true do\n"
-  "    local s, err = src:read(65536)\n"
-  "    if s == nil then\n"
-  "      if err == 'EOF' then return n end\n"
-  "      return n, err\n"
-  "    end\n"
-  "    local ok, werr = dst:write(s)\n"
-  "    if ok == nil then return n, werr end\n"
-  "    n = n + #s\n"
-  "  end\n"
-  "end\n"
-  "return copy\n";
-
 static void stdio_new(lua_State *L, int fd, const char *name) {
   Conn *c = conn_new(L);
   c->lazy = fd;
@@ -930,10 +899,4 @@ void csp_stream_open(lua_State *L) {
   lua_setfield(L, -3, "stdout");
   stdio_new(L, 2, "/dev/stderr");
   lua_setfield(L, -3, "stderr");
-
-  lua_createtable(L, 0, 1);
-  if (luaL_loadbufferx(L, copy_src, sizeof copy_src - 1, "=csp.io", "t") != LUA_OK) lua_error(L);
-  lua_call(L, 0, 1);
-  lua_setfield(L, -2, "copy");
-  lua_setfield(L, -3, "io");
 }

@@ -117,9 +117,9 @@ void csp_timer_free(csp_Sched *S) {
   S->nheap = S->heapcap = 0;
 }
 
-/* Seconds to ns; NaN and non-positive give 0. */
+/* Seconds to ns; non-positive gives 0; NaN raises. */
 uint64_t csp_timer_ns(lua_State *L, int arg) {
-  double d = luaL_checknumber(L, arg);
+  double d = csp_checknumber(L, arg);
   if (!(d > 0)) return 0;
   if (d * CSP_NS >= (double)MAX_NS) return MAX_NS;
   return (uint64_t)(d * CSP_NS);

@@ -128,9 +128,14 @@ describe("csp.exec", function()
     cancel()
     local tmp = os.tmpname()
     os.remove(tmp)
-    local r, err = csp.exec("touch", { tmp }, { ctx = ctx })
+    local r, err, code = csp.exec("touch", { tmp }, { ctx = ctx })
     assert.is_nil(r)
     assert.are.equal("context canceled", err)
+    assert.are.equal("ECANCELED", code)
+    r, err, code = csp.exec("touch", { tmp }, { ctx = csp.with_timeout(csp.background(), -1) })
+    assert.is_nil(r)
+    assert.are.equal("context deadline exceeded", err)
+    assert.are.equal("ETIMEDOUT", code)
     assert.is_nil(io.open(tmp))
   end)
 
@@ -204,17 +209,94 @@ describe("csp.exec", function()
     assert.are.equal(1, csp.numgoroutine())
   end)
 
+  both("refuses a NUL byte in the command, an argument, cwd or env, starting nothing", function()
+    local tmp = os.tmpname()
+    os.remove(tmp)
+    for _, call in ipairs {
+      { "touch\0rm", { tmp } }, { "touch", { tmp .. "\0x" } },
+      { "touch", { tmp }, { cwd = "/\0tmp" } }, { "touch", { tmp }, { env = { "A=1\0" } } },
+    } do
+      local r, err, code = csp.exec(call[1], call[2], call[3])
+      assert.is_nil(r)
+      assert.matches("^fork/exec touch: invalid argument", err)
+      assert.are.equal("EINVAL", code)
+    end
+    assert.is_nil(io.open(tmp))
+    -- stdin is data: NUL bytes go through
+    assert.are.equal("a\0b", assert(csp.exec("cat", {}, { stdin = "a\0b" })).stdout)
+  end)
+
+  describe("core._spawn (what csp.exec is built on)", function()
+    it("kills a process killed while it is still being spawned", function()
+      local p = assert(csp._spawn("sleep", { "10" }))
+      p:kill()  -- the spawn runs on the thread pool: it has not finished yet
+      local r = assert(p:wait())
+      assert.are.equal(9, r.signal)
+      p:kill()  -- after wait: nothing to kill, nothing raises
+    end)
+
+    it("waits once; a second wait raises Go's error", function()
+      local p = assert(csp._spawn("true"))
+      assert.are.equal(0, assert(p:wait()).status)
+      assert.matches("exec: Wait was already called", raises(p.wait, p))
+    end)
+
+    it("forgets a process whose handle is dropped, running or not yet spawned", function()
+      for _ = 1, 20 do csp._spawn("true") end
+      csp._spawn("sh", { "-c", "exit 0" })
+      collectgarbage()
+      collectgarbage()
+      -- the forgotten ones end meanwhile; their callbacks find no handle
+      assert.are.equal("x\n", assert(csp.exec("sh", { "-c", "sleep 0.1; echo x" })).stdout)
+      assert.are.equal(1, csp.numgoroutine())
+    end)
+
+    it("watches exits with SIGCHLD where pidfds are missing (CSP_NOPIDFD=1 forces it)", function()
+      local code = [[
+        local csp = require "csp"
+        local out = {}
+        local wg = csp.waitgroup()
+        for i = 1, 5 do  -- concurrent: one SIGCHLD may stand for several exits
+          wg:go(function() out[i] = assert(csp.exec("sh", { "-c", "exit " .. i })).status end)
+        end
+        wg:wait()
+        local ctx, cancel = csp.with_cancel(csp.background())
+        csp.go(cancel)
+        local r = assert(csp.exec("sleep", { "10" }, { ctx = ctx }))
+        print(table.concat(out, " "), r.signal, assert(csp.exec("true")).status)
+      ]]
+      local r = assert(csp.exec("env", { "CSP_NOPIDFD=1", "lua5.4", "-e", code }))
+      assert.are.equal("", r.stderr)
+      assert.are.equal("1 2 3 4 5\t9\t0\n", r.stdout)
+    end)
+
+    it("reports a failed spawn from wait, with Go's message", function()
+      local p = assert(csp._spawn("csp-no-such-program"))
+      local r, err, code = p:wait()
+      assert.is_nil(r)
+      assert.are.equal('exec: "csp-no-such-program": executable file not found in $PATH', err)
+      assert.are.equal("ENOENT", code)
+    end)
+  end)
+
   it("raises on bad arguments", function()
     assert.matches("bad argument #1 to '[%w.]*exec'", raises(csp.exec))
     assert.matches("bad argument #1 to '[%w.]*exec'", raises(csp.exec, {}))
     assert.matches("bad argument #2 to '[%w.]*exec'", raises(csp.exec, "echo", "x"))
-    assert.matches("bad argument #2 to '[%w.]*exec' %(args%[2%] must be a string%)",
+    assert.matches("bad argument #2 to 'exec' %(args%[2%]: string expected, got number%)",
       raises(csp.exec, "echo", { "a", 1 }))
     assert.matches("bad argument #3 to '[%w.]*exec'", raises(csp.exec, "echo", {}, "x"))
-    assert.matches("opts.stdin must be a string", raises(csp.exec, "cat", {}, { stdin = 5 }))
-    assert.matches("opts.cwd must be a string", raises(csp.exec, "pwd", {}, { cwd = true }))
-    assert.matches("opts.env must be a table", raises(csp.exec, "env", {}, { env = "A=1" }))
-    assert.matches("opts.env%[1%] must be a string", raises(csp.exec, "env", {}, { env = { {} } }))
+    local function opt(field, want, got, opts)
+      assert.matches(("bad argument #3 to 'exec' %%(field '%s': %s expected, got %s%%)"):format(
+        field, want, got), raises(csp.exec, "true", {}, opts), 1)
+    end
+    opt("stdin", "string", "number", { stdin = 5 })
+    opt("cwd", "string", "boolean", { cwd = true })
+    opt("env", "table", "string", { env = "A=1" })
+    opt("ctx", "context", "number", { ctx = 1 })
+    opt("ctx", "context", "csp.chan", { ctx = csp.chan() })
+    assert.matches("bad argument #3 to 'exec' %(field 'env'%[1%]: string expected, got table%)",
+      raises(csp.exec, "env", {}, { env = { {} } }))
     in_go(function()
       local cmp = function() csp.exec("true") return false end
       assert.matches("non%-yieldable", raises(table.sort, { 1, 2 }, cmp))

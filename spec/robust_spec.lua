@@ -111,8 +111,10 @@ describe("objects of the wrong type", function()
   end)
 
   it("select refuses what is not a case", function()
-    has(raises(csp.select, { csp.chan() }), "bad select case #1")
-    has(raises(csp.select, { csp.recv(csp.chan()), 42 }), "bad select case #2")
+    has(raises(csp.select, { csp.chan() }),
+      "select' (case #1: csp.recv or csp.send expected, got csp.chan)")
+    has(raises(csp.select, { csp.recv(csp.chan()), 42 }),
+      "select' (case #2: csp.recv or csp.send expected, got number)")
   end)
 
   it("__gc of a channel called by hand on another value does nothing", function()

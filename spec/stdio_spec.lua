@@ -85,15 +85,24 @@ describe("csp.stdin and csp.stdout", function()
   end)
 
   it("waiting for stdin does not block other goroutines", function()
-    local out, status = sh([[
+    -- The input comes only once a goroutine has ticked 5 times while main waits in read_line
+    -- (it opens a FIFO the shell waits on): a read that blocked the thread would time out.
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    assert(os.execute("mkfifo " .. quote(fifo)))
+    local out, status = sh(([[
       local csp = require "csp"
       local ticks = 0
       csp.go(function()
-        while true do csp.sleep(0.02) ticks = ticks + 1 end
+        while ticks < 5 do csp.sleep(0.02) ticks = ticks + 1 end
+        local f = assert(io.open(%q, "w"))
+        f:write("ticked\n")
+        f:close()
       end)
       local line = csp.stdin:read_line()
       print(line, ticks >= 5)
-    ]], [[(sleep 0.3; echo go) | LUA]])
+    ]]):format(fifo), ("(read x < %s; echo go) | LUA"):format(quote(fifo)))
+    os.remove(fifo)
     assert.equal(0, status)
     assert.equal("go\ttrue\n", out)
   end)

@@ -1,5 +1,7 @@
 -- csp.html.links: the C core (csp.html._hrefs, gumbo) finds the hrefs; this resolves and filters them.
 -- Loaded by init.lua as `csp.html.links = require("csp.html")(csp)`.
+local check = require "csp.check"
+
 return function(csp)
   local url = csp.url
   local hrefs = csp.html._hrefs
@@ -31,15 +33,11 @@ return function(csp)
   --- Relative links resolve against the document's first <base href>, itself resolved against
   --- base_url (an absolute URL).
   return function(body, base_url)
-    if type(body) ~= "string" then
-      error(("bad argument #1 to 'links' (string expected, got %s)"):format(type(body)), 2)
-    end
-    if type(base_url) ~= "string" then
-      error(("bad argument #2 to 'links' (string expected, got %s)"):format(type(base_url)), 2)
-    end
+    check.type(body, "string", 1, "links")
+    check.type(base_url, "string", 2, "links")
     local b = url.parse(base_url)
-    if not b or not b.scheme then
-      error(("bad argument #2 to 'links' (absolute URL expected, got %q)"):format(base_url), 2)
+    if not (b and b.scheme) then
+      check.arg(false, 2, "links", ("absolute URL expected, got %q"):format(base_url))
     end
     local list, base_href = hrefs(body)
     local base = base_url

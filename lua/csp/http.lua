@@ -147,7 +147,7 @@ return function(csp)
     while true do
       local line, err, code = c:read_line()
       if not line then
-        if err == "line too long" then return nil, what .. " too large" end
+        if code == "ELINETOOLONG" then return nil, what .. " too large" end
         return nil, eof(err), code
       end
       used = used + #line + 2
@@ -180,7 +180,7 @@ return function(csp)
     repeat   -- 1xx informational responses precede the real one
       line, err, code = c:read_line()
       if not line then
-        if err == "line too long" then return nil, "status line too long" end
+        if code == "ELINETOOLONG" then return nil, "status line too long" end
         return nil, err, code, used == 0
       end
       used = used + #line + 2

@@ -1,6 +1,7 @@
 -- csp: Go's concurrency model for Lua 5.4. The C core (csp.core) holds the scheduler, channels,
 -- select and timers; this file re-exports it and adds the parts that are clearer in Lua.
 local core = require "csp.core"
+local check = require "csp.check"
 
 local csp = {}
 for k, v in pairs(core) do
@@ -15,17 +16,13 @@ local defer_mt = {
 
 --- A to-be-closed value that calls f(...) when closed: `local _ <close> = csp.defer(f, x)`.
 function csp.defer(f, ...)
-  if type(f) ~= "function" and not (getmetatable(f) or {}).__call then
-    error(("bad argument #1 to 'defer' (function expected, got %s)"):format(type(f)), 2)
-  end
+  check.type(f, "function", 1, "defer")
   return setmetatable({ f = f, n = select("#", ...), ... }, defer_mt)
 end
 
 --- Go's sync.OnceValues: calls f once; every call returns its cached results or re-raises its error.
 function csp.oncefunc(f)
-  if type(f) ~= "function" then
-    error(("bad argument #1 to 'oncefunc' (function expected, got %s)"):format(type(f)), 2)
-  end
+  check.type(f, "function", 1, "oncefunc")
   local once, res = csp.once(), nil
   return function()
     once:call(function() res = table.pack(pcall(f)) end)
@@ -40,21 +37,13 @@ pool_mt.__index = pool_mt
 
 --- Go's sync.Pool: a cache of reusable objects that the garbage collector may empty.
 function csp.pool(new)
-  if new ~= nil and type(new) ~= "function" then
-    error(("bad argument #1 to 'pool' (function expected, got %s)"):format(type(new)), 2)
-  end
+  check.opt(new, "function", 1, "pool")
   return setmetatable({ new = new, n = 0, items = setmetatable({}, { __mode = "v" }) }, pool_mt)
-end
-
-local function checkpool(p, fname)
-  if getmetatable(p) ~= pool_mt then
-    error(("bad argument #1 to '%s' (pool expected, got %s)"):format(fname, type(p)), 3)
-  end
 end
 
 --- A pooled object (never one the collector dropped), else new() (or nil without new).
 function pool_mt:get()
-  checkpool(self, "get")
+  check.object(self, pool_mt, "pool", 1, "get")
   local items = self.items
   for i = self.n, 1, -1 do
     local x = items[i]
@@ -67,16 +56,17 @@ function pool_mt:get()
 end
 
 function pool_mt:put(x)
-  checkpool(self, "put")
+  check.object(self, pool_mt, "pool", 1, "put")
   if x == nil then return end
   self.n = self.n + 1
   self.items[self.n] = x
 end
 
-for _, name in ipairs { "context", "group", "memo" } do
-  for k, v in pairs(require("csp." .. name)(csp)) do csp[k] = v end
+for _, name in ipairs { "context", "group", "memo", "exec" } do
+  for k, v in pairs(require("csp." .. name)) do csp[k] = v end
 end
 
+csp.io = require "csp.io"
 csp.url = require "csp.url"
 csp.html.links = require("csp.html")(csp)
 csp.http = require("csp.http")(csp)

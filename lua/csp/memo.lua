@@ -4,7 +4,7 @@
 -- Exports (install into `csp` under the same name): memo(f) -> m
 -- Memo methods: m:get(key) -> what f(key) returned (every value), m:forget(key).
 --
--- Usage from init.lua: `require("csp.memo")(csp)`.
+-- A plain module over csp.core; init.lua copies its exports into `csp`.
 --
 -- No mutex is needed: Lua code between two blocking calls is atomic, so the lookup and the
 -- insertion of the entry cannot interleave with another get. The first caller of a key runs
@@ -17,92 +17,88 @@
 -- is then one field read, one table lookup and a return, which is what the benchmark against
 -- Go's mutex-based memo measures. An entry e holds e.n = number of results (nil while the
 -- call runs, -1 after a raised error), the results in e[1..n], e.err, e.ready.
-return function(core)
-  local chan = core.chan
-  local pack, unpack = table.pack, table.unpack
+local core = require "csp.core"
+local check = require "csp.check"
 
-  local Memo = { __name = "csp.memo" }
+local chan = core.chan
+local pack, unpack = table.pack, table.unpack
 
-  -- Entries are their own to-be-closed guard: if the running call ends without a result
-  -- (its goroutine exits), the waiters get an error instead of waiting forever.
-  local Entry = {}
-  Entry.__close = function(e)
-    if not e.n then
-      e.n, e.err = -1, "memo: the call of f did not return (its goroutine exited)"
-      local cache = e.cache
-      if cache[e.key] == e then cache[e.key] = nil end
-      if e.ready then e.ready:close() end
-    end
+local Memo = { __name = "csp.memo" }
+
+-- Entries are their own to-be-closed guard: if the running call ends without a result
+-- (its goroutine exits), the waiters get an error instead of waiting forever.
+local Entry = {}
+Entry.__close = function(e)
+  if not e.n then
+    e.n, e.err = -1, "memo: the call of f did not return (its goroutine exited)"
+    local cache = e.cache
+    if cache[e.key] == e then cache[e.key] = nil end
+    if e.ready then e.ready:close() end
   end
-
-  -- Everything but a hit with one or two results.
-  local function slow(e, n)
-    if n == nil then
-      local ready = e.ready
-      if not ready then
-        ready = chan()
-        e.ready = ready
-      end
-      ready:recv()
-      n = e.n
-    end
-    if n < 0 then error(e.err, 0) end
-    if n == 1 then return e[1] end
-    if n == 2 then return e[1], e[2] end
-    return unpack(e, 1, n)
-  end
-
-  local function call(f, cache, key)
-    if key == nil or key ~= key then
-      error(("bad argument #1 to 'get' (key must not be %s)"):format(
-        key == nil and "nil" or "NaN"), 2) -- get tail-calls this: level 2 is get's caller
-    end
-    local e = setmetatable({ cache = cache, key = key }, Entry)
-    cache[key] = e
-    do
-      local _ <close> = e
-      local r = pack(pcall(f, key))
-      if r[1] then
-        local n = r.n - 1
-        for i = 1, n do e[i] = r[i + 1] end
-        e.n = n
-      else
-        e.n, e.err = -1, r[2]
-        if cache[key] == e then cache[key] = nil end
-      end
-      if e.ready then e.ready:close() end
-    end
-    return slow(e, e.n)
-  end
-
-  local M = {}
-
-  function M.memo(f)
-    local mt = getmetatable(f)
-    if type(f) ~= "function" and not (mt and mt.__call) then
-      error(("bad argument #1 to 'memo' (function expected, got %s)"):format(type(f)), 2)
-    end
-    local cache = {}
-    return setmetatable({
-      get = function(_, key)
-        local e = cache[key]
-        if e then
-          local n = e.n
-          if n == 1 then return e[1] end
-          if n == 2 then return e[1], e[2] end
-          return slow(e, n)
-        end
-        return call(f, cache, key)
-      end,
-      forget = function(_, key)
-        if key == nil or key ~= key then
-          error(("bad argument #1 to 'forget' (key must not be %s)"):format(
-            key == nil and "nil" or "NaN"), 2)
-        end
-        cache[key] = nil
-      end,
-    }, Memo)
-  end
-
-  return M
 end
+
+-- Everything but a hit with one or two results.
+local function slow(e, n)
+  if n == nil then
+    local ready = e.ready
+    if not ready then
+      ready = chan()
+      e.ready = ready
+    end
+    ready:recv()
+    n = e.n
+  end
+  if n < 0 then error(e.err, 0) end
+  if n == 1 then return e[1] end
+  if n == 2 then return e[1], e[2] end
+  return unpack(e, 1, n)
+end
+
+local function call(f, cache, key)
+  local e = setmetatable({ cache = cache, key = key }, Entry)
+  cache[key] = e
+  do
+    local _ <close> = e
+    local r = pack(pcall(f, key))
+    if r[1] then
+      local n = r.n - 1
+      for i = 1, n do e[i] = r[i + 1] end
+      e.n = n
+    else
+      e.n, e.err = -1, r[2]
+      if cache[key] == e then cache[key] = nil end
+    end
+    if e.ready then e.ready:close() end
+  end
+  return slow(e, e.n)
+end
+
+local M = {}
+
+function M.memo(f)
+  check.type(f, "function", 1, "memo")
+  local cache = {}
+  return setmetatable({
+    get = function(self, key)
+      local e = cache[key]
+      if e then
+        local n = e.n
+        if n == 1 then return e[1] end
+        if n == 2 then return e[1], e[2] end
+        return slow(e, n)
+      end
+      check.object(self, Memo, "memo", 1, "get")
+      check.arg(key ~= nil and key == key, 1, "get", key == nil and "key must not be nil"
+        or "key must not be NaN")
+      return call(f, cache, key)
+    end,
+    forget = function(self, key)
+      check.object(self, Memo, "memo", 1, "forget")
+      check.arg(key ~= nil and key == key, 1, "forget", key == nil and "key must not be nil"
+        or "key must not be NaN")
+      cache[key] = nil
+    end,
+  }, Memo)
+end
+
+return M

@@ -1,11 +1,7 @@
 -- csp.url: RFC 3986 URI references: parse (with validation), resolve (section 5.2) and format (5.3).
-local url = {}
+local check = require "csp.check"
 
-local function checkstring(v, n, fname)
-  if type(v) ~= "string" then
-    error(("bad argument #%d to '%s' (string expected, got %s)"):format(n, fname, type(v)), 3)
-  end
-end
+local url = {}
 
 -- Appendix B's regular expression, which every string matches: scheme, authority, query and
 -- fragment are nil when absent; the path is always a string (possibly empty), as in section 5.3.
@@ -74,8 +70,8 @@ end
 --- RFC 3986 section 5.2.2 (strict: a scheme in ref is never taken as relative): the target of
 --- ref against the absolute URI base, or nil, err when base has no scheme.
 function url.resolve(base, ref)
-  checkstring(base, 1, "resolve")
-  checkstring(ref, 2, "resolve")
+  check.type(base, "string", 1, "resolve")
+  check.type(ref, "string", 2, "resolve")
   local bs, ba, bp, bq = split(base)
   if not bs then return nil, ("resolve %q: base URL is not absolute"):format(base) end
   local rs, ra, rp, rq, rf = split(ref)
@@ -171,7 +167,7 @@ end
 --- fragment=}; absent ones nil, path always a string; scheme and host lowercased, port an
 --- integer), or nil, err when s is not a URI reference by RFC 3986's grammar.
 function url.parse(s)
-  checkstring(s, 1, "parse")
+  check.type(s, "string", 1, "parse")
   local function bad(what, v)
     return nil, ("parse %q: invalid %s %q"):format(s, what, v)
   end
@@ -216,38 +212,26 @@ function url.parse(s)
   return t
 end
 
-local function optstring(t, k)
-  local v = t[k]
-  if v ~= nil and type(v) ~= "string" then
-    error(("bad argument #1 to 'format' (field '%s': string expected, got %s)"):format(k, type(v)), 3)
-  end
-  return v
-end
-
 --- Section 5.3: the URI reference of components t (as url.parse returns them).
 function url.format(t)
-  if type(t) ~= "table" then
-    error(("bad argument #1 to 'format' (table expected, got %s)"):format(type(t)), 2)
-  end
-  local scheme, userinfo, host = optstring(t, "scheme"), optstring(t, "userinfo"), optstring(t, "host")
-  local path = optstring(t, "path") or ""
-  local port = t.port
-  if port ~= nil and math.type(port) ~= "integer" then
-    error(("bad argument #1 to 'format' (field 'port': integer expected, got %s)"):format(
-      math.type(port) or type(port)), 2)
-  end
+  check.type(t, "table", 1, "format")
+  local field = check.field
+  local scheme, userinfo = field(t, "scheme", "string", 1, "format"), field(t, "userinfo", "string", 1, "format")
+  local host, query = field(t, "host", "string", 1, "format"), field(t, "query", "string", 1, "format")
+  local fragment, port = field(t, "fragment", "string", 1, "format"), field(t, "port", "integer", 1, "format")
+  local path = field(t, "path", "string", 1, "format") or ""
   local authority
   if host then
     authority = (userinfo and userinfo .. "@" or "") .. host .. (port and ":" .. port or "")
     if path ~= "" and path:sub(1, 1) ~= "/" then path = "/" .. path end
   elseif userinfo or port then
-    error("bad argument #1 to 'format' (userinfo or port without host)", 2)
+    check.arg(false, 1, "format", "userinfo or port without host")
   else
     -- Sections 3.3 and 4.2: keep "//x" from reading as an authority and "a:b" as a scheme.
     if path:sub(1, 2) == "//" then path = "/." .. path end
     if not scheme and path:match("^[^/]*:") then path = "./" .. path end
   end
-  return recompose(scheme, authority, path, optstring(t, "query"), optstring(t, "fragment"))
+  return recompose(scheme, authority, path, query, fragment)
 end
 
 return url

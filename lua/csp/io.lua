@@ -1,0 +1,33 @@
+-- csp.io: Go's io helpers over csp's streams (anything with read and write methods).
+local check = require "csp.check"
+
+local io = {}
+
+-- The method `name` of v, or nil; never raises (a foreign userdata may have no __index).
+local function method(v, name)
+  local t = type(v)
+  if t ~= "table" and t ~= "userdata" then return nil end
+  local ok, m = pcall(function() return v[name] end)
+  if ok and (type(m) == "function" or (getmetatable(m) or {}).__call) then return m end
+  return nil
+end
+
+--- Go's io.Copy: reads src until "EOF", writing everything to dst; returns the bytes copied and
+--- the first read or write error (nil at EOF).
+function io.copy(dst, src)
+  check.arg(method(dst, "write"), 1, "copy", "writer expected, got " .. check.typename(dst))
+  check.arg(method(src, "read"), 2, "copy", "reader expected, got " .. check.typename(src))
+  local n = 0
+  while true do
+    local s, err = src:read(65536)
+    if s == nil then
+      if err == "EOF" then return n end
+      return n, err
+    end
+    local ok, werr = dst:write(s)
+    if ok == nil then return n, werr end
+    n = n + #s
+  end
+end
+
+return io
