@@ -428,17 +428,14 @@ static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path) {
   uv_mutex_lock(&trace_mu);
   if (active) {
     uv_mutex_unlock(&trace_mu);
-    lua_pushnil(L);
-    lua_pushliteral(L, "trace: tracing is already enabled");
+    csp_fail(L, "EBUSY", "trace: tracing is already enabled");
     return NULL;
   }
   fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    int e = errno;
+    int e = uv_translate_sys_error(errno);
     uv_mutex_unlock(&trace_mu);
-    lua_pushnil(L);
-    lua_pushfstring(L, "open %s: %s", path, uv_strerror(uv_translate_sys_error(e)));
-    lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
+    csp_fail(L, uv_err_name(e), "open %s: %s", path, uv_strerror(e));
     return NULL;
   }
   T = calloc(1, sizeof *T);
@@ -463,8 +460,7 @@ static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path) {
     free(T);
     close(fd);
     uv_mutex_unlock(&trace_mu);
-    lua_pushnil(L);
-    lua_pushliteral(L, "trace: cannot start the writer thread");
+    csp_fail(L, "EAGAIN", "trace: cannot start the writer thread");
     return NULL;
   }
   active = T;
@@ -505,10 +501,8 @@ static int trace_stop_l(lua_State *L) {
   err = T->err;
   free(T);
   if (err) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "trace: write: %s", uv_strerror(uv_translate_sys_error(err)));
-    lua_pushstring(L, uv_err_name(uv_translate_sys_error(err)));
-    return 3;
+    err = uv_translate_sys_error(err);
+    return csp_fail(L, uv_err_name(err), "trace: write: %s", uv_strerror(err));
   }
   lua_pushboolean(L, 1);
   return 1;
