@@ -13,7 +13,7 @@ PKGS     += gumbo
 endif
 # The interpreter provides the Lua symbols: link libuv (and gumbo), never liblua.
 PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS      = $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null)
+LIBS      = $(shell pkg-config --libs $(filter-out lua5.4,$(PKGS)) 2>/dev/null) -pthread
 # Set by luarocks (rockspec build_variables); empty in a plain build.
 LUA_INCDIR   ?=
 LIBUV_INCDIR ?=
@@ -36,6 +36,12 @@ ASAN_CFLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 ASAN_WARN   = -Wall -Wextra -Wno-unused-parameter
 # 1 = LeakSanitizer too (leaks at lua_close fail the run); see tools/asan-run.sh.
 ASAN_LEAKS ?= 0
+# ThreadSanitizer build for the cross-thread parts (make tsan): the thread specs, in-process
+# (a shell started with libtsan preloaded crashes, so specs spawning processes are left out).
+TSAN_BUILD  = build-tsan
+TSAN_CFLAGS = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+TSAN_SPECS  = spec/thread_spec.lua spec/xchan_spec.lua spec/syncmap_spec.lua spec/atomic_spec.lua \
+              spec/thread_examples_spec.lua
 
 # install: where `luarocks make` (or a packager) puts the modules.
 PREFIX      ?= /usr/local
@@ -44,13 +50,15 @@ INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 # rock: luarocks tree used by the packaging check (empty = the default, system-wide tree).
 ROCK_TREE   ?= $(CURDIR)/build-rock/tree
 
-.PHONY: all deps deps-check test demo asan valgrind lint lint-lua lint-c bench rock install env clean
+# race: the race detector (CSP_RACE=1) over every example that ends by itself and over the suite
+# (whose specs drive the servers and clients too); a data race report anywhere fails.
+.PHONY: all deps deps-check test demo asan tsan race valgrind lint lint-lua lint-c bench rock install env clean
 
 all: $(SO)
 
 $(SO): $(SRC) $(HDR) | deps-check
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -shared $(PKGCFLAGS) $(EXTRA_I) -o $@ $(SRC) $(EXTRA_L) $(LIBS)
+	$(CC) $(CFLAGS) $(WARN) -std=c11 -D_GNU_SOURCE -pthread -fPIC -fvisibility=hidden -shared $(PKGCFLAGS) $(EXTRA_I) -o $@ $(SRC) $(EXTRA_L) $(LIBS)
 
 # Installs the Debian packages that are missing (as root), or says the command to run.
 deps:
@@ -83,6 +91,17 @@ asan: deps
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" WARN="$(ASAN_WARN)" all
 	LUA_CPATH="$(CURDIR)/$(ASAN_BUILD)/?.so;;" ASAN_LEAKS=$(ASAN_LEAKS) bash tools/asan-run.sh $(BUSTED) --lua=$(LUA) spec
 
+# The thread specs against a ThreadSanitizer build; any report fails (see tools/tsan-run.sh).
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) CFLAGS="$(TSAN_CFLAGS)" WARN="$(ASAN_WARN)" all
+	LUA_CPATH="$(CURDIR)/$(TSAN_BUILD)/?.so;;" bash tools/tsan-run.sh $(LUA) $$(command -v $(BUSTED)) --exclude-tags=subprocess $(TSAN_SPECS)
+
+race: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/race-examples.sh; ex=$$?; \
+	CSP_RACE=1 $(BUSTED) --lua=$(LUA) spec; st=$$?; \
+	[ $$ex = 0 ] && [ $$st = 0 ]
+
 # The whole suite under memcheck, in one lua5.4 process (busted without --lua does not re-exec).
 valgrind: deps
 	@$(MAKE) --no-print-directory all
@@ -112,6 +131,7 @@ bench: all
 	bash bench/du/run.sh
 	bash bench/crawl/run.sh
 	bash bench/http/run.sh
+	bash bench/race/run.sh
 
 install: all
 	@cd lua && find csp -name '*.lua' | sort | while read -r f; do \
@@ -125,4 +145,4 @@ rock: deps
 	@bash tools/rock-check.sh "$(ROCK_TREE)"
 
 clean:
-	rm -rf build $(ASAN_BUILD) build-rock
+	rm -rf build $(ASAN_BUILD) $(TSAN_BUILD) build-rock

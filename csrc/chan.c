@@ -80,6 +80,7 @@ int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
   if (w) {  /* direct handoff: the value goes straight onto the receiver's stack */
     lua_State *R = csp_sched_results(w->g);
     int n = 2;
+    if (c->S->race) csp_race_handoff(c->S, c, w->g);
     if (w->caseidx) { lua_pushinteger(R, w->caseidx); n = 3; }
     if (validx > 0) lua_pushvalue(L, validx);
     lua_xmove(L, R, 1);
@@ -90,6 +91,7 @@ int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
   if (c->count < c->cap) {
     uint32_t tail = c->head + c->count;
     if (tail >= c->cap) tail -= c->cap;
+    if (c->S->race) csp_race_slot(c->S, c, tail, NULL);
     if (validx > 0) lua_pushvalue(L, validx);
     csp_metrics_buf(c->S, L, -1, 1);
     ring_set(L, c, chidx, tail);
@@ -103,13 +105,16 @@ int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
   csp_Waiter *w;
   if (c->count > 0) {
     if (c->timer && c->timer->pending) {
+      if (c->S->race) csp_race_acq(c->S, NULL, c, CSP_RACE_TIMER);
       lua_pushnumber(L, c->timer->tick);
       csp_chan_drain_tick(c);
     } else {
       ring_get(L, c, chidx, c->head);
       csp_metrics_buf(c->S, L, -1, -1);
+      if (c->S->race) csp_race_slot(c->S, c, c->head, NULL);
       if ((w = csp_wq_take(&c->sendq)) != NULL) {  /* full: the sender's value takes the slot */
         lua_State *SL = w->g->L;
+        if (c->S->race) csp_race_slot(c->S, c, c->head, w->g);
         lua_pushvalue(SL, w->validx);
         lua_xmove(SL, L, 1);
         csp_metrics_buf(c->S, L, -1, 1);
@@ -129,6 +134,7 @@ int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
   }
   if ((w = csp_wq_take(&c->sendq)) != NULL) {
     lua_State *SL = w->g->L;
+    if (c->S->race) csp_race_handoff(c->S, c, w->g);
     lua_pushvalue(SL, w->validx);
     lua_xmove(SL, L, 1);
     lua_pushboolean(L, 1);
@@ -136,6 +142,7 @@ int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
     return 1;
   }
   if (c->closed) {
+    if (c->S->race) csp_race_acq(c->S, NULL, c, CSP_RACE_CLOSE);
     lua_pushnil(L);
     lua_pushboolean(L, 0);
     return 1;
@@ -155,6 +162,7 @@ void csp_chan_deliver(csp_Chan *c, double v) {
   if (w) {
     lua_State *R = csp_sched_results(w->g);
     int n = 2;
+    if (c->S->race) csp_race_acq(c->S, w->g, c, CSP_RACE_TIMER);
     if (w->caseidx) { lua_pushinteger(R, w->caseidx); n = 3; }
     lua_pushnumber(R, v);
     lua_pushboolean(R, 1);
@@ -234,6 +242,7 @@ static int chan_close(lua_State *L) {
   csp_Waiter *w;
   if (c->closed) return luaL_error(L, "close of closed channel");
   c->closed = 1;
+  if (c->S->race) csp_race_close(c->S, c);
   while ((w = csp_wq_take(&c->recvq)) != NULL) {
     lua_State *R = csp_sched_results(w->g);
     int n = 2;
@@ -332,6 +341,7 @@ static int chan_gc(lua_State *L) {
     csp_metrics_buf(c->S, L, -1, -1);
     lua_pop(L, 1);
   }
+  if (c->S->race) csp_race_forget(c->S, c);
   /* Parked goroutines keep their channel alive, so only a goroutine whose thread was closed
   ** behind the scheduler's back can still be linked here: unlink it rather than dangle. */
   csp_wq_detach(&c->recvq);

@@ -83,6 +83,8 @@ struct csp_G {
   const char *tname;   /* trace.c: the function that started it, while a trace runs */
   uint64_t tflow;      /* trace.c: flow id of the wake not yet shown as run */
   uint64_t readyat;    /* metrics.c: when it was readied (sampled; 0: not timed) */
+  void *xw;            /* xchan.c: its wait another thread may complete (NULL: none) */
+  void *race;          /* race detector's clock (race.c); NULL while it is off */
 };
 
 /* metrics.c: counters kept always (a few instructions each), read by csp.stats(). */
@@ -128,6 +130,8 @@ struct csp_Sched {
   int closing;
   struct csp_Trace *trace; /* trace.c: non-NULL while an execution trace is written */
   csp_Metrics m;
+  void *port;          /* xchan.c: inbox for wakes from other threads (NULL until needed) */
+  struct csp_Race *race; /* the race detector (race.c); NULL = off: every hook tests only this */
 };
 
 csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
@@ -219,6 +223,24 @@ void csp_chan_open(lua_State *L);
 
 /* --- select.c --- */
 void csp_select_open(lua_State *L);
+/* For xchan.c's select: case i (1-based) of the select running on L; its results. */
+void csp_select_case(lua_State *L, int i, csp_Chan **c, void **x, int *send);
+int csp_select_do(lua_State *L, int i, csp_Chan *c, int send);
+int csp_select_finish(lua_State *L, int i, int nres);
+
+/* --- xchan.c: the hooks the core calls for waits other threads may complete --- */
+int csp_xsel_claim(csp_G *g);            /* a local waker completing g's select: did it win? */
+int csp_xsel_ready(csp_Chan *c, int send); /* csp_chan_ready, skipping waiters of selects won elsewhere */
+void csp_xchan_cancel(csp_G *g);         /* g->xw != NULL */
+int csp_port_poll(csp_Sched *S, int wait); /* S->port != NULL; returns whether to block */
+void csp_port_after(csp_Sched *S);
+void csp_port_teardown(csp_Sched *S);
+void csp_port_dumps(lua_State *L, csp_Sched *S); /* appends the other threads' goroutines to the dump on L */
+void csp_sched_dumpto(lua_State *L, csp_Sched *S); /* pushes S's dump (no header) */
+void *csp_xchan_case(lua_State *L, int idx, int send);
+int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered);
+long csp_shared_alive(void);
+void csp_xshared_open(lua_State *L);     /* xchan, thread, syncmap, atomic */
 
 /* --- sync.c --- */
 void csp_sync_open(lua_State *L);
@@ -272,5 +294,7 @@ void csp_setfuncs(lua_State *L, const luaL_Reg *l);
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
 
 #define CSP_NS 1000000000.0
+
+#include "race.h"
 
 #endif

@@ -54,8 +54,7 @@ static int armed(const csp_WaitQ *q) {
 /* A sentinel's objects died: its goroutine leaked. T[2] is its call's session: sentinels that
 ** outlive their call (their goroutine was live) die later and must then say nothing. */
 static int fin(lua_State *L) {
-  lua_rawgeti(L, 1, 2);
-  if (lua_rawgeti(L, -1, 1) != LUA_TBOOLEAN) return 0;
+  if (lua_rawgeti(L, 1, 2) != LUA_TTABLE || lua_rawgeti(L, -1, 1) != LUA_TBOOLEAN) return 0;
   lua_rawgeti(L, 1, 1);
   lua_pushboolean(L, 1);
   lua_rawset(L, lua_upvalueindex(1));
@@ -139,9 +138,14 @@ static void leaks(lua_State *L, csp_Sched *S) {
     lua_rawseti(L, -2, 2);
     lua_pushvalue(L, mt);
     lua_setmetatable(L, -2);
-    if (g->w.q == NULL && g->nsel == 0) {  /* select with no cases: nothing can ever wake it */
+    if (strcmp(g->reason, "select (no cases)") == 0) {  /* nothing can ever wake it */
       lua_pop(L, 1);  /* unreferenced: found at once */
-    } else if (!link_objects(L, g, e)) {
+    } else if (g->xw != NULL || (g->w.q == NULL && g->nsel == 0)) {
+      lua_pushnil(L);  /* an xchan wait (another thread may end it), or none known: a root */
+      lua_rawseti(L, -2, 2);
+      lua_pop(L, 1);
+      continue;
+    } else if (!link_objects(L, g, e)) {  /* pops T */
       continue;
     }
     cand[ncand++] = g;

@@ -63,6 +63,7 @@ __attribute__((visibility("default"))) int luaopen_csp_core(lua_State *L) {
   ignore_sigpipe();
   lua_newtable(L);
   csp_sched_open(L);
+  csp_race_open(L);
   csp_chan_open(L);
   csp_select_open(L);
   csp_timer_open(L);
@@ -74,6 +75,7 @@ __attribute__((visibility("default"))) int luaopen_csp_core(lua_State *L) {
   csp_leak_open(L);
   csp_signal_open(L);
   csp_trace_open(L);
+  csp_xshared_open(L);
   lua_pop(L, 1);
   return 1;
 }

@@ -157,6 +157,7 @@ static void thread_detach(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
 
 /* A goroutine that ended. */
 static void g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
+  if (S->race) csp_race_gend(S, g);
   all_unlink(g);
   g->state = CSP_G_FREE;
   if (!g->internal && --S->ngor == 0) {
@@ -238,6 +239,7 @@ void csp_sched_cancel(csp_G *g) {
   csp_wq_unlink(&g->w);
   for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
   g->nsel = 0;
+  if (g->xw) csp_xchan_cancel(g);
   if (g->tn.pos) csp_timer_del(g->S, &g->tn);
 }
 
@@ -281,6 +283,7 @@ static csp_G *sched_spawn(lua_State *L, csp_Sched *S, int first, int internal) {
   g->reason = NULL;
   g->internal = (uint8_t)internal;
   if (!internal) S->ngor++;
+  if (S->race) csp_race_spawn(L, S, g);
   all_link(S, g);
   csp_sched_ready(S, g, n - 1);
   return g;
@@ -421,6 +424,10 @@ void csp_sched_dump(lua_State *L, csp_Sched *S, const char *header) {
   sched_dump(L, S, header);
 }
 
+void csp_sched_dumpto(lua_State *L, csp_Sched *S) {
+  sched_dump(L, S, NULL);
+}
+
 static int sched_dump_l(lua_State *L) {
   sched_dump(L, csp_sched_get(L), NULL);
   return 1;
@@ -542,8 +549,10 @@ static int sched_poll(csp_Sched *S, int wait) {
   csp_timer_run(S);
   if (wait && S->rqcount > 0) wait = 0;
   csp_timer_arm(S);
+  if (S->port) wait = csp_port_poll(S, wait);
   if (!uv_loop_alive(S->loop)) return 0;
   uv_run(S->loop, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  if (S->port) csp_port_after(S);
   csp_timer_run(S);
   return 1;
 }
@@ -600,6 +609,7 @@ static void sched_loop(lua_State *L, csp_Sched *S) {
       if (sched_poll(S, 1) || S->rqcount > 0) continue;
       if (sched_reap(L, S) && S->rqcount > 0) continue;
       sched_dump(L, S, "fatal error: all goroutines are asleep - deadlock!\n\n");
+      if (S->port) csp_port_dumps(L, S);  /* other threads' goroutines, when they are all idle */
       sched_abort(L, S);
     }
     if ((++S->ticks & POLL_MASK) == 0) sched_poll(S, 0);
@@ -726,6 +736,7 @@ static int sched_stats(lua_State *L) {
   lua_pushinteger(L, S->ntpool); lua_setfield(L, -2, "pooled_threads");
   lua_pushinteger(L, S->nextid); lua_setfield(L, -2, "goroutines_started");
   csp_metrics_stats(L, S);
+  lua_pushinteger(L, csp_shared_alive()); lua_setfield(L, -2, "shared_alive");
   return 1;
 }
 
@@ -746,6 +757,7 @@ static int sched_gc(lua_State *L) {
   if (S->closing) return 0;
   S->closing = 1;
   csp_trace_free(S);
+  csp_port_teardown(S);  /* waits other threads could still complete */
   for (g = S->all.anext; g != &S->all; g = next) {
     next = g->anext;
     free(g->sel);

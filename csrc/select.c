@@ -10,6 +10,7 @@ static const char case_mt_key = 0;
 typedef struct SelCase {
   const void *tag;
   csp_Chan *c;
+  void *x;   /* an xchan (xchan.c), c being NULL */
   uint8_t send, handler;
 } SelCase;
 
@@ -30,13 +31,16 @@ static SelCase *case_test(lua_State *L, int idx) {
 static int case_new(lua_State *L, int send) {
   int fidx = send ? 3 : 2;
   csp_Chan *c = NULL;
+  void *x = NULL;
   SelCase *sc;
   if (!lua_isnoneornil(L, fidx)) luaL_checktype(L, fidx, LUA_TFUNCTION);
   lua_settop(L, 3);
-  if (!lua_isnil(L, 1)) c = csp_chan_check(L, 1, send ? CSP_OP_SEND : CSP_OP_RECV);
+  if (!lua_isnil(L, 1) && (x = csp_xchan_case(L, 1, send)) == NULL)
+    c = csp_chan_check(L, 1, send ? CSP_OP_SEND : CSP_OP_RECV);
   sc = (SelCase *)lua_newuserdatauv(L, sizeof *sc, 3);
   sc->tag = &case_tag;
   sc->c = c;
+  sc->x = x;
   sc->send = (uint8_t)send;
   sc->handler = !lua_isnil(L, fidx);
   lua_pushvalue(L, 1);
@@ -65,7 +69,7 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
 #define CASE(i) (3 + (i))
 
 /* The case i fired and its results (i [, v, ok]) are the top nres values: run its handler. */
-static int sel_finish(lua_State *L, int i, int nres) {
+int csp_select_finish(lua_State *L, int i, int nres) {
   int base;
   SelCase *sc = (SelCase *)lua_touserdata(L, CASE(i));  /* checked when the select began */
   if (!sc->handler) return nres;
@@ -86,23 +90,43 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
   g->nsel = 0;
   if (g->wake == CSP_WAKE_CLOSED) return luaL_error(L, "send on closed channel");
   if (n == 0) return 0;  /* no case can ever fire: unreachable unless resumed by force */
-  return sel_finish(L, (int)lua_tointeger(L, -n), n);
+  return csp_select_finish(L, (int)lua_tointeger(L, -n), n);
 }
 
 /* Runs case i, known ready; pushes its results (i [, v, ok]) and returns how many. Whatever
 ** lies below them on the stack is not returned. */
+static int sel_do(lua_State *L, int i, CaseInfo *ci);
+
+int csp_select_do(lua_State *L, int i, csp_Chan *c, int send) {
+  CaseInfo ci = {c, 0, (uint8_t)send, 1};
+  return sel_do(L, i, &ci);
+}
+
+void csp_select_case(lua_State *L, int i, csp_Chan **c, void **x, int *send) {
+  SelCase *sc = (SelCase *)lua_touserdata(L, CASE(i));  /* checked when the select began */
+  *c = sc->c;
+  *x = sc->x;
+  *send = sc->send;
+}
+
+/* -1 (stack as before) if the case was not ready after all: its only waiter was a select that
+** another thread completed meanwhile (xchan.c); the caller starts over. */
 static int sel_do(lua_State *L, int i, CaseInfo *ci) {
   int chidx;
   lua_getiuservalue(L, CASE(i), 1);  /* the channel: its user values are the ring */
   chidx = lua_gettop(L);
   if (!ci->send) {
     lua_pushinteger(L, i);
-    csp_chan_tryrecv(L, ci->c, chidx);
-    return 3;
+    if (csp_chan_tryrecv(L, ci->c, chidx)) return 3;
+    lua_settop(L, chidx - 1);
+    return -1;
   }
   if (ci->c->closed) luaL_error(L, "send on closed channel");
   lua_getiuservalue(L, CASE(i), 2);
-  csp_chan_trysend(L, ci->c, chidx, chidx + 1);
+  if (!csp_chan_trysend(L, ci->c, chidx, chidx + 1)) {
+    lua_settop(L, chidx - 1);
+    return -1;
+  }
   lua_pushinteger(L, i);
   return 1;
 }
@@ -148,7 +172,7 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
 
 static int sel_select(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
-  int n, nready = 0, pick = -1, ordered, nres;
+  int n, nready = 0, pick = -1, ordered, nres, hasx = 0;
   CaseInfo *cs;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -163,6 +187,7 @@ static int sel_select(lua_State *L) {
                                                   "got %s", luaL_typename(L, 2)));
   if (n > LUA_MINSTACK - 8 && !lua_checkstack(L, n + 8))
     return luaL_error(L, "select: too many cases");
+again:
   cs = scratch(L, S, n);
   for (int i = 0; i < n; i++) {
     SelCase *sc;
@@ -172,19 +197,27 @@ static int sel_select(lua_State *L) {
                                                  i + 1, csp_typename(L, -1)));
     cs[i].c = sc->c;
     cs[i].send = sc->send;
-    cs[i].ready = sc->c != NULL && csp_chan_ready(sc->c, sc->send);
+    hasx |= sc->x != NULL;
+    cs[i].ready = sc->c != NULL &&
+                  (S->port ? csp_xsel_ready(sc->c, sc->send) : csp_chan_ready(sc->c, sc->send));
     if (cs[i].ready) {
       nready++;
       if (ordered && pick < 0) pick = i;
     }
   }
-  if (nready > 0) {
+  if (hasx && (nres = csp_xselect(L, S, n, ordered)) >= 0) return nres;
+  if (nready > 0 && !hasx) {
     if (pick < 0) {
       int r = (int)(csp_sched_rand(S) % (uint64_t)nready);
       for (pick = 0; !cs[pick].ready || r-- > 0; pick++) {}
     }
-    nres = sel_do(L, pick + 1, &cs[pick]);
-    return sel_finish(L, pick + 1, nres);
+    if ((nres = sel_do(L, pick + 1, &cs[pick])) < 0) {
+      lua_settop(L, 3);
+      nready = 0;
+      pick = -1;
+      goto again;
+    }
+    return csp_select_finish(L, pick + 1, nres);
   }
   if (lua_isfunction(L, 2)) {
     int base = lua_gettop(L);

@@ -3,6 +3,7 @@
 ** csp.stdout and csp.stderr. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ static void retime(lua_State *L, csp_Sched *S, csp_WaitQ *q, uint64_t when) {
 /* libuv makes a descriptor non-blocking (and may reopen a tty): the flags it had are put back
 ** when the last stream on it closes, and at exit. */
 static int stdio_users[3], stdio_flags[3], stdio_atexit;
+static pthread_mutex_t stdio_mu = PTHREAD_MUTEX_INITIALIZER;  /* csp.threads share them */
 
 static void stdio_restore(void) {
   for (int fd = 0; fd < 3; fd++) {
@@ -88,18 +90,22 @@ static void stdio_restore(void) {
 }
 
 static void stdio_acquire(int fd) {
+  pthread_mutex_lock(&stdio_mu);
   if (stdio_users[fd]++ == 0) stdio_flags[fd] = fcntl(fd, F_GETFL);
   if (!stdio_atexit) {
     stdio_atexit = 1;
     atexit(stdio_restore);  /* also runs if the library is unloaded (glibc ties it to the DSO) */
   }
+  pthread_mutex_unlock(&stdio_mu);
 }
 
 static void stdio_release(int fd) {
+  pthread_mutex_lock(&stdio_mu);
   if (stdio_users[fd] > 0 && --stdio_users[fd] == 0) {
     fcntl(fd, F_SETFL, stdio_flags[fd]);
     uv_tty_reset_mode();
   }
+  pthread_mutex_unlock(&stdio_mu);
 }
 
 /* ---------------------------------------------------------------- stream memory */

@@ -113,6 +113,7 @@ static int mutex_acquire(lua_State *L, Mutex *m, lua_KContext ctx, lua_KFunction
   if (!m->locked) {
     m->locked = 1;
     m->holder = self_id(m->S);
+    if (m->S->race) csp_race_acq(m->S, NULL, m, 0);
     return k(L, LUA_OK, ctx);
   }
   g = csp_sched_self(L, m->S);
@@ -138,12 +139,14 @@ static void mutex_handoff(csp_Sched *S, void *obj, uint64_t weight) {
     return;
   }
   m->holder = w->g->id;
+  if (S->race) csp_race_acq(S, w->g, m, 0);
   csp_sched_grant(w->g, mutex_handoff, m);
   csp_sched_ready(S, w->g, 0);
 }
 
 static void mutex_release(lua_State *L, Mutex *m) {
   if (!m->locked) luaL_error(L, "fatal error: sync: unlock of unlocked mutex");
+  if (m->S->race) csp_race_rel(m->S, m, 0);
   mutex_handoff(m->S, m, 0);
 }
 
@@ -158,6 +161,7 @@ static int mutex_trylock(lua_State *L) {
   if (ok) {
     m->locked = 1;
     m->holder = self_id(m->S);
+    if (m->S->race) csp_race_acq(m->S, NULL, m, 0);
   }
   lua_pushboolean(L, ok);
   return 1;
@@ -174,6 +178,7 @@ static int rw_rlock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
   if (!rw->writer && rw->wq.head == NULL) {  /* a waiting writer blocks new readers */
     rw->readers++;
+    if (rw->S->race) csp_race_acq(rw->S, NULL, rw, CSP_RACE_RW_R);
     return 0;
   }
   return park_on(L, rw->S, &rw->rq, "sync.RWMutex.RLock", 0);
@@ -183,6 +188,7 @@ static int rw_tryrlock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
   int ok = !rw->writer && rw->wq.head == NULL;
   if (ok) rw->readers++;
+  if (ok && rw->S->race) csp_race_acq(rw->S, NULL, rw, CSP_RACE_RW_R);
   lua_pushboolean(L, ok);
   return 1;
 }
@@ -206,6 +212,7 @@ static void rw_handoff_writer(RWMutex *rw) {
   csp_Waiter *w = csp_wq_take(&rw->wq);
   if (w) {
     rw->writer = 1;
+    if (rw->S->race) csp_race_rwlock(rw->S, w->g, rw);
     csp_sched_grant(w->g, rw_undo_write, rw);
     csp_sched_ready(rw->S, w->g, 0);
   }
@@ -214,6 +221,7 @@ static void rw_handoff_writer(RWMutex *rw) {
 static int rw_runlock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
   if (rw->readers <= 0) return luaL_error(L, "fatal error: sync: RUnlock of unlocked RWMutex");
+  if (rw->S->race) csp_race_merge(rw->S, rw, 0);
   if (--rw->readers == 0) rw_handoff_writer(rw);
   return 0;
 }
@@ -222,6 +230,7 @@ static int rw_lock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
   if (!rw->writer && rw->readers == 0) {
     rw->writer = 1;
+    if (rw->S->race) csp_race_rwlock(rw->S, NULL, rw);
     return 0;
   }
   return park_on(L, rw->S, &rw->wq, "sync.RWMutex.Lock", 0);
@@ -231,6 +240,7 @@ static int rw_trylock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
   int ok = !rw->writer && rw->readers == 0;
   if (ok) rw->writer = 1;
+  if (ok && rw->S->race) csp_race_rwlock(rw->S, NULL, rw);
   lua_pushboolean(L, ok);
   return 1;
 }
@@ -245,6 +255,7 @@ static void rw_unlock_raw(RWMutex *rw) {
   }
   while ((w = csp_wq_take(&rw->rq)) != NULL) {
     rw->readers++;
+    if (rw->S->race) csp_race_acq(rw->S, w->g, rw, CSP_RACE_RW_R);
     csp_sched_grant(w->g, rw_undo_read, rw);
     csp_sched_ready(rw->S, w->g, 0);
   }
@@ -253,6 +264,7 @@ static void rw_unlock_raw(RWMutex *rw) {
 static int rw_unlock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
   if (!rw->writer) return luaL_error(L, "fatal error: sync: Unlock of unlocked RWMutex");
+  if (rw->S->race) csp_race_rwunlock(rw->S, rw);
   rw_unlock_raw(rw);
   return 0;
 }
@@ -270,6 +282,7 @@ static void wg_add_n(lua_State *L, WaitGroup *wg, lua_Integer n) {
     wg->count -= n;  /* leave it usable: the caller gets the error, the counter stays sane */
     luaL_error(L, "sync: negative WaitGroup counter");
   }
+  if (wg->S->race) csp_race_wg(wg->S, wg, n, wg->count, &wg->q);
   if (wg->count == 0) wake_all(wg->S, &wg->q);
 }
 
@@ -286,7 +299,10 @@ static int wg_done(lua_State *L) {
 
 static int wg_wait(lua_State *L) {
   WaitGroup *wg = CHECK(L, 1, WaitGroup, wg_tag, "waitgroup");
-  if (wg->count == 0) return 0;
+  if (wg->count == 0) {
+    if (wg->S->race) csp_race_acq(wg->S, NULL, wg, 0);
+    return 0;
+  }
   return park_on(L, wg->S, &wg->q, "sync.WaitGroup.Wait", 0);
 }
 
@@ -366,6 +382,7 @@ static int sem_acquire(lua_State *L) {
   lua_Integer k = sem_weight(L, s);
   if (s->size - s->cur >= k && s->q.head == NULL) {
     s->cur += k;
+    if (s->S->race) csp_race_sync(s->S, NULL, s, 0);
     return 0;
   }
   return park_on(L, s->S, &s->q, "semacquire", (uint64_t)k);
@@ -376,6 +393,7 @@ static int sem_try_acquire(lua_State *L) {
   lua_Integer k = sem_weight(L, s);
   int ok = s->size - s->cur >= k && s->q.head == NULL;
   if (ok) s->cur += k;
+  if (ok && s->S->race) csp_race_sync(s->S, NULL, s, 0);
   lua_pushboolean(L, ok);
   return 1;
 }
@@ -388,6 +406,7 @@ static void sem_release_raw(csp_Sched *S, void *obj, uint64_t k) {
   while ((w = s->q.head) != NULL && s->size - s->cur >= (lua_Integer)w->weight) {
     s->cur += (lua_Integer)w->weight;
     csp_wq_take(&s->q);
+    if (S->race) csp_race_sync(S, w->g, s, 0);
     csp_sched_grant(w->g, sem_release_raw, s);
     csp_sched_ready(S, w->g, 0);
   }
@@ -398,6 +417,7 @@ static int sem_release(lua_State *L) {
   lua_Integer k = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, k >= 0, 2, "weight must be non-negative");
   if (k > s->cur) return luaL_error(L, "semaphore: released more than held");
+  if (s->S->race) csp_race_sync(s->S, NULL, s, 0);
   sem_release_raw(s->S, s, (uint64_t)k);
   return 0;
 }
@@ -461,13 +481,17 @@ static void once_done_fn(lua_State *L, void *obj) {
   Once *o = (Once *)obj;
   (void)L;
   o->state = 2;
+  if (o->S->race) csp_race_once(o->S, o, &o->q);
   wake_all(o->S, &o->q);
 }
 
 static int once_call(lua_State *L) {
   Once *o = CHECK(L, 1, Once, once_tag, "once");
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (o->state == 2) return 0;
+  if (o->state == 2) {
+    if (o->S->race) csp_race_acq(o->S, NULL, o, 0);
+    return 0;
+  }
   if (o->state == 1) return park_on(L, o->S, &o->q, "sync.Once.Do", 0);
   o->state = 1;
   closer_push(L, 1, once_done_fn, o);

@@ -174,6 +174,7 @@ static csp_Timer *timer_chan(lua_State *L, csp_Sched *S, uint64_t ns, uint64_t p
   tm->tn.fire = chan_fire;
   tm->tn.waiters = &c->recvq.n;
   csp_timer_add(L, S, &tm->tn, uv_hrtime() + ns);
+  if (S->race) csp_race_rel(S, c, CSP_RACE_TIMER);
   csp_chan_view(L, -1, CSP_OP_RECV);
   lua_remove(L, -2);
   return tm;
@@ -248,6 +249,7 @@ static int ticker_reset(lua_State *L) {
   if (ns == 0) return luaL_error(L, "non-positive interval for ticker:reset");
   timer_halt(S, tm);
   tm->period = ns;
+  if (S->race) csp_race_rel(S, tm->chan, CSP_RACE_TIMER);
   csp_timer_add(L, S, &tm->tn, uv_hrtime() + ns);
   return 0;
 }
@@ -268,6 +270,7 @@ static int timer_reset(lua_State *L) {
   csp_Timer *tm = timer_check(L, &timer_mt_key, "timer");
   uint64_t ns = csp_timer_ns(L, 2);
   lua_pushboolean(L, timer_halt(S, tm));
+  if (S->race) csp_race_rel(S, tm->chan, CSP_RACE_TIMER);
   csp_timer_add(L, S, &tm->tn, uv_hrtime() + ns);
   return 1;
 }

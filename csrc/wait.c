@@ -30,16 +30,21 @@ void csp_wq_unlink(csp_Waiter *w) {
 }
 
 /* Taking one case of a select completes the select: its other cases are unlinked at once, so
-** no later waker can find them (this replaces Go's selectDone flag and the woken side's pass 3). */
+** no later waker can find them (this replaces Go's selectDone flag and the woken side's pass 3).
+** A select that also waits on xchans is claimed first: if another thread won it, its waiter is
+** dropped and the next one taken. */
 csp_Waiter *csp_wq_take(csp_WaitQ *q) {
-  csp_Waiter *w = q->head;
-  if (w == NULL) return NULL;
-  csp_wq_unlink(w);
-  if (w->caseidx > 0) {
-    csp_G *g = w->g;
-    for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
+  csp_Waiter *w;
+  while ((w = q->head) != NULL) {
+    csp_wq_unlink(w);
+    if (w->caseidx > 0) {
+      csp_G *g = w->g;
+      if (g->xw && !csp_xsel_claim(g)) continue;
+      for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
+    }
+    return w;
   }
-  return w;
+  return NULL;
 }
 
 void csp_wq_detach(csp_WaitQ *q) {

@@ -1,4 +1,4 @@
--- Seed 1.6, concurrent loops: makeThumbnails1..6 over examples/thumbnail.lua (ImageMagick
+-- Seed 1.6, concurrent loops: makeThumbnails1..7 over examples/thumbnail.lua (ImageMagick
 -- through csp.exec), selected by VERSION:
 --   1  sequential: one thumbnail after the other;
 --   2  `go` for each file without waiting (NOTE: incorrect): returns at once, nothing is made;
@@ -7,7 +7,10 @@
 --      errors channel: a goroutine leak, shown with the deadlock report csp.run() raises for them;
 --   5  a buffered channel with room for every result: the first error returns, nobody leaks;
 --   6  file names come from a channel (their count unknown in advance): a WaitGroup counts the
---      workers, a closer goroutine waits for it and closes sizes, main sums the sizes.
+--      workers, a closer goroutine waits for it and closes sizes, main sums the sizes;
+--   7  version 6 over worker threads (csp.parallel, one per core, CSP_THREADS caps them): names
+--      and sizes go through xchans. The resizing already runs in convert processes on every
+--      core, so threads do not make it faster here: they pay off when the work is Lua's own.
 -- Prints the thumbnails made, their total bytes and the wall time. Thumbnails are separate
 -- processes, so versions 3-6 use every core: on 2 cores version 6 runs about twice as fast as
 -- version 1 on large JPEGs.
@@ -16,12 +19,12 @@ local csp = require "csp"
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local thumbnail = require "thumbnail"
 local f = require("flags").new("thumbnails.lua VERSION FILE...",
-  "makeThumbnails1..6 of seed 1.6: NAME.thumb.jpg beside each image, at most 128x128")
-f:arg("version", "int", nil, "1 to 6", { min = 1 })
+  "makeThumbnails1..7 of seed 1.6: NAME.thumb.jpg beside each image, at most 128x128")
+f:arg("version", "int", nil, "1 to 7", { min = 1 })
 f:rest("FILE", 1)
 local opts = f:parse(arg)
-if opts.version == nil or opts.version > 6 then
-  f:fail("VERSION must be 1 to 6")
+if opts.version == nil or opts.version > 7 then
+  f:fail("VERSION must be 1 to 7")
 end
 
 local function log(...)
@@ -126,6 +129,27 @@ local function makeThumbnails6(filenames)
   return total
 end
 
+-- makeThumbnails7: version 6's workers in threads. Each runs thumb_size (no upvalues: it is
+-- sent as bytecode) on the names it receives and sends the size back.
+local function thumb_size(name)
+  local csp = require "csp" -- luacheck: ignore 431
+  local thumb, err = require("thumbnail").image_file(name)
+  if not thumb then
+    io.stderr:write(err, "\n")
+    return 0
+  end
+  local info = csp.fs.stat(thumb)  -- OK to ignore error
+  return info and info.size or 0
+end
+
+local function makeThumbnails7(filenames)
+  local sizes = csp.xchan(64)
+  csp.go(csp.parallel, 0, thumb_size, filenames, sizes)  -- closes sizes once every name is done
+  local total = 0
+  for size in sizes:range() do total = total + size end
+  return total
+end
+
 local files = opts.rest
 
 -- The thumbnails that exist now, and their total size; read with plain io (no blocking call),
@@ -191,7 +215,7 @@ elseif v == 5 then
   print(thumbs and ("makeThumbnails5: %d thumbnails"):format(#thumbs) or ("makeThumbnails5: " .. err))
   csp.run()  -- every worker can send into the buffer and end: nothing is left
   print(("goroutines left after the others finish: %d (main)"):format(csp.numgoroutine()))
-else
+elseif v == 6 then
   local names = csp.chan()
   csp.go(function()
     for _, name in ipairs(files) do names:send(name) end
@@ -199,4 +223,12 @@ else
   end)
   local total = makeThumbnails6(names)
   report((" (makeThumbnails6 summed %d bytes)"):format(total))
+else
+  local names = csp.xchan()
+  csp.go(function()
+    for _, name in ipairs(files) do names:send(name) end
+    names:close()
+  end)
+  local total = makeThumbnails7(names)
+  report((" (makeThumbnails7 summed %d bytes on %d threads)"):format(total, csp.maxthreads()))
 end

@@ -26,6 +26,10 @@ no.ctx = list(no.tbl, { {}, csp.chan() })
 no.chan = { true, 1, "x", {}, function() end, foreign, co, csp.mutex() }
 no.locker = { true, 1, "x", {}, function() end, foreign, co, csp.chan() }
 no.rw = { true, 1, "x", {}, function() end, co, csp.mutex() }  -- io.stdout has read and write
+no.xchan = { true, 1, "x", {}, function() end, foreign, co, csp.chan() }
+no.thr = { true, 1, {}, foreign, co }      -- a function or a module name
+no.val = { function() end, foreign, co }    -- no value that can cross threads
+no.obj = { true, 1 }                        -- no value to hang a clock on (strings are, interned)
 no.key = { NAN }                             -- and nil, added below for the required kinds
 no.any = {}                                  -- nil only
 
@@ -56,6 +60,11 @@ local make = {
   listener = function() return assert(csp.net.listen("tcp", "127.0.0.1:0")) end,
   conn = conn,
   process = function() return assert(csp._spawn("true")) end,
+  xchan = function() return csp.xchan(1) end,
+  thread = function() return csp.thread(function() end) end,
+  syncmap = csp.syncmap,
+  atomicint = function() return csp.atomic.int() end,
+  atomicvalue = function() return csp.atomic.value() end,
 }
 
 -- name -> kinds of its parameters (after self for methods) and valid values to fill the others.
@@ -139,6 +148,32 @@ local F = {
   ["conn:set_write_deadline"] = { { "num?" } },
   ["conn:set_max_line"] = { { "int" }, extra = { { 0 }, { -1 } } },
   ["process:wait"] = { {} }, ["process:kill"] = { {} },
+
+  -- the race detector's API, and the core calls under it (with a bad argument: never turned on)
+  ["csp.race.watch"] = { { "tbl", "str?" } }, ["csp._race_watch"] = { { "tbl", "str?" } },
+  ["csp.race.acquire"] = { { "obj" } }, ["csp._race_acquire"] = { { "obj" } },
+  ["csp.race.release"] = { { "obj" } }, ["csp._race_release"] = { { "obj" } },
+  ["csp.race.errors"] = { {} }, ["csp._race_errors"] = { {} },
+  ["csp.race.enabled"] = { {} }, ["csp._race_enabled"] = { {} },
+  ["csp._race_enable"] = { { "str?" } },
+  ["csp.thread"] = { { "thr" }, extra = { { function() return foreign end }, { print } } },
+  ["csp.xchan"] = { { "int?" }, extra = { { -1 }, { 1 << 40 } } },
+  ["csp.syncmap"] = { {} }, ["csp.nthreads"] = { {} }, ["csp.maxthreads"] = { {} },
+  ["csp.atomic.int"] = { { "int?" } }, ["csp.atomic.value"] = { {} },
+  ["csp.parallel"] = { { "int?", "fn", "xchan", "xchan?" }, valid = { 1, print, csp.xchan() },
+    extra = { { 1, function() return foreign end, csp.xchan() } } },
+  ["thread:join"] = { {} }, ["thread:id"] = { {} },
+  -- sync.Map takes any comparable key and any value, nil included: only what cannot cross.
+  ["syncmap:load"] = { { "val?" } }, ["syncmap:store"] = { { "val?", "val?" } },
+  ["syncmap:load_or_store"] = { { "val?", "val?" } },
+  ["syncmap:load_and_delete"] = { { "val?" } }, ["syncmap:delete"] = { { "val?" } },
+  ["syncmap:swap"] = { { "val?", "val?" } },
+  ["syncmap:compare_and_swap"] = { { "val?", "val?", "val?" } },
+  ["syncmap:range"] = { { "fn" } },
+  ["atomicint:load"] = { {} }, ["atomicint:store"] = { { "int" } }, ["atomicint:add"] = { { "int" } },
+  ["atomicint:swap"] = { { "int" } }, ["atomicint:cas"] = { { "int", "int" } },
+  ["atomicvalue:load"] = { {} }, ["atomicvalue:store"] = { { "val" } },
+  ["atomicvalue:swap"] = { { "val" } }, ["atomicvalue:cas"] = { { "val?", "val" }, valid = { [2] = 1 } },
 }
 
 -- The standard streams are conns opened lazily (their own code path): the conn cases.
@@ -153,7 +188,7 @@ for name, e in pairs(F) do
   if m then copies["stdio:" .. m] = e end
   m = name:match("^chan:(.+)$")
   if m then
-    for _, t in ipairs { "sendview", "recvview", "timerchan" } do copies[t .. ":" .. m] = e end
+    for _, t in ipairs { "sendview", "recvview", "timerchan", "xchan" } do copies[t .. ":" .. m] = e end
   end
 end
 for name, e in pairs(copies) do F[name] = e end
@@ -231,6 +266,11 @@ local function expect_raise(fname, r, what)
   local named = msg:find("bad argument #%d+ to '" .. fname:gsub("%p", "%%%0") .. "'")
     or msg:find("calling '" .. fname:gsub("%p", "%%%0") .. "' on bad self")
     or msg:find("%f[%w_]" .. fname:gsub("%p", "%%%0") .. "%f[^%w_]")
+    -- API.md's wording for a value that cannot be copied to another thread
+    or msg:find("xchan: cannot send a [%w.*]+ to another thread")
+    or msg:find("syncmap: cannot use a [%w.*]+ as a key")
+    -- Go's panic text for CompareAndSwap, which csp calls cas
+    or fname == "cas" and msg:find("atomic: compare and swap of nil value into Value", 1, true)
   assert(named, ("%s with %s: the error does not name it: %s"):format(fname, what, msg))
 end
 

@@ -45,7 +45,7 @@ for i = 1, 10000 do MANY = MANY + i % 251 end
 local function run(cmdline, limit)
   local out, err = T .. "/out", T .. "/err"
   local _, _, code = os.execute(("%stimeout %d sh -c %s >%s 2>%s"):format(
-    ENV, limit or 15, q(cmdline), q(out), q(err)))
+    ENV, limit or 60, q(cmdline), q(out), q(err)))
   return slurp(out), slurp(err), code
 end
 

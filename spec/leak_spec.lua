@@ -124,6 +124,8 @@ describe("csp.leaks", function()
     mine[#mine + 1] = csp.go(function() _G.LEAK_SPEC_GLOBAL:recv() end)
     -- a select whose other case is an armed timer
     mine[#mine + 1] = csp.go(function() csp.select { csp.recv(csp.chan()), csp.recv(csp.after(60)) } end)
+    -- parked on a channel between threads: another thread may wake it
+    mine[#mine + 1] = csp.go(function() csp.xchan():recv() end)
     -- a runnable goroutine holds it
     local busy = csp.chan()
     mine[#mine + 1] = csp.go(function() busy:recv() end)

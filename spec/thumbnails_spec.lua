@@ -103,7 +103,7 @@ describe("thumbnails.lua VERSION FILE...", function()
     return total
   end
 
-  for _, v in ipairs{ 1, 3, 5, 6 } do
+  for _, v in ipairs{ 1, 3, 5, 6, 7 } do
     it(("version %d makes every thumbnail and reports their total size"):format(v), function()
       local out, code, err = thumbnails(v .. " " .. files(IMAGES))
       assert.are.equal(0, code, err)
@@ -112,6 +112,8 @@ describe("thumbnails.lua VERSION FILE...", function()
       assert.are.equal(expected_bytes(), tonumber(bytes))
       if v == 6 then
         assert.matches("%(makeThumbnails6 summed " .. bytes .. " bytes%)", out)
+      elseif v == 7 then
+        assert.matches("%(makeThumbnails7 summed " .. bytes .. " bytes on %d+ threads%)", out)
       elseif v == 5 then
         assert.matches("\nmakeThumbnails5: 4 thumbnails\ngoroutines left after the others finish: 1 %(main%)\n$", out)
       end

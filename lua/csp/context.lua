@@ -21,6 +21,9 @@ local check = require "csp.check"
 local chan, select, recv, timer, now = core.chan, core.select, core.recv, core.timer, core.now
 -- The deadline server is csp's own goroutine: not counted, not dumped, not waited for by run.
 local go = core._go_internal or core.go
+-- Race detector (chosen at load; off: no call): cancel releases, err() acquires, as Go's c.mu.
+local racing = core._race_enabled and core._race_enabled()
+local race_rel, race_acq = core._race_release, core._race_acquire
 
 local CANCELED, DEADLINE = "context canceled", "context deadline exceeded"
 
@@ -93,6 +96,7 @@ local function service()
     end
     local t = now()
     while hn > 0 and heap[1]._deadline <= t do
+      if racing then race_acq(heap[1]) end -- with_deadline's caller before its timer fires
       cancel(heap[1], DEADLINE, true)
     end
   end
@@ -100,6 +104,7 @@ local function service()
 end
 
 local function hpush(c)
+  if racing then race_rel(c) end
   hn = hn + 1
   heap[hn], c._hpos = c, hn
   up(hn)
@@ -116,6 +121,7 @@ end
 -- needed when the parent is being cancelled too: it drops the whole set).
 function cancel(c, err, detach)
   if c._err then return end
+  if racing then race_rel(c) end
   c._err = err
   local d = c._done
   if d then d:close() end
@@ -168,6 +174,7 @@ end
 function Context:err()
   object(self, Context, "context", 1, "err")
   local cp = self._cp
+  if racing and cp then race_acq(cp) end
   return cp and cp._err
 end
 

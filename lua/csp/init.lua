@@ -62,7 +62,11 @@ function pool_mt:put(x)
   self.items[self.n] = x
 end
 
-for _, name in ipairs { "context", "group", "memo", "exec" } do
+--- The race detector's API (README "Race detector"); requiring "csp.race" also turns it on.
+csp.race = { watch = core._race_watch, acquire = core._race_acquire, release = core._race_release,
+  errors = core._race_errors, enabled = core._race_enabled }
+
+for _, name in ipairs { "context", "group", "memo", "exec", "thread" } do
   for k, v in pairs(require("csp." .. name)) do csp[k] = v end
 end
 

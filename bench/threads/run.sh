@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Thread benchmarks (issue 15) beside Go with GOMAXPROCS=2, same run: cross-thread ping-pong
+# (target <= 1.5x Go's round trip), cross-thread buffered stream cap 1024 (>= 0.5x Go's items/s),
+# the CPU-bound job farm on 2 threads against 1 (>= 1.8x), du5 against GNU du (bench/du's tree).
+# Env: BENCH_RUNS (default 3, median reported), BENCH_QUICK=1 (smaller counts),
+#      DU_TREE (a tree from bench/du/mktree.lua: du5 is timed against GNU du on it).
+set -u
+. "$(dirname "$0")/../lib.sh"
+RUNS=${BENCH_RUNS:-3}
+command -v go >/dev/null || { echo "go not found: apt-get install golang-go" >&2; exit 1; }
+mkdir -p build/bench
+go build -o build/bench/pingpong ./bench/go/pingpong/main.go || exit 1
+go build -o build/bench/xbuffered ./bench/threads/go/xbuffered/main.go || exit 1
+
+val() { grep -m1 '^RESULT ' | awk '{ print $3 }'; }
+med() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A R
+for ((r = 1; r <= RUNS; r++)); do
+  R[xpp]+="$("$LUA" bench/threads/xpingpong.lua | val) "
+  R[gpp]+="$(GOMAXPROCS=2 build/bench/pingpong | val) "
+  R[xbuf]+="$("$LUA" bench/threads/xbuffered.lua | val) "
+  R[gbuf]+="$(GOMAXPROCS=2 build/bench/xbuffered | val) "
+  R[f1]+="$(CSP_THREADS=1 "$LUA" bench/threads/xfarm.lua | val) "
+  R[f2]+="$(CSP_THREADS=2 "$LUA" bench/threads/xfarm.lua | val) "
+done
+m() { tr ' ' '\n' <<<"${R[$1]}" | grep . | med; }
+xpp=$(m xpp) gpp=$(m gpp) xbuf=$(m xbuf) gbuf=$(m gbuf) f1=$(m f1) f2=$(m f2)
+echo "median of $RUNS, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
+awk -v a="$xpp" -v b="$gpp" 'BEGIN { r = a / b; printf "xpingpong  csp %.0f ns  go P=2 %.0f ns  ratio %.2f (target <= 1.5: %s)\n", a, b, r, (r <= 1.5) ? "met" : "MISSED" }'
+awk -v a="$xbuf" -v b="$gbuf" 'BEGIN { r = a / b; printf "xbuffered  csp %.0f items/s  go P=2 %.0f items/s  ratio %.2f (target >= 0.5: %s)\n", a, b, r, (r >= 0.5) ? "met" : "MISSED" }'
+if [ -n "${DU_TREE:-}" ]; then  # a tree made by bench/du/mktree.lua
+  for ((r = 1; r <= RUNS; r++)); do
+    R[du5]+="$(wall "$LUA" examples/du5.lua -b "$DU_TREE") "
+    R[gnu]+="$(wall du -s --apparent-size -b "$DU_TREE") "
+  done
+  awk -v a="$(m du5)" -v b="$(m gnu)" 'BEGIN { r = a / b; printf "du5        %d ms  GNU du %d ms  ratio %.2f (target < 1: %s)\n", a, b, r, (r < 1) ? "met" : "MISSED" }'
+fi
+awk -v a="$f2" -v b="$f1" 'BEGIN { r = a / b; printf "xfarm      2 threads %.0f jobs/s  1 thread %.0f jobs/s  speed-up %.2f (target >= 1.8: %s)\n", a, b, r, (r >= 1.8) ? "met" : "MISSED" }'
