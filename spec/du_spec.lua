@@ -161,8 +161,9 @@ describe("du2 -v", function()
       last = tonumber(n)
     end
     -- Without -v the tick channel is nil: a walk as long prints the totals only.
-    out = du(2, "-b " .. (q(R .. "/many") .. " "):rep(k))
-    assert.are.equal(exact(10000 * k, MANY * k), out)
+    local err, code
+    out, err, code = du(2, "-b " .. (q(R .. "/many") .. " "):rep(k))
+    assert.are.equal(exact(10000 * k, MANY * k), out, ("exit %s, stderr: %s"):format(code, err))
   end)
 end)
 

@@ -279,7 +279,7 @@ describe("csp.parallel", function()
       raises(csp.parallel, 1, function() return up end, csp.xchan()))
     assert.matches("bad argument #3 to 'parallel' %(xchan expected, got table",
       raises(csp.parallel, 1, function() end, {}))
-    assert.matches("bad argument #4 to 'parallel' %(xchan expected, got userdata",
+    assert.matches("bad argument #4 to 'parallel' %(xchan expected, got csp.chan",
       raises(csp.parallel, 1, function() end, csp.xchan(), csp.chan()))
   end)
 end)
