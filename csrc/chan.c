@@ -90,6 +90,7 @@ int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
     if (tail >= c->cap) tail -= c->cap;
     if (c->S->race) csp_race_slot(c->S, c, tail, NULL);
     if (validx > 0) lua_pushvalue(L, validx);
+    csp_metrics_buf(c->S, L, -1, 1);
     ring_set(L, c, chidx, tail);
     c->count++;
     return 1;
@@ -106,12 +107,14 @@ int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
       csp_chan_drain_tick(c);
     } else {
       ring_get(L, c, chidx, c->head);
+      csp_metrics_buf(c->S, L, -1, -1);
       if (c->S->race) csp_race_slot(c->S, c, c->head, NULL);
       if ((w = csp_wq_take(&c->sendq)) != NULL) {  /* full: the sender's value takes the slot */
         lua_State *SL = w->g->L;
         if (c->S->race) csp_race_slot(c->S, c, c->head, w->g);
         lua_pushvalue(SL, w->validx);
         lua_xmove(SL, L, 1);
+        csp_metrics_buf(c->S, L, -1, 1);
         ring_set(L, c, chidx, c->head);
         wake_sender(c->S, w);
       } else {
@@ -333,6 +336,11 @@ static int chan_gc(lua_State *L) {
   if (c == NULL || c->finalized || c->S->closing) return 0;
   c->finalized = 1;
   c->S->nchans--;
+  for (uint32_t i = 0; i < c->count && !(c->timer && c->timer->pending); i++) {
+    ring_get(L, c, 1, (c->head + i) % c->cap);  /* metrics: its values leave the buffers */
+    csp_metrics_buf(c->S, L, -1, -1);
+    lua_pop(L, 1);
+  }
   if (c->S->race) csp_race_forget(c->S, c);
   /* Parked goroutines keep their channel alive, so only a goroutine whose thread was closed
   ** behind the scheduler's back can still be linked here: unlink it rather than dangle. */

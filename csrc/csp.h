@@ -94,9 +94,23 @@ struct csp_G {
   csp_TimerNode tn;    /* sleep deadline */
   lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
   csp_G *anext, *aprev;/* all live goroutines, by id */
+  const char *tname;   /* trace.c: the function that started it, while a trace runs */
+  uint64_t tflow;      /* trace.c: flow id of the wake not yet shown as run */
+  uint64_t readyat;    /* metrics.c: when it was readied (sampled; 0: not timed) */
   void *xw;            /* xchan.c: its wait another thread may complete (NULL: none) */
   void *race;          /* race detector's clock (race.c); NULL while it is off */
 };
+
+/* metrics.c: counters kept always (a few instructions each), read by csp.stats(). */
+#define CSP_LAG_BUCKETS 192  /* ready-to-run delays: 4 buckets per power of two of ns */
+typedef struct csp_Metrics {
+  uint32_t rqmax;          /* run-queue high-water mark */
+  uint32_t lagclock;       /* counts readies: one in 16 is timed */
+  long bufvals;            /* values waiting in channel buffers */
+  long long bufbytes;      /* bytes of the strings among them */
+  uint64_t nlag;
+  uint64_t lag[CSP_LAG_BUCKETS];
+} csp_Metrics;
 
 struct csp_Sched {
   csp_G **rq; uint32_t rqhead, rqcount, rqmask;
@@ -132,6 +146,8 @@ struct csp_Sched {
   uint64_t slice0;     /* when its slice began (0: not read yet), uv_hrtime() ns */
   uint64_t slice;      /* the time slice, ns (CSP_SLICE); 0: no preemption */
   int gcstress;        /* CSP_GCSTRESS: collect at every scheduler step (1; "full": always full) */
+  struct csp_Trace *trace; /* trace.c: non-NULL while an execution trace is written */
+  csp_Metrics m;
   void *port;          /* xchan.c: inbox for wakes from other threads (NULL until needed) */
   struct csp_Race *race; /* the race detector (race.c); NULL = off: every hook tests only this */
 };
@@ -175,6 +191,10 @@ void csp_sched_cancel(csp_G *g);        /* unlinks every waiter and deadline of 
 csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n);
 uint64_t csp_sched_rand(csp_Sched *S);
 void csp_sched_open(lua_State *L);
+/* For leak.c, signal.c: a goroutine's dump entry; the whole dump; a parked thread's anchor. */
+void csp_sched_dumpg(lua_State *L, luaL_Buffer *b, csp_G *g);
+void csp_sched_dump(lua_State *L, csp_Sched *S, const char *header);
+void csp_sched_anchor(lua_State *L, csp_G *g, int validx);
 
 /* A continuation's first step: checks the goroutine is resumed by the scheduler. */
 void csp_sched_checkresume(lua_State *L, csp_G *g);
@@ -286,6 +306,26 @@ typedef struct csp_UrlBase csp_UrlBase;
 csp_UrlBase *csp_url_base_new(const char *url, const char *base_href);
 void csp_url_base_free(csp_UrlBase *b);
 char *csp_url_link(const csp_UrlBase *b, const char *href);
+
+/* --- leak.c, signal.c, trace.c, metrics.c: observability --- */
+void csp_leak_open(lua_State *L);
+void csp_signal_open(lua_State *L);
+extern volatile int csp_sigpending;  /* a SIGINT or SIGQUIT for the loop to act on */
+int csp_signal_take(lua_State *L, csp_Sched *S); /* 1: main's call must raise the message pushed */
+void csp_trace_open(lua_State *L);
+void csp_trace_ready(csp_Sched *S, csp_G *g);
+void csp_trace_run(csp_Sched *S, csp_G *g);
+void csp_trace_ran(csp_Sched *S, csp_G *g, int status);
+void csp_trace_loop(csp_Sched *S, int enter);
+void csp_trace_free(csp_Sched *S);
+void csp_metrics_lag(csp_Sched *S, csp_G *g);
+void csp_metrics_stats(lua_State *L, csp_Sched *S); /* adds its fields to the table on top */
+
+/* A value entering (sign 1) or leaving (-1) a channel buffer. */
+static inline void csp_metrics_buf(csp_Sched *S, lua_State *L, int idx, int sign) {
+  S->m.bufvals += sign;
+  if (lua_type(L, idx) == LUA_TSTRING) S->m.bufbytes += sign * (long long)lua_rawlen(L, idx);
+}
 
 /* Close callback of a malloc'd handle (the handle first in its allocation). */
 void csp_close_free(uv_handle_t *h);

@@ -102,6 +102,9 @@ __attribute__((visibility("default"))) int luaopen_csp_core(lua_State *L) {
   csp_proc_open(L);
   csp_http_open(L);
   csp_url_open(L);
+  csp_leak_open(L);
+  csp_signal_open(L);
+  csp_trace_open(L);
   csp_xshared_open(L);
   lua_pop(L, 1);
   return 1;

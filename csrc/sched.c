@@ -37,10 +37,12 @@ static csp_G *rq_pop(csp_Sched *S) {
 }
 
 void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs) {
+  if (S->trace) csp_trace_ready(S, g);
+  if ((++S->m.lagclock & 15) == 0) g->readyat = uv_hrtime();  /* metrics.c: loop lag, sampled */
   g->nargs = nargs;
   g->state = CSP_G_RUNNABLE;
   S->rq[(S->rqhead + S->rqcount) & S->rqmask] = g;
-  S->rqcount++;
+  if (++S->rqcount > S->m.rqmax) S->m.rqmax = S->rqcount;
 }
 
 /* ---------------------------------------------------------------- goroutine records */
@@ -75,6 +77,10 @@ static void anchors_set(lua_State *L, int slot, int validx) {
   lua_pushvalue(L, validx);
   lua_rawseti(L, -2, slot);
   lua_pop(L, 1);
+}
+
+void csp_sched_anchor(lua_State *L, csp_G *g, int validx) {
+  anchors_set(L, g->slot, validx);
 }
 
 /* A goroutine's record is made at spawn, its thread only when it first runs: goroutines that
@@ -393,6 +399,21 @@ static const char *g_statename(csp_Sched *S, csp_G *g) {
   }
 }
 
+/* One goroutine's entry of the dump (not main's). */
+void csp_sched_dumpg(lua_State *L, luaL_Buffer *b, csp_G *g) {
+  lua_pushfstring(L, "goroutine %I [%s]:\n", (LUAI_UACINT)g->id, g_statename(g->S, g));
+  luaL_addvalue(b);
+  if (g->started && g->L != L) add_traceback(b, L, g->L, 0);
+  else if (g->L == L) add_traceback(b, L, L, 1);
+  else luaL_addstring(b, "\t(not started yet)");
+  if (g->state == CSP_G_WAITING && g->heldby) {
+    lua_pushfstring(L, "\n\t(held by goroutine %I)", (LUAI_UACINT)*g->heldby);
+    luaL_addvalue(b);
+  }
+  lua_pushfstring(L, "\ncreated by goroutine %I", (LUAI_UACINT)g->parent);
+  luaL_addvalue(b);
+}
+
 /* Pushes the dump: main first, then every goroutine in id order (Go's traceback format). */
 static void sched_dump(lua_State *L, csp_Sched *S, const char *header) {
   luaL_Buffer b;
@@ -408,19 +429,14 @@ static void sched_dump(lua_State *L, csp_Sched *S, const char *header) {
   }
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {
     if (g->internal) continue;
-    lua_pushfstring(L, "\n\ngoroutine %I [%s]:\n", (LUAI_UACINT)g->id, g_statename(S, g));
-    luaL_addvalue(&b);
-    if (g->started && g->L != L) add_traceback(&b, L, g->L, 0);
-    else if (g->L == L) add_traceback(&b, L, L, 1);
-    else luaL_addstring(&b, "\t(not started yet)");
-    if (g->state == CSP_G_WAITING && g->heldby) {
-      lua_pushfstring(L, "\n\t(held by goroutine %I)", (LUAI_UACINT)*g->heldby);
-      luaL_addvalue(&b);
-    }
-    lua_pushfstring(L, "\ncreated by goroutine %I", (LUAI_UACINT)g->parent);
-    luaL_addvalue(&b);
+    luaL_addstring(&b, "\n\n");
+    csp_sched_dumpg(L, &b, g);
   }
   luaL_pushresult(&b);
+}
+
+void csp_sched_dump(lua_State *L, csp_Sched *S, const char *header) {
+  sched_dump(L, S, header);
 }
 
 void csp_sched_dumpto(lua_State *L, csp_Sched *S) {
@@ -526,6 +542,8 @@ static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
     pend_pop(L, S, g->L, g->nargs + 1);
   }
   if (!g->started) nargs += 2;  /* (g, f, args...) for csp_exit_base */
+  if (g->readyat) csp_metrics_lag(S, g);
+  if (S->trace) csp_trace_run(S, g);
   g->started = 1;
   g->state = CSP_G_RUNNING;
   S->cur = g;
@@ -534,6 +552,7 @@ static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
   S->slice0 = 0;
   st = lua_resume(g->L, L, nargs, &nres);
   S->cur = NULL;
+  if (S->trace) csp_trace_ran(S, g, st);
   if (st == LUA_YIELD) {
     if (g->exiting == CSP_EXIT_RESET) return g_goexit(L, S, g);
     if (nres) lua_pop(g->L, nres);
@@ -587,6 +606,7 @@ static int sched_abort(lua_State *L, csp_Sched *S) {
   S->maing.state = CSP_G_RUNNING;
   lua_settop(S->mailbox, 0);
   S->depth--;
+  if (S->trace) csp_trace_loop(S, 0);
   return lua_error(L);
 }
 
@@ -626,8 +646,11 @@ static void sched_loop(lua_State *L, csp_Sched *S) {
     sched_abort(L, S);
   }
   S->loopL = L;
+  if (S->trace) csp_trace_loop(S, 1);
   for (;;) {
-    csp_G *g = rq_pop(S);
+    csp_G *g;
+    if (csp_sigpending && csp_signal_take(L, S)) sched_abort(L, S);  /* Ctrl-C: interrupted! */
+    g = rq_pop(S);
     if (g == &S->maing) break;
     if (g == NULL) {
       if (sched_poll(S, 1) || S->rqcount > 0) continue;
@@ -640,10 +663,12 @@ static void sched_loop(lua_State *L, csp_Sched *S) {
     if (S->gcstress) sched_gcstress(L, S);
     if (sched_resume(L, S, g)) sched_abort(L, S);
   }
+  if (S->maing.readyat) csp_metrics_lag(S, &S->maing);
   S->maing.state = CSP_G_RUNNING;
   S->depth--;
   S->ncalls = 0;  /* main's slice starts again */
   S->slice0 = 0;
+  if (S->trace) csp_trace_loop(S, 0);
 }
 
 /* ---------------------------------------------------------------- API */
@@ -789,6 +814,7 @@ static int sched_stats(lua_State *L) {
   lua_pushinteger(L, S->nheap); lua_setfield(L, -2, "timers");
   lua_pushinteger(L, S->ntpool); lua_setfield(L, -2, "pooled_threads");
   lua_pushinteger(L, S->nextid); lua_setfield(L, -2, "goroutines_started");
+  csp_metrics_stats(L, S);
   lua_pushinteger(L, csp_shared_alive()); lua_setfield(L, -2, "shared_alive");
   return 1;
 }
@@ -809,6 +835,7 @@ static int sched_gc(lua_State *L) {
   csp_G *g, *next;
   if (S->closing) return 0;
   S->closing = 1;
+  csp_trace_free(S);
   csp_port_teardown(S);  /* waits other threads could still complete */
   /* Close every handle and drain the loop while the records still exist: a request cancelled
   ** by the close calls back now, and csp_sched_wake refuses it (S->closing) without waking. */

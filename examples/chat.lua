@@ -7,10 +7,12 @@
 -- into the client's queue and, when the queue is full, waits up to `slow` for its writer to make
 -- room (a select over the send and a timer), as Go's blocking send would wait; a burst of
 -- messages that fills every queue before the writers had a turn drops nobody.
--- Usage: lua5.4 examples/chat.lua [host:port] [idle] [slow]   (default localhost:8000, 300 s, 2 s)
+-- Usage: lua5.4 examples/chat.lua [-stats] [host:port] [idle] [slow]   (default localhost:8000, 300 s, 2 s)
+-- -stats prints the runtime's metrics (csp.stats()) on stderr every 5 seconds.
 local csp = require "csp"
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
-local f = require("flags").new("chat.lua [ADDR] [IDLE] [SLOW]", "the chat server (seed 1.11)")
+local f = require("flags").new("chat.lua [-stats] [ADDR] [IDLE] [SLOW]", "the chat server (seed 1.11)")
+f:flag("stats", "bool", false, "print the runtime's metrics (csp.stats()) on stderr every 5 s")
 f:arg("addr", "string", "localhost:8000", "host:port to listen on")
 f:arg("idle", "number", 300, "seconds of silence before a client is disconnected", { positive = true })
 f:arg("slow", "number", 2, "seconds a client may take to accept a message before it is dropped",
@@ -91,6 +93,19 @@ if not listener then
   os.exit(1)
 end
 csp.go(broadcaster)
+if opts.stats then
+  csp.go(function()
+    for _ in csp.tick(5):range() do
+      local s = csp.stats()
+      local by = {}
+      for reason, n in pairs(s.blocked_by) do by[#by + 1] = ("%s=%d"):format(reason, n) end
+      table.sort(by)
+      io.stderr:write(("stats: goroutines=%d runnable_max=%d blocked{%s} timers=%d chan_buffered=%d (%d B) "
+        .. "loop_lag p50=%.1fus p99=%.1fus\n"):format(s.goroutines, s.runnable_max, table.concat(by, " "),
+        s.timer_heap, s.chan_buffered, s.chan_buffered_bytes, s.loop_lag_p50 * 1e6, s.loop_lag_p99 * 1e6))
+    end
+  end)
+end
 while true do
   local conn, aerr = listener:accept()
   if not conn then

@@ -71,6 +71,7 @@ local make = {
 local F = {
   ["csp.go"] = { { "fn" } }, ["csp._go_internal"] = { { "fn" } },
   ["csp.gosched"] = { {} }, ["csp.numgoroutine"] = { {} }, ["csp.goid"] = { {} },
+  ["csp.leaks"] = { {} }, ["csp.trace.start"] = { { "str" } }, ["csp.trace.stop"] = { {} },
   ["csp.stats"] = { {} }, ["csp.dump"] = { {} }, ["csp.now"] = { {} }, ["csp.background"] = { {} },
   ["csp.goexit"] = "ends the calling goroutine: covered by sched_spec",
   ["csp.run"] = { { "fn?" }, main = true },

@@ -256,6 +256,18 @@ describe("csp.http.get", function()
       assert.is_true(dt >= 0.29 and dt < 1.5, "took " .. dt)
     end)
 
+    it("takes a huge timeout (math.huge, 1e308, 2^53, 2^63) as no deadline", function()
+      srv = httpd.start(function(_, c) httpd.reply(c, 200, "ok") end)
+      for _, t in ipairs { math.huge, 1e308, 2 ^ 53, 2 ^ 63 } do
+        local r, err = csp.http.get(srv.url .. "/", { timeout = t })
+        assert.is_truthy(r, err)
+        assert.equal("ok", r.body)
+        r, err = csp.http.request { url = srv.url .. "/", timeout = t }
+        assert.is_truthy(r, err)
+        assert.equal(200, r.status)
+      end
+    end)
+
     it("times out on a body that stalls, the timeout covering the whole exchange", function()
       srv = httpd.start(function(req, c, s)
         c:write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")

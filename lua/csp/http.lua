@@ -169,7 +169,9 @@ return function(csp)
     local env_file, env_dir = cert_file(), os.getenv("SSL_CERT_DIR")
     local req = C._new {
       method = method, url = url, headers = lines, body = not stream and body or nil,
-      stream = stream, timeout_ms = timeout and math.max(1, math.ceil(timeout * 1000)),
+      stream = stream,
+      -- a huge timeout (math.huge, 1e308, 2^53 s) means none, as for every other deadline
+      timeout_ms = timeout and timeout < 2 ^ 40 and math.max(1, math.ceil(timeout * 1000)) or nil,
       max_body = max_body, follow = follow or MAX_REDIRECTS, insecure = o.insecure and true,
       cainfo = o.cainfo or env_file,
       capath = not o.cainfo and env_dir ~= "" and env_dir or nil,
