@@ -330,6 +330,29 @@ static inline void csp_metrics_buf(csp_Sched *S, lua_State *L, int idx, int sign
 /* Close callback of a malloc'd handle (the handle first in its allocation). */
 void csp_close_free(uv_handle_t *h);
 
+/* --- sched.c, loop.c, report.c, schedlua.c: the scheduler's internals, shared by its files --- */
+
+/* sched.c: goroutine records, threads, the pending-start ring, spawning */
+csp_G *csp_sched_rq_pop(csp_Sched *S);
+int csp_sched_thread_attach(lua_State *L, csp_Sched *S, csp_G *g);
+void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable);
+void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n);
+void csp_sched_base_push(csp_G *g);
+void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n);
+csp_G *csp_sched_spawn(lua_State *L, csp_Sched *S, int first, int internal);
+/* report.c: dumps, a goroutine's panic, goexit */
+void csp_report_dump(lua_State *L, csp_Sched *S, const char *header);
+int csp_report_dump_l(lua_State *L);
+void csp_report_panic(lua_State *L, csp_Sched *S, csp_G *g);
+int csp_report_goexit(lua_State *L, csp_Sched *S, csp_G *g);
+/* loop.c: the loop */
+int csp_loop_poll(csp_Sched *S, int wait);
+int csp_loop_reap(lua_State *L, csp_Sched *S);
+void csp_loop_run(lua_State *L, csp_Sched *S);
+/* schedlua.c: the Lua bindings */
+extern const luaL_Reg csp_schedlua_funcs[];
+int csp_schedlua_gc(lua_State *L);
+
 /* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one). */
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
 void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname);
