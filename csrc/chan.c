@@ -17,10 +17,7 @@ typedef struct ChanView {
 /* ---------------------------------------------------------------- checks */
 
 static ChanView *view_test(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p && lua_rawlen(L, idx) == sizeof(ChanView) && *(const void **)p == &view_tag)
-    return (ChanView *)p;
-  return NULL;
+  return (ChanView *)csp_testtag(L, idx, &view_tag, sizeof(ChanView));
 }
 
 csp_Chan *csp_chan_checkview(lua_State *L, int idx, int op) {
@@ -369,7 +366,9 @@ csp_Chan *csp_chan_new(lua_State *L, csp_Sched *S, uint32_t cap, int timer) {
   if (timer) {
     c->timer = (csp_Timer *)(c + 1);
     c->timer->chan = c;
-    c->recvq.timed = 1;
+    c->timer->hold.node = &c->timer->tn;
+    c->timer->hold.ntimed = &S->ntimed;
+    c->recvq.hold = &c->timer->hold;
   }
   lua_rawgetp(L, LUA_REGISTRYINDEX, &csp_chan_tag);
   lua_setmetatable(L, -2);
@@ -399,22 +398,16 @@ static const luaL_Reg chan_methods[] = {
   {NULL, NULL}
 };
 
+/* Stack top: the methods table, shared by channels and their views. */
 static void chan_meta(lua_State *L, const char *name, int withgc) {
-  lua_createtable(L, 0, 6);
-  lua_pushvalue(L, -2);  /* the methods table */
+  static const luaL_Reg chan_mm[] = {
+    {"__len", chan_len}, {"__tostring", chan_tostring}, {"__gc", chan_gc}, {NULL, NULL}};
+  static const luaL_Reg view_mm[] = {{"__len", chan_len}, {"__tostring", chan_tostring}, {NULL, NULL}};
+  csp_newmeta(L, name, NULL, withgc ? chan_mm : view_mm);
+  lua_pushvalue(L, -2);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, chan_len);
-  lua_setfield(L, -2, "__len");
-  lua_pushcfunction(L, chan_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushstring(L, name);
-  lua_setfield(L, -2, "__name");
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__metatable");
-  if (withgc) {
-    lua_pushcfunction(L, chan_gc);
-    lua_setfield(L, -2, "__gc");
-  }
 }
 
 /* Stack: [module, sched]. */

@@ -92,20 +92,9 @@ csp_Shared *csp_proxy_check(lua_State *L, int idx, int type, const char *tname) 
 
 void csp_proxy_meta(lua_State *L, int type, const char *name, const luaL_Reg *methods,
                     const luaL_Reg *metas) {
-  lua_newtable(L);
-  lua_pushvalue(L, -2);  /* the scheduler: upvalue 1 of every method */
-  luaL_setfuncs(L, methods, 1);
-  lua_createtable(L, 0, 8);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, "__index");
-  if (metas) {
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, metas, 1);
-  }
+  csp_newmeta(L, name, methods, metas);
   lua_pushcfunction(L, proxy_gc);
   lua_setfield(L, -2, "__gc");
-  lua_pushstring(L, name);
-  lua_setfield(L, -2, "__name");
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__metatable");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &mt_keys[type]);

@@ -27,10 +27,17 @@ struct csp_Waiter {
   uint64_t weight; /* semaphores: units wanted */
 };
 
+/* What a queue's waiters keep alive (a timer channel's receivers its deadline): while any wait
+** and node is in the heap, *ntimed (the scheduler's count) includes it. */
+typedef struct csp_WaitHold {
+  const csp_TimerNode *node;
+  uint32_t *ntimed;
+} csp_WaitHold;
+
 struct csp_WaitQ {
   csp_Waiter *head, *tail;
   uint32_t n;
-  uint8_t timed;   /* receivers of a timer channel: while any wait, its deadline counts */
+  const csp_WaitHold *hold;  /* NULL: the waiters keep nothing alive */
 };
 
 void csp_wq_push(csp_WaitQ *q, csp_Waiter *w);
@@ -222,6 +229,7 @@ struct csp_Timer {
   uint64_t period;     /* ns; 0 for one-shot */
   double tick;         /* value of the pending tick */
   uint8_t pending;     /* a tick waits in the channel (counted in count) */
+  csp_WaitHold hold;   /* the channel's receivers keep tn alive (recvq.hold) */
 };
 
 extern const char csp_chan_tag;
@@ -319,6 +327,32 @@ static inline void csp_metrics_buf(csp_Sched *S, lua_State *L, int idx, int sign
   if (lua_type(L, idx) == LUA_TSTRING) S->m.bufbytes += sign * (long long)lua_rawlen(L, idx);
 }
 
+/* Close callback of a malloc'd handle (the handle first in its allocation). */
+void csp_close_free(uv_handle_t *h);
+
+/* --- sched.c, loop.c, report.c, schedlua.c: the scheduler's internals, shared by its files --- */
+
+/* sched.c: goroutine records, threads, the pending-start ring, spawning */
+csp_G *csp_sched_rq_pop(csp_Sched *S);
+int csp_sched_thread_attach(lua_State *L, csp_Sched *S, csp_G *g);
+void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable);
+void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n);
+void csp_sched_base_push(csp_G *g);
+void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n);
+csp_G *csp_sched_spawn(lua_State *L, csp_Sched *S, int first, int internal);
+/* report.c: dumps, a goroutine's panic, goexit */
+void csp_report_dump(lua_State *L, csp_Sched *S, const char *header);
+int csp_report_dump_l(lua_State *L);
+void csp_report_panic(lua_State *L, csp_Sched *S, csp_G *g);
+int csp_report_goexit(lua_State *L, csp_Sched *S, csp_G *g);
+/* loop.c: the loop */
+int csp_loop_poll(csp_Sched *S, int wait);
+int csp_loop_reap(lua_State *L, csp_Sched *S);
+void csp_loop_run(lua_State *L, csp_Sched *S);
+/* schedlua.c: the Lua bindings */
+extern const luaL_Reg csp_schedlua_funcs[];
+int csp_schedlua_gc(lua_State *L);
+
 /* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one). */
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
 void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname);
@@ -335,6 +369,9 @@ int csp_fail(lua_State *L, const char *code, const char *fmt, ...);
 
 /* Registers C closures with the scheduler as upvalue 1 (on the stack top: the module table). */
 void csp_setfuncs(lua_State *L, const luaL_Reg *l);
+/* Pushes a new metatable: __index a table of methods (NULL: none), the metamethods meta (NULL:
+** none), __name (NULL: none); every function gets the value on the stack top (the scheduler) as
+** upvalue 1. The one way csp builds a type's metatable. */
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
 
 #define CSP_NS 1000000000.0

@@ -1,6 +1,5 @@
-/* http.c: HTTP client on libcurl's multi-socket interface, driven by the scheduler's loop. */
+/* http.c: HTTP client requests (csp.http's core): options, waiting, feeding, results, errors. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -8,446 +7,9 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <unistd.h>
-#include <curl/curl.h>
-#include "csp.h"
-
-/* One Multi per scheduler (C memory, boxed in the registry until lua_close). Its sockets are
-** watched by one uv_poll each; its single timeout is a node of the scheduler's deadline heap.
-** Neither keeps the loop alive unless a goroutine is parked on a request (nwait > 0): idle
-** pooled connections must not hide a deadlock nor hold the program open. */
-typedef struct Poll Poll;
-
-typedef struct Multi {
-  csp_Sched *S;
-  CURLM *m;              /* NULL until the first request, and after close_idle */
-  csp_TimerNode tn;      /* curl's timeout; waiters = &nwait */
-  uint32_t nwait;        /* requests a goroutine is parked on */
-  long nattached;        /* easy handles in m */
-  long nsock;            /* connection sockets curl holds open */
-  Poll *polls;           /* every poll handle, for ref/unref */
-  CURL *spare[16];       /* easy handles of finished requests, reset, for the next ones */
-  int nspare;
-  struct Sock *socks;    /* every connection socket curl opened */
-} Multi;
-
-/* A connection socket, with its local port once looked up (to find it from the prereq
-** callback, which names a connection by its ports). */
-typedef struct Sock {
-  curl_socket_t fd;
-  int lport;
-  struct Sock *next;
-} Sock;
-
-struct Poll {
-  uv_poll_t h;           /* first member: freed by free() in the close callback */
-  Multi *M;              /* NULL once closing */
-  curl_socket_t fd;
-  int events;            /* what the poll watches now: unchanged requests cost no syscall */
-  Poll *next, *prev;
-};
-
-typedef struct Buf {
-  char *p;
-  size_t len, cap;
-} Buf;
-
-#define SINK_CHUNK (256 * 1024)      /* a sink receives the body in pieces of about this size */
-#define HEADER_MAX (64 * 1024)       /* response header section (each block, trailers apart) */
+#include "http.h"
 
 static const char req_tag = 0;
-static const char multi_key = 0;
-
-/* A request: a Lua userdata (user value 1 anchors a string body curl reads in place). Attached
-** (in m) from creation until done or cancelled; its __gc detaches it, so curl never holds a
-** pointer to a collected record. */
-typedef struct Req {
-  const void *tag;
-  Multi *M;
-  CURL *e;
-  struct curl_slist *hdrs;
-  csp_G *g;               /* the parked goroutine, while parked */
-  csp_G *owner;           /* the goroutine that last parked on it (its continuation checks it) */
-  uint32_t ticket;
-  uint8_t attached, parked, done, sink, cancelled;
-  uint8_t too_large, hdr_too_large, recv_paused, send_paused, need, up_eof;
-  uint8_t in_trailers;    /* after the blank line ending the last header block */
-  uint8_t streamed;       /* body from a producer (read callback) */
-  int open_errno;         /* socket() failed with it */
-  uint8_t stale, retried; /* prereq_cb found stray bytes on the connection; made again once */
-  CURLcode result;
-  int64_t max_body;       /* -1: none */
-  int64_t got;            /* body bytes received */
-  Buf body, head, trail, up;
-  size_t up_off, hblock;
-  char err[CURL_ERROR_SIZE];
-  char cl[24];            /* the block's Content-Length */
-  char bad[160];          /* a framing error found in the headers, Go's wording */
-} Req;
-
-/* ---------------------------------------------------------------- buffers */
-
-static int buf_add(Buf *b, const char *p, size_t n) {
-  if (b->len + n > b->cap) {
-    size_t ncap = b->cap ? b->cap : 1024;
-    char *np;
-    while (ncap < b->len + n) ncap *= 2;
-    if ((np = realloc(b->p, ncap)) == NULL) return 0;
-    b->p = np;
-    b->cap = ncap;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-  return 1;
-}
-
-static void buf_free(Buf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
-/* ---------------------------------------------------------------- keeping the loop alive */
-
-static void multi_refs(Multi *M, int on) {
-  for (Poll *p = M->polls; p != NULL; p = p->next) {
-    if (on) uv_ref((uv_handle_t *)&p->h);
-    else uv_unref((uv_handle_t *)&p->h);
-  }
-  if (M->tn.pos) M->S->ntimed += on ? 1 : -1;  /* as wait.c does for a timer channel's node */
-}
-
-static void req_unpark(Req *r) {
-  if (!r->parked) return;
-  r->parked = 0;
-  if (--r->M->nwait == 0) multi_refs(r->M, 0);
-}
-
-/* Wakes the goroutine parked on r (callable from inside curl's callbacks: no curl call here). */
-static void req_wake(Req *r) {
-  csp_G *g = r->g;
-  if (!r->parked) return;
-  req_unpark(r);
-  r->g = NULL;
-  csp_sched_wake(r->M->S, g, r->ticket, 0);
-}
-
-/* ---------------------------------------------------------------- curl's callbacks */
-
-static void poll_close_cb(uv_handle_t *h) {
-  free(h);
-}
-
-static void poll_unlink(Poll *p) {
-  Multi *M = p->M;
-  if (p->prev) p->prev->next = p->next;
-  else M->polls = p->next;
-  if (p->next) p->next->prev = p->prev;
-  p->M = NULL;
-}
-
-static void multi_action(Multi *M, curl_socket_t fd, int flags);
-
-static void poll_cb(uv_poll_t *h, int status, int events) {
-  Poll *p = (Poll *)h;
-  int flags = 0;
-  /* An error on the socket: curl reads or writes it and meets the error itself, which gives
-  ** the caller its errno (connection reset...) rather than a bare "select/poll returned error". */
-  if (status < 0) flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
-  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
-  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
-  multi_action(p->M, p->fd, flags);  /* p may be closed from here on */
-}
-
-static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp) {
-  Multi *M = (Multi *)userp;
-  Poll *p = (Poll *)socketp;
-  int events = 0;
-  (void)e;
-  if (what == CURL_POLL_REMOVE) {
-    if (p != NULL) {
-      poll_unlink(p);
-      uv_poll_stop(&p->h);
-      uv_close((uv_handle_t *)&p->h, poll_close_cb);
-      curl_multi_assign(M->m, fd, NULL);
-    }
-    return 0;
-  }
-  if (p == NULL) {
-    if ((p = calloc(1, sizeof *p)) == NULL) return -1;
-    if (uv_poll_init_socket(M->S->loop, &p->h, fd) != 0) {
-      free(p);
-      return -1;
-    }
-    p->M = M;
-    p->fd = fd;
-    p->next = M->polls;
-    if (M->polls) M->polls->prev = p;
-    M->polls = p;
-    if (M->nwait == 0) uv_unref((uv_handle_t *)&p->h);
-    curl_multi_assign(M->m, fd, p);
-  }
-  if (what & CURL_POLL_IN) events |= UV_READABLE;
-  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-  if (events != p->events || !uv_is_active((uv_handle_t *)&p->h)) {
-    p->events = events;
-    uv_poll_start(&p->h, events, poll_cb);
-  }
-  return 0;
-}
-
-static void timer_fire(csp_Sched *S, csp_TimerNode *t) {
-  Multi *M = (Multi *)((char *)t - offsetof(Multi, tn));
-  (void)S;
-  multi_action(M, CURL_SOCKET_TIMEOUT, 0);
-}
-
-/* curl's one timeout, on the heap. A 0 is never acted on here: the node is due at once and
-** fires from the scheduler's next heap run, outside any curl call. */
-static int timer_cb(CURLM *m, long ms, void *userp) {
-  Multi *M = (Multi *)userp;
-  (void)m;
-  if (M->tn.pos) csp_timer_del(M->S, &M->tn);
-  if (ms >= 0) csp_timer_add(NULL, M->S, &M->tn, uv_hrtime() + (uint64_t)ms * 1000000u);
-  return 0;
-}
-
-static curl_socket_t open_cb(void *u, curlsocktype purpose, struct curl_sockaddr *a) {
-  Req *r = (Req *)u;
-  Multi *M = r->M;
-  curl_socket_t fd;
-  Sock *k = malloc(sizeof *k);
-  (void)purpose;
-  if (k == NULL) return CURL_SOCKET_BAD;
-  fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-  if (fd == CURL_SOCKET_BAD) {
-    r->open_errno = errno;  /* curl reports no errno for this: Go's "socket: too many open files" */
-    free(k);
-    return fd;
-  }
-  k->fd = fd;
-  k->lport = 0;
-  k->next = M->socks;
-  M->socks = k;
-  M->nsock++;
-  return fd;
-}
-
-static int close_cb(void *u, curl_socket_t fd) {
-  Multi *M = (Multi *)u;
-  for (Sock **pk = &M->socks; *pk != NULL; pk = &(*pk)->next) {
-    if ((*pk)->fd == fd) {
-      Sock *k = *pk;
-      *pk = k->next;
-      free(k);
-      M->nsock--;
-      break;
-    }
-  }
-  return close(fd);
-}
-
-static int sock_lport(curl_socket_t fd) {
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1;
-  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return -1;
-}
-
-/* Issue 9.4: bytes a server sent past the end of the last response sit in an idle HTTP/1
-** connection; sent on it, the next request would read them as its answer (curl only checks an
-** idle connection for a hang-up). Right before a request goes out on a plain connection, any
-** byte already waiting condemns it: shut down (curl closes it) and the request is made again
-** on a fresh connection. */
-static int prereq_cb(void *u, char *rip, char *lip, int rport, int lport) {
-  Req *r = (Req *)u;
-  (void)rip; (void)lip; (void)rport;
-  for (Sock *k = r->M->socks; k != NULL; k = k->next) {
-    char c;
-    if (k->lport == 0) k->lport = sock_lport(k->fd);
-    if (k->lport != lport) continue;
-    if (recv(k->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
-      shutdown(k->fd, SHUT_RDWR);
-      r->stale = 1;
-      return CURL_PREREQFUNC_ABORT;
-    }
-    break;
-  }
-  return CURL_PREREQFUNC_OK;
-}
-
-static size_t write_cb(char *p, size_t size, size_t n, void *u) {
-  Req *r = (Req *)u;
-  size_t len = size * n;
-  if (r->sink && r->body.len >= SINK_CHUNK) {  /* the goroutine has not taken the last piece */
-    r->recv_paused = 1;
-    req_wake(r);
-    return CURL_WRITEFUNC_PAUSE;
-  }
-  if (r->max_body >= 0 && r->got + (int64_t)len > r->max_body) {
-    r->too_large = 1;
-    return 0;
-  }
-  if (!buf_add(&r->body, p, len)) return 0;
-  r->got += (int64_t)len;
-  if (r->sink && r->body.len >= SINK_CHUNK) req_wake(r);
-  return len;
-}
-
-/* Go refuses a Content-Length that is not a number, or repeated with another value (response
-** splitting); curl would take one of them. The first value of the block is kept in r->cl. */
-static int cl_check(Req *r, const char *v, size_t n) {
-  size_t i = 0, j;
-  while (i < n && (v[i] == ' ' || v[i] == '\t')) i++;
-  while (n > i && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
-  for (j = i; j < n; j++)
-    if (v[j] < '0' || v[j] > '9') break;
-  if (j < n || n == i || n - i >= sizeof r->cl) {
-    snprintf(r->bad, sizeof r->bad, "bad Content-Length \"%.*s\"", (int)(n - i > 40 ? 40 : n - i), v + i);
-    return 0;
-  }
-  if (r->cl[0] && (strlen(r->cl) != n - i || memcmp(r->cl, v + i, n - i) != 0)) {
-    snprintf(r->bad, sizeof r->bad, "http: message cannot contain multiple Content-Length headers; got \"%s\" and \"%.*s\"",
-             r->cl, (int)(n - i), v + i);
-    return 0;
-  }
-  memcpy(r->cl, v + i, n - i);
-  r->cl[n - i] = '\0';
-  return 1;
-}
-
-/* Header lines, raw: a line "HTTP/..." starts a new block (redirects, 1xx), so only the last
-** block is kept; lines after its blank line are trailers. */
-static size_t header_cb(char *p, size_t size, size_t n, void *u) {
-  Req *r = (Req *)u;
-  size_t len = size * n;
-  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-    r->head.len = 0;
-    r->trail.len = 0;
-    r->hblock = 0;
-    r->in_trailers = 0;
-    r->cl[0] = '\0';
-  }
-  if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
-    r->in_trailers = 1;
-    return len;
-  }
-  if (!r->in_trailers && len > 15 && strncasecmp(p, "content-length:", 15) == 0 && !cl_check(r, p + 15, len - 15))
-    return 0;
-  if ((r->hblock += len) > HEADER_MAX) {
-    r->hdr_too_large = 1;
-    return 0;
-  }
-  if (!buf_add(r->in_trailers ? &r->trail : &r->head, p, len)) return 0;
-  return len;
-}
-
-static size_t read_cb(char *p, size_t size, size_t n, void *u) {
-  Req *r = (Req *)u;
-  size_t want = size * n, have = r->up.len - r->up_off;
-  if (have > 0) {
-    if (have > want) have = want;
-    memcpy(p, r->up.p + r->up_off, have);
-    r->up_off += have;
-    return have;
-  }
-  if (r->up_eof) return 0;
-  r->need = 1;
-  r->send_paused = 1;
-  req_wake(r);
-  return CURL_READFUNC_PAUSE;
-}
-
-/* ---------------------------------------------------------------- the multi handle */
-
-static void req_finish(Req *r, CURLcode result) {
-  if (r->stale && !r->retried && r->attached) {
-    r->retried = 1;
-    r->stale = 0;
-    curl_multi_remove_handle(r->M->m, r->e);
-    r->head.len = r->trail.len = r->hblock = 0;
-    curl_easy_setopt(r->e, CURLOPT_FRESH_CONNECT, 1L);
-    if (curl_multi_add_handle(r->M->m, r->e) == CURLM_OK) return;
-    r->attached = 0;
-    r->M->nattached--;
-    r->done = 1;
-    r->result = result;
-    req_wake(r);
-    return;
-  }
-  if (r->attached) {
-    r->attached = 0;
-    r->M->nattached--;
-    curl_multi_remove_handle(r->M->m, r->e);
-  }
-  r->done = 1;
-  r->result = result;
-  req_wake(r);
-}
-
-/* Drives curl for one event, then completes what finished. Never called from a curl callback. */
-static void multi_action(Multi *M, curl_socket_t fd, int flags) {
-  int running, left;
-  CURLMsg *msg;
-  if (M == NULL || M->m == NULL) return;
-  curl_multi_socket_action(M->m, fd, flags, &running);
-  while ((msg = curl_multi_info_read(M->m, &left)) != NULL) {
-    Req *r = NULL;
-    if (msg->msg != CURLMSG_DONE) continue;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-    if (r != NULL) req_finish(r, msg->data.result);
-  }
-}
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc;
-
-static void global_init(void) {
-  global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static CURLM *multi_get(lua_State *L, Multi *M) {
-  if (M->m != NULL) return M->m;
-  pthread_once(&global_once, global_init);
-  if (global_rc != CURLE_OK) luaL_error(L, "http: curl_global_init failed");
-  if ((M->m = curl_multi_init()) == NULL) luaL_error(L, "not enough memory");
-  curl_multi_setopt(M->m, CURLMOPT_SOCKETFUNCTION, socket_cb);
-  curl_multi_setopt(M->m, CURLMOPT_SOCKETDATA, M);
-  curl_multi_setopt(M->m, CURLMOPT_TIMERFUNCTION, timer_cb);
-  curl_multi_setopt(M->m, CURLMOPT_TIMERDATA, M);
-  curl_multi_setopt(M->m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-  curl_multi_setopt(M->m, CURLMOPT_MAXCONNECTS, 64L);
-  return M->m;
-}
-
-/* Closes every connection (and the multi handle itself; the next request makes a new one). */
-static void multi_close(Multi *M) {
-  if (M->m == NULL) return;
-  while (M->nspare > 0) curl_easy_cleanup(M->spare[--M->nspare]);
-  /* sockets of the cache are closed by the cleanup, through close_cb */
-  curl_multi_cleanup(M->m);  /* its socket callbacks close the polls */
-  M->m = NULL;
-  if (M->tn.pos) csp_timer_del(M->S, &M->tn);
-}
-
-static Multi *multi_of(lua_State *L) {
-  Multi **box;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &multi_key);
-  box = (Multi **)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return *box;
-}
-
-static int multi_gc(lua_State *L) {
-  Multi **box = (Multi **)lua_touserdata(L, 1);
-  if (*box != NULL) {
-    multi_close(*box);
-    free(*box);
-    *box = NULL;
-  }
-  return 0;
-}
 
 /* ---------------------------------------------------------------- requests */
 
@@ -459,7 +21,7 @@ static Req *req_check(lua_State *L) {
 
 static void req_release(Req *r) {
   if (r->M == NULL) return;
-  req_unpark(r);
+  csp_httpcurl_req_unpark(r);
   if (r->attached) {
     r->attached = 0;
     r->M->nattached--;
@@ -472,10 +34,10 @@ static void req_release(Req *r) {
     curl_easy_cleanup(r->e);
   }
   curl_slist_free_all(r->hdrs);
-  buf_free(&r->body);
-  buf_free(&r->head);
-  buf_free(&r->trail);
-  buf_free(&r->up);
+  csp_httpcurl_buf_free(&r->body);
+  csp_httpcurl_buf_free(&r->head);
+  csp_httpcurl_buf_free(&r->trail);
+  csp_httpcurl_buf_free(&r->up);
   r->M = NULL;
 }
 
@@ -523,7 +85,7 @@ static int opt_bool(lua_State *L, int t, const char *k) {
 ** The Lua glue has checked and normalised every field; this checks only what memory safety
 ** needs. */
 static int http_new(lua_State *L) {
-  Multi *M = multi_of(L);
+  Multi *M = csp_httpcurl_multi_of(L);
   Req *r;
   CURL *e;
   const char *method, *url, *cainfo, *capath, *ver;
@@ -543,7 +105,7 @@ static int http_new(lua_State *L) {
   r->tag = &req_tag;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &req_tag);
   lua_setmetatable(L, -2);
-  multi_get(L, M);
+  csp_httpcurl_multi_get(L, M);
   e = M->nspare > 0 ? M->spare[--M->nspare] : curl_easy_init();
   if (e == NULL) return luaL_error(L, "not enough memory");
   r->e = e;
@@ -557,19 +119,19 @@ static int http_new(lua_State *L) {
   SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
   SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   SETOPT(e, CURLOPT_USERAGENT, "csp");
-  SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
+  SETOPT(e, CURLOPT_WRITEFUNCTION, csp_httpcurl_write_cb);
   SETOPT(e, CURLOPT_WRITEDATA, r);
-  SETOPT(e, CURLOPT_HEADERFUNCTION, header_cb);
+  SETOPT(e, CURLOPT_HEADERFUNCTION, csp_httpcurl_header_cb);
   SETOPT(e, CURLOPT_HEADERDATA, r);
-  SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+  SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, csp_httpcurl_open_cb);
   SETOPT(e, CURLOPT_OPENSOCKETDATA, r);
-  SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+  SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, csp_httpcurl_close_cb);
   SETOPT(e, CURLOPT_CLOSESOCKETDATA, M);
   /* Over TLS a second request waits for the first connection's ALPN answer, to share it as
   ** h2 streams; in clear text (HTTP/1.1 only) waiting would serialise concurrent requests. */
   if (strncasecmp(url, "https:", 6) == 0) SETOPT(e, CURLOPT_PIPEWAIT, 1L);
   else {
-    SETOPT(e, CURLOPT_PREREQFUNCTION, prereq_cb);
+    SETOPT(e, CURLOPT_PREREQFUNCTION, csp_httpcurl_prereq_cb);
     SETOPT(e, CURLOPT_PREREQDATA, r);
   }
   SETOPT(e, CURLOPT_TCP_NODELAY, 1L);
@@ -613,7 +175,7 @@ static int http_new(lua_State *L) {
     if (opt_bool(L, 1, "stream")) {
       r->streamed = 1;
       SETOPT(e, CURLOPT_POST, 1L);
-      SETOPT(e, CURLOPT_READFUNCTION, read_cb);
+      SETOPT(e, CURLOPT_READFUNCTION, csp_httpcurl_read_cb);
       SETOPT(e, CURLOPT_READDATA, r);
     }
   }
@@ -676,14 +238,14 @@ static int req_wait(lua_State *L) {
   r->g = r->owner = g;
   r->ticket = g->ticket;
   r->parked = 1;
-  if (r->M->nwait++ == 0) multi_refs(r->M, 1);
+  if (r->M->nwait++ == 0) csp_httpcurl_multi_refs(r->M, 1);
   return csp_sched_park(L, g, "IO wait", (lua_KContext)r, req_wait_k);
 }
 
 static int req_wait_k(lua_State *L, int status, lua_KContext ctx) {
   Req *r = (Req *)ctx;
   if (status == LUA_YIELD) csp_sched_checkresume(L, r->owner);
-  req_unpark(r);
+  csp_httpcurl_req_unpark(r);
   r->g = NULL;
   return req_wait(L);
 }
@@ -698,7 +260,7 @@ static int req_feed(lua_State *L) {
   r->up.len = 0;
   r->up_off = 0;
   if (s == NULL || n == 0) r->up_eof = 1;
-  else if (!buf_add(&r->up, s, n)) return luaL_error(L, "not enough memory");
+  else if (!csp_httpcurl_buf_add(&r->up, s, n)) return luaL_error(L, "not enough memory");
   req_unpause(r);
   return 0;
 }
@@ -708,7 +270,7 @@ static int req_cancel(lua_State *L) {
   Req *r = req_check(L);
   if (r->done) return 0;
   r->cancelled = 1;
-  req_finish(r, CURLE_ABORTED_BY_CALLBACK);
+  csp_httpcurl_req_finish(r, CURLE_ABORTED_BY_CALLBACK);
   return 0;
 }
 
@@ -947,7 +509,7 @@ static int req_result(lua_State *L) {
   if (!r->sink) {
     lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
     lua_setfield(L, -2, "body");
-    buf_free(&r->body);
+    csp_httpcurl_buf_free(&r->body);
   }
   lua_pushstring(L, eff ? eff : "");
   lua_setfield(L, -2, "url");
@@ -958,14 +520,14 @@ static int req_result(lua_State *L) {
 
 /* close_idle(): closes the pooled connections when no request is in flight. */
 static int http_close_idle(lua_State *L) {
-  Multi *M = multi_of(L);
-  if (M->nattached == 0) multi_close(M);
+  Multi *M = csp_httpcurl_multi_of(L);
+  if (M->nattached == 0) csp_httpcurl_multi_close(M);
   return 0;
 }
 
 /* idle_count(): connections the pool holds open (idle, plus those serving requests in flight). */
 static int http_idle_count(lua_State *L) {
-  lua_pushinteger(L, multi_of(L)->nsock);
+  lua_pushinteger(L, csp_httpcurl_multi_of(L)->nsock);
   return 1;
 }
 
@@ -987,23 +549,15 @@ void csp_http_open(lua_State *L) {
   if (M == NULL) luaL_error(L, "not enough memory");
   *box = M;
   M->S = S;
-  M->tn.fire = timer_fire;
+  M->tn.fire = csp_httpcurl_timer_fire;
   M->tn.waiters = &M->nwait;
   lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, multi_gc);
+  lua_pushcfunction(L, csp_httpcurl_multi_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &multi_key);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &csp_http_multi_key);
   /* The request metatable, under req_tag. */
-  lua_createtable(L, 0, 3);
-  lua_newtable(L);
-  lua_pushvalue(L, -3);  /* sched */
-  luaL_setfuncs(L, methods, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, meta, 1);
-  lua_pushliteral(L, "csp.http request");
-  lua_setfield(L, -2, "__name");
+  csp_newmeta(L, "csp.http request", methods, meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &req_tag);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);

@@ -46,9 +46,7 @@ static int push_owner(lua_State *L, csp_G *g, const csp_WaitQ *q) {
 
 /* A timer channel still armed will wake its receivers: they are not candidates. */
 static int armed(const csp_WaitQ *q) {
-  if (!q->timed) return 0;
-  const csp_Chan *c = (const csp_Chan *)((const char *)q - offsetof(csp_Chan, recvq));
-  return c->timer && c->timer->tn.pos;
+  return q->hold && q->hold->node->pos;
 }
 
 /* A sentinel's objects died: its goroutine leaked. T[2] is its call's session: sentinels that
@@ -234,11 +232,8 @@ static void exit_hook(lua_State *L, lua_Debug *ar) {
 void csp_leak_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"leaks", leaks_l}, {NULL, NULL}};
   const char *env = getenv("CSP_LEAKS");
-  lua_createtable(L, 0, 2);
-  lua_pushcfunction(L, list_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushliteral(L, "csp.leaks");
-  lua_setfield(L, -2, "__name");
+  static const luaL_Reg list_meta[] = {{"__tostring", list_tostring}, {NULL, NULL}};
+  csp_newmeta(L, "csp.leaks", NULL, list_meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &list_key);
   lua_newtable(L);  /* the set of leaked threads, weak keys */
   lua_createtable(L, 0, 1);

@@ -1,6 +1,7 @@
 /* module.c: luaopen_csp_core: builds the module table from each concept's registrations. */
 #include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include "stream.h"
 
 /* Stack: [module, sched]: each function gets the scheduler as upvalue 1. */
@@ -10,6 +11,30 @@ void csp_setfuncs(lua_State *L, const luaL_Reg *l) {
     lua_pushcclosure(L, l->func, 1);
     lua_setfield(L, -3, l->name);
   }
+}
+
+/* Stack top: the scheduler, upvalue 1 of every function. Pushes the metatable. */
+void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {
+  int up = lua_gettop(L);
+  lua_createtable(L, 0, 6);
+  if (methods) {
+    lua_newtable(L);
+    lua_pushvalue(L, up);
+    luaL_setfuncs(L, methods, 1);
+    lua_setfield(L, -2, "__index");
+  }
+  if (meta) {
+    lua_pushvalue(L, up);
+    luaL_setfuncs(L, meta, 1);
+  }
+  if (name) {
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+  }
+}
+
+void csp_close_free(uv_handle_t *h) {
+  free(h);
 }
 
 void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size) {

@@ -203,7 +203,7 @@ static int listen_on(lua_State *L, NetReq *r, const struct sockaddr *sa) {
   e = uv_tcp_bind(&l->tcp, sa, 0);
   if (e == 0) e = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, ln_conn_cb);
   if (e != 0) {
-    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&l->tcp, csp_close_free);
     return req_error(L, r, "%s %s %s: bind: %s", e);
   }
   if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) == 0)
@@ -458,7 +458,7 @@ static void ln_shut(Listen *l, int wake) {
       csp_sched_ready(l->S, w->g, 0);
     }
   }
-  uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+  uv_close((uv_handle_t *)&l->tcp, csp_close_free);
 }
 
 /* ln:close(): a goroutine blocked in accept gets nil, err. */
@@ -499,15 +499,7 @@ void csp_net_open(lua_State *L) {
   static const luaL_Reg meta[] = {
     {"__gc", ln_gc}, {"__close", ln_close}, {"__tostring", ln_tostring}, {NULL, NULL}
   };
-  lua_createtable(L, 0, 5);
-  lua_newtable(L);
-  lua_pushvalue(L, -3);
-  luaL_setfuncs(L, methods, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, meta, 1);
-  lua_pushliteral(L, "csp.listener");
-  lua_setfield(L, -2, "__name");
+  csp_newmeta(L, "csp.listener", methods, meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &ln_tag);
 
   lua_createtable(L, 0, 2);

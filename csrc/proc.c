@@ -632,13 +632,8 @@ static int exec_spawn(lua_State *L) {
 void csp_proc_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"_spawn", exec_spawn}, {NULL, NULL}};
   static const luaL_Reg methods[] = {{"wait", exec_wait}, {"kill", exec_kill}, {NULL, NULL}};
-  lua_createtable(L, 0, 3);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, exec_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushliteral(L, "csp.process");
-  lua_setfield(L, -2, "__name");
+  static const luaL_Reg meta[] = {{"__gc", exec_gc}, {NULL, NULL}};
+  csp_newmeta(L, "csp.process", methods, meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &exec_tag);
   csp_setfuncs(L, funcs);
 }

@@ -1,5 +1,5 @@
-/* race.c: the race detector (CSP_RACE): vector clocks from sync events, FastTrack checks on
-** globals and watched tables, Go-style reports, exit status 66. */
+/* race.c: the race detector (CSP_RACE): FastTrack checks on globals and watched tables, locations,
+** Go-style reports, exit status 66, the Lua API (clocks: raceclock.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,324 +7,12 @@
 #include <dlfcn.h>
 #include "csp.h"
 
-/* Clocks are vectors over slots; a goroutine gets a slot on its first watched access, so one
-** that only passes clocks along (most of csp's own helpers) costs no entry. Slot 0 = none,
-** clock 0 = never. Slots are not recycled: the vectors grow with the goroutines that touch
-** watched state. */
-typedef struct RaceVC { uint32_t *c; uint32_t n; } RaceVC;
-
-typedef struct RaceG {
-  RaceVC vc;
-  uint32_t slot, created;  /* created: location id of its csp.go */
-  lua_Integer id;
-} RaceG;
-
-typedef struct RaceSlot { lua_Integer gid; uint32_t created; } RaceSlot;
-
-typedef struct RaceObj {
-  struct RaceObj *next;
-  const void *p;
-  unsigned sub;
-  RaceVC vc;
-} RaceObj;
-
-/* A frame's location, found again without formatting it: its chunk's source string (verified by
-** the short_src hash, since a collected chunk's string address can be reused) and line. */
-typedef struct RaceLocKey { const char *src; int line; uint32_t srchash, id; } RaceLocKey;
-
-typedef struct RaceRead { uint32_t slot, clock, loc; } RaceRead;
-
-/* FastTrack: the last write as an epoch; reads as one epoch, or a set while they are concurrent. */
-typedef struct RaceVar {
-  uint32_t wslot, wclock, wloc;
-  uint32_t rslot, rclock, rloc;
-  RaceRead *reads;
-  uint32_t nreads, readcap;
-  int reported;
-} RaceVar;
-
-typedef struct csp_Race {
-  csp_Sched *S;
-  RaceSlot *slots; uint32_t nslots, slotcap;
-  RaceObj **objs; uint32_t objmask, nobjs;
-  char **locs; uint32_t nlocs, loccap;
-  uint32_t *lochash; uint32_t lochmask;   /* open addressing: 0 empty, else id */
-  struct RaceLocKey *lockeys; uint32_t nlockeys, lockmask; /* (source, line) -> location id */
-  uint64_t *pairs; uint32_t npairs, paircap;
-  RaceVC exitvc, tmp;
-} csp_Race;
-
-#define SLOT_SUB 2        /* channel ring slot i has sub-clock 2 + i */
-#define SLOT_MAX 65536    /* beyond, slots share clocks (extra edges: races missed, never invented) */
-#define USER_SUB 7        /* race.acquire/release on a Lua object */
-#define MAX_FRAMES 16
-
 static const char race_key = 0;   /* registry: the userdata owning csp_Race */
 static const char var_mt = 0;     /* registry: metatable of RaceVar userdata */
 static int race_found;            /* reports printed, process-wide: read at exit */
 static int race_report_only;
 static int race_exit_registered;
 static void *race_self;           /* this library, pinned while exit handlers may run */
-
-static uint32_t loc_here(csp_Race *R, lua_State *L);
-
-static void *xrealloc(void *p, size_t n) {
-  void *q = realloc(p, n ? n : 1);
-  if (q == NULL) {
-    fputs("csp race detector: out of memory\n", stderr);
-    abort();
-  }
-  return q;
-}
-
-/* ---------------------------------------------------------------- vector clocks */
-
-static void vc_grow(RaceVC *v, uint32_t n) {
-  if (n <= v->n) return;
-  v->c = xrealloc(v->c, n * sizeof *v->c);
-  memset(v->c + v->n, 0, (n - v->n) * sizeof *v->c);
-  v->n = n;
-}
-
-static uint32_t vc_get(const RaceVC *v, uint32_t i) {
-  return i < v->n ? v->c[i] : 0;
-}
-
-static void vc_join(RaceVC *d, const RaceVC *s) {
-  vc_grow(d, s->n);
-  for (uint32_t i = 0; i < s->n; i++)
-    if (s->c[i] > d->c[i]) d->c[i] = s->c[i];
-}
-
-static void vc_copy(RaceVC *d, const RaceVC *s) {
-  vc_grow(d, s->n);
-  if (s->n) memcpy(d->c, s->c, s->n * sizeof *s->c);
-  if (d->n > s->n) memset(d->c + s->n, 0, (d->n - s->n) * sizeof *d->c);
-}
-
-/* After a release its own entry moves on: what it does next is not ordered before the receiver. */
-static void tick(RaceG *g) {
-  if (g->slot) g->vc.c[g->slot]++;
-}
-
-static RaceG *rg_of(csp_Sched *S, csp_G *g) {
-  if (g == NULL) g = S->cur ? S->cur : &S->maing;
-  if (g->race == NULL) {  /* started before the detector was */
-    RaceG *r = xrealloc(NULL, sizeof *r);
-    memset(r, 0, sizeof *r);
-    r->id = g->id;
-    g->race = r;
-  }
-  return (RaceG *)g->race;
-}
-
-static void rg_slot(csp_Race *R, RaceG *g) {
-  uint32_t s = R->nslots++;
-  if (R->nslots > R->slotcap) {
-    R->slotcap = R->slotcap ? R->slotcap * 2 : 64;
-    R->slots = xrealloc(R->slots, R->slotcap * sizeof *R->slots);
-  }
-  R->slots[s].gid = g->id;
-  R->slots[s].created = g->created;
-  g->slot = s;
-  vc_grow(&g->vc, s + 1);
-  g->vc.c[s] = 1;
-}
-
-/* ---------------------------------------------------------------- sync objects' clocks */
-
-static uint32_t obj_hash(const void *p, unsigned sub) {
-  uint64_t h = ((uint64_t)(uintptr_t)p >> 3) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)sub * 0xff51afd7ed558ccdULL;
-  return (uint32_t)(h ^ (h >> 32));
-}
-
-static void obj_rehash(csp_Race *R) {
-  uint32_t ncap = R->objmask ? (R->objmask + 1) * 2 : 256;
-  RaceObj **n = xrealloc(NULL, ncap * sizeof *n);
-  memset(n, 0, ncap * sizeof *n);
-  for (uint32_t i = 0; R->objmask && i <= R->objmask; i++) {
-    RaceObj *o = R->objs[i], *next;
-    for (; o; o = next) {
-      uint32_t b = obj_hash(o->p, o->sub) & (ncap - 1);
-      next = o->next;
-      o->next = n[b];
-      n[b] = o;
-    }
-  }
-  free(R->objs);
-  R->objs = n;
-  R->objmask = ncap - 1;
-}
-
-/* The clock of (p, sub); NULL if it was never released to and make is 0. */
-static RaceVC *obj_vc(csp_Race *R, const void *p, unsigned sub, int make) {
-  RaceObj *o;
-  if (R->objs) {
-    for (o = R->objs[obj_hash(p, sub) & R->objmask]; o; o = o->next)
-      if (o->p == p && o->sub == sub) return &o->vc;
-  }
-  if (!make) return NULL;
-  if (R->nobjs >= R->objmask) obj_rehash(R);
-  o = xrealloc(NULL, sizeof *o);
-  memset(o, 0, sizeof *o);
-  o->p = p;
-  o->sub = sub;
-  o->next = R->objs[obj_hash(p, sub) & R->objmask];
-  R->objs[obj_hash(p, sub) & R->objmask] = o;
-  R->nobjs++;
-  return &o->vc;
-}
-
-static void obj_del(csp_Race *R, const void *p, unsigned sub) {
-  RaceObj **pp;
-  if (!R->objs) return;
-  for (pp = &R->objs[obj_hash(p, sub) & R->objmask]; *pp; pp = &(*pp)->next) {
-    RaceObj *o = *pp;
-    if (o->p == p && o->sub == sub) {
-      *pp = o->next;
-      free(o->vc.c);
-      free(o);
-      R->nobjs--;
-      return;
-    }
-  }
-}
-
-static void acquire(csp_Race *R, RaceG *g, const void *p, unsigned sub) {
-  RaceVC *v = obj_vc(R, p, sub, 0);
-  if (v) vc_join(&g->vc, v);
-}
-
-/* Go's racereleaseacquire: the object gets g's clock, g gets the object's previous one. */
-static void relacq(csp_Race *R, RaceG *g, const void *p, unsigned sub) {
-  RaceVC *v = obj_vc(R, p, sub, 1);
-  vc_copy(&R->tmp, v);
-  vc_copy(v, &g->vc);
-  vc_join(&g->vc, &R->tmp);
-  tick(g);
-}
-
-/* ---------------------------------------------------------------- hooks */
-
-void csp_race_acq(csp_Sched *S, csp_G *g, const void *obj, unsigned sub) {
-  acquire(S->race, rg_of(S, g), obj, sub);
-}
-
-void csp_race_rel(csp_Sched *S, const void *obj, unsigned sub) {
-  RaceG *g = rg_of(S, NULL);
-  vc_copy(obj_vc(S->race, obj, sub, 1), &g->vc);
-  tick(g);
-}
-
-void csp_race_merge(csp_Sched *S, const void *obj, unsigned sub) {
-  RaceG *g = rg_of(S, NULL);
-  vc_join(obj_vc(S->race, obj, sub, 1), &g->vc);
-  tick(g);
-}
-
-/* Semaphore operations run as under x/sync's s.mu: each is ordered after every earlier one. */
-void csp_race_sync(csp_Sched *S, csp_G *g, const void *obj, unsigned sub) {
-  RaceG *r = rg_of(S, g);
-  RaceVC *v = obj_vc(S->race, obj, sub, 1);
-  vc_join(&r->vc, v);
-  vc_copy(v, &r->vc);
-  tick(r);
-}
-
-void csp_race_wakeq(csp_Sched *S, const void *obj, unsigned sub, csp_WaitQ *q) {
-  for (csp_Waiter *w = q->head; w; w = w->next) csp_race_acq(S, w->g, obj, sub);
-}
-
-/* RWMutex as Go annotates it: clock 0 is writerSem (readers merge into it on RUnlock), clock 1
-** readerSem (RLock acquires it); Lock acquires both, Unlock stores both. */
-void csp_race_rwlock(csp_Sched *S, csp_G *g, const void *rw) {
-  RaceG *r = rg_of(S, g);
-  acquire(S->race, r, rw, 0);
-  acquire(S->race, r, rw, CSP_RACE_RW_R);
-}
-
-void csp_race_rwunlock(csp_Sched *S, const void *rw) {
-  RaceG *g = rg_of(S, NULL);
-  vc_copy(obj_vc(S->race, rw, 0, 1), &g->vc);
-  vc_copy(obj_vc(S->race, rw, CSP_RACE_RW_R, 1), &g->vc);
-  tick(g);
-}
-
-/* Done (Add < 0) merges; reaching zero hands the merged clock to every waiter. */
-void csp_race_wg(csp_Sched *S, const void *wg, lua_Integer n, lua_Integer count, csp_WaitQ *q) {
-  if (n < 0) csp_race_merge(S, wg, 0);
-  if (count == 0) csp_race_wakeq(S, wg, 0, q);
-}
-
-void csp_race_once(csp_Sched *S, const void *o, csp_WaitQ *q) {
-  csp_race_rel(S, o, 0);
-  csp_race_wakeq(S, o, 0, q);
-}
-
-/* The child starts with its parent's clock; where it was made is kept for reports. */
-void csp_race_spawn(lua_State *L, csp_Sched *S, csp_G *g) {
-  RaceG *p = rg_of(S, NULL), *c;
-  if (g->race) {  /* a record reused before its end was seen */
-    free(((RaceG *)g->race)->vc.c);
-    free(g->race);
-  }
-  c = xrealloc(NULL, sizeof *c);
-  memset(c, 0, sizeof *c);
-  c->id = g->id;
-  vc_copy(&c->vc, &p->vc);
-  c->created = loc_here(S->race, L);
-  g->race = c;
-  tick(p);
-}
-
-void csp_race_gend(csp_Sched *S, csp_G *g) {
-  RaceG *r = (RaceG *)g->race;
-  csp_Race *R = S->race;
-  if (r == NULL) return;
-  if (!g->internal) {  /* csp.run (or main's goexit) returns after every goroutine ended */
-    vc_join(&R->exitvc, &r->vc);
-    if (S->ngor == 1 && S->runwait.head) vc_join(&rg_of(S, S->runwait.head->g)->vc, &R->exitvc);
-  }
-  free(r->vc.c);
-  free(r);
-  g->race = NULL;
-}
-
-/* An unbuffered exchange orders both ways (Go's racesync). A buffered channel whose receiver
-** was parked: the value "goes through" slot head, as Go pretends, and head moves on (the ring is
-** empty, so only the slot numbering sees it). */
-void csp_race_handoff(csp_Sched *S, csp_Chan *c, csp_G *peer) {
-  RaceG *me = rg_of(S, NULL), *p = rg_of(S, peer);
-  if (c->cap == 0) {
-    vc_join(&me->vc, &p->vc);
-    vc_copy(&p->vc, &me->vc);
-    tick(me);
-    tick(p);
-    return;
-  }
-  csp_race_slot(S, c, c->head, NULL);
-  csp_race_slot(S, c, c->head, peer);
-  if (++c->head == c->cap) c->head = 0;
-}
-
-/* The k-th send and receive meet on slot k mod cap: send k before receive k, and receive k
-** before send k+cap completes. */
-void csp_race_slot(csp_Sched *S, csp_Chan *c, uint32_t idx, csp_G *g) {
-  relacq(S->race, rg_of(S, g), c, SLOT_SUB + idx % SLOT_MAX);
-}
-
-void csp_race_close(csp_Sched *S, csp_Chan *c) {
-  csp_race_rel(S, c, CSP_RACE_CLOSE);
-  csp_race_wakeq(S, c, CSP_RACE_CLOSE, &c->recvq);
-  csp_race_wakeq(S, c, CSP_RACE_CLOSE, &c->sendq);
-}
-
-void csp_race_forget(csp_Sched *S, csp_Chan *c) {
-  uint32_t n = c->cap < SLOT_MAX ? c->cap : SLOT_MAX;
-  obj_del(S->race, c, CSP_RACE_CLOSE);
-  obj_del(S->race, c, CSP_RACE_TIMER);
-  for (uint32_t i = 0; i < n; i++) obj_del(S->race, c, SLOT_SUB + i);
-}
 
 /* ---------------------------------------------------------------- locations */
 
@@ -339,7 +27,7 @@ static uint32_t loc_intern(csp_Race *R, const char *s) {
   uint32_t h = str_hash(s), i;
   if (R->nlocs + 1 >= R->lochmask / 2) {
     uint32_t ncap = R->lochmask ? (R->lochmask + 1) * 2 : 1024;
-    uint32_t *nh = xrealloc(NULL, ncap * sizeof *nh);
+    uint32_t *nh = csp_raceclock_xrealloc(NULL, ncap * sizeof *nh);
     memset(nh, 0, ncap * sizeof *nh);
     for (uint32_t id = 1; id <= R->nlocs; id++) {
       uint32_t j = str_hash(R->locs[id]) & (ncap - 1);
@@ -354,9 +42,9 @@ static uint32_t loc_intern(csp_Race *R, const char *s) {
     if (strcmp(R->locs[R->lochash[i]], s) == 0) return R->lochash[i];
   if (R->nlocs + 2 > R->loccap) {
     R->loccap = R->loccap ? R->loccap * 2 : 256;
-    R->locs = xrealloc(R->locs, R->loccap * sizeof *R->locs);
+    R->locs = csp_raceclock_xrealloc(R->locs, R->loccap * sizeof *R->locs);
   }
-  R->locs[++R->nlocs] = strcpy(xrealloc(NULL, strlen(s) + 1), s);
+  R->locs[++R->nlocs] = strcpy(csp_raceclock_xrealloc(NULL, strlen(s) + 1), s);
   R->lochash[i] = R->nlocs;
   return R->nlocs;
 }
@@ -380,7 +68,7 @@ static void lockey_put(csp_Race *R, const char *src, int line, uint32_t srchash,
   uint32_t i;
   if (R->nlockeys + 1 >= R->lockmask / 2) {  /* grow (or start): rehash every key */
     uint32_t ncap = R->lockmask ? (R->lockmask + 1) * 2 : 256;
-    RaceLocKey *nk = xrealloc(NULL, ncap * sizeof *nk);
+    RaceLocKey *nk = csp_raceclock_xrealloc(NULL, ncap * sizeof *nk);
     memset(nk, 0, ncap * sizeof *nk);
     for (uint32_t j = 0; R->lockmask && j <= R->lockmask; j++) {
       RaceLocKey *k = &R->lockeys[j];
@@ -406,7 +94,7 @@ static void lockey_put(csp_Race *R, const char *src, int line, uint32_t srchash,
 /* The first Lua frame of L's stack (C frames: the metamethod, csp.go, table.insert...). Called
 ** whenever a variable's epoch changes: the name ("n", the costly part) and the text are only
 ** made the first time a (source, line) is seen. */
-static uint32_t loc_here(csp_Race *R, lua_State *L) {
+uint32_t csp_race_loc_here(csp_Race *R, lua_State *L) {
   lua_Debug ar;
   char buf[512];
   for (int level = 0; lua_getstack(L, level, &ar); level++) {
@@ -497,14 +185,14 @@ static void report(lua_State *L, csp_Race *R, RaceG *g, RaceVar *v, int write, i
   uint32_t a, b;
   uint64_t pair;
   if (v->reported) return;
-  a = loc_here(R, L) * 2 + (uint32_t)write;
+  a = csp_race_loc_here(R, L) * 2 + (uint32_t)write;
   b = ploc * 2 + (uint32_t)pwrite;
   pair = a < b ? ((uint64_t)a << 32 | b) : ((uint64_t)b << 32 | a);
   for (uint32_t i = 0; i < R->npairs; i++)
     if (R->pairs[i] == pair) return;
   if (R->npairs == R->paircap) {
     R->paircap = R->paircap ? R->paircap * 2 : 16;
-    R->pairs = xrealloc(R->pairs, R->paircap * sizeof *R->pairs);
+    R->pairs = csp_raceclock_xrealloc(R->pairs, R->paircap * sizeof *R->pairs);
   }
   R->pairs[R->npairs++] = pair;
   v->reported = 1;
@@ -528,7 +216,7 @@ static void report(lua_State *L, csp_Race *R, RaceG *g, RaceVar *v, int write, i
 static void add_read(RaceVar *v, uint32_t slot, uint32_t clock, uint32_t loc) {
   if (v->nreads == v->readcap) {
     v->readcap = v->readcap ? v->readcap * 2 : 4;
-    v->reads = xrealloc(v->reads, v->readcap * sizeof *v->reads);
+    v->reads = csp_raceclock_xrealloc(v->reads, v->readcap * sizeof *v->reads);
   }
   v->reads[v->nreads].slot = slot;
   v->reads[v->nreads].clock = clock;
@@ -538,17 +226,17 @@ static void add_read(RaceVar *v, uint32_t slot, uint32_t clock, uint32_t loc) {
 
 static void on_read(lua_State *L, csp_Race *R, RaceG *g, RaceVar *v) {
   uint32_t s, c, loc, m = 0;
-  if (!g->slot) rg_slot(R, g);
+  if (!g->slot) csp_raceclock_rg_slot(R, g);
   s = g->slot;
   c = g->vc.c[s];
   if (v->rslot == s && v->rclock == c) return;  /* same epoch: the common case */
   for (uint32_t i = 0; i < v->nreads; i++)
     if (v->reads[i].slot == s && v->reads[i].clock == c) return;
-  if (v->wclock && v->wclock > vc_get(&g->vc, v->wslot))
+  if (v->wclock && v->wclock > csp_raceclock_vc_get(&g->vc, v->wslot))
     report(L, R, g, v, 0, 1, v->wslot, v->wloc);
-  loc = loc_here(R, L);
+  loc = csp_race_loc_here(R, L);
   if (v->nreads == 0) {
-    if (v->rclock == 0 || v->rclock <= vc_get(&g->vc, v->rslot)) {  /* exclusive */
+    if (v->rclock == 0 || v->rclock <= csp_raceclock_vc_get(&g->vc, v->rslot)) {  /* exclusive */
       v->rslot = s;
       v->rclock = c;
       v->rloc = loc;
@@ -558,7 +246,7 @@ static void on_read(lua_State *L, csp_Race *R, RaceG *g, RaceVar *v) {
     v->rslot = v->rclock = 0;
   }
   for (uint32_t i = 0; i < v->nreads; i++)  /* drop reads ordered before this one */
-    if (v->reads[i].slot != s && v->reads[i].clock > vc_get(&g->vc, v->reads[i].slot))
+    if (v->reads[i].slot != s && v->reads[i].clock > csp_raceclock_vc_get(&g->vc, v->reads[i].slot))
       v->reads[m++] = v->reads[i];
   v->nreads = m;
   add_read(v, s, c, loc);
@@ -566,24 +254,24 @@ static void on_read(lua_State *L, csp_Race *R, RaceG *g, RaceVar *v) {
 
 static void on_write(lua_State *L, csp_Race *R, RaceG *g, RaceVar *v) {
   uint32_t s, c;
-  if (!g->slot) rg_slot(R, g);
+  if (!g->slot) csp_raceclock_rg_slot(R, g);
   s = g->slot;
   c = g->vc.c[s];
   if (v->wslot == s && v->wclock == c) return;
-  if (v->wclock && v->wclock > vc_get(&g->vc, v->wslot)) {
+  if (v->wclock && v->wclock > csp_raceclock_vc_get(&g->vc, v->wslot)) {
     report(L, R, g, v, 1, 1, v->wslot, v->wloc);
-  } else if (v->rclock && v->rclock > vc_get(&g->vc, v->rslot)) {
+  } else if (v->rclock && v->rclock > csp_raceclock_vc_get(&g->vc, v->rslot)) {
     report(L, R, g, v, 1, 0, v->rslot, v->rloc);
   } else {
     for (uint32_t i = 0; i < v->nreads; i++)
-      if (v->reads[i].clock > vc_get(&g->vc, v->reads[i].slot)) {
+      if (v->reads[i].clock > csp_raceclock_vc_get(&g->vc, v->reads[i].slot)) {
         report(L, R, g, v, 1, 0, v->reads[i].slot, v->reads[i].loc);
         break;
       }
   }
   v->wslot = s;
   v->wclock = c;
-  v->wloc = loc_here(R, L);
+  v->wloc = csp_race_loc_here(R, L);
   v->rslot = v->rclock = 0;
   v->nreads = 0;
 }
@@ -629,7 +317,7 @@ static int tracked(lua_State *L, csp_Sched *S) {
 static int race_index(lua_State *L) {
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
   lua_settop(L, 2);
-  if (tracked(L, S)) on_read(L, S->race, rg_of(S, NULL), var_get(L));
+  if (tracked(L, S)) on_read(L, S->race, csp_raceclock_rg_of(S, NULL), var_get(L));
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(2));
   return 1;
@@ -638,7 +326,7 @@ static int race_index(lua_State *L) {
 static int race_newindex(lua_State *L) {
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
   lua_settop(L, 3);
-  if (tracked(L, S)) on_write(L, S->race, rg_of(S, NULL), var_get(L));
+  if (tracked(L, S)) on_write(L, S->race, csp_raceclock_rg_of(S, NULL), var_get(L));
   lua_pushvalue(L, 2);
   lua_pushvalue(L, 3);
   lua_rawset(L, lua_upvalueindex(2));
@@ -774,7 +462,7 @@ static void race_enable(lua_State *L, csp_Sched *S, const char *mode) {
   csp_Race *R, **box;
   if (S->race) return;
   race_report_only = mode && strcmp(mode, "report") == 0;
-  R = xrealloc(NULL, sizeof *R);
+  R = csp_raceclock_xrealloc(NULL, sizeof *R);
   memset(R, 0, sizeof *R);
   R->S = S;
   R->nslots = 1;
@@ -790,7 +478,7 @@ static void race_enable(lua_State *L, csp_Sched *S, const char *mode) {
   lua_setfield(L, -2, "__gc");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &var_mt);
   S->race = R;
-  rg_of(S, &S->maing);
+  csp_raceclock_rg_of(S, &S->maing);
   if (!race_exit_registered) {
     Dl_info info;
     race_exit_registered = 1;
@@ -843,7 +531,7 @@ static int race_watch_l(lua_State *L) {
   return 1;
 }
 
-/* race.acquire(x) / race.release(x): Go's runtime.RaceAcquire/RaceRelease on any Lua object. */
+/* race.csp_raceclock_acquire(x) / race.release(x): Go's runtime.RaceAcquire/RaceRelease on any Lua object. */
 static const void *user_key(lua_State *L) {
   const void *p = lua_topointer(L, 1);
   luaL_argcheck(L, p != NULL, 1, "table, function, thread or userdata expected");

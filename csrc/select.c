@@ -21,10 +21,7 @@ typedef struct CaseInfo {
 } CaseInfo;
 
 static SelCase *case_test(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p && lua_rawlen(L, idx) == sizeof(SelCase) && *(const void **)p == &case_tag)
-    return (SelCase *)p;
-  return NULL;
+  return (SelCase *)csp_testtag(L, idx, &case_tag, sizeof(SelCase));
 }
 
 /* csp.recv(ch [, f]) and csp.send(ch, v [, f]): a nil channel gives a case that is never ready. */
@@ -242,11 +239,8 @@ static int case_tostring(lua_State *L) {
 
 void csp_select_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"recv", sel_recv}, {"send", sel_send}, {NULL, NULL}};
-  lua_createtable(L, 0, 3);
-  lua_pushcfunction(L, case_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushliteral(L, "csp.case");
-  lua_setfield(L, -2, "__name");
+  static const luaL_Reg meta[] = {{"__tostring", case_tostring}, {NULL, NULL}};
+  csp_newmeta(L, "csp.case", NULL, meta);
   lua_pushliteral(L, "csp.case");
   lua_setfield(L, -2, "__metatable");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &case_mt_key);

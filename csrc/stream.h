@@ -1,8 +1,10 @@
-/* stream.h: the buffered byte stream (tcp, pipe, tty, file) shared by stream.c and net.c. */
+/* stream.h: the buffered byte stream (tcp, pipe, tty, file) shared by stream.c, stdio.c, conn.c and net.c. */
 #ifndef CSP_STREAM_H
 #define CSP_STREAM_H
 
 #include "csp.h"
+
+#define CSP_LINEMAX 65536  /* default longest line read_line returns */
 
 enum { CSP_ST_TCP, CSP_ST_PIPE, CSP_ST_TTY, CSP_ST_FILE };
 
@@ -58,6 +60,30 @@ void csp_io_undeadline(csp_Sched *S, csp_G *g);
 
 /* uv_write of p[0..len), 4 GiB or more included (uv_buf_t lengths are unsigned int). */
 int csp_stream_write(uv_write_t *req, uv_stream_t *h, const char *p, size_t len, uv_write_cb cb);
+
+/* Pieces of at most csp_stream_bufmax bytes go to libuv (uv_buf_t lengths are unsigned int);
+** CSP_BUFMAX in the environment lowers it so specs can check the splitting. */
+#define CSP_BUFMAX_DEFAULT ((size_t)1 << 30)
+extern size_t csp_stream_bufmax;
+
+/* The buffer: drops n bytes from its head; starts reading ahead (0 or an error). */
+void csp_stream_take(csp_Stream *s, size_t n);
+int csp_stream_start_read(csp_Stream *s);
+/* Refs the handle while a reader waits, unrefs it otherwise. */
+void csp_stream_settle(csp_Stream *s);
+void csp_stream_wake_all(csp_Sched *S, csp_WaitQ *q, int how);
+/* Wakes the next writer waiting for its turn. */
+void csp_stream_wake_turn(csp_Stream *s);
+/* Closes s: waiters wake (wake) or are unlinked (from __gc); memory goes when libuv is done. */
+void csp_stream_close(csp_Stream *s, int wake);
+/* Write completions: the next file chunk on the pool, a stream write, a shutdown. */
+int csp_stream_file_write(csp_Stream *s);
+void csp_stream_write_cb(uv_write_t *req, int status);
+void csp_stream_shutdown_cb(uv_shutdown_t *req, int status);
+
+/* stdio.c: opens descriptor fd (0..2) as a stream (NULL and *err on failure); releases it. */
+csp_Stream *csp_stdio_open(lua_State *L, int fd, int *err);
+void csp_stdio_release(int fd);
 
 /* Puts /dev/null on standard descriptors that are closed, before the loop opens any descriptor. */
 void csp_stdio_guard(void);

@@ -5,46 +5,46 @@
 static const char mutex_tag = 0, rw_tag = 0, wg_tag = 0, sem_tag = 0, cond_tag = 0,
                   once_tag = 0, closer_tag = 0;
 
-typedef struct Mutex {
+/* The head of every sync record: csp_checktag's tag, then its scheduler. */
+typedef struct SyncHead {
   const void *tag;
   csp_Sched *S;
+} SyncHead;
+
+typedef struct Mutex {
+  SyncHead h;
   int locked;
   lua_Integer holder;  /* id of the goroutine that locked it last */
   csp_WaitQ q;
 } Mutex;
 
 typedef struct RWMutex {
-  const void *tag;
-  csp_Sched *S;
+  SyncHead h;
   long readers;        /* active readers */
   int writer;          /* a writer holds it */
   csp_WaitQ rq, wq;
 } RWMutex;
 
 typedef struct WaitGroup {
-  const void *tag;
-  csp_Sched *S;
+  SyncHead h;
   lua_Integer count;
   csp_WaitQ q;
 } WaitGroup;
 
 typedef struct Semaphore {
-  const void *tag;
-  csp_Sched *S;
+  SyncHead h;
   lua_Integer size, cur;
   csp_WaitQ q;
 } Semaphore;
 
 typedef struct Cond {
-  const void *tag;
-  csp_Sched *S;
+  SyncHead h;
   Mutex *mu;           /* user value 1 keeps it alive */
   csp_WaitQ q;
 } Cond;
 
 typedef struct Once {
-  const void *tag;
-  csp_Sched *S;
+  SyncHead h;
   int state;           /* 0 fresh, 1 running, 2 done */
   csp_WaitQ q;
 } Once;
@@ -60,13 +60,13 @@ typedef struct Closer {
 #define CHECK(L, i, T, tag, name) ((T *)csp_checktag(L, i, &tag, sizeof(T), name))
 
 static void *sync_new(lua_State *L, size_t size, const void *tag, int nuv) {
-  void *p = lua_newuserdatauv(L, size, nuv);
-  memset(p, 0, size);
-  *(const void **)p = tag;
-  ((Mutex *)p)->S = csp_sched_get(L);  /* every record has S second */
+  SyncHead *h = (SyncHead *)lua_newuserdatauv(L, size, nuv);
+  memset(h, 0, size);
+  h->tag = tag;
+  h->S = csp_sched_get(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, tag);
   lua_setmetatable(L, -2);
-  return p;
+  return h;
 }
 
 static int wake_k(lua_State *L, int status, lua_KContext ctx) {
@@ -112,11 +112,11 @@ static int mutex_acquire(lua_State *L, Mutex *m, lua_KContext ctx, lua_KFunction
   csp_G *g;
   if (!m->locked) {
     m->locked = 1;
-    m->holder = self_id(m->S);
-    if (m->S->race) csp_race_acq(m->S, NULL, m, 0);
+    m->holder = self_id(m->h.S);
+    if (m->h.S->race) csp_race_acq(m->h.S, NULL, m, 0);
     return k(L, LUA_OK, ctx);
   }
-  g = csp_sched_self(L, m->S);
+  g = csp_sched_self(L, m->h.S);
   g->w.caseidx = 0;
   g->heldby = &m->holder;
   csp_wq_push(&m->q, &g->w);
@@ -125,8 +125,8 @@ static int mutex_acquire(lua_State *L, Mutex *m, lua_KContext ctx, lua_KFunction
 
 static int mutex_lock(lua_State *L) {
   Mutex *m = CHECK(L, 1, Mutex, mutex_tag, "mutex");
-  CSP_PREEMPT(L, m->S, mutex_lock);
-  csp_G *g = m->locked ? csp_sched_self(L, m->S) : NULL;
+  CSP_PREEMPT(L, m->h.S, mutex_lock);
+  csp_G *g = m->locked ? csp_sched_self(L, m->h.S) : NULL;
   return mutex_acquire(L, m, (lua_KContext)g, mutex_lock_k);
 }
 
@@ -147,8 +147,8 @@ static void mutex_handoff(csp_Sched *S, void *obj, uint64_t weight) {
 
 static void mutex_release(lua_State *L, Mutex *m) {
   if (!m->locked) luaL_error(L, "fatal error: sync: unlock of unlocked mutex");
-  if (m->S->race) csp_race_rel(m->S, m, 0);
-  mutex_handoff(m->S, m, 0);
+  if (m->h.S->race) csp_race_rel(m->h.S, m, 0);
+  mutex_handoff(m->h.S, m, 0);
 }
 
 static int mutex_unlock(lua_State *L) {
@@ -161,8 +161,8 @@ static int mutex_trylock(lua_State *L) {
   int ok = !m->locked;
   if (ok) {
     m->locked = 1;
-    m->holder = self_id(m->S);
-    if (m->S->race) csp_race_acq(m->S, NULL, m, 0);
+    m->holder = self_id(m->h.S);
+    if (m->h.S->race) csp_race_acq(m->h.S, NULL, m, 0);
   }
   lua_pushboolean(L, ok);
   return 1;
@@ -177,20 +177,20 @@ static int rw_new(lua_State *L) {
 
 static int rw_rlock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
-  CSP_PREEMPT(L, rw->S, rw_rlock);
+  CSP_PREEMPT(L, rw->h.S, rw_rlock);
   if (!rw->writer && rw->wq.head == NULL) {  /* a waiting writer blocks new readers */
     rw->readers++;
-    if (rw->S->race) csp_race_acq(rw->S, NULL, rw, CSP_RACE_RW_R);
+    if (rw->h.S->race) csp_race_acq(rw->h.S, NULL, rw, CSP_RACE_RW_R);
     return 0;
   }
-  return park_on(L, rw->S, &rw->rq, "sync.RWMutex.RLock", 0);
+  return park_on(L, rw->h.S, &rw->rq, "sync.RWMutex.RLock", 0);
 }
 
 static int rw_tryrlock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
   int ok = !rw->writer && rw->wq.head == NULL;
   if (ok) rw->readers++;
-  if (ok && rw->S->race) csp_race_acq(rw->S, NULL, rw, CSP_RACE_RW_R);
+  if (ok && rw->h.S->race) csp_race_acq(rw->h.S, NULL, rw, CSP_RACE_RW_R);
   lua_pushboolean(L, ok);
   return 1;
 }
@@ -214,36 +214,36 @@ static void rw_handoff_writer(RWMutex *rw) {
   csp_Waiter *w = csp_wq_take(&rw->wq);
   if (w) {
     rw->writer = 1;
-    if (rw->S->race) csp_race_rwlock(rw->S, w->g, rw);
+    if (rw->h.S->race) csp_race_rwlock(rw->h.S, w->g, rw);
     csp_sched_grant(w->g, rw_undo_write, rw);
-    csp_sched_ready(rw->S, w->g, 0);
+    csp_sched_ready(rw->h.S, w->g, 0);
   }
 }
 
 static int rw_runlock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
   if (rw->readers <= 0) return luaL_error(L, "fatal error: sync: RUnlock of unlocked RWMutex");
-  if (rw->S->race) csp_race_merge(rw->S, rw, 0);
+  if (rw->h.S->race) csp_race_merge(rw->h.S, rw, 0);
   if (--rw->readers == 0) rw_handoff_writer(rw);
   return 0;
 }
 
 static int rw_lock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
-  CSP_PREEMPT(L, rw->S, rw_lock);
+  CSP_PREEMPT(L, rw->h.S, rw_lock);
   if (!rw->writer && rw->readers == 0) {
     rw->writer = 1;
-    if (rw->S->race) csp_race_rwlock(rw->S, NULL, rw);
+    if (rw->h.S->race) csp_race_rwlock(rw->h.S, NULL, rw);
     return 0;
   }
-  return park_on(L, rw->S, &rw->wq, "sync.RWMutex.Lock", 0);
+  return park_on(L, rw->h.S, &rw->wq, "sync.RWMutex.Lock", 0);
 }
 
 static int rw_trylock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
   int ok = !rw->writer && rw->readers == 0;
   if (ok) rw->writer = 1;
-  if (ok && rw->S->race) csp_race_rwlock(rw->S, NULL, rw);
+  if (ok && rw->h.S->race) csp_race_rwlock(rw->h.S, NULL, rw);
   lua_pushboolean(L, ok);
   return 1;
 }
@@ -258,16 +258,16 @@ static void rw_unlock_raw(RWMutex *rw) {
   }
   while ((w = csp_wq_take(&rw->rq)) != NULL) {
     rw->readers++;
-    if (rw->S->race) csp_race_acq(rw->S, w->g, rw, CSP_RACE_RW_R);
+    if (rw->h.S->race) csp_race_acq(rw->h.S, w->g, rw, CSP_RACE_RW_R);
     csp_sched_grant(w->g, rw_undo_read, rw);
-    csp_sched_ready(rw->S, w->g, 0);
+    csp_sched_ready(rw->h.S, w->g, 0);
   }
 }
 
 static int rw_unlock(lua_State *L) {
   RWMutex *rw = CHECK(L, 1, RWMutex, rw_tag, "rwmutex");
   if (!rw->writer) return luaL_error(L, "fatal error: sync: Unlock of unlocked RWMutex");
-  if (rw->S->race) csp_race_rwunlock(rw->S, rw);
+  if (rw->h.S->race) csp_race_rwunlock(rw->h.S, rw);
   rw_unlock_raw(rw);
   return 0;
 }
@@ -284,8 +284,8 @@ static void wg_add_n(lua_State *L, WaitGroup *wg, lua_Integer n) {
   if (n > 0 && wg->count > LUA_MAXINTEGER - n) luaL_error(L, "sync: WaitGroup counter overflow");
   if (wg->count + n < 0) luaL_error(L, "sync: negative WaitGroup counter");
   wg->count += n;
-  if (wg->S->race) csp_race_wg(wg->S, wg, n, wg->count, &wg->q);
-  if (wg->count == 0) wake_all(wg->S, &wg->q);
+  if (wg->h.S->race) csp_race_wg(wg->h.S, wg, n, wg->count, &wg->q);
+  if (wg->count == 0) wake_all(wg->h.S, &wg->q);
 }
 
 static int wg_add(lua_State *L) {
@@ -301,12 +301,12 @@ static int wg_done(lua_State *L) {
 
 static int wg_wait(lua_State *L) {
   WaitGroup *wg = CHECK(L, 1, WaitGroup, wg_tag, "waitgroup");
-  CSP_PREEMPT(L, wg->S, wg_wait);
+  CSP_PREEMPT(L, wg->h.S, wg_wait);
   if (wg->count == 0) {
-    if (wg->S->race) csp_race_acq(wg->S, NULL, wg, 0);
+    if (wg->h.S->race) csp_race_acq(wg->h.S, NULL, wg, 0);
     return 0;
   }
-  return park_on(L, wg->S, &wg->q, "sync.WaitGroup.Wait", 0);
+  return park_on(L, wg->h.S, &wg->q, "sync.WaitGroup.Wait", 0);
 }
 
 static void closer_push(lua_State *L, int objidx, void (*fn)(lua_State *, void *), void *obj) {
@@ -382,14 +382,14 @@ static lua_Integer sem_weight(lua_State *L, Semaphore *s) {
 
 static int sem_acquire(lua_State *L) {
   Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
-  CSP_PREEMPT(L, s->S, sem_acquire);
+  CSP_PREEMPT(L, s->h.S, sem_acquire);
   lua_Integer k = sem_weight(L, s);
   if (s->size - s->cur >= k && s->q.head == NULL) {
     s->cur += k;
-    if (s->S->race) csp_race_sync(s->S, NULL, s, 0);
+    if (s->h.S->race) csp_race_sync(s->h.S, NULL, s, 0);
     return 0;
   }
-  return park_on(L, s->S, &s->q, "semacquire", (uint64_t)k);
+  return park_on(L, s->h.S, &s->q, "semacquire", (uint64_t)k);
 }
 
 static int sem_try_acquire(lua_State *L) {
@@ -397,7 +397,7 @@ static int sem_try_acquire(lua_State *L) {
   lua_Integer k = sem_weight(L, s);
   int ok = s->size - s->cur >= k && s->q.head == NULL;
   if (ok) s->cur += k;
-  if (ok && s->S->race) csp_race_sync(s->S, NULL, s, 0);
+  if (ok && s->h.S->race) csp_race_sync(s->h.S, NULL, s, 0);
   lua_pushboolean(L, ok);
   return 1;
 }
@@ -421,8 +421,8 @@ static int sem_release(lua_State *L) {
   lua_Integer k = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, k >= 0, 2, "weight must be non-negative");
   if (k > s->cur) return luaL_error(L, "semaphore: released more than held");
-  if (s->S->race) csp_race_sync(s->S, NULL, s, 0);
-  sem_release_raw(s->S, s, (uint64_t)k);
+  if (s->h.S->race) csp_race_sync(s->h.S, NULL, s, 0);
+  sem_release_raw(s->h.S, s, (uint64_t)k);
   return 0;
 }
 
@@ -452,7 +452,7 @@ static int cond_wait_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int cond_wait(lua_State *L) {
   Cond *c = CHECK(L, 1, Cond, cond_tag, "cond");
-  csp_G *g = csp_sched_self(L, c->S);
+  csp_G *g = csp_sched_self(L, c->h.S);
   lua_settop(L, 1);
   mutex_release(L, c->mu);
   g->w.caseidx = 0;
@@ -463,13 +463,13 @@ static int cond_wait(lua_State *L) {
 static int cond_signal(lua_State *L) {
   Cond *c = CHECK(L, 1, Cond, cond_tag, "cond");
   csp_Waiter *w = csp_wq_take(&c->q);
-  if (w) csp_sched_ready(c->S, w->g, 0);
+  if (w) csp_sched_ready(c->h.S, w->g, 0);
   return 0;
 }
 
 static int cond_broadcast(lua_State *L) {
   Cond *c = CHECK(L, 1, Cond, cond_tag, "cond");
-  wake_all(c->S, &c->q);
+  wake_all(c->h.S, &c->q);
   return 0;
 }
 
@@ -485,18 +485,18 @@ static void once_done_fn(lua_State *L, void *obj) {
   Once *o = (Once *)obj;
   (void)L;
   o->state = 2;
-  if (o->S->race) csp_race_once(o->S, o, &o->q);
-  wake_all(o->S, &o->q);
+  if (o->h.S->race) csp_race_once(o->h.S, o, &o->q);
+  wake_all(o->h.S, &o->q);
 }
 
 static int once_call(lua_State *L) {
   Once *o = CHECK(L, 1, Once, once_tag, "once");
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (o->state == 2) {
-    if (o->S->race) csp_race_acq(o->S, NULL, o, 0);
+    if (o->h.S->race) csp_race_acq(o->h.S, NULL, o, 0);
     return 0;
   }
-  if (o->state == 1) return park_on(L, o->S, &o->q, "sync.Once.Do", 0);
+  if (o->state == 1) return park_on(L, o->h.S, &o->q, "sync.Once.Do", 0);
   o->state = 1;
   closer_push(L, 1, once_done_fn, o);
   lua_insert(L, 2);
@@ -514,7 +514,8 @@ static int sync_tostring(lua_State *L) {
 }
 
 static void sync_meta(lua_State *L, const void *tag, const char *name, const luaL_Reg *methods) {
-  lua_createtable(L, 0, 4);
+  static const luaL_Reg meta[] = {{"__tostring", sync_tostring}, {NULL, NULL}};
+  csp_newmeta(L, name, NULL, meta);
   lua_newtable(L);
   lua_pushvalue(L, -4);  /* module */
   lua_pushvalue(L, -4);  /* sched */
@@ -526,10 +527,6 @@ static void sync_meta(lua_State *L, const void *tag, const char *name, const lua
   }
   lua_pop(L, 2);
   lua_setfield(L, -2, "__index");
-  lua_pushstring(L, name);
-  lua_setfield(L, -2, "__name");
-  lua_pushcfunction(L, sync_tostring);
-  lua_setfield(L, -2, "__tostring");
   lua_rawsetp(L, LUA_REGISTRYINDEX, tag);
 }
 

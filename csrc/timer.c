@@ -291,13 +291,7 @@ static int timer_reset(lua_State *L) {
 }
 
 static void timer_meta(lua_State *L, const void *key, const char *name, const luaL_Reg *methods) {
-  lua_createtable(L, 0, 2);
-  lua_newtable(L);
-  lua_pushvalue(L, -3);  /* sched */
-  luaL_setfuncs(L, methods, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushstring(L, name);
-  lua_setfield(L, -2, "__name");
+  csp_newmeta(L, name, methods, NULL);
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 

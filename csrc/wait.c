@@ -1,10 +1,9 @@
 /* wait.c: wait queues, the one mechanism by which goroutines park on objects and are woken. */
 #include "csp.h"
 
-/* A timer channel's deadline keeps the program alive only while someone waits on the channel. */
-static void wq_timed(csp_WaitQ *q, int delta) {
-  csp_Chan *c = (csp_Chan *)((char *)q - offsetof(csp_Chan, recvq));
-  if (c->timer && c->timer->tn.pos) c->S->ntimed += delta;
+/* A deadline held by a queue (a timer channel's) keeps the program alive only while someone waits. */
+static void wq_hold(const csp_WaitHold *h, int delta) {
+  if (h->node->pos) *h->ntimed += (uint32_t)delta;
 }
 
 void csp_wq_push(csp_WaitQ *q, csp_Waiter *w) {
@@ -14,7 +13,7 @@ void csp_wq_push(csp_WaitQ *q, csp_Waiter *w) {
   if (q->tail) q->tail->next = w;
   else q->head = w;
   q->tail = w;
-  if (++q->n == 1 && q->timed) wq_timed(q, 1);
+  if (++q->n == 1 && q->hold) wq_hold(q->hold, 1);
 }
 
 void csp_wq_unlink(csp_Waiter *w) {
@@ -26,7 +25,7 @@ void csp_wq_unlink(csp_Waiter *w) {
   else q->tail = w->prev;
   w->next = w->prev = NULL;
   w->q = NULL;
-  if (--q->n == 0 && q->timed) wq_timed(q, -1);
+  if (--q->n == 0 && q->hold) wq_hold(q->hold, -1);
 }
 
 /* Taking one case of a select completes the select: its other cases are unlinked at once, so

@@ -66,6 +66,86 @@ void csp_xchan_closeall(csp_XChan *x);         /* closes if open (thread end) */
 int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered);
 void csp_xchan_open(lua_State *L);
 
+/* --- xchan.c, xsel.c, port.c: internals shared by the three --- */
+
+typedef struct csp_Port csp_Port;
+typedef struct csp_XRec csp_XRec;
+typedef struct csp_XWaiter csp_XWaiter;
+
+typedef struct csp_XQ { csp_XWaiter *head, *tail; } csp_XQ;
+
+struct csp_XChan {
+  csp_Shared h;
+  pthread_mutex_t mu;  /* guards everything below and the waiters linked in the queues */
+  uint32_t cap, count, head;
+  int closed;
+  csp_Blob **ring;
+  csp_XQ recvq, sendq;
+};
+
+/* One (goroutine, xchan) wait. linked is true exactly while it is in ch's queue (under ch->mu). */
+struct csp_XWaiter {
+  csp_XWaiter *next, *prev;
+  csp_XChan *ch;       /* holds a ref while the record lives */
+  csp_XRec *rec;
+  int caseidx, send, linked;
+  csp_Blob *msg;       /* send: the value, until a receiver takes it */
+};
+
+/* A parked goroutine's xchan wait (a plain operation or a select). Every completer must win
+** CAS(done, 0, 1); the winner fills fired/closed/val under the channel's mutex, then wakes the
+** owner: directly on the same scheduler, else through the owner's port. */
+struct csp_XRec {
+  atomic_int done;
+  csp_XRec *inext;         /* inbox link */
+  csp_XRec *cnext;         /* a closer's list of claimed records */
+  csp_Port *port;          /* the owner's port, ref held */
+  csp_G *g;
+  csp_Sched *S;
+  int fired, fsend, closed;
+  int delivered;       /* owner-thread only: g was readied for this record */
+  int orphan;          /* owner-thread only: the wait was cancelled after a remote win */
+  csp_Blob *val;
+  int n;
+  csp_XWaiter w[];
+};
+
+/* Each scheduler's inbox: a lock-free stack of records that other threads completed, and an
+** eventfd written only when the owner sleeps. */
+struct csp_Port {
+  atomic_long refs;    /* the owner, each record, each poster in flight */
+  _Atomic(csp_XRec *) inbox;
+  atomic_int parked;
+  atomic_int idle;     /* counted in nidle: asleep with nothing but other threads to wake it */
+  atomic_int dead;
+  int efd;
+  uv_poll_t *poll;
+  csp_Sched *S;
+  int nwait;           /* owner-thread only: records of parked goroutines */
+  int refd;
+  atomic_uint dumpgen; /* the deadlock-report round dump was made for (release: dump is set) */
+  char *dump;          /* "thread N:" and its goroutines, for main's deadlock report */
+  int global;          /* main only: the deadlock being reported is every thread's */
+};
+
+/* port.c */
+void csp_port_unref(csp_Port *P);
+csp_Port *csp_port_get(lua_State *L, csp_Sched *S);   /* S's port, created on first use */
+csp_XRec *csp_port_take(csp_Port *P);
+void csp_port_unlink_locals(csp_G *g);
+void csp_port_rec_wake(csp_Sched *S, csp_XRec *r);
+/* xchan.c: records and locked channel operations (callers hold x->mu) */
+void csp_xchan_q_push(csp_XQ *q, csp_XWaiter *w);
+void csp_xchan_rec_free(csp_XRec *r);
+int csp_xchan_sendready(csp_XChan *x);
+int csp_xchan_recvready(csp_XChan *x);
+csp_Blob *csp_xchan_recv_locked(csp_XChan *x, int *ok, csp_XRec **woken);
+int csp_xchan_send_locked(csp_XChan *x, csp_Blob *b, csp_XRec **woken);
+void csp_xchan_rec_arm(lua_State *L, csp_Sched *S, csp_G *g, csp_XRec *r);
+csp_XRec *csp_xchan_rec_done(csp_G *g);   /* the continuation takes its record */
+int csp_xchan_push_recv(lua_State *L, csp_Blob *b, int ok);
+csp_XRec *csp_xchan_prepare(lua_State *L, csp_Sched *S, csp_G **g, int n);
+
 /* --- thread.c, syncmap.c, atomic.c --- */
 void csp_thread_open(lua_State *L);
 void csp_syncmap_open(lua_State *L);

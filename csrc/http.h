@@ -1,0 +1,100 @@
+/* http.h: the HTTP client's records (Multi, Req), shared by httpcurl.c (curl's side) and http.c. */
+#ifndef CSP_HTTP_H
+#define CSP_HTTP_H
+
+#include <curl/curl.h>
+#include "csp.h"
+/* One Multi per scheduler (C memory, boxed in the registry until lua_close). Its sockets are
+** watched by one uv_poll each; its single timeout is a node of the scheduler's deadline heap.
+** Neither keeps the loop alive unless a goroutine is parked on a request (nwait > 0): idle
+** pooled connections must not hide a deadlock nor hold the program open. */
+typedef struct Poll Poll;
+
+typedef struct Multi {
+  csp_Sched *S;
+  CURLM *m;              /* NULL until the first request, and after close_idle */
+  csp_TimerNode tn;      /* curl's timeout; waiters = &nwait */
+  uint32_t nwait;        /* requests a goroutine is parked on */
+  long nattached;        /* easy handles in m */
+  long nsock;            /* connection sockets curl holds open */
+  Poll *polls;           /* every poll handle, for ref/unref */
+  CURL *spare[16];       /* easy handles of finished requests, reset, for the next ones */
+  int nspare;
+  struct Sock *socks;    /* every connection socket curl opened */
+} Multi;
+
+/* A connection socket, with its local port once looked up (to find it from the prereq
+** callback, which names a connection by its ports). */
+typedef struct Sock {
+  curl_socket_t fd;
+  int lport;
+  struct Sock *next;
+} Sock;
+
+struct Poll {
+  uv_poll_t h;           /* first member: freed by free() in the close callback */
+  Multi *M;              /* NULL once closing */
+  curl_socket_t fd;
+  int events;            /* what the poll watches now: unchanged requests cost no syscall */
+  Poll *next, *prev;
+};
+
+typedef struct Buf {
+  char *p;
+  size_t len, cap;
+} Buf;
+
+#define SINK_CHUNK (256 * 1024)      /* a sink receives the body in pieces of about this size */
+#define HEADER_MAX (64 * 1024)       /* response header section (each block, trailers apart) */
+
+
+/* A request: a Lua userdata (user value 1 anchors a string body curl reads in place). Attached
+** (in m) from creation until done or cancelled; its __gc detaches it, so curl never holds a
+** pointer to a collected record. */
+typedef struct Req {
+  const void *tag;
+  Multi *M;
+  CURL *e;
+  struct curl_slist *hdrs;
+  csp_G *g;               /* the parked goroutine, while parked */
+  csp_G *owner;           /* the goroutine that last parked on it (its continuation checks it) */
+  uint32_t ticket;
+  uint8_t attached, parked, done, sink, cancelled;
+  uint8_t too_large, hdr_too_large, recv_paused, send_paused, need, up_eof;
+  uint8_t in_trailers;    /* after the blank line ending the last header block */
+  uint8_t streamed;       /* body from a producer (read callback) */
+  int open_errno;         /* socket() failed with it */
+  uint8_t stale, retried; /* prereq_cb found stray bytes on the connection; made again once */
+  CURLcode result;
+  int64_t max_body;       /* -1: none */
+  int64_t got;            /* body bytes received */
+  Buf body, head, trail, up;
+  size_t up_off, hblock;
+  char err[CURL_ERROR_SIZE];
+  char cl[24];            /* the block's Content-Length */
+  char bad[160];          /* a framing error found in the headers, Go's wording */
+} Req;
+
+/* Registry key of the per-scheduler Multi box. */
+extern const char csp_http_multi_key;
+
+/* httpcurl.c */
+int csp_httpcurl_buf_add(Buf *b, const char *p, size_t n);   /* 0 without memory */
+void csp_httpcurl_buf_free(Buf *b);
+void csp_httpcurl_multi_refs(Multi *M, int on);   /* the polls and timer keep the loop alive or not */
+void csp_httpcurl_req_unpark(Req *r);
+void csp_httpcurl_timer_fire(csp_Sched *S, csp_TimerNode *t);
+/* curl's callbacks, set on each easy handle */
+curl_socket_t csp_httpcurl_open_cb(void *u, curlsocktype purpose, struct curl_sockaddr *a);
+int csp_httpcurl_close_cb(void *u, curl_socket_t fd);
+int csp_httpcurl_prereq_cb(void *u, char *rip, char *lip, int rport, int lport);
+size_t csp_httpcurl_write_cb(char *p, size_t size, size_t n, void *u);
+size_t csp_httpcurl_header_cb(char *p, size_t size, size_t n, void *u);
+size_t csp_httpcurl_read_cb(char *p, size_t size, size_t n, void *u);
+void csp_httpcurl_req_finish(Req *r, CURLcode result);
+CURLM *csp_httpcurl_multi_get(lua_State *L, Multi *M);   /* the multi handle, made on first use */
+void csp_httpcurl_multi_close(Multi *M);
+Multi *csp_httpcurl_multi_of(lua_State *L);   /* this scheduler's Multi */
+int csp_httpcurl_multi_gc(lua_State *L);
+
+#endif

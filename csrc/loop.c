@@ -1,0 +1,218 @@
+/* loop.c: the scheduler loop: resuming goroutines, polling libuv, deadlock and abort, gosched,
+** time slices and preemption. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "csp.h"
+
+#define POLL_MASK 63    /* poll libuv every 64 resumes while goroutines stay runnable */
+
+static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
+  int nres, st, nargs = g->nargs;
+  if (g->started && lua_status(g->L) != LUA_YIELD) {  /* closed behind our back */
+    lua_pushfstring(L, "goroutine %I: its coroutine was closed or resumed outside the scheduler",
+                    (LUAI_UACINT)g->id);
+    csp_sched_cancel(g);
+    lua_settop(g->L, 0);
+    csp_sched_g_release(L, S, g, 0);
+    return 1;
+  }
+  if (!g->started && g->L == NULL) {
+    if (!csp_sched_thread_attach(L, S, g)) {
+      lua_pushfstring(L, "goroutine %I: cannot create its thread", (LUAI_UACINT)g->id);
+      csp_sched_pend_drop(L, S, g->nargs + 1);
+      csp_sched_g_release(L, S, g, 0);
+      return 1;
+    }
+    if (!lua_checkstack(g->L, g->nargs + 3)) {  /* the collector may have shrunk a pooled one */
+      lua_pushfstring(L, "goroutine %I: cannot start: stack overflow (%d arguments)",
+                      (LUAI_UACINT)g->id, g->nargs);
+      csp_sched_pend_drop(L, S, g->nargs + 1);
+      csp_sched_g_release(L, S, g, 0);
+      return 1;
+    }
+    csp_sched_base_push(g);
+    csp_sched_pend_pop(L, S, g->L, g->nargs + 1);
+  }
+  if (!g->started) nargs += 2;  /* (g, f, args...) for csp_exit_base */
+  if (g->readyat) csp_metrics_lag(S, g);
+  if (S->trace) csp_trace_run(S, g);
+  g->started = 1;
+  g->state = CSP_G_RUNNING;
+  S->cur = g;
+  S->switches++;
+  S->ncalls = 0;
+  S->slice0 = 0;
+  st = lua_resume(g->L, L, nargs, &nres);
+  S->cur = NULL;
+  if (S->trace) csp_trace_ran(S, g, st);
+  if (st == LUA_YIELD) {
+    if (g->exiting == CSP_EXIT_RESET) return csp_report_goexit(L, S, g);
+    if (nres) lua_pop(g->L, nres);
+    if (g->state == CSP_G_RUNNING) csp_sched_ready(S, g, 0);  /* bare coroutine.yield: a gosched */
+    return 0;
+  }
+  if (st == LUA_OK) {
+    if (g->panicking) {  /* unwound under its base: every <close> has run */
+      csp_exit_panicmsg(L, g);
+      lua_settop(g->L, 0);
+      csp_sched_g_release(L, S, g, 1);
+      return 1;
+    }
+    csp_sched_g_release(L, S, g, 1);
+    return 0;
+  }
+  csp_report_panic(L, S, g);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+/* Polls libuv once; wait says whether it may block. Returns whether the loop was alive. */
+int csp_loop_poll(csp_Sched *S, int wait) {
+  csp_timer_run(S);
+  if (wait && S->rqcount > 0) wait = 0;
+  csp_timer_arm(S);
+  if (S->port) wait = csp_port_poll(S, wait);
+  if (!uv_loop_alive(S->loop)) return 0;
+  uv_run(S->loop, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  if (S->port) csp_port_after(S);
+  csp_timer_run(S);
+  return 1;
+}
+
+/* Main's waiters go, and main leaves the run queue if something readied it meanwhile, so a
+** caught panic or deadlock leaves nothing dangling. */
+static int sched_abort(lua_State *L, csp_Sched *S) {
+  uint32_t n = 0;
+  int readied = 0;
+  for (uint32_t i = 0; i < S->rqcount; i++) {
+    csp_G *g = S->rq[(S->rqhead + i) & S->rqmask];
+    if (g != &S->maing) S->rq[(S->rqhead + n++) & S->rqmask] = g;
+    else readied = 1;
+  }
+  S->rqcount = n;
+  if (readied && S->undo)  /* main's call completed but will raise: give back what it got */
+    S->undo(S, S->undoobj, S->maing.w.weight);
+  S->undo = NULL;
+  csp_sched_cancel(&S->maing);
+  S->maing.state = CSP_G_RUNNING;
+  lua_settop(S->mailbox, 0);
+  S->depth--;
+  if (S->trace) csp_trace_loop(S, 0);
+  return lua_error(L);
+}
+
+/* Goroutines whose parked thread was closed with coroutine.close (or resumed by a plain
+** coroutine.resume, which raises in it) can never run again: before calling a deadlock, when no
+** libuv request can still hold their records, let them go (that may end a csp.run). */
+int csp_loop_reap(lua_State *L, csp_Sched *S) {
+  int n = 0;
+  csp_G *g, *next;
+  for (g = S->all.anext; g != &S->all; g = next) {
+    next = g->anext;
+    if (g->state == CSP_G_WAITING && g->started && lua_status(g->L) != LUA_YIELD) {
+      csp_sched_cancel(g);
+      csp_sched_g_release(L, S, g, 0);
+      n++;
+    }
+  }
+  return n;
+}
+
+/* Room the loop needs on L, the blocking caller's thread (panic messages, dumps, anchors):
+** the caller's C function was only promised LUA_MINSTACK slots, part of them its own. */
+#define LOOP_STACK 40
+
+/* CSP_GCSTRESS (a testing mode): a collector step before every resume and a full collection
+** every 1024 (every time with "full"). Both shrink the stacks of threads they traverse, so a
+** push onto a stack the core did not size shows up under ASan. */
+static void sched_gcstress(lua_State *L, csp_Sched *S) {
+  if (S->gcstress > 1 || (S->ticks & 1023) == 0) lua_gc(L, LUA_GCCOLLECT);
+  else lua_gc(L, LUA_GCSTEP, 0);
+}
+
+void csp_loop_run(lua_State *L, csp_Sched *S) {
+  S->depth++;
+  if (!lua_checkstack(L, LOOP_STACK)) {  /* main's wait is undone: a plain error */
+    lua_pushliteral(L, "stack overflow (csp scheduler)");
+    sched_abort(L, S);
+  }
+  S->loopL = L;
+  if (S->trace) csp_trace_loop(S, 1);
+  for (;;) {
+    csp_G *g;
+    if (csp_sigpending && csp_signal_take(L, S)) sched_abort(L, S);  /* Ctrl-C: interrupted! */
+    g = csp_sched_rq_pop(S);
+    if (g == &S->maing) break;
+    if (g == NULL) {
+      if (csp_loop_poll(S, 1) || S->rqcount > 0) continue;
+      if (csp_loop_reap(L, S) && S->rqcount > 0) continue;
+      csp_report_dump(L, S, "fatal error: all goroutines are asleep - deadlock!\n\n");
+      if (S->port) csp_port_dumps(L, S);  /* other threads' goroutines, when they are all idle */
+      sched_abort(L, S);
+    }
+    if ((++S->ticks & POLL_MASK) == 0) csp_loop_poll(S, 0);
+    if (S->gcstress) sched_gcstress(L, S);
+    if (sched_resume(L, S, g)) sched_abort(L, S);
+  }
+  if (S->maing.readyat) csp_metrics_lag(S, &S->maing);
+  S->maing.state = CSP_G_RUNNING;
+  S->depth--;
+  S->ncalls = 0;  /* main's slice starts again */
+  S->slice0 = 0;
+  if (S->trace) csp_trace_loop(S, 0);
+}
+
+/* ---------------------------------------------------------------- API */
+
+static int gosched_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return 0;
+}
+
+int csp_sched_yield(lua_State *L, csp_Sched *S) {
+  csp_G *g = csp_sched_self(L, S);
+  if (g != &S->maing) {
+    csp_sched_ready(S, g, 0);
+    return lua_yieldk(L, 0, 0, gosched_k);
+  }
+  csp_loop_poll(S, 0);
+  csp_sched_ready(S, g, 0);  /* main goes to the tail: everything ready runs first */
+  g->reason = "runnable";
+  csp_loop_run(L, S);
+  lua_settop(S->mailbox, 0);
+  return 0;
+}
+
+/* Whether the running goroutine (or main) used up its slice and may be switched out here. */
+int csp_sched_slice_over(lua_State *L, csp_Sched *S) {
+  uint64_t now;
+  if (S->slice == 0) return 0;
+  now = uv_hrtime();
+  if (S->slice0 == 0) {  /* the first check of this run: the slice starts now */
+    S->slice0 = now;
+    return 0;
+  }
+  if (now - S->slice0 < S->slice) return 0;
+  if (S->cur) return S->cur->L == L && lua_isyieldable(L);  /* never where blocking would raise */
+  return S->depth == 0 && lua_gc(L, LUA_GCISRUNNING) == 1;   /* main, outside the loop and __gc */
+}
+
+static int again_k(lua_State *L, int status, lua_KContext ctx) {
+  csp_G *g = (csp_G *)ctx;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  return g->again(L);
+}
+
+int csp_sched_preempt(lua_State *L, csp_Sched *S, lua_CFunction fn) {
+  csp_G *g = S->cur;
+  if (g != NULL) {
+    g->again = fn;
+    S->ticks |= POLL_MASK;  /* the loop polls before the next resume: timers and I/O get in */
+    csp_sched_ready(S, g, 0);
+    return lua_yieldk(L, 0, (lua_KContext)g, again_k);
+  }
+  csp_sched_yield(L, S);  /* main: the others run, then the call goes on */
+  return fn(L);
+}

@@ -1,0 +1,249 @@
+/* port.c: each scheduler's port: the inbox through which other threads wake its goroutines, idle
+** accounting across threads (deadlock detection) and the deadlock report's per-thread dumps. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <errno.h>
+#include <sys/eventfd.h>
+#include "xshared.h"
+
+#define SPIN_NS 20000   /* poll the inbox this long before sleeping (a wake across vCPUs costs ~70 us) */
+
+static atomic_int spinners;
+static atomic_long nidle;  /* schedulers idle: when all are (main included), the process deadlocks */
+static atomic_uint dumpround;  /* main asks idle threads for their goroutines (deadlock report) */
+
+/* Whoever makes an idle scheduler runnable (a poster, or the owner waking) uncounts it first,
+** so no wake-up is in flight while every scheduler counts as idle. */
+static void port_busy(csp_Port *P) {
+  int one = 1;
+  if (atomic_compare_exchange_strong(&P->idle, &one, 0)) atomic_fetch_sub(&nidle, 1);
+}
+
+static void port_setref(csp_Port *P, int ref) {
+  if (ref == P->refd) return;
+  if (ref) uv_ref((uv_handle_t *)P->poll);
+  else uv_unref((uv_handle_t *)P->poll);
+  P->refd = ref;
+}
+
+/* ---------------------------------------------------------------- port */
+
+void csp_port_unref(csp_Port *P) {
+  if (atomic_fetch_sub_explicit(&P->refs, 1, memory_order_acq_rel) == 1) {
+    close(P->efd);
+    free(P->dump);
+    free(P);
+  }
+}
+
+
+static void poll_cb(uv_poll_t *h, int status, int events) {
+  csp_Port *P = (csp_Port *)h->data;
+  uint64_t v;
+  (void)status; (void)events;
+  while (read(P->efd, &v, sizeof v) < 0 && errno == EINTR) {}
+}
+
+csp_Port *csp_port_get(lua_State *L, csp_Sched *S) {
+  csp_Port *P = (csp_Port *)S->port;
+  if (P) return P;
+  P = (csp_Port *)calloc(1, sizeof *P);
+  if (P == NULL) luaL_error(L, "not enough memory");
+  P->poll = (uv_poll_t *)malloc(sizeof *P->poll);
+  P->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (P->poll == NULL || P->efd < 0 || uv_poll_init(S->loop, P->poll, P->efd) != 0) {
+    if (P->efd >= 0) close(P->efd);
+    free(P->poll);
+    free(P);
+    luaL_error(L, "xchan: cannot create the scheduler's inbox");
+  }
+  atomic_init(&P->refs, 1);
+  P->S = S;
+  P->poll->data = P;
+  uv_poll_start(P->poll, UV_READABLE, poll_cb);
+  uv_unref((uv_handle_t *)P->poll);
+  csp_port_register(P, 1);
+  S->port = P;
+  return P;
+}
+
+void csp_port_signal(void *port) {
+  uint64_t one = 1;
+  csp_Port *P = (csp_Port *)port;
+  while (write(P->efd, &one, sizeof one) < 0 && errno == EINTR) {}
+}
+
+/* Records in the inbox, oldest first. */
+csp_XRec *csp_port_take(csp_Port *P) {
+  csp_XRec *r = atomic_exchange_explicit(&P->inbox, NULL, memory_order_acquire), *rev = NULL;
+  while (r) {
+    csp_XRec *next = r->inext;
+    r->inext = rev;
+    rev = r;
+    r = next;
+  }
+  return rev;
+}
+
+void csp_port_unlink_locals(csp_G *g) {
+  for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
+  g->nsel = 0;
+}
+
+/* Owner thread: readies the goroutines whose waits other threads completed. */
+static int port_drain(csp_Port *P) {
+  int n = 0;
+  csp_XRec *r = csp_port_take(P), *next;
+  for (; r; r = next) {
+    next = r->inext;
+    if (r->orphan || atomic_load(&P->dead)) {
+      csp_xchan_rec_free(r);
+      continue;
+    }
+    r->delivered = 1;
+    csp_port_unlink_locals(r->g);  /* no local waker may see this select's cases as ready any more */
+    csp_sched_ready(P->S, r->g, 0);
+    n++;
+  }
+  return n;
+}
+
+static void port_post(csp_Port *P, csp_XRec *r) {
+  csp_XRec *head;
+  atomic_fetch_add_explicit(&P->refs, 1, memory_order_relaxed);  /* r's ref keeps P alive here */
+  head = atomic_load_explicit(&P->inbox, memory_order_relaxed);
+  do r->inext = head;
+  while (!atomic_compare_exchange_weak(&P->inbox, &head, r));
+  port_busy(P);
+  if (atomic_exchange(&P->parked, 0)) csp_port_signal(P);
+  if (atomic_load(&P->dead)) {  /* the owner is gone: nobody else will free what we posted */
+    csp_XRec *x = csp_port_take(P), *next;
+    for (; x; x = next) { next = x->inext; csp_xchan_rec_free(x); }
+  }
+  csp_port_unref(P);
+}
+
+/* Wakes a record's owner after the completer unlocked. */
+void csp_port_rec_wake(csp_Sched *S, csp_XRec *r) {
+  if (r->S == S) {
+    r->delivered = 1;
+    csp_port_unlink_locals(r->g);
+    csp_sched_ready(S, r->g, 0);
+  } else {
+    port_post(r->port, r);
+  }
+}
+
+static int dump_l(lua_State *L) {
+  csp_sched_dumpto(L, (csp_Sched *)lua_touserdata(L, 1));
+  return 1;
+}
+
+/* An idle thread's goroutines, kept for main's deadlock report (made on its own thread: only
+** it may walk its state). */
+static void port_dump(csp_Sched *S, csp_Port *P, unsigned round) {
+  lua_State *L = S->loopL;
+  char *d = NULL;
+  if (L && lua_checkstack(L, 4)) {
+    lua_pushcfunction(L, dump_l);
+    lua_pushlightuserdata(L, S);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+      size_t len;
+      const char *s = lua_tolstring(L, -1, &len);
+      if (s && (d = malloc(len + 64)) != NULL)
+        snprintf(d, len + 64, "\n\nthread %lld:\n%s", (long long)csp_thread_id(), s);
+    }
+    lua_pop(L, 1);
+  }
+  free(P->dump);
+  P->dump = d;
+  atomic_store_explicit(&P->dumpgen, round, memory_order_release);
+}
+
+static int dumped(void *port, void *round) {
+  csp_Port *P = (csp_Port *)port;
+  return atomic_load_explicit(&P->dumpgen, memory_order_acquire) == *(unsigned *)round;
+}
+
+/* sched.c, main's deadlock report: appends the other threads' goroutines to the string on L. */
+static int add_dump(void *port, void *L) {
+  csp_Port *P = (csp_Port *)port;
+  if (P->dump) lua_pushstring((lua_State *)L, P->dump);
+  else lua_pushliteral((lua_State *)L, "");
+  lua_concat((lua_State *)L, 2);
+  return 1;
+}
+
+void csp_port_dumps(lua_State *L, csp_Sched *S) {
+  csp_Port *P = (csp_Port *)S->port;
+  if (!P->global) return;  /* a deadlock of this scheduler alone: the others' dumps may be stale */
+  P->global = 0;
+  csp_ports_foreach(add_dump, L);
+}
+
+/* sched.c, before the loop polls libuv: take what other threads completed; while goroutines
+** wait on other threads keep the loop alive, spin briefly, and count as idle if nothing else
+** (timer, I/O) can wake it. When every scheduler is idle the process is deadlocked: main
+** reports it (its loop is left not alive); another thread that sees it wakes main to look.
+** Returns whether to block. */
+int csp_port_poll(csp_Sched *S, int wait) {
+  csp_Port *P = (csp_Port *)S->port;
+  int alone;
+  if (port_drain(P)) return 0;
+  if (!wait) return 0;
+  port_setref(P, 0);
+  if (P->nwait == 0 || csp_thread_others(S) == 0) return wait;  /* the local rule decides */
+  alone = !uv_loop_alive(S->loop);
+  if (S->nheap == 0 && atomic_fetch_add(&spinners, 1) < 1) {
+    uint64_t until = uv_hrtime() + SPIN_NS;
+    while (atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL && uv_hrtime() < until) {}
+    atomic_fetch_sub(&spinners, 1);
+    if (port_drain(P)) return 0;
+  } else {
+    atomic_fetch_sub(&spinners, 1);
+  }
+  if (alone) {
+    atomic_fetch_add(&nidle, 1);
+    atomic_store(&P->idle, 1);
+    if (atomic_load(&P->inbox) != NULL) {
+      port_busy(P);
+      port_drain(P);
+      return 0;
+    }
+    if (!csp_thread_main()) {
+      unsigned round = atomic_load(&dumpround);
+      if (round != atomic_load(&P->dumpgen)) port_dump(S, P, round);
+    }
+    if (atomic_load(&nidle) >= 1 + csp_thread_others(S)) {
+      if (csp_thread_main()) {
+        unsigned round = atomic_load(&dumpround);
+        if (round != 0 && csp_ports_foreach(dumped, &round)) {
+          port_busy(P);
+          P->global = 1;
+          return wait;  /* the loop is not alive: sched_loop reports the deadlock */
+        }
+        atomic_fetch_add(&dumpround, 1);  /* every idle thread dumps its goroutines, then main looks again */
+        csp_thread_wakeall();
+      } else {
+        csp_thread_signal_main();
+      }
+    }
+  }
+  port_setref(P, 1);
+  atomic_store(&P->parked, 1);
+  if (atomic_load(&P->inbox) != NULL) {
+    atomic_store(&P->parked, 0);
+    port_busy(P);
+    port_drain(P);
+    return 0;
+  }
+  return 1;
+}
+
+void csp_port_after(csp_Sched *S) {
+  csp_Port *P = (csp_Port *)S->port;
+  atomic_store(&P->parked, 0);
+  port_busy(P);
+  port_drain(P);
+}

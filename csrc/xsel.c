@@ -1,0 +1,255 @@
+/* xsel.c: select with xchan cases (locks every channel in address order, or parks on all). */
+#include <stdlib.h>
+#include <string.h>
+#include "xshared.h"
+
+/* ---------------------------------------------------------------- select with xchan cases */
+
+typedef struct XCase {
+  csp_Chan *c;
+  csp_XChan *x;
+  csp_Blob *msg;
+  int send, ready, order;
+} XCase;
+
+typedef struct XSelBox {
+  int n;
+  csp_XChan **locks;  /* distinct xchans, by address */
+  int nlocks;
+  XCase cs[];
+} XSelBox;
+
+static const char xselbox_mt = 0;
+
+static int xselbox_gc(lua_State *L) {
+  XSelBox *bx = (XSelBox *)lua_touserdata(L, 1);
+  for (int i = 0; i < bx->n; i++) {
+    csp_blob_free(bx->cs[i].msg);
+    bx->cs[i].msg = NULL;
+  }
+  return 0;
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void lock_all(XSelBox *bx) {
+  for (int i = 0; i < bx->nlocks; i++) pthread_mutex_lock(&bx->locks[i]->mu);
+}
+
+static void unlock_all(XSelBox *bx) {
+  for (int i = bx->nlocks - 1; i >= 0; i--) pthread_mutex_unlock(&bx->locks[i]->mu);
+}
+
+static int xselect_k(lua_State *L, int status, lua_KContext ctx) {
+  csp_G *g = (csp_G *)ctx;
+  int n = g->nargs, fired, fsend, closed;
+  csp_XRec *r;
+  csp_Blob *b;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  csp_port_unlink_locals(g);
+  r = csp_xchan_rec_done(g);
+  if (n > 0) {  /* a local case fired: the usual results are on the stack */
+    csp_xchan_rec_free(r);
+    if (g->wake == CSP_WAKE_CLOSED) return luaL_error(L, "send on closed channel");
+    return csp_select_finish(L, (int)lua_tointeger(L, -n), n);
+  }
+  fired = r->fired;
+  fsend = r->fsend;
+  closed = r->closed;
+  b = r->val;
+  r->val = NULL;
+  csp_xchan_rec_free(r);
+  if (fsend) {
+    if (closed) return luaL_error(L, "send on closed channel");
+    lua_pushinteger(L, fired);
+    return csp_select_finish(L, fired, 1);
+  }
+  lua_pushinteger(L, fired);
+  csp_xchan_push_recv(L, b, !closed);
+  return csp_select_finish(L, fired, 3);
+}
+
+static void free_msgs(XSelBox *bx) {
+  for (int i = 0; i < bx->n; i++) {
+    csp_blob_free(bx->cs[i].msg);
+    bx->cs[i].msg = NULL;
+  }
+}
+
+/* Under the locks: picks a ready case (uniformly, or the first with ordered); -1 if none. */
+static int xsel_pick(csp_Sched *S, XSelBox *bx, int ordered) {
+  XCase *cs = bx->cs;
+  int nready = 0, pick = -1;
+  for (int i = 0; i < bx->n; i++) {
+    if (cs[i].x) cs[i].ready = cs[i].send ? csp_xchan_sendready(cs[i].x) : csp_xchan_recvready(cs[i].x);
+    else cs[i].ready = cs[i].c && csp_xsel_ready(cs[i].c, cs[i].send);
+    if (cs[i].ready) {
+      nready++;
+      if (ordered && pick < 0) pick = i;
+    }
+  }
+  if (nready > 0 && pick < 0) {
+    int r = (int)(csp_sched_rand(S) % (uint64_t)nready);
+    for (pick = 0; !cs[pick].ready || r-- > 0; pick++) {}
+  }
+  return pick;
+}
+
+#define XSEL_RETRY (-2)
+
+/* Under the locks: runs the ready case pick, unlocks, returns the select's results, or
+** XSEL_RETRY when an xchan case seen ready was not (see csp_xchan_recv_locked): the caller starts over. */
+static int xsel_fire(lua_State *L, csp_Sched *S, XSelBox *bx, int pick) {
+  XCase *c = &bx->cs[pick];
+  csp_XRec *woken = NULL;
+  if (c->x == NULL) {
+    int nres;
+    unlock_all(bx);
+    if ((nres = csp_select_do(L, pick + 1, c->c, c->send)) < 0) return XSEL_RETRY;
+    free_msgs(bx);
+    return csp_select_finish(L, pick + 1, nres);
+  }
+  if (c->send) {
+    if (c->x->closed) {
+      unlock_all(bx);
+      free_msgs(bx);
+      return luaL_error(L, "send on closed channel");
+    }
+    if (!csp_xchan_send_locked(c->x, c->msg, &woken)) {
+      unlock_all(bx);
+      return XSEL_RETRY;
+    }
+    c->msg = NULL;
+    unlock_all(bx);
+    free_msgs(bx);
+    if (woken) csp_port_rec_wake(S, woken);
+    lua_pushinteger(L, pick + 1);
+    return csp_select_finish(L, pick + 1, 1);
+  } else {
+    int ok;
+    csp_Blob *b = csp_xchan_recv_locked(c->x, &ok, &woken);
+    unlock_all(bx);
+    if (ok < 0) return XSEL_RETRY;
+    free_msgs(bx);
+    if (woken) csp_port_rec_wake(S, woken);
+    lua_pushinteger(L, pick + 1);
+    csp_xchan_push_recv(L, b, ok);
+    return csp_select_finish(L, pick + 1, 3);
+  }
+}
+
+/* Under the locks, nothing ready: links a waiter per case (local ones as select.c does, xchan
+** ones on record r, in one random order, as Go does), unlocks and parks. */
+static int xsel_park(lua_State *L, csp_Sched *S, XSelBox *bx, csp_G *g, csp_XRec *r, int *order) {
+  XCase *cs = bx->cs;
+  int m = 0, nx = 0, nl = 0;
+  csp_Waiter *ws = g->sel;
+  for (int i = 0; i < bx->n; i++)
+    if (cs[i].x || cs[i].c) order[m++] = i;
+  for (int i = m - 1; i > 0; i--) {
+    int j = (int)(csp_sched_rand(S) % (uint64_t)(i + 1));
+    int t = order[i]; order[i] = order[j]; order[j] = t;
+  }
+  for (int k = 0; k < m; k++) {
+    int i = order[k];
+    if (cs[i].x) {
+      csp_XWaiter *w = &r->w[nx++];
+      w->ch = cs[i].x;
+      w->rec = r;
+      w->caseidx = i + 1;
+      w->send = cs[i].send;
+      w->msg = cs[i].msg;
+      cs[i].msg = NULL;
+      csp_shared_ref(&cs[i].x->h);
+      csp_xchan_q_push(cs[i].send ? &cs[i].x->sendq : &cs[i].x->recvq, w);
+    } else {
+      csp_Waiter *w = &ws[nl++];
+      memset(w, 0, sizeof *w);
+      w->g = g;
+      w->caseidx = i + 1;
+      if (cs[i].send) {
+        lua_getiuservalue(L, 3 + i + 1, 2);  /* room: checked by csp_xselect */
+        w->validx = lua_gettop(L);
+      }
+      csp_wq_push(cs[i].send ? &cs[i].c->sendq : &cs[i].c->recvq, w);
+    }
+  }
+  g->nsel = nl;
+  csp_xchan_rec_arm(L, S, g, r);
+  unlock_all(bx);
+  return csp_sched_park(L, g, "select", (lua_KContext)g, xselect_k);
+}
+
+static XSelBox *xsel_box(lua_State *L, int n) {
+  size_t sz = sizeof(XSelBox) + (size_t)n * (sizeof(XCase) + sizeof(void *) + sizeof(int));
+  XSelBox *bx = (XSelBox *)lua_newuserdatauv(L, sz, 0);
+  memset(bx, 0, sz);
+  bx->n = n;
+  bx->locks = (csp_XChan **)(bx->cs + n);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &xselbox_mt) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, xselbox_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &xselbox_mt);
+  }
+  lua_setmetatable(L, -2);
+  return bx;
+}
+
+/* select.c hands over a select with at least one xchan case (stack: see select.c). Returns -1
+** when nothing is ready and there is a default, which select.c runs. */
+int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered) {
+  XSelBox *bx;
+  XCase *cs;
+  csp_XRec *r = NULL;
+  csp_G *g = NULL;
+  int pick, nl = 0, nx = 0;
+  if (!lua_checkstack(L, n + 16)) return luaL_error(L, "select: too many cases");
+  bx = xsel_box(L, n);  /* owns the encoded send values until they are linked or sent */
+  cs = bx->cs;
+  for (int i = 0; i < n; i++) {
+    void *x;
+    csp_select_case(L, i + 1, &cs[i].c, &x, &cs[i].send);
+    cs[i].x = (csp_XChan *)x;
+    if (cs[i].x) {
+      int k;
+      nx++;
+      for (k = 0; k < bx->nlocks && bx->locks[k] != cs[i].x; k++) {}
+      if (k == bx->nlocks) bx->locks[bx->nlocks++] = cs[i].x;
+      if (cs[i].send) {  /* encoded before any lock: it may raise */
+        lua_getiuservalue(L, 3 + i + 1, 2);
+        cs[i].msg = csp_blob_encode(L, -1, 1);
+        lua_pop(L, 1);
+      }
+    } else if (cs[i].c) {
+      nl++;
+    }
+  }
+  qsort(bx->locks, (size_t)bx->nlocks, sizeof *bx->locks, cmp_ptr);
+  for (;;) {
+    lock_all(bx);
+    if ((pick = xsel_pick(S, bx, ordered)) >= 0) {
+      int nres = xsel_fire(L, S, bx, pick);
+      if (nres == XSEL_RETRY) continue;
+      free(r);
+      return nres;
+    }
+    if (lua_toboolean(L, 2)) {
+      unlock_all(bx);
+      free_msgs(bx);
+      free(r);
+      return -1;
+    }
+    if (r) break;
+    unlock_all(bx);
+    g = csp_sched_self(L, S);
+    if (nl > 0) csp_sched_selwaiters(L, g, nl);
+    r = csp_xchan_prepare(L, S, &g, nx);
+  }
+  return xsel_park(L, S, bx, g, r, (int *)(bx->locks + n));
+}
