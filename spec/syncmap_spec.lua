@@ -4,20 +4,7 @@ local csp = require "csp"
 local util = require "spec.helpers.util"
 local raises = util.raises
 
-local function alive()
-  collectgarbage()
-  collectgarbage()
-  return csp.stats().shared_alive
-end
-
--- Ended threads drop their refs just after their joiners wake: wait (bounded) for the count.
-local function settles(base)
-  for _ = 1, 2000 do
-    if alive() <= base then break end
-    csp.sleep(0.001)
-  end
-  return alive()
-end
+local alive, settles = util.shared_alive, util.shared_settles
 
 describe("csp.syncmap", function()
   it("load and store, with Go's ok results", function()

@@ -6,20 +6,7 @@ local util = require "spec.helpers.util"
 local run = require "spec.helpers.run"
 local raises, in_go = util.raises, util.in_go
 
-local function alive()
-  collectgarbage()
-  collectgarbage()
-  return csp.stats().shared_alive
-end
-
--- A thread drops its own refs just after its joiners wake: wait (bounded) for the count.
-local function settles(base)
-  for _ = 1, 2000 do
-    if alive() <= base then break end
-    csp.sleep(0.001)
-  end
-  return alive()
-end
+local alive, settles = util.shared_alive, util.shared_settles
 
 describe("csp.thread", function()
   it("runs f with copies of the arguments and join returns copies of its results", function()

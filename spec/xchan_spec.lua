@@ -5,19 +5,7 @@ local csp = require "csp"
 local util = require "spec.helpers.util"
 local raises, in_go = util.raises, util.in_go
 
-local function alive()
-  collectgarbage()
-  collectgarbage()
-  return csp.stats().shared_alive
-end
-
-local function settles(base)
-  for _ = 1, 2000 do
-    if alive() <= base then break end
-    csp.sleep(0.001)
-  end
-  return alive()
-end
+local settles = util.shared_settles
 
 -- A thread echoing what it receives on x back on y until x closes; returns the count.
 local function echo(x, y)

@@ -26,4 +26,23 @@ function M.pack(...)
   return table.pack(...)
 end
 
+-- Shared objects (xchan, syncmap, atomics, threads) alive in the process, after two full
+-- collections in this state.
+function M.shared_alive()
+  collectgarbage()
+  collectgarbage()
+  return require("csp").stats().shared_alive
+end
+
+-- Ended threads drop their refs just after their joiners wake: waits (bounded) until the count
+-- is back to base, and returns it.
+function M.shared_settles(base)
+  local csp = require "csp"
+  for _ = 1, 2000 do
+    if M.shared_alive() <= base then break end
+    csp.sleep(0.001)
+  end
+  return M.shared_alive()
+end
+
 return M
