@@ -39,15 +39,5 @@ local function Withdraw(amount)
   return true
 end
 
-local refused = 0
-local wg = csp.waitgroup()
-for _ = 1, opts.goroutines do
-  wg:go(function()
-    Deposit(100)
-    if not Withdraw(60) then refused = refused + 1 end
-  end)
-end
-wg:wait()
-print(("%d goroutines deposited 100 and withdrew 60 each (%d withdrawals refused)")
-  :format(opts.goroutines, refused))
-print(("balance: %d"):format(Balance()))
+require("banktest").drive(opts.goroutines,
+  { Deposit = Deposit, Withdraw = Withdraw, Balance = Balance })

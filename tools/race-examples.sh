@@ -20,7 +20,7 @@ declare -A ARGS=(
   [chat.lua]="-" [clock1.lua]="-" [clock2.lua]="-" [reverb1.lua]="-" [reverb2.lua]="-"
   [netcat1.lua]="-" [netcat2.lua]="-" [netcat3.lua]="-" [crawl1.lua]="-" [crawl2.lua]="-"
   [crawl3.lua]="-" [memo_http.lua]="-" [mirrored_http.lua]="-"
-  [du.lua]="-" [links.lua]="-" [demo.lua]="-" [flags.lua]="-" [memotest.lua]="-"
+  [du.lua]="-" [links.lua]="-" [demo.lua]="-" [flags.lua]="-" [memotest.lua]="-" [banktest.lua]="-"
   [thumbnails.lua]="-"
 )
 fail=0 n=0 skipped=()
