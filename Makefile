@@ -125,7 +125,7 @@ valgrind: deps
 lint: lint-lua lint-c
 
 lint-lua:
-	luacheck --codes lua spec examples $(wildcard bench/*.lua)
+	luacheck --codes lua spec examples $(wildcard bench/*.lua bench/*/*.lua)
 
 # cppcheck sees lua.h (for its macros) but no system header: LLONG_MAX stands in for the
 # <limits.h> that luaconf.h checks. uv.h and gumbo.h are in /usr/include, which stays unseen.

@@ -6,10 +6,10 @@ local q = os.getenv("BENCH_QUICK")
 local N = (q and q ~= "" and q ~= "0") and 200000 or 2000000
 
 local ch = csp.xchan(1024)
-local t = csp.thread(function(ch)
+local t = csp.thread(function(xc)  -- its own copy of the xchan
   local count = 0
   while true do
-    local _, ok = ch:recv()
+    local _, ok = xc:recv()
     if not ok then return count end
     count = count + 1
   end

@@ -6,8 +6,8 @@ local q = os.getenv("BENCH_QUICK")
 local N = (q and q ~= "" and q ~= "0") and 20000 or 200000
 
 local ping, pong = csp.xchan(), csp.xchan()
-local t = csp.thread(function(ping, pong, n)
-  for _ = 1, n do pong:send(ping:recv()) end
+local t = csp.thread(function(pi, po, n)  -- its own copies of the two xchans
+  for _ = 1, n do po:send(pi:recv()) end
 end, ping, pong, N)
 local t0 = csp.now()
 for i = 1, N do
