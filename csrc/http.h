@@ -10,6 +10,8 @@
 ** pooled connections must not hide a deadlock nor hold the program open. */
 typedef struct Poll Poll;
 
+typedef struct Sock Sock;
+
 typedef struct Multi {
   csp_Sched *S;
   CURLM *m;              /* NULL until the first request, and after close_idle */
@@ -18,24 +20,26 @@ typedef struct Multi {
   long nattached;        /* easy handles in m */
   long nsock;            /* connection sockets curl holds open */
   Poll *polls;           /* every poll handle, for ref/unref */
-  CURL *spare[16];       /* easy handles of finished requests, reset, for the next ones */
+  CURL *spare[64];       /* easy handles of finished requests, reset, for the next ones */
   int nspare;
-  struct Sock *socks;    /* every connection socket curl opened */
+  Sock *socks;           /* by descriptor: the connection sockets curl opened */
+  int nsocks;            /* length of socks */
 } Multi;
 
-/* A connection socket, with its local port once looked up (to find it from the prereq
-** callback, which names a connection by its ports). */
-typedef struct Sock {
-  curl_socket_t fd;
-  int lport;
-  struct Sock *next;
-} Sock;
+/* A connection socket curl opened (through csp_httpcurl_open_cb; closed through close_cb). */
+struct Sock {
+  uint8_t open;
+  int lport;             /* its local port once looked up (the prereq callback names a
+                         ** connection by its ports), 0 before */
+  Poll *poll;            /* its poll handle, kept while the connection idles in the pool */
+};
 
 struct Poll {
   uv_poll_t h;           /* first member: freed by free() in the close callback */
   Multi *M;              /* NULL once closing */
   curl_socket_t fd;
   int events;            /* what the poll watches now: unchanged requests cost no syscall */
+  uint8_t want;          /* curl watches the socket (0: an idle pooled connection) */
   Poll *next, *prev;
 };
 

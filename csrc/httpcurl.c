@@ -62,19 +62,21 @@ static void req_wake(Req *r) {
 
 /* ---------------------------------------------------------------- curl's callbacks */
 
-static void poll_unlink(Poll *p) {
-  Multi *M = p->M;
-  if (p->prev) p->prev->next = p->next;
-  else M->polls = p->next;
-  if (p->next) p->next->prev = p->prev;
-  p->M = NULL;
-}
-
 static void multi_action(Multi *M, curl_socket_t fd, int flags);
+
+/* The connection socket fd, or NULL when curl did not open it through open_cb (a resolver's). */
+static Sock *sock_of(Multi *M, curl_socket_t fd) {
+  return fd >= 0 && fd < M->nsocks && M->socks[fd].open ? &M->socks[fd] : NULL;
+}
 
 static void poll_cb(uv_poll_t *h, int status, int events) {
   Poll *p = (Poll *)h;
   int flags = 0;
+  if (!p->want) {  /* an idle pooled connection became readable (closed by the server...) */
+    uv_poll_stop(h);
+    p->events = 0;
+    return;
+  }
   /* An error on the socket: curl reads or writes it and meets the error itself, which gives
   ** the caller its errno (connection reset...) rather than a bare "select/poll returned error". */
   if (status < 0) flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
@@ -83,34 +85,63 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
   multi_action(p->M, p->fd, flags);  /* p may be closed from here on */
 }
 
+static Poll *poll_new(Multi *M, curl_socket_t fd) {
+  Poll *p = calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  if (uv_poll_init_socket(M->S->loop, &p->h, fd) != 0) {
+    free(p);
+    return NULL;
+  }
+  p->M = M;
+  p->fd = fd;
+  p->next = M->polls;
+  if (M->polls) M->polls->prev = p;
+  M->polls = p;
+  if (M->nwait == 0) uv_unref((uv_handle_t *)&p->h);
+  return p;
+}
+
+static void poll_free(Poll *p) {
+  Multi *M = p->M;
+  if (p->prev) p->prev->next = p->next;
+  else M->polls = p->next;
+  if (p->next) p->next->prev = p->prev;
+  p->M = NULL;
+  uv_poll_stop(&p->h);
+  uv_close((uv_handle_t *)&p->h, csp_close_free);
+}
+
+/* A connection socket keeps its poll handle while it idles in the pool, still reading: the
+** next request on it costs no epoll_ctl (nor a handle), and an event while it idles only stops
+** the poll. Writable is always ready: that stops at once. Sockets curl did not open through
+** open_cb (so whose close csp does not see) lose their poll when curl stops watching them. */
 static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp) {
   Multi *M = (Multi *)userp;
   Poll *p = (Poll *)socketp;
+  Sock *k = sock_of(M, fd);
   int events = 0;
   (void)e;
+  if (p == NULL && k != NULL) p = k->poll;
   if (what == CURL_POLL_REMOVE) {
-    if (p != NULL) {
-      poll_unlink(p);
-      uv_poll_stop(&p->h);
-      uv_close((uv_handle_t *)&p->h, csp_close_free);
-      curl_multi_assign(M->m, fd, NULL);
+    if (p == NULL) return 0;
+    if (socketp != NULL) curl_multi_assign(M->m, fd, NULL);
+    if (k == NULL) {
+      poll_free(p);
+    } else {
+      p->want = 0;
+      if (p->events & UV_WRITABLE) {
+        uv_poll_stop(&p->h);
+        p->events = 0;
+      }
     }
     return 0;
   }
   if (p == NULL) {
-    if ((p = calloc(1, sizeof *p)) == NULL) return -1;
-    if (uv_poll_init_socket(M->S->loop, &p->h, fd) != 0) {
-      free(p);
-      return -1;
-    }
-    p->M = M;
-    p->fd = fd;
-    p->next = M->polls;
-    if (M->polls) M->polls->prev = p;
-    M->polls = p;
-    if (M->nwait == 0) uv_unref((uv_handle_t *)&p->h);
-    curl_multi_assign(M->m, fd, p);
+    if ((p = poll_new(M, fd)) == NULL) return -1;
+    if (k != NULL) k->poll = p;
   }
+  if (socketp == NULL) curl_multi_assign(M->m, fd, p);
+  p->want = 1;
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
   if (events != p->events || !uv_is_active((uv_handle_t *)&p->h)) {
@@ -136,37 +167,49 @@ static int timer_cb(CURLM *m, long ms, void *userp) {
   return 0;
 }
 
+/* Makes room in M->socks for descriptor fd; 0 without memory. */
+static int socks_grow(Multi *M, curl_socket_t fd) {
+  int n = M->nsocks ? M->nsocks : 64;
+  Sock *ns;
+  while (n <= fd) n *= 2;
+  if ((ns = realloc(M->socks, (size_t)n * sizeof *ns)) == NULL) return 0;
+  memset(ns + M->nsocks, 0, (size_t)(n - M->nsocks) * sizeof *ns);
+  M->socks = ns;
+  M->nsocks = n;
+  return 1;
+}
+
 curl_socket_t csp_httpcurl_open_cb(void *u, curlsocktype purpose, struct curl_sockaddr *a) {
   Req *r = (Req *)u;
   Multi *M = r->M;
   curl_socket_t fd;
-  Sock *k = malloc(sizeof *k);
   (void)purpose;
-  if (k == NULL) return CURL_SOCKET_BAD;
   fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd == CURL_SOCKET_BAD) {
     r->open_errno = errno;  /* curl reports no errno for this: Go's "socket: too many open files" */
-    free(k);
     return fd;
   }
-  k->fd = fd;
-  k->lport = 0;
-  k->next = M->socks;
-  M->socks = k;
+  if (fd >= M->nsocks && !socks_grow(M, fd)) {
+    close(fd);
+    r->open_errno = ENOMEM;
+    return CURL_SOCKET_BAD;
+  }
+  M->socks[fd].open = 1;
+  M->socks[fd].lport = 0;
+  M->socks[fd].poll = NULL;
   M->nsock++;
   return fd;
 }
 
+/* The poll goes before the descriptor: libuv must never watch a closed one. */
 int csp_httpcurl_close_cb(void *u, curl_socket_t fd) {
   Multi *M = (Multi *)u;
-  for (Sock **pk = &M->socks; *pk != NULL; pk = &(*pk)->next) {
-    if ((*pk)->fd == fd) {
-      Sock *k = *pk;
-      *pk = k->next;
-      free(k);
-      M->nsock--;
-      break;
-    }
+  Sock *k = sock_of(M, fd);
+  if (k != NULL) {
+    if (k->poll != NULL) poll_free(k->poll);
+    k->open = 0;
+    k->poll = NULL;
+    M->nsock--;
   }
   return close(fd);
 }
@@ -187,13 +230,16 @@ static int sock_lport(curl_socket_t fd) {
 ** on a fresh connection. */
 int csp_httpcurl_prereq_cb(void *u, char *rip, char *lip, int rport, int lport) {
   Req *r = (Req *)u;
+  Multi *M = r->M;
   (void)rip; (void)lip; (void)rport;
-  for (Sock *k = r->M->socks; k != NULL; k = k->next) {
+  for (int fd = 0; fd < M->nsocks; fd++) {
+    Sock *k = &M->socks[fd];
     char c;
-    if (k->lport == 0) k->lport = sock_lport(k->fd);
+    if (!k->open) continue;
+    if (k->lport == 0) k->lport = sock_lport(fd);
     if (k->lport != lport) continue;
-    if (recv(k->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
-      shutdown(k->fd, SHUT_RDWR);
+    if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+      shutdown(fd, SHUT_RDWR);
       r->stale = 1;
       return CURL_PREREQFUNC_ABORT;
     }
@@ -368,6 +414,7 @@ int csp_httpcurl_multi_gc(lua_State *L) {
   Multi **box = (Multi **)lua_touserdata(L, 1);
   if (*box != NULL) {
     csp_httpcurl_multi_close(*box);
+    free((*box)->socks);
     free(*box);
     *box = NULL;
   }
