@@ -24,6 +24,7 @@ enum { RD_BYTES, RD_LINE, RD_LINES };
 
 static int err_code(lua_State *L, Conn *c, const char *op, int code) {
   if (code == UV_EOF) return csp_fail(L, uv_err_name(code), "EOF");
+  if (c->s != NULL && c->s->kind == CSP_ST_SRC) return c->s->src->fail(L, c->s);
   return csp_fail(L, uv_err_name(code), "%s %s: %s", op, c->name, uv_strerror(code));
 }
 
@@ -180,6 +181,12 @@ void csp_stream_push(lua_State *L, csp_Stream *s) {
   c->s = s;
 }
 
+void csp_stream_push_src(lua_State *L, csp_Stream *s, const char *name) {
+  Conn *c = conn_new(L);
+  snprintf(c->name, sizeof c->name, "%s", name);
+  c->s = s;
+}
+
 /* ---------------------------------------------------------------- read, read_line, lines */
 
 static int rd_k(lua_State *L, int status, lua_KContext ctx);
@@ -294,6 +301,7 @@ static int wr_run(lua_State *L, Conn *c, int turn) {
   int r, written = 0;
   if ((s = conn_stream(L, c, &r)) == NULL)
     return r ? err_code(L, c, "write", r) : err_closed(L, c, "write");
+  if (s->kind == CSP_ST_SRC) return csp_fail(L, "EBADF", "write %s: bad file descriptor", c->name);
   if (s->wbusy && s->wdone && s->wowner == &s->S->maing && s->wowner->ticket != s->wticket)
     s->wbusy = s->wdone = 0;  /* main's wait for it was cancelled by a caught panic */
   if (s->wbusy || (!turn && s->wq.head)) {
@@ -407,7 +415,7 @@ static int wr_pieces(lua_State *L, Conn *c, int n, uv_buf_t *b, size_t total) {
   size_t skip;
   csp_Stream *s = c->s;
   int r, first;
-  if (n - 1 > WR_IOV || s == NULL || s->kind == CSP_ST_FILE || s->fd == 1 || s->fd == 2 ||
+  if (n - 1 > WR_IOV || s == NULL || s->kind >= CSP_ST_FILE || s->fd == 1 || s->fd == 2 ||
       s->wbusy || s->wq.head || s->wdl || total == 0 || total > INT32_MAX)
     return -1;
   r = uv_try_write(&s->u.s, b, (unsigned)(n - 1));

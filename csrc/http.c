@@ -1,17 +1,20 @@
-/* http.c: HTTP client requests (csp.http's core): options, waiting, feeding, results, errors. */
-#include <errno.h>
-#include <stdio.h>
-#include <strings.h>
+/* http.c: HTTP client requests (csp.http's core): options, waiting, feeding, cancelling, the
+** Lua API. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
+#include <strings.h>
 #include <unistd.h>
 #include "http.h"
 
 static const char req_tag = 0;
 
-/* ---------------------------------------------------------------- requests */
+enum { F_PRODUCER = 1, F_SINK = 2, F_DECODE = 4, F_READER = 8 };  /* _new's flags */
+
+#define MAX_BODY ((int64_t)64 * 1024 * 1024)  /* default body limit (Go has none; a crawler needs one) */
+#define MAX_REDIRECTS 10                       /* as Go's Client */
+
+/* ---------------------------------------------------------------- request records */
 
 static Req *req_check(lua_State *L) {
   Req *r = (Req *)csp_checktag(L, 1, &req_tag, sizeof(Req), "csp.http request");
@@ -19,99 +22,169 @@ static Req *req_check(lua_State *L) {
   return r;
 }
 
-static void req_release(Req *r) {
-  if (r->M == NULL) return;
+/* Detaches r and gives its easy handle back (reset: options to defaults, caches kept); r->M
+** stays, so a goroutine still parked on r can resume. */
+void csp_http_req_drop(Req *r) {
+  Multi *M = r->M;
+  if (M == NULL || r->e == NULL) return;
   csp_httpcurl_req_unpark(r);
+  csp_httpbody_unlist(r);
+  csp_httpbody_unref(r);
   if (r->attached) {
     r->attached = 0;
-    r->M->nattached--;
-    curl_multi_remove_handle(r->M->m, r->e);
+    M->nattached--;
+    curl_multi_remove_handle(M->m, r->e);
   }
-  if (r->M->m != NULL && r->M->nspare < (int)(sizeof r->M->spare / sizeof r->M->spare[0])) {
-    curl_easy_reset(r->e);  /* keeps its caches (DNS, TLS sessions); options back to defaults */
-    r->M->spare[r->M->nspare++] = r->e;
+  if (M->m != NULL && M->nspare < (int)(sizeof M->spare / sizeof M->spare[0])) {
+    curl_easy_reset(r->e);
+    M->spare[M->nspare++] = r->e;
   } else {
     curl_easy_cleanup(r->e);
   }
+  r->e = NULL;
   curl_slist_free_all(r->hdrs);
+  r->hdrs = NULL;
   csp_httpcurl_buf_free(&r->body);
   csp_httpcurl_buf_free(&r->head);
   csp_httpcurl_buf_free(&r->trail);
   csp_httpcurl_buf_free(&r->up);
+}
+
+/* Lets r go for good: a body stream no conn took goes with it; one a conn owns forgets it (at
+** lua_close both are finalized, in either order). */
+static void req_free(Req *r) {
+  csp_Stream *st = r->st;
+  if (r->M == NULL) return;
+  if (r->M->m == NULL) r->attached = 0;  /* close_idle or lua_close took the multi: and the handles */
+  csp_http_req_drop(r);
+  r->st = NULL;
+  if (st != NULL) {
+    st->srcdata = NULL;
+    if (st->rerr == 0) st->rerr = UV_ECANCELED;
+    if (!r->handed) csp_stream_close(st, 0);
+  }
   r->M = NULL;
 }
 
 static int req_gc(lua_State *L) {
-  Req *r = (Req *)lua_touserdata(L, 1);
-  /* At lua_close the multi may be gone already: then so is every attachment. */
-  if (r->M != NULL && r->M->m == NULL) r->attached = 0;
-  req_release(r);
+  req_free((Req *)lua_touserdata(L, 1));
   return 0;
 }
 
-static const char *opt_str(lua_State *L, int t, const char *k) {
+/* __close (the caller's scope ends, by return or error): the transfer stops unless a body
+** reader took it. */
+static int req_close(lua_State *L) {
+  Req *r = req_check(L);
+  if (r->handed) return 0;
+  if (!r->done) {
+    r->cancelled = 1;
+    csp_httpcurl_req_finish(r, CURLE_ABORTED_BY_CALLBACK);
+  }
+  csp_http_req_drop(r);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- options */
+
+/* Go's refusals of URLs no request can be made for, before curl sees them: pushes the message
+** and returns 1, or returns 0. */
+static int url_refused(lua_State *L, const char *u) {
+  const char *p = u, *auth, *aend, *host, *port;
+  size_t i;
+  if (!isalpha((unsigned char)*p)) return lua_pushliteral(L, "unsupported protocol scheme \"\""), 1;
+  while (isalnum((unsigned char)*p) || *p == '+' || *p == '.' || *p == '-') p++;
+  if (*p != ':') return lua_pushliteral(L, "unsupported protocol scheme \"\""), 1;
+  if (!((p - u == 4 && strncasecmp(u, "http", 4) == 0) || (p - u == 5 && strncasecmp(u, "https", 5) == 0))) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "unsupported protocol scheme \"");
+    for (const char *q = u; q < p; q++) luaL_addchar(&b, (char)tolower((unsigned char)*q));
+    luaL_addchar(&b, '"');
+    luaL_pushresult(&b);
+    return 1;
+  }
+  if (p[1] != '/' || p[2] != '/') return lua_pushliteral(L, "http: no Host in request URL"), 1;
+  auth = p + 3;
+  aend = auth + strcspn(auth, "/?#");
+  for (const char *q = auth; q < aend; q++)
+    if (*q == '@') auth = q + 1;  /* the userinfo goes */
+  host = auth;
+  if (*auth == '[' && (port = memchr(auth, ']', (size_t)(aend - auth))) != NULL) port++;
+  else port = auth + strcspn(auth, ":") < aend ? auth + strcspn(auth, ":") : aend;
+  if (port == host) return lua_pushliteral(L, "http: no Host in request URL"), 1;
+  if (port < aend && !(aend - port == 1 && *port == ':')) {
+    long v = 0;
+    for (i = 1; port + i < aend && isdigit((unsigned char)port[i]) && v <= 65535; i++) v = v * 10 + (port[i] - '0');
+    if (*port != ':' || port + i != aend || v > 65535) {
+      lua_pushliteral(L, "invalid port \"");
+      lua_pushlstring(L, port, (size_t)(aend - port));
+      lua_pushliteral(L, "\" after host");
+      lua_concat(L, 3);
+      return 1;
+    }
+  }
+  for (p = u; *p; p++)
+    if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
+      return lua_pushliteral(L, "invalid character in URL"), 1;
+  return 0;
+}
+
+/* o[k] on the stack: its type, LUA_TNIL for nil or false. */
+static int opt_get(lua_State *L, const char *k) {
+  int t = lua_getfield(L, 1, k);
+  return t == LUA_TBOOLEAN && !lua_toboolean(L, -1) ? LUA_TNIL : t;
+}
+
+static const char *opt_str(lua_State *L, const char *k) {
   const char *s = NULL;
-  int ty = lua_getfield(L, t, k);
-  if (ty == LUA_TSTRING) s = lua_tostring(L, -1);
-  else if (ty != LUA_TNIL) luaL_error(L, "http: field %s must be a string", k);
+  int t = opt_get(L, k);
+  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "http: field %s must be a string", k);
   lua_pop(L, 1);  /* anchored by the table */
   return s;
 }
 
-static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer def) {
+/* An integer option: def when nil, none when false. */
+static lua_Integer opt_int(lua_State *L, const char *k, lua_Integer def, lua_Integer none) {
   lua_Integer v = def;
-  int ty = lua_getfield(L, t, k);
-  if (ty != LUA_TNIL) {
-    int ok;
-    v = lua_tointegerx(L, -1, &ok);
-    if (!ok) luaL_error(L, "http: field %s must be an integer", k);
-  }
+  int t = lua_getfield(L, 1, k);
+  if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) v = none;
+  else if (t != LUA_TNIL && (!lua_isinteger(L, -1) || (v = lua_tointeger(L, -1)) < 0))
+    luaL_error(L, "http: field %s must be a non-negative integer", k);
   lua_pop(L, 1);
   return v;
 }
 
-static int opt_bool(lua_State *L, int t, const char *k) {
-  int v;
-  lua_getfield(L, t, k);
-  v = lua_toboolean(L, -1);
+/* opts.timeout in seconds -> ms, at least 1; 0: none (a huge one, math.huge, 1e308 or 2^53 s,
+** is none too, as for every other deadline). */
+static long opt_timeout(lua_State *L) {
+  lua_Number t = 0, ms;
+  if (opt_get(L, "timeout") != LUA_TNIL && !((t = lua_tonumber(L, -1)) > 0))
+    luaL_error(L, "http: field timeout must be a positive number");
   lua_pop(L, 1);
-  return v;
+  if (!(t > 0) || t >= 1099511627776.0) return 0;
+  ms = t * 1000;
+  return ms <= 1 ? 1 : (long)ms + ((lua_Number)(long)ms < ms);
+}
+
+/* Go's crypto/x509 on Linux: $SSL_CERT_FILE replaces the default CA file, and one it cannot
+** read is skipped (the directories still count); $SSL_CERT_DIR replaces the directories. */
+static void certs_from_env(Multi *M) {
+  const char *f = getenv("SSL_CERT_FILE"), *d = getenv("SSL_CERT_DIR");
+  if (M->env_read) return;
+  M->env_read = 1;
+  if (f != NULL && *f && access(f, R_OK) == 0) M->cafile = strdup(f);
+  if (d != NULL && *d) M->capath = strdup(d);
 }
 
 #define SETOPT(e, o, v) do { if (curl_easy_setopt(e, o, v) != CURLE_OK) goto fail; } while (0)
 
-/* _new{method=, url=, headers={"Name: value",...}, body=string, stream=bool, timeout_ms=,
-** max_body=, follow=, insecure=, cainfo=, capath=, http_version=, sink=, decode=} -> request.
-** The Lua glue has checked and normalised every field; this checks only what memory safety
-** needs. */
-static int http_new(lua_State *L) {
-  Multi *M = csp_httpcurl_multi_of(L);
-  Req *r;
-  CURL *e;
-  const char *method, *url, *cainfo, *capath, *ver;
-  lua_Integer timeout, follow;
-  size_t blen = 0;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  method = opt_str(L, 1, "method");
-  url = opt_str(L, 1, "url");
-  if (method == NULL || url == NULL) return luaL_error(L, "http: method and url are required");
-  cainfo = opt_str(L, 1, "cainfo");
-  capath = opt_str(L, 1, "capath");
-  ver = opt_str(L, 1, "http_version");
-  timeout = opt_int(L, 1, "timeout_ms", 0);
-  follow = opt_int(L, 1, "follow", 10);
-  r = (Req *)lua_newuserdatauv(L, sizeof *r, 1);
-  memset(r, 0, sizeof *r);
-  r->tag = &req_tag;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &req_tag);
-  lua_setmetatable(L, -2);
-  csp_httpcurl_multi_get(L, M);
-  e = M->nspare > 0 ? M->spare[--M->nspare] : curl_easy_init();
-  if (e == NULL) return luaL_error(L, "not enough memory");
-  r->e = e;
-  r->M = M;
-  r->max_body = opt_int(L, 1, "max_body", -1);
-  r->sink = (uint8_t)opt_bool(L, 1, "sink");
+/* The options every request sets, and the ones of the request's own. */
+static int req_setup(lua_State *L, Req *r, const char *method, const char *url, int flags) {
+  Multi *M = r->M;
+  CURL *e = r->e;
+  const char *cainfo = opt_str(L, "cainfo"), *ver = opt_str(L, "http_version");
+  long timeout = opt_timeout(L);
   SETOPT(e, CURLOPT_PRIVATE, (char *)r);
   SETOPT(e, CURLOPT_NOSIGNAL, 1L);
   SETOPT(e, CURLOPT_ERRORBUFFER, r->err);
@@ -129,31 +202,34 @@ static int http_new(lua_State *L) {
   SETOPT(e, CURLOPT_CLOSESOCKETDATA, M);
   /* Over TLS a second request waits for the first connection's ALPN answer, to share it as
   ** h2 streams; in clear text (HTTP/1.1 only) waiting would serialise concurrent requests. */
-  if (strncasecmp(url, "https:", 6) == 0) SETOPT(e, CURLOPT_PIPEWAIT, 1L);
-  else {
+  if (strncasecmp(url, "https:", 6) == 0) {
+    SETOPT(e, CURLOPT_PIPEWAIT, 1L);
+  } else {
     SETOPT(e, CURLOPT_PREREQFUNCTION, csp_httpcurl_prereq_cb);
     SETOPT(e, CURLOPT_PREREQDATA, r);
   }
   SETOPT(e, CURLOPT_TCP_NODELAY, 1L);
-  if (follow > 0) {
+  if (r->follow > 0) {
     SETOPT(e, CURLOPT_FOLLOWLOCATION, 1L);
-    SETOPT(e, CURLOPT_MAXREDIRS, (long)follow);
+    SETOPT(e, CURLOPT_MAXREDIRS, (long)r->follow);
   }
-  if (timeout > 0) SETOPT(e, CURLOPT_TIMEOUT_MS, (long)timeout);
+  if (timeout > 0) SETOPT(e, CURLOPT_TIMEOUT_MS, timeout);
   if (r->max_body >= 0) SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
-  if (opt_bool(L, 1, "decode")) SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
-  if (opt_bool(L, 1, "insecure")) {
+  if (flags & F_DECODE) SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
+  if (opt_get(L, "insecure") != LUA_TNIL) {
     SETOPT(e, CURLOPT_SSL_VERIFYPEER, 0L);
     SETOPT(e, CURLOPT_SSL_VERIFYHOST, 0L);
   }
-  if (cainfo) SETOPT(e, CURLOPT_CAINFO, cainfo);
-  if (capath) SETOPT(e, CURLOPT_CAPATH, capath);
+  lua_pop(L, 1);
+  certs_from_env(M);
+  if (cainfo || M->cafile) SETOPT(e, CURLOPT_CAINFO, cainfo ? cainfo : M->cafile);
+  if (!cainfo && M->capath) SETOPT(e, CURLOPT_CAPATH, M->capath);
   SETOPT(e, CURLOPT_HTTP_VERSION,
          ver && strcmp(ver, "1.1") == 0 ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
   /* Headers: Go sends no Expect; curl would add one to larger bodies. */
   if ((r->hdrs = curl_slist_append(NULL, "Expect:")) == NULL) goto fail;
-  if (lua_getfield(L, 1, "headers") == LUA_TTABLE) {
-    for (lua_Integer i = 1; lua_geti(L, -1, i) == LUA_TSTRING; i++) {
+  if (lua_type(L, 4) == LUA_TTABLE) {
+    for (lua_Integer i = 1; lua_geti(L, 4, i) == LUA_TSTRING; i++) {
       struct curl_slist *n = curl_slist_append(r->hdrs, lua_tostring(L, -1));
       lua_pop(L, 1);
       if (n == NULL) goto fail;
@@ -161,44 +237,84 @@ static int http_new(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
   SETOPT(e, CURLOPT_HTTPHEADER, r->hdrs);
-  /* Method and body. */
+  /* Method and body: a string body is read in place, anchored by the request. */
   if (lua_getfield(L, 1, "body") == LUA_TSTRING) {
+    size_t blen;
     const char *b = lua_tolstring(L, -1, &blen);
-    lua_setiuservalue(L, -2, 1);  /* curl reads it in place: anchored by the request */
+    lua_setiuservalue(L, -2, 1);
     SETOPT(e, CURLOPT_POST, 1L);
     SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
     SETOPT(e, CURLOPT_POSTFIELDS, b);
   } else {
     lua_pop(L, 1);
-    if (opt_bool(L, 1, "stream")) {
+    if (flags & F_PRODUCER) {
       r->streamed = 1;
       SETOPT(e, CURLOPT_POST, 1L);
       SETOPT(e, CURLOPT_READFUNCTION, csp_httpcurl_read_cb);
       SETOPT(e, CURLOPT_READDATA, r);
+    } else if (strcmp(method, "POST") == 0) {
+      SETOPT(e, CURLOPT_POST, 1L);  /* an empty body, still a POST */
+      SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+      SETOPT(e, CURLOPT_POSTFIELDS, "");
+    } else if (strcmp(method, "GET") == 0) {
+      SETOPT(e, CURLOPT_HTTPGET, 1L);
     }
   }
-  if (strcmp(method, "POST") == 0 && !r->streamed && lua_getiuservalue(L, -1, 1) == LUA_TNIL) {
-    SETOPT(e, CURLOPT_POST, 1L);  /* an empty body, still a POST */
-    SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-    SETOPT(e, CURLOPT_POSTFIELDS, "");
-  }
-  lua_settop(L, 2);
   if (strcmp(method, "HEAD") == 0) SETOPT(e, CURLOPT_NOBODY, 1L);
-  else if (strcmp(method, "GET") == 0 && !r->streamed && lua_getiuservalue(L, -1, 1) == LUA_TNIL)
-    SETOPT(e, CURLOPT_HTTPGET, 1L);
-  else if (strcmp(method, "POST") != 0) SETOPT(e, CURLOPT_CUSTOMREQUEST, method);
-  lua_settop(L, 2);
-  if (curl_multi_add_handle(M->m, e) != CURLM_OK) goto fail;
+  else if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0) SETOPT(e, CURLOPT_CUSTOMREQUEST, method);
+  else if (strcmp(method, "GET") == 0 && (r->streamed || lua_getiuservalue(L, 6, 1) != LUA_TNIL))
+    SETOPT(e, CURLOPT_CUSTOMREQUEST, method);  /* a GET with a body */
+  lua_settop(L, 6);
+  return 1;
+fail:
+  lua_settop(L, 6);
+  return 0;
+}
+
+/* _new(opts, METHOD, url, header_lines|nil, flags) -> request | nil, err (a URL Go refuses).
+** The Lua glue has checked opts and made the header lines; this checks what memory safety
+** needs. opts: timeout (s), max_body, follow (false: none), insecure, cainfo, http_version,
+** body (a string). flags: F_*. */
+static int http_new(lua_State *L) {
+  Multi *M = csp_httpcurl_multi_of(L);
+  const char *method = luaL_checkstring(L, 2), *url = luaL_checkstring(L, 3);
+  int flags = (int)luaL_checkinteger(L, 5);
+  Req *r;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 5);
+  if (url_refused(L, url)) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  r = (Req *)lua_newuserdatauv(L, sizeof *r, 1);  /* index 6 */
+  memset(r, 0, sizeof *r);
+  r->tag = &req_tag;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &req_tag);
+  lua_setmetatable(L, -2);
+  csp_httpcurl_multi_get(L, M);
+  if ((r->e = M->nspare > 0 ? M->spare[--M->nspare] : curl_easy_init()) == NULL)
+    return luaL_error(L, "not enough memory");
+  r->M = M;
+  r->sink = (flags & F_SINK) != 0;
+  r->follow = (int)opt_int(L, "follow", MAX_REDIRECTS, 0);
+  r->max_body = opt_int(L, "max_body", flags & (F_SINK | F_READER) ? -1 : MAX_BODY, -1);
+  if (flags & F_READER) {
+    if ((r->st = csp_stream_alloc(M->S, CSP_ST_SRC)) == NULL) return luaL_error(L, "not enough memory");
+    r->st->src = &csp_httpbody_src;
+    r->st->srcdata = r;
+  }
+  if (!req_setup(L, r, method, url, flags) || curl_multi_add_handle(M->m, r->e) != CURLM_OK) {
+    req_free(r);
+    return luaL_error(L, "http: cannot set up the request (out of memory?)");
+  }
   r->attached = 1;
   M->nattached++;
   return 1;
-fail:
-  lua_settop(L, 2);
-  req_release(r);
-  return luaL_error(L, "http: cannot set up the request (out of memory?)");
 }
+
+/* ---------------------------------------------------------------- waiting, feeding */
 
 static int req_wait_k(lua_State *L, int status, lua_KContext ctx);
 
@@ -213,33 +329,37 @@ static void req_unpause(Req *r) {
 }
 
 /* req:wait() -> "data", chunk | "need" | "done": parks until curl has something for the Lua side:
-** a piece of body for the sink, a request for more upload body, or the end. */
+** a piece of body for the sink, a request for more upload body, or the end (with a body
+** reader: the last header block; afterwards, the end of the transfer or the reader's close). */
 static int req_wait(lua_State *L) {
-  Req *r = req_check(L);
-  csp_Sched *S = csp_sched_get(L);
+  Req *r = (Req *)csp_checktag(L, 1, &req_tag, sizeof(Req), "csp.http request");
+  csp_Sched *S;
   csp_G *g;
-  if (r->parked) return luaL_error(L, "http: request already waited on");
-  if (r->sink && r->body.len > 0 && (r->done || r->body.len >= SINK_CHUNK)) {
-    lua_pushliteral(L, "data");
-    lua_pushlstring(L, r->body.p, r->body.len);
-    r->body.len = 0;
-    req_unpause(r);
-    return 2;
-  }
-  if (r->done) {
+  if (r->M == NULL || r->e == NULL || r->done || (r->st && r->ready && !r->handed) || (r->handed && !r->st)) {
+    if (r->sink && r->body.len > 0) goto data;
     lua_pushliteral(L, "done");
     return 1;
   }
+  if (r->parked) return luaL_error(L, "http: request already waited on");
+  if (r->sink && r->body.len >= SINK_CHUNK) goto data;
   if (r->need) {
     lua_pushliteral(L, "need");
     return 1;
   }
+  S = csp_sched_get(L);
   g = csp_sched_self(L, S);
   r->g = r->owner = g;
   r->ticket = g->ticket;
   r->parked = 1;
-  if (r->M->nwait++ == 0) csp_httpcurl_multi_refs(r->M, 1);
+  r->weak = r->handed;  /* a reader's watcher: the reader's own wait holds the loop */
+  if (!r->weak && r->M->nwait++ == 0) csp_httpcurl_multi_refs(r->M, 1);
   return csp_sched_park(L, g, "IO wait", (lua_KContext)r, req_wait_k);
+data:
+  lua_pushliteral(L, "data");
+  lua_pushlstring(L, r->body.p, r->body.len);
+  r->body.len = 0;
+  req_unpause(r);
+  return 2;
 }
 
 static int req_wait_k(lua_State *L, int status, lua_KContext ctx) {
@@ -265,258 +385,32 @@ static int req_feed(lua_State *L) {
   return 0;
 }
 
-/* req:cancel(): the goroutine gave up (ctx done): the transfer stops, wait returns "done". */
+/* req:cancel([why]): the caller gave up (its context is done): the transfer stops, wait returns
+** "done", and result (or a body reader's read) fails with why. */
 static int req_cancel(lua_State *L) {
   Req *r = req_check(L);
-  if (r->done) return 0;
+  const char *why = luaL_optstring(L, 2, "");
+  if (r->done || r->e == NULL) return 0;
   r->cancelled = 1;
+  strncpy(r->cmsg, why, sizeof r->cmsg - 1);
   csp_httpcurl_req_finish(r, CURLE_ABORTED_BY_CALLBACK);
   return 0;
 }
 
-/* Pushes the header lines of b as a table: lower-case names, repeated ones joined with ", ". */
-static void push_headers(lua_State *L, const Buf *b, int skip_status) {
-  const char *p = b->p, *end = b->p + b->len;
-  lua_newtable(L);
-  if (b->len == 0) return;
-  while (p < end) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
-    const char *le = eol ? eol : end;
-    if (skip_status) {
-      skip_status = 0;
-      p = eol ? eol + 1 : end;
-      continue;
-    }
-    colon = memchr(p, ':', (size_t)(le - p));
-    if (colon != NULL && colon > p) {
-      luaL_Buffer kb;
-      v = colon + 1;
-      ve = le;
-      while (v < ve && (*v == ' ' || *v == '\t')) v++;
-      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-      luaL_buffinit(L, &kb);
-      for (const char *k = p; k < colon; k++) luaL_addchar(&kb, (char)(*k >= 'A' && *k <= 'Z' ? *k + 32 : *k));
-      luaL_pushresult(&kb);
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, -3) == LUA_TSTRING) {
-        lua_pushliteral(L, ", ");
-        lua_pushlstring(L, v, (size_t)(ve - v));
-        lua_concat(L, 3);
-      } else {
-        lua_pop(L, 1);
-        lua_pushlstring(L, v, (size_t)(ve - v));
-      }
-      lua_rawset(L, -3);
-    }
-    p = le + 1;
-  }
-}
-
-static const char *proto_name(long v) {
-  switch (v) {
-    case CURL_HTTP_VERSION_1_0: return "HTTP/1.0";
-    case CURL_HTTP_VERSION_1_1: return "HTTP/1.1";
-    case CURL_HTTP_VERSION_2_0: return "HTTP/2.0";
-    case CURL_HTTP_VERSION_3: return "HTTP/3.0";
-    default: return "HTTP/1.1";
-  }
-}
-
-/* "host:port" of the URL curl last tried, as Go's dial errors name it. */
-static void push_hostport(lua_State *L, Req *r) {
-  char *ip = NULL, *eff = NULL;
-  long port = 0;
-  curl_easy_getinfo(r->e, CURLINFO_PRIMARY_IP, &ip);
-  curl_easy_getinfo(r->e, CURLINFO_PRIMARY_PORT, &port);
-  if (ip != NULL && *ip && port > 0) {
-    lua_pushfstring(L, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, (int)port);
-    return;
-  }
-  curl_easy_getinfo(r->e, CURLINFO_EFFECTIVE_URL, &eff);
-  {
-    CURLU *u = curl_url();
-    char *host = NULL, *ps = NULL;
-    if (u && eff && curl_url_set(u, CURLUPART_URL, eff, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_PORT, &ps, CURLU_DEFAULT_PORT) == CURLUE_OK)
-      lua_pushfstring(L, "%s:%s", host, ps);
-    else
-      lua_pushliteral(L, "?");
-    curl_free(host);
-    curl_free(ps);
-    curl_url_cleanup(u);
-  }
-}
-
-static const char *errno_code(long e) {
-  return e ? uv_err_name(uv_translate_sys_error((int)e)) : NULL;
-}
-
-/* Pushes the error text (without the 'Method "URL": ' prefix Lua adds) and its code. */
-static void push_error(lua_State *L, Req *r) {
-  long oserr = 0;
-  const char *code = NULL;
-  const char *detail = r->err[0] ? r->err : curl_easy_strerror(r->result);
-  curl_easy_getinfo(r->e, CURLINFO_OS_ERRNO, &oserr);
-  switch (r->result) {
-    case CURLE_COULDNT_CONNECT:
-      lua_pushliteral(L, "dial tcp ");
-      push_hostport(L, r);
-      if (r->open_errno) oserr = r->open_errno;
-      if (r->open_errno) lua_pushfstring(L, ": socket: %s", uv_strerror(uv_translate_sys_error((int)oserr)));
-      else if (oserr) lua_pushfstring(L, ": connect: %s", uv_strerror(uv_translate_sys_error((int)oserr)));
-      else lua_pushfstring(L, ": %s", detail);
-      lua_concat(L, 3);
-      code = oserr ? errno_code(oserr) : "ECONNREFUSED";
-      break;
-    case CURLE_COULDNT_RESOLVE_HOST: {
-      char *eff = NULL;
-      CURLU *u = curl_url();
-      char *host = NULL;
-      curl_easy_getinfo(r->e, CURLINFO_EFFECTIVE_URL, &eff);
-      if (u && eff && curl_url_set(u, CURLUPART_URL, eff, 0) == CURLUE_OK)
-        curl_url_get(u, CURLUPART_HOST, &host, 0);
-      lua_pushfstring(L, "dial tcp: lookup %s: no such host", host ? host : "?");
-      curl_free(host);
-      curl_url_cleanup(u);
-      code = "EAI_NONAME";
-      break;
-    }
-    case CURLE_OPERATION_TIMEDOUT:
-      lua_pushstring(L, r->head.len == 0
-        ? "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
-        : "context deadline exceeded (Client.Timeout or context cancellation while reading body)");
-      code = "ETIMEDOUT";
-      break;
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-      if (strstr(detail, "issuer") || strstr(detail, "self-signed") || strstr(detail, "self signed"))
-        lua_pushfstring(L, "tls: failed to verify certificate: x509: certificate signed by unknown authority (%s)", detail);
-      else if (strstr(detail, "expired"))
-        lua_pushfstring(L, "tls: failed to verify certificate: x509: certificate has expired or is not yet valid (%s)", detail);
-      else if (strstr(detail, "match"))
-        lua_pushfstring(L, "tls: failed to verify certificate: x509: certificate is not valid for this host (%s)", detail);
-      else
-        lua_pushfstring(L, "tls: %s", detail);
-      code = "EX509";
-      break;
-    case CURLE_UNSUPPORTED_PROTOCOL: {
-      char *eff = NULL;
-      const char *colon;
-      curl_easy_getinfo(r->e, CURLINFO_EFFECTIVE_URL, &eff);
-      colon = eff ? strchr(eff, ':') : NULL;
-      lua_pushfstring(L, "unsupported protocol scheme \"");
-      if (colon) lua_pushlstring(L, eff, (size_t)(colon - eff));
-      else lua_pushliteral(L, "");
-      lua_pushliteral(L, "\"");
-      lua_concat(L, 3);
-      break;
-    }
-    case CURLE_SSL_CONNECT_ERROR:
-      if (strstr(detail, "wrong version number") || strstr(detail, "packet length too long"))
-        lua_pushliteral(L, "http: server gave HTTP response to HTTPS client");
-      else
-        lua_pushfstring(L, "tls: %s", detail);
-      code = "EPROTO";
-      break;
-    case CURLE_GOT_NOTHING:
-      lua_pushliteral(L, "EOF");
-      code = "EOF";
-      break;
-    case CURLE_PARTIAL_FILE:
-      lua_pushliteral(L, "unexpected EOF");
-      code = "EOF";
-      break;
-    case CURLE_FILESIZE_EXCEEDED:
-      lua_pushfstring(L, "http: response body too large (limit %I bytes)", (LUAI_UACINT)r->max_body);
-      code = "EMSGSIZE";
-      break;
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-      if (oserr) {
-        lua_pushfstring(L, "%s: %s", r->result == CURLE_RECV_ERROR ? "read" : "write",
-                        uv_strerror(uv_translate_sys_error((int)oserr)));
-        code = errno_code(oserr);
-      } else {
-        lua_pushstring(L, detail);
-      }
-      break;
-    default:
-      if (r->too_large) {
-        lua_pushfstring(L, "http: response body too large (limit %I bytes)", (LUAI_UACINT)r->max_body);
-        code = "EMSGSIZE";
-      } else if (r->bad[0]) {
-        lua_pushstring(L, r->bad);
-        code = "EPROTO";
-      } else if (r->hdr_too_large) {
-        lua_pushfstring(L, "net/http: server response headers exceeded %d bytes; aborted", HEADER_MAX);
-        code = "EMSGSIZE";
-      } else {
-        lua_pushstring(L, detail);
-        if (oserr) code = errno_code(oserr);
-      }
-  }
-  if (code) lua_pushstring(L, code);
-  else lua_pushfstring(L, "CURLE_%d", (int)r->result);
-}
-
-/* req:result() -> response table | nil, err, code, url (the URL the error names) */
+/* req:result(url) -> response table | nil, err, code, url (the URL the error names); url is
+** the request's, as given. Without a body reader the request is done with afterwards. */
 static int req_result(lua_State *L) {
   Req *r = req_check(L);
-  char *eff = NULL;
-  long status = 0, ver = 0;
-  if (!r->done) return luaL_error(L, "http: request not done");
-  curl_easy_getinfo(r->e, CURLINFO_EFFECTIVE_URL, &eff);
-  if (r->result != CURLE_OK) {
-    lua_pushnil(L);
-    if (r->result == CURLE_TOO_MANY_REDIRECTS) {
-      char *next = NULL;
-      curl_easy_getinfo(r->e, CURLINFO_REDIRECT_URL, &next);
-      lua_pushliteral(L, "too many redirects");
-      lua_pushliteral(L, "ELOOP");
-      lua_pushstring(L, next ? next : eff);
-      return 4;
-    }
-    push_error(L, r);
-    lua_pushstring(L, eff);
-    return 4;
-  }
-  curl_easy_getinfo(r->e, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_getinfo(r->e, CURLINFO_HTTP_VERSION, &ver);
-  lua_createtable(L, 0, 8);
-  lua_pushinteger(L, status);
-  lua_setfield(L, -2, "status");
-  {  /* the reason phrase of an HTTP/1 status line; h2 has none */
-    const char *p = r->head.p, *le;
-    lua_pushliteral(L, "");
-    if (p && r->head.len > 13 && (le = memchr(p, '\n', r->head.len)) != NULL) {
-      const char *sp = memchr(p, ' ', (size_t)(le - p));
-      if (sp && (sp = memchr(sp + 1, ' ', (size_t)(le - sp - 1))) != NULL) {
-        const char *e = le;
-        while (e > sp + 1 && (e[-1] == '\r' || e[-1] == ' ')) e--;
-        lua_pop(L, 1);
-        lua_pushlstring(L, sp + 1, (size_t)(e - sp - 1));
-      }
-    }
-    lua_setfield(L, -2, "reason");
-  }
-  push_headers(L, &r->head, 1);
-  lua_setfield(L, -2, "headers");
-  if (r->trail.len > 0) {
-    push_headers(L, &r->trail, 0);
-    lua_setfield(L, -2, "trailers");
-  }
-  if (!r->sink) {
-    lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
-    lua_setfield(L, -2, "body");
-    csp_httpcurl_buf_free(&r->body);
-  }
-  lua_pushstring(L, eff ? eff : "");
-  lua_setfield(L, -2, "url");
-  lua_pushstring(L, proto_name(ver));
-  lua_setfield(L, -2, "proto");
-  return 1;
+  int n;
+  luaL_checkstring(L, 2);
+  if (r->e == NULL || !(r->done || (r->st && r->ready))) return luaL_error(L, "http: request not done");
+  if (r->handed) return luaL_error(L, "http: the body went to a reader already");
+  n = csp_httpresp_result(L, r, 2);
+  if (!r->handed) csp_http_req_drop(r);
+  return n;
 }
+
+/* ---------------------------------------------------------------- the pool */
 
 /* close_idle(): closes the pooled connections when no request is in flight. */
 static int http_close_idle(lua_State *L) {
@@ -541,7 +435,7 @@ void csp_http_open(lua_State *L) {
     {"wait", req_wait}, {"feed", req_feed}, {"cancel", req_cancel}, {"result", req_result},
     {NULL, NULL}
   };
-  static const luaL_Reg meta[] = {{"__gc", req_gc}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", req_gc}, {"__close", req_close}, {NULL, NULL}};
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, -1);
   Multi **box = (Multi **)lua_newuserdatauv(L, sizeof *box, 0);
   Multi *M = calloc(1, sizeof *M);
@@ -556,10 +450,18 @@ void csp_http_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &csp_http_multi_key);
-  /* The request metatable, under req_tag. */
   csp_newmeta(L, "csp.http request", methods, meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &req_tag);
+  csp_httpresp_open(L);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);
+  lua_pushinteger(L, F_PRODUCER);
+  lua_setfield(L, -2, "PRODUCER");
+  lua_pushinteger(L, F_SINK);
+  lua_setfield(L, -2, "SINK");
+  lua_pushinteger(L, F_DECODE);
+  lua_setfield(L, -2, "DECODE");
+  lua_pushinteger(L, F_READER);
+  lua_setfield(L, -2, "READER");
   lua_setfield(L, -3, "http");
 }

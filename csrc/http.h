@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include "csp.h"
+#include "stream.h"
 /* One Multi per scheduler (C memory, boxed in the registry until lua_close). Its sockets are
 ** watched by one uv_poll each; its single timeout is a node of the scheduler's deadline heap.
 ** Neither keeps the loop alive unless a goroutine is parked on a request (nwait > 0): idle
@@ -24,6 +25,9 @@ typedef struct Multi {
   int nspare;
   Sock *socks;           /* by descriptor: the connection sockets curl opened */
   int nsocks;            /* length of socks */
+  struct Req *unpause;   /* body readers wanting more: resumed by the next timer fire */
+  char *cafile, *capath; /* $SSL_CERT_FILE (if readable) and $SSL_CERT_DIR, read once */
+  uint8_t env_read;
 } Multi;
 
 /* A connection socket curl opened (through csp_httpcurl_open_cb; closed through close_cb). */
@@ -53,30 +57,41 @@ typedef struct Buf {
 
 
 /* A request: a Lua userdata (user value 1 anchors a string body curl reads in place). Attached
-** (in m) from creation until done or cancelled; its __gc detaches it, so curl never holds a
-** pointer to a collected record. */
+** (in m) from creation until done or cancelled; dropping it (result, close, __gc) detaches it
+** and gives its easy handle back, so curl never holds a pointer to a collected record.
+** With a body reader the request returns at the last header block and the body's stream (st)
+** goes to a reader conn, which anchors the request until it is closed. */
 typedef struct Req {
   const void *tag;
-  Multi *M;
-  CURL *e;
+  Multi *M;               /* NULL once released (__gc) */
+  CURL *e;                /* NULL once dropped */
   struct curl_slist *hdrs;
   csp_G *g;               /* the parked goroutine, while parked */
   csp_G *owner;           /* the goroutine that last parked on it (its continuation checks it) */
   uint32_t ticket;
   uint8_t attached, parked, done, sink, cancelled;
+  uint8_t weak;           /* the parked goroutine does not keep the loop alive (a watcher) */
   uint8_t too_large, hdr_too_large, recv_paused, send_paused, need, up_eof;
   uint8_t in_trailers;    /* after the blank line ending the last header block */
   uint8_t streamed;       /* body from a producer (read callback) */
-  int open_errno;         /* socket() failed with it */
   uint8_t stale, retried; /* prereq_cb found stray bytes on the connection; made again once */
+  uint8_t ready;          /* body reader: the last header block is in, the request may return */
+  uint8_t handed;         /* body reader: the stream belongs to a reader conn */
+  uint8_t unpausing;      /* body reader: on M->unpause */
+  uint8_t reading;        /* body reader: a reader waits, counted in M->nwait */
+  int open_errno;         /* socket() failed with it */
+  int follow;             /* redirects followed at most */
   CURLcode result;
   int64_t max_body;       /* -1: none */
   int64_t got;            /* body bytes received */
   Buf body, head, trail, up;
   size_t up_off, hblock;
+  csp_Stream *st;         /* body reader: the body's bytes; NULL once its conn closed */
+  struct Req *unext;      /* next on M->unpause */
   char err[CURL_ERROR_SIZE];
   char cl[24];            /* the block's Content-Length */
   char bad[160];          /* a framing error found in the headers, Go's wording */
+  char cmsg[64];          /* why the caller cancelled (its context's error) */
 } Req;
 
 /* Registry key of the per-scheduler Multi box. */
@@ -96,9 +111,22 @@ size_t csp_httpcurl_write_cb(char *p, size_t size, size_t n, void *u);
 size_t csp_httpcurl_header_cb(char *p, size_t size, size_t n, void *u);
 size_t csp_httpcurl_read_cb(char *p, size_t size, size_t n, void *u);
 void csp_httpcurl_req_finish(Req *r, CURLcode result);
+void csp_httpcurl_req_wake(Req *r);          /* wakes the parked goroutine (no curl call) */
 CURLM *csp_httpcurl_multi_get(lua_State *L, Multi *M);   /* the multi handle, made on first use */
 void csp_httpcurl_multi_close(Multi *M);
 Multi *csp_httpcurl_multi_of(lua_State *L);   /* this scheduler's Multi */
 int csp_httpcurl_multi_gc(lua_State *L);
+
+/* httpresp.c */
+int csp_httpresp_result(lua_State *L, Req *r, int urlidx);  /* req:result's values */
+int csp_httpresp_fail(lua_State *L, Req *r);      /* nil, message (no 'Get "URL": '), code */
+void csp_httpresp_open(lua_State *L);             /* the headers' metatable */
+void csp_http_req_drop(Req *r);                   /* http.c: detached, easy handle given back */
+
+/* httpbody.c */
+extern const csp_StreamSrc csp_httpbody_src;      /* the hooks of a response body's stream */
+void csp_httpbody_unlist(Req *r);                 /* off M->unpause */
+void csp_httpbody_unref(Req *r);                  /* its reader no longer holds the loop */
+void csp_httpbody_end(Req *r);                    /* the transfer ended: readers wake */
 
 #endif

@@ -48,11 +48,11 @@ void csp_httpcurl_multi_refs(Multi *M, int on) {
 void csp_httpcurl_req_unpark(Req *r) {
   if (!r->parked) return;
   r->parked = 0;
-  if (--r->M->nwait == 0) csp_httpcurl_multi_refs(r->M, 0);
+  if (!r->weak && --r->M->nwait == 0) csp_httpcurl_multi_refs(r->M, 0);
 }
 
 /* Wakes the goroutine parked on r (callable from inside curl's callbacks: no curl call here). */
-static void req_wake(Req *r) {
+void csp_httpcurl_req_wake(Req *r) {
   csp_G *g = r->g;
   if (!r->parked) return;
   csp_httpcurl_req_unpark(r);
@@ -151,9 +151,20 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
   return 0;
 }
 
+/* Body readers that found their buffer empty resume here, outside any Lua call: curl hands
+** over what it held back at once, in the write callback, which wakes them. */
 void csp_httpcurl_timer_fire(csp_Sched *S, csp_TimerNode *t) {
   Multi *M = (Multi *)((char *)t - offsetof(Multi, tn));
   (void)S;
+  while (M->unpause != NULL) {
+    Req *r = M->unpause;
+    M->unpause = r->unext;
+    r->unpausing = 0;
+    if (r->attached && r->recv_paused) {
+      r->recv_paused = 0;
+      curl_easy_pause(r->e, CURLPAUSE_CONT);
+    }
+  }
   multi_action(M, CURL_SOCKET_TIMEOUT, 0);
 }
 
@@ -248,12 +259,35 @@ int csp_httpcurl_prereq_cb(void *u, char *rip, char *lip, int rport, int lport) 
   return CURL_PREREQFUNC_OK;
 }
 
+/* A body reader's bytes go to its stream; over the stream's bound the transfer pauses until a
+** reader empties it (csp_httpbody_src's want). */
+static size_t write_stream(Req *r, const char *p, size_t len) {
+  csp_Stream *st = r->st;
+  if (st->tail - st->head >= csp_stream_hw(st)) {
+    r->recv_paused = 1;
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  if (r->max_body >= 0 && r->got + (int64_t)len > r->max_body) {
+    r->too_large = 1;
+    return 0;
+  }
+  if (!csp_stream_put(st, p, len)) return 0;
+  r->got += (int64_t)len;
+  if (!r->ready) {  /* the first body byte: the headers are all in */
+    r->ready = 1;
+    csp_httpcurl_req_wake(r);
+  }
+  csp_stream_wake_all(r->M->S, &st->rq, CSP_WAKE_OK);
+  return len;
+}
+
 size_t csp_httpcurl_write_cb(char *p, size_t size, size_t n, void *u) {
   Req *r = (Req *)u;
   size_t len = size * n;
+  if (r->st != NULL) return write_stream(r, p, len);
   if (r->sink && r->body.len >= SINK_CHUNK) {  /* the goroutine has not taken the last piece */
     r->recv_paused = 1;
-    req_wake(r);
+    csp_httpcurl_req_wake(r);
     return CURL_WRITEFUNC_PAUSE;
   }
   if (r->max_body >= 0 && r->got + (int64_t)len > r->max_body) {
@@ -262,7 +296,7 @@ size_t csp_httpcurl_write_cb(char *p, size_t size, size_t n, void *u) {
   }
   if (!csp_httpcurl_buf_add(&r->body, p, len)) return 0;
   r->got += (int64_t)len;
-  if (r->sink && r->body.len >= SINK_CHUNK) req_wake(r);
+  if (r->sink && r->body.len >= SINK_CHUNK) csp_httpcurl_req_wake(r);
   return len;
 }
 
@@ -288,6 +322,17 @@ static int cl_check(Req *r, const char *v, size_t n) {
   return 1;
 }
 
+/* Whether the header block just ended is the response's last: not a 1xx, nor a 3xx curl may
+** follow (one it does not follow shows as a body or as the end). */
+static int block_final(Req *r) {
+  const char *sp = r->head.len > 0 ? memchr(r->head.p, ' ', r->head.len) : NULL;
+  int code = 0;
+  if (sp == NULL) return 0;
+  for (sp++; sp < r->head.p + r->head.len && *sp >= '0' && *sp <= '9' && code < 1000; sp++)
+    code = code * 10 + (*sp - '0');
+  return code >= 200 && !(r->follow > 0 && code >= 300 && code < 400);
+}
+
 /* Header lines, raw: a line "HTTP/..." starts a new block (redirects, 1xx), so only the last
 ** block is kept; lines after its blank line are trailers. */
 size_t csp_httpcurl_header_cb(char *p, size_t size, size_t n, void *u) {
@@ -302,6 +347,10 @@ size_t csp_httpcurl_header_cb(char *p, size_t size, size_t n, void *u) {
   }
   if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
     r->in_trailers = 1;
+    if (r->st != NULL && !r->ready && block_final(r)) {
+      r->ready = 1;
+      csp_httpcurl_req_wake(r);
+    }
     return len;
   }
   if (!r->in_trailers && len > 15 && strncasecmp(p, "content-length:", 15) == 0 && !cl_check(r, p + 15, len - 15))
@@ -326,7 +375,7 @@ size_t csp_httpcurl_read_cb(char *p, size_t size, size_t n, void *u) {
   if (r->up_eof) return 0;
   r->need = 1;
   r->send_paused = 1;
-  req_wake(r);
+  csp_httpcurl_req_wake(r);
   return CURL_READFUNC_PAUSE;
 }
 
@@ -342,10 +391,6 @@ void csp_httpcurl_req_finish(Req *r, CURLcode result) {
     if (curl_multi_add_handle(r->M->m, r->e) == CURLM_OK) return;
     r->attached = 0;
     r->M->nattached--;
-    r->done = 1;
-    r->result = result;
-    req_wake(r);
-    return;
   }
   if (r->attached) {
     r->attached = 0;
@@ -354,7 +399,8 @@ void csp_httpcurl_req_finish(Req *r, CURLcode result) {
   }
   r->done = 1;
   r->result = result;
-  req_wake(r);
+  if (r->st != NULL) csp_httpbody_end(r);
+  csp_httpcurl_req_wake(r);
 }
 
 /* Drives curl for one event, then completes what finished. Never called from a curl callback. */
@@ -415,6 +461,8 @@ int csp_httpcurl_multi_gc(lua_State *L) {
   if (*box != NULL) {
     csp_httpcurl_multi_close(*box);
     free((*box)->socks);
+    free((*box)->cafile);
+    free((*box)->capath);
     free(*box);
     *box = NULL;
   }

@@ -91,7 +91,12 @@ void csp_stream_discard(csp_Stream *s) {
 /* The handle keeps the program alive only while a goroutine waits to read from it (writes,
 ** connects and shutdowns are libuv requests: active while in flight). */
 void csp_stream_settle(csp_Stream *s) {
-  if (s->kind == CSP_ST_FILE || s->closed) return;
+  if (s->closed) return;
+  if (s->kind == CSP_ST_SRC) {
+    s->src->settle(s);
+    return;
+  }
+  if (s->kind == CSP_ST_FILE) return;
   if (s->rq.head) uv_ref(&s->u.h);
   else uv_unref(&s->u.h);
 }
@@ -119,6 +124,11 @@ void csp_stream_close(csp_Stream *s, int wake) {
     else csp_wq_detach(qs[i]);
   }
   if (s->fd >= 0) csp_stdio_release(s->fd);
+  if (s->kind == CSP_ST_SRC) {
+    s->src->close(s);
+    st_free(s);
+    return;
+  }
   if (s->kind == CSP_ST_FILE) {
     if (!s->reading && s->wlen == 0) st_free(s);
     return;
@@ -152,6 +162,31 @@ static size_t buf_room(csp_Stream *s) {
   s->buf = nb;
   s->cap = ncap;
   return ncap - s->tail;
+}
+
+size_t csp_stream_hw(csp_Stream *s) {
+  return st_hw(s);
+}
+
+/* A source's bytes: the buffer grows past the bound if it must (its producer pauses there). */
+int csp_stream_put(csp_Stream *s, const char *p, size_t n) {
+  size_t used = s->tail - s->head;
+  if (s->cap - s->tail < n && s->head > 0) {
+    memmove(s->buf, s->buf + s->head, used);
+    s->head = 0;
+    s->tail = used;
+  }
+  if (s->cap - s->tail < n) {
+    size_t ncap = s->cap ? s->cap : BUF_INIT;
+    char *nb;
+    while (ncap - s->tail < n) ncap *= 2;
+    if ((nb = realloc(s->buf, ncap)) == NULL) return 0;
+    s->buf = nb;
+    s->cap = ncap;
+  }
+  memcpy(s->buf + s->tail, p, n);
+  s->tail += n;
+  return 1;
 }
 
 void csp_stream_take(csp_Stream *s, size_t n) {
@@ -202,6 +237,10 @@ static void fs_read_cb(uv_fs_t *req) {
 int csp_stream_start_read(csp_Stream *s) {
   int r;
   if (s->reading || s->rerr) return 0;
+  if (s->kind == CSP_ST_SRC) {
+    s->src->want(s);
+    return 0;
+  }
   if (s->kind == CSP_ST_FILE) {
     size_t room = buf_room(s);
     uv_buf_t b;

@@ -6,9 +6,19 @@
 
 #define CSP_LINEMAX 65536  /* default longest line read_line returns */
 
-enum { CSP_ST_TCP, CSP_ST_PIPE, CSP_ST_TTY, CSP_ST_FILE };
+enum { CSP_ST_TCP, CSP_ST_PIPE, CSP_ST_TTY, CSP_ST_FILE, CSP_ST_SRC };
 
 typedef struct csp_Stream csp_Stream;
+
+/* A source stream (CSP_ST_SRC: an HTTP response body) has no handle: its producer puts bytes
+** into the buffer (csp_stream_put, waking the readers) and sets rerr at its end; these tell it
+** what the reader side does. */
+typedef struct csp_StreamSrc {
+  void (*want)(csp_Stream *s);               /* a reader found the buffer empty: produce more */
+  void (*settle)(csp_Stream *s);             /* readers started or stopped waiting (s->rq) */
+  int (*fail)(lua_State *L, csp_Stream *s);  /* pushes nil, message, code for rerr (not EOF) */
+  void (*close)(csp_Stream *s);              /* the stream closes: stop producing, let go of s */
+} csp_StreamSrc;
 
 /* C memory, the libuv handle first: freed in its close callback, never by the collector. A file
 ** (CSP_ST_FILE: a regular file on the thread pool) has no handle: freed once nothing is in flight. */
@@ -42,6 +52,8 @@ struct csp_Stream {
   uv_write_t wreq;
   uv_shutdown_t sreq;
   uv_fs_t rfs, wfs;
+  const csp_StreamSrc *src;  /* CSP_ST_SRC: its producer's hooks, and the producer */
+  void *srcdata;
 };
 
 /* A new stream of that kind (handle not initialised); NULL without memory. */
@@ -50,6 +62,8 @@ csp_Stream *csp_stream_alloc(csp_Sched *S, int kind);
 void csp_stream_discard(csp_Stream *s);
 /* Pushes a conn owning s (a connected tcp stream); names it from its addresses. */
 void csp_stream_push(lua_State *L, csp_Stream *s);
+/* Pushes a read-only conn owning the source stream s, named name in messages. */
+void csp_stream_push_src(lua_State *L, csp_Stream *s, const char *name);
 /* Formats a socket address as Go does: 1.2.3.4:80, [::1]:80. */
 void csp_addr_name(const struct sockaddr *sa, char *out, size_t size);
 
@@ -68,6 +82,9 @@ extern size_t csp_stream_bufmax;
 
 /* The buffer: drops n bytes from its head; starts reading ahead (0 or an error). */
 void csp_stream_take(csp_Stream *s, size_t n);
+/* A source's producer: appends p[0..n) (0 without memory); the level above which it pauses. */
+int csp_stream_put(csp_Stream *s, const char *p, size_t n);
+size_t csp_stream_hw(csp_Stream *s);
 int csp_stream_start_read(csp_Stream *s);
 /* Refs the handle while a reader waits, unrefs it otherwise. */
 void csp_stream_settle(csp_Stream *s);

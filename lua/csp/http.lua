@@ -1,257 +1,218 @@
--- csp.http: the HTTP client. libcurl does the protocol (csrc/http.c, on the scheduler's loop);
--- this checks arguments, turns options into the C request's fields, drives its events (sink
--- pieces, upload body pieces, a context's cancel) and words errors as Go does.
+-- csp.http: the HTTP client. libcurl does the protocol (csrc/http*.c, on the scheduler's loop);
+-- this checks arguments, turns headers into lines, drives a request's events (sink pieces,
+-- upload body pieces, a context's cancel) and prefixes errors as Go's Client does.
 --
 -- request{method=, url=, headers=, body=, timeout=, max_body=, follow=, ctx=, insecure=,
---         cainfo=, http_version=, sink=} -> {status=, reason=, headers=, body=, url=, proto=
---         [, trailers=]} or nil, err, code
+--         cainfo=, http_version=, sink=, stream=} -> {status=, reason=, headers=, body= or
+--         body_reader=, url=, proto= [, trailers=]} or nil, err, code
 -- get(url [, opts]), post(url, content_type, body [, opts]): shorthands.
 -- close_idle() closes the pooled connections; idle_count() counts the open ones.
-return function(csp)
-  local C = csp.http   -- the core's part: _new, close_idle, idle_count
-  local M = { close_idle = C.close_idle, idle_count = C.idle_count }
+--
+-- A plain module over csp.core; init.lua installs it as csp.http.
+local core = require "csp.core"
+local check = require "csp.check"
 
-  local MAX_BODY = 64 * 1024 * 1024   -- default body limit (Go has none; a crawler needs one)
-  local MAX_REDIRECTS = 10
+local C = core.http   -- _new, close_idle, idle_count and _new's flags
+local new, PRODUCER, SINK, DECODE, READER = C._new, C.PRODUCER, C.SINK, C.DECODE, C.READER
+local chan, select, recv = core.chan, core.select, core.recv
+local go = core._go_internal or core.go   -- a context's watcher: csp's own goroutine
+local mtype, type, pairs, ipairs, tostring = math.type, type, pairs, ipairs, tostring
 
-  local lower_mt = {
-    __index = function(t, k)
-      if type(k) == "string" then return rawget(t, k:lower()) end
-    end,
-  }
+local http = { close_idle = C.close_idle, idle_count = C.idle_count }
 
-  local function bad_arg(fname, n, msg)
-    error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 4)
-  end
+local TOKEN = "^[!#$%%&'*+%-.^_`|~%w]+$"
 
-  local TOKEN = "^[!#$%%&'*+%-.^_`|~%w]+$"
+-- Go's Client error prefix, `Get "url": `, by method.
+local OPS = setmetatable({}, { __index = function(t, m)
+  local op = m:sub(1, 1):upper() .. m:sub(2):lower()
+  t[m] = op
+  return op
+end })
 
-  -- Headers table -> array of "Name: value" lines (a table value sends the header repeatedly).
-  local function header_lines(fname, n, h, out)
-    if type(h) ~= "table" then bad_arg(fname, n, "opts.headers must be a table") end
-    for k, v in pairs(h) do
-      if type(k) ~= "string" or not k:match(TOKEN) then
-        bad_arg(fname, n, "invalid header name " .. tostring(k))
+-- Messages as check.lua words them for a field of an option table.
+local function field_error(k, msg) return ("field '%s': %s"):format(k, msg) end
+
+-- Headers table -> array of "Name: value" lines (a table value sends the header repeatedly),
+-- and whether the caller set Accept-Encoding (then curl decodes nothing); or nil, message.
+local function header_lines(h)
+  if type(h) ~= "table" then return nil, field_error("headers", "table expected, got " .. check.typename(h)) end
+  local out, own_encoding = {}, false
+  for k, v in pairs(h) do
+    if type(k) ~= "string" or not k:match(TOKEN) then
+      return nil, field_error("headers", "invalid header name " .. tostring(k))
+    end
+    if k:lower() == "accept-encoding" then own_encoding = true end
+    local vs = type(v) == "table" and v or { v }
+    for _, x in ipairs(vs) do
+      if type(x) ~= "string" and type(x) ~= "number" or tostring(x):find("[\r\n%z]") then
+        return nil, field_error("headers", "invalid value for header " .. k)
       end
-      local vs = type(v) == "table" and v or { v }
-      for _, x in ipairs(vs) do
-        if type(x) ~= "string" and type(x) ~= "number" or tostring(x):find("[\r\n%z]") then
-          bad_arg(fname, n, "invalid value for header " .. k)
-        end
-        local s = tostring(x)
-        -- "Name;" is curl's way of sending a header with an empty value
-        out[#out + 1] = s == "" and k .. ";" or k .. ": " .. s
-      end
-    end
-    return out
-  end
-
-  local function check_num(fname, n, o, k, pred, what)
-    local v = o[k]
-    if v ~= nil and not (type(v) == "number" and pred(v)) then
-      bad_arg(fname, n, ("opts.%s must be %s"):format(k, what))
-    end
-    return v
-  end
-
-  local function pos(v) return v > 0 and v == v end
-  local function nonneg_int(v) return v >= 0 and v == math.floor(v) and v < 2 ^ 62 end
-
-  -- Go's Client error prefix: `Get "url": `.
-  local function op_name(method)
-    return method:sub(1, 1):upper() .. method:sub(2):lower()
-  end
-
-  -- Refuses, as Go does, URLs no request can be made for (before curl sees them).
-  local function url_error(u)
-    local scheme, rest = u:match("^(%a[%w+.%-]*):(.*)$")
-    if not scheme then return 'unsupported protocol scheme ""' end
-    scheme = scheme:lower()
-    if scheme ~= "http" and scheme ~= "https" then
-      return ('unsupported protocol scheme "%s"'):format(scheme)
-    end
-    local auth = rest:match("^//([^/?#]*)")
-    if not auth then return "http: no Host in request URL" end
-    auth = auth:gsub("^.*@", "")
-    local host, port = auth:match("^(%[[^%]]*%])(.*)$")
-    if not host then host, port = auth:match("^([^:]*)(.*)$") end
-    if host == "" then return "http: no Host in request URL" end
-    if port ~= "" and port ~= ":" then
-      local p = port:match("^:(%d+)$")
-      if not p or tonumber(p) > 65535 then
-        return ('invalid port "%s" after host'):format(port)
-      end
-    end
-    if u:find("[%s%c]") then return "invalid character in URL" end
-  end
-
-  -- A body given as a function (returns the next piece, nil at the end) or as a stream/reader
-  -- (anything with :read(n) returning nil at its end).
-  local function producer(body)
-    if type(body) == "function" then return body end
-    return function()
-      local s = body:read(65536)
-      return s
+      local s = tostring(x)
+      -- "Name;" is curl's way of sending a header with an empty value
+      out[#out + 1] = s == "" and k .. ";" or k .. ": " .. s
     end
   end
-
-  -- Go's crypto/x509 on Linux: $SSL_CERT_FILE replaces the default CA file, and one it cannot
-  -- read is skipped (the directories still count); $SSL_CERT_DIR replaces the directories.
-  local cert_ok = {}
-  local function cert_file()
-    local f = os.getenv("SSL_CERT_FILE")
-    if f == nil or f == "" then return nil end
-    if cert_ok[f] == nil then
-      local h = io.open(f, "r")
-      cert_ok[f] = h ~= nil
-      if h then h:close() end
-    end
-    return cert_ok[f] and f or nil
-  end
-
-  local function do_request(fname, n, o)
-    if type(o) ~= "table" then bad_arg(fname, n, "table expected, got " .. type(o)) end
-    local url = o.url
-    if type(url) ~= "string" then bad_arg(fname, n, "url must be a string") end
-    local method = o.method or "GET"
-    if type(method) ~= "string" or not method:match(TOKEN) then
-      bad_arg(fname, n, "method must be an HTTP method name")
-    end
-    method = method:upper()
-    local timeout = check_num(fname, n, o, "timeout", pos, "a positive number")
-    local max_body = o.max_body
-    if max_body ~= false then
-      check_num(fname, n, o, "max_body", nonneg_int, "a non-negative integer or false")
-    end
-    local follow = o.follow
-    if follow == false then follow = 0 end
-    if follow ~= nil then
-      check_num(fname, n, { follow = follow }, "follow", nonneg_int, "a non-negative integer or false")
-    end
-    local lines = {}
-    if o.headers ~= nil then header_lines(fname, n, o.headers, lines) end
-    local body, stream = o.body, false
-    if body ~= nil and type(body) ~= "string" then
-      local mt = getmetatable(body)
-      local readable = type(body) == "function" or
-        ((type(body) == "table" or type(body) == "userdata") and type(body.read) == "function") or
-        (mt and type(mt.__index) == "table" and type(mt.__index.read) == "function")
-      if not readable then
-        bad_arg(fname, n, "opts.body must be a string, a function or a reader")
-      end
-      stream = true
-    end
-    local sink = o.sink
-    if sink ~= nil and type(sink) ~= "function" then bad_arg(fname, n, "opts.sink must be a function") end
-    for _, k in ipairs { "cainfo", "http_version" } do
-      if o[k] ~= nil and type(o[k]) ~= "string" then bad_arg(fname, n, ("opts.%s must be a string"):format(k)) end
-    end
-    if o.http_version ~= nil and o.http_version ~= "1.1" and o.http_version ~= "2" then
-      bad_arg(fname, n, 'opts.http_version must be "1.1" or "2"')
-    end
-    local ctx = o.ctx
-    if ctx ~= nil and (type(ctx) ~= "table" or type(ctx.done) ~= "function") then
-      bad_arg(fname, n, "opts.ctx must be a context")
-    end
-
-    local op = op_name(method)
-    local function fail(u, err, code) return nil, ('%s "%s": %s'):format(op, u, err), code end
-    local uerr = url_error(url)
-    if uerr then return fail(url, uerr) end
-    if ctx and ctx:err() then return fail(url, ctx:err(), "ECANCELED") end
-
-    local decode = true
-    for _, l in ipairs(lines) do
-      if l:lower():find("^accept%-encoding[:;]") then decode = false end   -- the caller decodes
-    end
-    if max_body == nil then max_body = not sink and MAX_BODY or nil end
-    if max_body == false then max_body = nil end
-    local env_file, env_dir = cert_file(), os.getenv("SSL_CERT_DIR")
-    local req = C._new {
-      method = method, url = url, headers = lines, body = not stream and body or nil,
-      stream = stream,
-      -- a huge timeout (math.huge, 1e308, 2^53 s) means none, as for every other deadline
-      timeout_ms = timeout and timeout < 2 ^ 40 and math.max(1, math.ceil(timeout * 1000)) or nil,
-      max_body = max_body, follow = follow or MAX_REDIRECTS, insecure = o.insecure and true,
-      cainfo = o.cainfo or env_file,
-      capath = not o.cainfo and env_dir ~= "" and env_dir or nil,
-      http_version = o.http_version, sink = sink ~= nil, decode = decode,
-    }
-    -- Whatever way this call ends (an error in sink or body included), the transfer stops.
-    local finished = ctx and csp.chan()
-    local _ <close> = csp.defer(function()
-      req:cancel()
-      if finished then finished:close() end
-    end)
-    local cancel_err
-    if ctx then
-      local done = ctx:done()
-      csp._go_internal(function()
-        if csp.select { csp.recv(done), csp.recv(finished) } == 1 then
-          cancel_err = ctx:err()
-          req:cancel()
-        end
-      end)
-    end
-    local next_piece = stream and producer(body)
-    while true do
-      local ev, chunk = req:wait()
-      if ev == "done" then break end
-      if ev == "data" then
-        sink(chunk)
-      else   -- "need"
-        local piece = next_piece()
-        if piece ~= nil and type(piece) ~= "string" then
-          error(("http: body producer returned a %s"):format(type(piece)), 3)
-        end
-        req:feed(piece)
-      end
-    end
-    local r, err, code, at = req:result()
-    if not r then
-      if cancel_err then return fail(url, cancel_err, "ECANCELED") end
-      if code == "ELOOP" then
-        return fail(at, ("stopped after %d redirects"):format(follow or MAX_REDIRECTS), code)
-      end
-      return fail(at or url, err, code)
-    end
-    setmetatable(r.headers, lower_mt)
-    if r.trailers then setmetatable(r.trailers, lower_mt) end
-    if r.url == "" or r.url == url:gsub("#.*$", "") then r.url = url end
-    return r
-  end
-
-  function M.request(o) return do_request("request", 1, o) end
-
-  local function with(opts, fname, n, extra)
-    if opts ~= nil and type(opts) ~= "table" then bad_arg(fname, n, "table expected, got " .. type(opts)) end
-    local o = {}
-    for k, v in pairs(opts or {}) do o[k] = v end
-    for k, v in pairs(extra) do o[k] = v end
-    return o
-  end
-
-  function M.get(url, opts)
-    if type(url) ~= "string" then bad_arg("get", 1, "string expected, got " .. type(url)) end
-    return do_request("get", 2, with(opts, "get", 2, { url = url, method = "GET" }))
-  end
-
-  function M.post(url, content_type, body, opts)
-    if type(url) ~= "string" then bad_arg("post", 1, "string expected, got " .. type(url)) end
-    if type(content_type) ~= "string" then
-      bad_arg("post", 2, "string expected, got " .. type(content_type))
-    end
-    if body ~= nil and type(body) ~= "string" and type(body) ~= "function" and
-       not ((type(body) == "table" or type(body) == "userdata") and type(body.read) == "function") then
-      bad_arg("post", 3, "string, function or reader expected, got " .. type(body))
-    end
-    local o = with(opts, "post", 4, { url = url, method = "POST", body = body })
-    local h = {}
-    for k, v in pairs(o.headers or {}) do h[k] = v end
-    h["Content-Type"] = content_type
-    o.headers = h
-    return do_request("post", 4, o)
-  end
-
-  return M
+  return out, own_encoding
 end
+
+local function readable(v)
+  local t = type(v)
+  if t ~= "table" and t ~= "userdata" then return false end
+  local ok, m = pcall(function() return v.read end)
+  return ok and type(m) == "function"
+end
+
+-- A body given as a function (returns the next piece, nil at the end) or as a reader (anything
+-- with :read(n) returning nil at its end).
+local function producer(body)
+  if type(body) == "function" then return body end
+  return function() return (body:read(65536)) end
+end
+
+local function nonneg_int(v) return mtype(v) == "integer" and v >= 0 end
+
+-- What is wrong with request options o (check.lua's wording), or nil.
+local function opts_error(o)
+  local url, method = o.url, o.method
+  if type(url) ~= "string" then return field_error("url", "string expected, got " .. check.typename(url)) end
+  if method ~= nil and (type(method) ~= "string" or not method:match(TOKEN)) then
+    return field_error("method", "HTTP method name expected")
+  end
+  local v = o.timeout
+  if v ~= nil and not (type(v) == "number" and v > 0) then
+    return field_error("timeout", "positive number expected")
+  end
+  v = o.max_body
+  if v ~= nil and v ~= false and not nonneg_int(v) then
+    return field_error("max_body", "non-negative integer or false expected")
+  end
+  v = o.follow
+  if v ~= nil and v ~= false and not nonneg_int(v) then
+    return field_error("follow", "non-negative integer or false expected")
+  end
+  v = o.cainfo
+  if v ~= nil and type(v) ~= "string" then
+    return field_error("cainfo", "string expected, got " .. check.typename(v))
+  end
+  v = o.http_version
+  if v ~= nil and v ~= "1.1" and v ~= "2" then return field_error("http_version", '"1.1" or "2" expected') end
+  v = o.sink
+  if v ~= nil and type(v) ~= "function" then
+    return field_error("sink", "function expected, got " .. check.typename(v))
+  end
+  if o.stream and v then return field_error("stream", "a body reader and a sink exclude each other") end
+  v = o.ctx
+  if v ~= nil and (type(v) ~= "table" or type(v.done) ~= "function") then
+    return field_error("ctx", "context expected")
+  end
+  v = o.body
+  if v ~= nil and type(v) ~= "string" and type(v) ~= "function" and not readable(v) then
+    return field_error("body", "string, function or reader expected, got " .. check.typename(v))
+  end
+end
+
+-- A context's watcher: cancels req when ctx is done first. Closing the returned value (the
+-- request's scope ending) stops it, unless a body reader keeps the transfer going: then the
+-- end of the transfer (or the reader's close) stops it.
+local watch_mt = { __close = function(w)
+  if w.reader then
+    go(function()
+      w.req:wait()
+      w.finished:close()
+    end)
+  else
+    w.finished:close()
+  end
+end }
+
+local function watch(ctx, req)
+  local w = setmetatable({ req = req, finished = chan() }, watch_mt)
+  local done = ctx:done()
+  go(function()
+    if select { recv(done), recv(w.finished) } == 1 then req:cancel(tostring(ctx:err())) end
+  end)
+  return w
+end
+
+-- The request, once its options passed: lines are the header lines (or nil).
+local function do_request(o, lines, own_encoding)
+  local url, method, sink, body, ctx = o.url, (o.method or "GET"):upper(), o.sink, o.body, o.ctx
+  local streamed = body ~= nil and type(body) ~= "string"
+  local flags = (streamed and PRODUCER or 0) | (sink and SINK or 0) |
+    (own_encoding and 0 or DECODE) | (o.stream and READER or 0)
+  if ctx and ctx:err() then return nil, ('%s "%s": %s'):format(OPS[method], url, ctx:err()), "ECANCELED" end
+
+  local req <close>, uerr = new(o, method, url, lines, flags)
+  if not req then return nil, ('%s "%s": %s'):format(OPS[method], url, uerr) end
+  local w <close> = ctx and watch(ctx, req) or nil
+  local next_piece = streamed and producer(body)
+  local ev, chunk = req:wait()
+  while ev ~= "done" do
+    if ev == "data" then
+      sink(chunk)
+    else   -- "need"
+      local piece = next_piece()
+      if piece ~= nil and type(piece) ~= "string" then
+        error(("http: body producer returned a %s"):format(type(piece)), 3)
+      end
+      req:feed(piece)
+    end
+    ev, chunk = req:wait()
+  end
+  local r, err, code, at = req:result(url)
+  if not r then return nil, ('%s "%s": %s'):format(OPS[method], at or url, err), code end
+  if w and r.body_reader then w.reader = true end
+  return r
+end
+
+-- Checks options o: nil, header lines (or nil), whether Accept-Encoding is the caller's; or
+-- what is wrong (for check.arg).
+local function prepare(o)
+  local msg = opts_error(o)
+  if msg ~= nil or o.headers == nil then return msg, nil, false end
+  local lines, own = header_lines(o.headers)
+  if not lines then return own end
+  return nil, lines, own
+end
+
+--- One HTTP exchange (README "HTTP, HTML and URLs").
+function http.request(o)
+  check.type(o, "table", 1, "request")
+  local msg, lines, own = prepare(o)
+  check.arg(msg == nil, 1, "request", msg)
+  return do_request(o, lines, own)
+end
+
+-- A copy of opts with extra's fields.
+local function with(opts, extra)
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  for k, v in pairs(extra) do o[k] = v end
+  return o
+end
+
+function http.get(url, opts)
+  check.type(url, "string", 1, "get")
+  if opts == nil then return do_request({ url = url }, nil, false) end
+  local o = with(check.opts(opts, 2, "get"), { url = url, method = "GET" })
+  local msg, lines, own = prepare(o)
+  check.arg(msg == nil, 2, "get", msg)
+  return do_request(o, lines, own)
+end
+
+function http.post(url, content_type, body, opts)
+  check.type(url, "string", 1, "post")
+  check.type(content_type, "string", 2, "post")
+  check.arg(body == nil or type(body) == "string" or type(body) == "function" or readable(body), 3, "post",
+    "string, function or reader expected, got " .. check.typename(body))
+  local o = with(check.opts(opts, 4, "post"), { url = url, method = "POST", body = body })
+  local h = {}
+  for k, v in pairs(o.headers or {}) do h[k] = v end
+  h["Content-Type"] = content_type
+  o.headers = h
+  local msg, lines, own = prepare(o)
+  check.arg(msg == nil, 4, "post", msg)
+  return do_request(o, lines, own)
+end
+
+return http

@@ -72,6 +72,6 @@ end
 
 csp.io = require "csp.io"
 csp.html.links = require("csp.html")(csp)
-csp.http = require("csp.http")(csp)
+csp.http = require "csp.http"
 
 return csp
