@@ -4,6 +4,15 @@ local csp = require "csp"
 local site = require "spec.helpers.site"
 local proc = require "spec.helpers.run"
 
+local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
+
+local function rss_kb()
+  local f = assert(io.open("/proc/self/status"))
+  local st = f:read("a")
+  f:close()
+  return tonumber(st:match("VmRSS:%s*(%d+)"))
+end
+
 describe("csp.http over TLS (nginx)", function()
   local s
   setup(function() s = site.start(30, 7, { tls = true }) end)
@@ -48,6 +57,25 @@ describe("csp.http over TLS (nginx)", function()
     wg:wait()
     for i = 1, 30 do assert.equal("HTTP/2.0", got[i].proto) end
     assert.equal(1, csp.http.idle_count())
+  end)
+
+  it("streams a 64 MB body over h2 through a body reader in bounded memory", function()
+    local mb = ASAN and 16 or 64
+    assert(os.execute(("truncate -s %dM %s/www/big.bin"):format(mb, s.root)))
+    collectgarbage()
+    local before = rss_kb()
+    local r = assert(csp.http.get(s.base .. "/big.bin", { timeout = 60, cainfo = s.ca, stream = true }))
+    assert.same({ 200, "HTTP/2.0" }, { r.status, r.proto })
+    local total, peak, n = 0, 0, 0
+    for piece in function() return r.body_reader:read(64 * 1024) end do
+      total, n = total + #piece, n + 1
+      if n % 64 == 0 then peak = math.max(peak, rss_kb() - before) end
+    end
+    r.body_reader:close()
+    assert.equal(mb * 1024 * 1024, total)
+    if not ASAN then assert.is_true(peak < 24 * 1024, ("RSS grew %d KB"):format(peak)) end
+    -- the connection stays usable for the next streams
+    assert.equal(200, assert(csp.http.get(s.start_url, { timeout = 10, cainfo = s.ca })).status)
   end)
 
   it("follows a redirect over TLS (a /d/ page)", function()
