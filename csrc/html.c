@@ -1,5 +1,6 @@
 /* html.c: csp.html.links' core: gumbo parses the document on libuv's thread pool, a walk in C
 ** collects the href of every <a> and the first <base href>, url.c resolves them there. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <gumbo.h>
@@ -35,6 +36,62 @@ static const char *attr(const GumboNode *n, const char *name) {
 }
 
 #define INLINE_MAX (8 * 1024)
+
+/* ---------------------------------------------------------------- a parse's memory */
+
+/* gumbo makes about a hundred small allocations for even a tiny page and frees them one by one
+** at the end: a page up to ARENA_MAX bytes parses into an arena instead, freed whole. Larger
+** (hostile) pages use malloc: an arena never reuses what gumbo frees while it parses. */
+#define ARENA_MAX (256 * 1024)
+#define ARENA_CHUNK (16 * 1024)
+
+typedef struct Chunk {
+  struct Chunk *next;
+  max_align_t data[];
+} Chunk;
+
+typedef struct Arena {
+  char *cur, *end;
+  Chunk *chunks;
+  size_t next;              /* the next chunk's size: doubling keeps their number small */
+  int nomem;
+} Arena;
+
+static void *arena_alloc(void *ud, size_t size) {
+  Arena *a = (Arena *)ud;
+  char *p;
+  size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+  if ((size_t)(a->end - a->cur) < size) {
+    size_t n = a->next > size ? a->next : size;
+    Chunk *c = malloc(sizeof *c + n);
+    if (c == NULL) {
+      a->nomem = 1;
+      return NULL;  /* gumbo does not check: as with its default malloc */
+    }
+    c->next = a->chunks;
+    a->chunks = c;
+    a->cur = (char *)c->data;
+    a->end = a->cur + n;
+    if (a->next < 1024 * 1024) a->next *= 2;
+  }
+  p = a->cur;
+  a->cur += size;
+  return p;
+}
+
+static void arena_free(void *ud, void *p) {
+  (void)ud; (void)p;
+}
+
+static void arena_release(Arena *a) {
+  while (a->chunks != NULL) {
+    Chunk *c = a->chunks;
+    a->chunks = c->next;
+    free(c);
+  }
+}
+
+/* ---------------------------------------------------------------- requests */
 
 /* One parse: C memory, done whole by a pool thread (gumbo is quadratic on hostile nesting and
 ** must not stall the scheduler). The body is copied: a cancelled wait may let the Lua string go
@@ -87,9 +144,17 @@ static void hreq_work(uv_work_t *w) {
   const char *base = NULL, **hrefs = NULL;
   size_t nh = 0, caph = 0;
   csp_UrlBase *b;
+  Arena arena = {NULL, NULL, NULL, ARENA_CHUNK, 0};
   options.max_errors = 0; /* parse errors are not wanted: keep garbage input from piling them up */
+  if (r->len <= ARENA_MAX) {
+    options.allocator = arena_alloc;
+    options.deallocator = arena_free;
+    options.userdata = &arena;
+  }
   out = gumbo_parse_with_options(&options, r->body, r->len);
-  if (out == NULL) {
+  if (out == NULL || arena.nomem) {
+    if (out != NULL) gumbo_destroy_output(&options, out);
+    arena_release(&arena);
     r->nomem = 1;
     return;
   }
@@ -126,7 +191,8 @@ static void hreq_work(uv_work_t *w) {
     r->nomem = 1;
   }
   free(hrefs);
-  gumbo_destroy_output(&options, out);
+  if (options.userdata == &arena) arena_release(&arena);
+  else gumbo_destroy_output(&options, out);
   free(r->body);
   r->body = NULL;
 }
