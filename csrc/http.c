@@ -202,12 +202,9 @@ static int req_setup(lua_State *L, Req *r, const char *method, const char *url, 
   SETOPT(e, CURLOPT_CLOSESOCKETDATA, M);
   /* Over TLS a second request waits for the first connection's ALPN answer, to share it as
   ** h2 streams; in clear text (HTTP/1.1 only) waiting would serialise concurrent requests. */
-  if (strncasecmp(url, "https:", 6) == 0) {
-    SETOPT(e, CURLOPT_PIPEWAIT, 1L);
-  } else {
-    SETOPT(e, CURLOPT_PREREQFUNCTION, csp_httpcurl_prereq_cb);
-    SETOPT(e, CURLOPT_PREREQDATA, r);
-  }
+  if (strncasecmp(url, "https:", 6) == 0) SETOPT(e, CURLOPT_PIPEWAIT, 1L);
+  SETOPT(e, CURLOPT_PREREQFUNCTION, csp_httpcurl_prereq_cb);
+  SETOPT(e, CURLOPT_PREREQDATA, r);
   SETOPT(e, CURLOPT_TCP_NODELAY, 1L);
   if (r->follow > 0) {
     SETOPT(e, CURLOPT_FOLLOWLOCATION, 1L);

@@ -33,6 +33,7 @@ typedef struct Multi {
 /* A connection socket curl opened (through csp_httpcurl_open_cb; closed through close_cb). */
 struct Sock {
   uint8_t open;
+  uint8_t h1;            /* an HTTP/1 response completed on it: it idles between requests */
   int lport;             /* its local port once looked up (the prereq callback names a
                          ** connection by its ports), 0 before */
   Poll *poll;            /* its poll handle, kept while the connection idles in the pool */

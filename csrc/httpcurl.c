@@ -206,6 +206,7 @@ curl_socket_t csp_httpcurl_open_cb(void *u, curlsocktype purpose, struct curl_so
     return CURL_SOCKET_BAD;
   }
   M->socks[fd].open = 1;
+  M->socks[fd].h1 = 0;
   M->socks[fd].lport = 0;
   M->socks[fd].poll = NULL;
   M->nsock++;
@@ -236,9 +237,12 @@ static int sock_lport(curl_socket_t fd) {
 
 /* Issue 9.4: bytes a server sent past the end of the last response sit in an idle HTTP/1
 ** connection; sent on it, the next request would read them as its answer (curl only checks an
-** idle connection for a hang-up). Right before a request goes out on a plain connection, any
-** byte already waiting condemns it: shut down (curl closes it) and the request is made again
-** on a fresh connection. */
+** idle connection for a hang-up). Right before a request goes out on a connection that served
+** an HTTP/1 response, any byte already waiting condemns it: shut down (curl closes it) and the
+** request is made again on a fresh connection. Over TLS too: after a response's last record
+** nothing is due until the next request (a close_notify means the connection is closing
+** anyway). h2 connections are not checked: they carry frames while idle, and frame every
+** response by stream. */
 int csp_httpcurl_prereq_cb(void *u, char *rip, char *lip, int rport, int lport) {
   Req *r = (Req *)u;
   Multi *M = r->M;
@@ -249,7 +253,7 @@ int csp_httpcurl_prereq_cb(void *u, char *rip, char *lip, int rport, int lport) 
     if (!k->open) continue;
     if (k->lport == 0) k->lport = sock_lport(fd);
     if (k->lport != lport) continue;
-    if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+    if (k->h1 && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
       shutdown(fd, SHUT_RDWR);
       r->stale = 1;
       return CURL_PREREQFUNC_ABORT;
@@ -403,6 +407,16 @@ void csp_httpcurl_req_finish(Req *r, CURLcode result) {
   csp_httpcurl_req_wake(r);
 }
 
+/* Notes whether the connection of a transfer just done (if curl keeps it) served HTTP/1. */
+static void sock_served(Multi *M, CURL *e) {
+  curl_socket_t fd = CURL_SOCKET_BAD;
+  long ver = 0;
+  Sock *k;
+  if (curl_easy_getinfo(e, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || (k = sock_of(M, fd)) == NULL) return;
+  curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &ver);
+  k->h1 = ver != CURL_HTTP_VERSION_2_0 && ver != CURL_HTTP_VERSION_3;
+}
+
 /* Drives curl for one event, then completes what finished. Never called from a curl callback. */
 static void multi_action(Multi *M, curl_socket_t fd, int flags) {
   int running, left;
@@ -413,6 +427,7 @@ static void multi_action(Multi *M, curl_socket_t fd, int flags) {
     Req *r = NULL;
     if (msg->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    if (msg->data.result == CURLE_OK) sock_served(M, msg->easy_handle);
     if (r != NULL) csp_httpcurl_req_finish(r, msg->data.result);
   }
 }

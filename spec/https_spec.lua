@@ -3,6 +3,7 @@
 local csp = require "csp"
 local site = require "spec.helpers.site"
 local proc = require "spec.helpers.run"
+local tls = require "spec.helpers.tls"
 
 local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
 
@@ -99,4 +100,98 @@ describe("csp.http over TLS (nginx)", function()
     r = proc.run(code, { no_proxy = "*" })
     assert.matches("x509", r.stdout)
   end)
+end)
+
+describe("csp.http over TLS with HTTP/1.1: keep-alive framing (issue 9.4)", function()
+  -- A python3 TLS server (ALPN: http/1.1 only). On a connection's first request, for /same or
+  -- /separate, it sends a response and a forged one after it: in the same write (one TLS record:
+  -- curl sees the excess and drops the connection) or in a record of its own (it waits in the
+  -- socket for the next request). Any other request gets "real". It ends with its stdin.
+  local SERVER = [[
+import os, socket, ssl, sys, threading
+cert, key, portfile = sys.argv[1:4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ctx.set_alpn_protocols(["http/1.1"])
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(8)
+def resp(body):
+    return ("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)).encode()
+def serve(c):
+    f, n = c.makefile("rb"), 0
+    while True:
+        line = f.readline()
+        if not line:
+            break
+        while f.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        n += 1
+        if n == 1 and b" /same " in line:
+            c.sendall(resp("ok") + resp("forged"))
+        elif n == 1 and b" /separate " in line:
+            c.sendall(resp("ok"))
+            c.sendall(resp("forged"))
+        else:
+            c.sendall(resp("real"))
+    c.close()
+def accept():
+    while True:
+        s, _ = ls.accept()
+        try:
+            c = ctx.wrap_socket(s, server_side=True)
+        except (ssl.SSLError, OSError):
+            continue
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+threading.Thread(target=accept, daemon=True).start()
+with open(portfile + ".tmp", "w") as pf:
+    pf.write(str(ls.getsockname()[1]))
+os.rename(portfile + ".tmp", portfile)
+sys.stdin.read()
+]]
+  local dir, certs, server, base
+
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. proc.quote(dir)))
+    certs = tls.make(dir)
+    local f = assert(io.open(dir .. "/forge.py", "w"))
+    f:write(SERVER)
+    f:close()
+    server = assert(io.popen(("python3 %s %s %s %s"):format(proc.quote(dir .. "/forge.py"),
+      proc.quote(certs.cert), proc.quote(certs.key), proc.quote(dir .. "/port")), "w"))
+    local port
+    for _ = 1, 1000 do   -- the server writes its port once it listens
+      local pf = io.open(dir .. "/port")
+      if pf then
+        port = pf:read("a")
+        pf:close()
+        break
+      end
+      csp.sleep(0.01)
+    end
+    base = "https://127.0.0.1:" .. assert(port, "the python3 TLS server did not start")
+  end)
+
+  after_each(function() csp.http.close_idle() end)
+
+  teardown(function()
+    csp.http.close_idle()
+    if server then server:close() end
+    if dir then os.execute("rm -rf " .. proc.quote(dir)) end
+  end)
+
+  for _, mode in ipairs { "separate", "same" } do
+    it("a forged response after the first (" .. mode .. " record) is never read as the next", function()
+      local r = assert(csp.http.get(base .. "/" .. mode, { timeout = 10, cainfo = certs.ca }))
+      assert.same({ "ok", "HTTP/1.1" }, { r.body, r.proto })
+      csp.sleep(0.05)  -- let the forged bytes reach the client's socket: the case under test
+      assert.equal("real", assert(csp.http.get(base .. "/next", { timeout = 10, cainfo = certs.ca })).body)
+      -- a connection that stays clean is reused
+      local idle = csp.http.idle_count()
+      assert.equal("real", assert(csp.http.get(base .. "/again", { timeout = 10, cainfo = certs.ca })).body)
+      assert.equal(idle, csp.http.idle_count())
+    end)
+  end
 end)
