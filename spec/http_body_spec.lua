@@ -142,13 +142,13 @@ describe("csp.http body readers", function()
       return "close"
     end)
     local r = assert(csp.http.get(srv.url .. "/cut", { stream = true, timeout = 5 }))
-    local got, s = {}, nil
-    repeat
-      s = r.body_reader:read()
+    local got = {}
+    local s, err, code = r.body_reader:read()
+    while s do
       got[#got + 1] = s
-    until not s
+      s, err, code = r.body_reader:read()
+    end
     assert.equal(100, #table.concat(got))
-    local _, err, code = r.body_reader:read()
     assert.same({ "unexpected EOF", "EOF" }, { err, code })
     r.body_reader:close()
   end)
