@@ -159,7 +159,7 @@ sys.stdin.read()
     local f = assert(io.open(dir .. "/forge.py", "w"))
     f:write(SERVER)
     f:close()
-    server = assert(io.popen(("python3 %s %s %s %s"):format(proc.quote(dir .. "/forge.py"),
+    server = assert(io.popen(("env -u LD_PRELOAD python3 %s %s %s %s"):format(proc.quote(dir .. "/forge.py"),
       proc.quote(certs.cert), proc.quote(certs.key), proc.quote(dir .. "/port")), "w"))
     local port
     for _ = 1, 1000 do   -- the server writes its port once it listens
