@@ -1,0 +1,151 @@
+/* tracejson.c: the execution trace as Chrome trace-event JSON (chrome://tracing, Perfetto's JSON importer). */
+#include <string.h>
+#include "trace.h"
+
+/* Hand-rolled appends into room the writer reserved (CSP_TRACE_ROOM per record): printf would
+** cost more than the scheduler spends recording. */
+static const char dig2[] =
+  "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+  "8081828384858687888990919293949596979899";
+
+#define PUT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+static int ndigits(uint64_t v) {
+  int k = 1;
+  for (; v >= 10000; v /= 10000) k += 4;
+  return k + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
+static unsigned char *put_u64(unsigned char *p, uint64_t v) {
+  unsigned char *e = p + ndigits(v), *q = e;
+  for (; v >= 100; v /= 100) {  /* two digits a step, from the end */
+    q -= 2;
+    q[0] = (unsigned char)dig2[v % 100 * 2];
+    q[1] = (unsigned char)dig2[v % 100 * 2 + 1];
+  }
+  if (v >= 10) {
+    q[-2] = (unsigned char)dig2[v * 2];
+    q[-1] = (unsigned char)dig2[v * 2 + 1];
+  } else {
+    q[-1] = (unsigned char)('0' + v);
+  }
+  return e;
+}
+
+static unsigned char *put_ts(unsigned char *p, uint64_t ns) {  /* microseconds, 3 decimals */
+  unsigned r = (unsigned)(ns % 1000);
+  p = put_u64(p, ns / 1000);
+  *p++ = '.';
+  *p++ = (unsigned char)('0' + r / 100);
+  memcpy(p, dig2 + r % 100 * 2, 2);
+  return p + 2;
+}
+
+static unsigned char *put_s(unsigned char *p, const char *s) {
+  size_t k = strlen(s);
+  memcpy(p, s, k);
+  return p + k;
+}
+
+/* The common head of an event on track tid, up to its name: ,"name":" follows. */
+static unsigned char *head(unsigned char *p, const char *ph_cat, uint32_t tid, uint64_t ts) {
+  p = PUT(p, ",\n{\"ph\":\"");
+  p = put_s(p, ph_cat);
+  p = PUT(p, "\",\"pid\":1,\"tid\":");
+  p = put_u64(p, tid);
+  p = PUT(p, ",\"ts\":");
+  return put_ts(p, ts);
+}
+
+static unsigned char *tail(unsigned char *p, const char *name) {
+  p = PUT(p, ",\"name\":\"");
+  p = put_s(p, name);
+  return PUT(p, "\"}");
+}
+
+static unsigned char *meta(unsigned char *p, uint32_t tid, const char *name) {
+  p = PUT(p, ",\n{\"ph\":\"M\",\"pid\":1,\"tid\":");
+  p = put_u64(p, tid);
+  p = PUT(p, ",\"name\":\"thread_name\",\"args\":{\"name\":\"");
+  if (tid == 0) {
+    p = PUT(p, "GC");
+  } else {
+    *p++ = 'G';
+    p = put_u64(p, tid);
+    *p++ = ' ';
+    p = put_s(p, name);
+  }
+  p = PUT(p, "\"}},\n{\"ph\":\"M\",\"pid\":1,\"tid\":");
+  p = put_u64(p, tid);
+  p = PUT(p, ",\"name\":\"thread_sort_index\",\"args\":{\"sort_index\":");
+  p = put_u64(p, tid);
+  return PUT(p, "}}");
+}
+
+/* A slice: the flow's finish that started it, the slice, the instant saying why it stopped. */
+static unsigned char *slice(unsigned char *p, const csp_TraceEv *e) {
+  if (e->flow) {
+    p = head(p, "f\",\"bp\":\"e\",\"cat\":\"flow", e->tid, e->ts);
+    p = PUT(p, ",\"id\":");
+    p = put_u64(p, e->flow);
+    p = tail(p, e->fname);
+  }
+  p = head(p, "X\",\"cat\":\"run", e->tid, e->ts);
+  p = PUT(p, ",\"dur\":");
+  p = put_ts(p, e->dur);
+  p = tail(p, e->s);
+  if (e->why) {
+    p = head(p, "i\",\"cat\":\"block", e->tid, e->ts + e->dur);
+    p = PUT(p, ",\"s\":\"t\"");
+    p = tail(p, e->why);
+  }
+  return p;
+}
+
+static void json_event(csp_TraceOut *o, const csp_TraceEv *e) {
+  unsigned char *p;
+  csp_trace_need(o, CSP_TRACE_ROOM);
+  p = o->b + o->n;
+  switch (e->type) {
+    case CSP_EV_SLICE:
+      p = slice(p, e);
+      break;
+    case CSP_EV_BLOCK:
+      p = head(p, "i\",\"cat\":\"block", e->tid, e->ts);
+      p = tail(PUT(p, ",\"s\":\"t\""), e->s);
+      break;
+    case CSP_EV_WAKE:
+      p = head(p, "i\",\"cat\":\"wake", e->tid, e->ts);
+      p = tail(PUT(p, ",\"s\":\"t\""), e->s);
+      break;
+    case CSP_EV_FLOW:
+      p = head(p, "s\",\"cat\":\"flow", e->tid, e->ts);
+      p = PUT(p, ",\"id\":");
+      p = tail(put_u64(p, e->flow), e->s);
+      break;
+    case CSP_EV_NAME:
+      p = meta(p, e->tid, e->s);
+      break;
+    case CSP_EV_GC:
+      p = head(p, "i\",\"cat\":\"gc", 0, e->ts);
+      p = tail(PUT(p, ",\"s\":\"g\""), "GC cycle");
+      break;
+  }
+  o->n = (size_t)(p - o->b);
+}
+
+static int json_open(csp_TraceOut *o) {
+  unsigned char *p = o->b + o->n;
+  p = PUT(p, "[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"csp\"}}");
+  o->n = (size_t)(p - o->b);
+  return 1;
+}
+
+static void json_close(csp_TraceOut *o) {
+  csp_trace_need(o, 4);
+  memcpy(o->b + o->n, "\n]\n", 3);
+  o->n += 3;
+}
+
+const csp_TraceFormat csp_trace_json = {1, json_open, json_event, json_close};
