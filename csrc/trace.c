@@ -24,6 +24,7 @@ typedef struct csp_Trace {
   csp_Sched *S;
   const csp_TraceFormat *fmt;
   uint64_t t0, slice0, main0, nextflow;
+  uint64_t lastend;    /* when the last slice ended; 0 once the loop woke something since */
   uint64_t flowin, mainflow;     /* the wake that started the open slice (main's), 0: none */
   const char *flowname, *mainflowname;
   int mainrun;         /* main's slice is open (main runs Lua code, not the loop) */
@@ -57,9 +58,53 @@ void csp_trace_flush(csp_TraceOut *o) {
   o->n = 0;
 }
 
+/* The wakes waiting for the end of their source goroutine's slice. */
+typedef struct Flows { Ev *v; size_t n, cap; } Flows;
+
+static void flow_add(Flows *f, const Ev *e) {
+  if (f->n == f->cap) {
+    size_t ncap = f->cap ? f->cap * 2 : 64;
+    Ev *nv = realloc(f->v, ncap * sizeof *nv);
+    if (nv == NULL) return;  /* no memory: that arrow is not drawn */
+    f->v = nv;
+    f->cap = ncap;
+  }
+  f->v[f->n++] = *e;
+}
+
+/* Hands e to the format; a slice takes the wakes its goroutine made (the others stay, in order:
+** usually there are none). */
+static void put(const csp_TraceFormat *fmt, csp_TraceOut *o, Flows *f, const Ev *e) {
+  size_t k = 0, mine = 0;
+  if (e->type == CSP_EV_FLOW) {
+    flow_add(f, e);
+    return;
+  }
+  if (e->type != CSP_EV_SLICE || f->n == 0) {
+    fmt->event(o, e, NULL, 0);
+    return;
+  }
+  for (size_t i = 0; i < f->n; i++) mine += f->v[i].tid == e->tid;
+  if (mine == f->n) {
+    fmt->event(o, e, f->v, f->n);
+    f->n = 0;
+    return;
+  }
+  for (size_t i = 0; i < f->n; i++) {  /* the slice's own to the end, the others to the front */
+    if (f->v[i].tid != e->tid) {
+      Ev t = f->v[k];
+      f->v[k++] = f->v[i];
+      f->v[i] = t;
+    }
+  }
+  fmt->event(o, e, f->v + k, f->n - k);
+  f->n = k;
+}
+
 static void writer(void *arg) {
   csp_Trace *T = arg;
   csp_TraceOut *o = malloc(sizeof *o);
+  Flows flows = {NULL, 0, 0};
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);  /* SIGINT and SIGQUIT are for the scheduler's thread */
@@ -82,7 +127,7 @@ static void writer(void *arg) {
     T->qhead = b->next;
     if (T->qhead == NULL) T->qtail = NULL;
     uv_mutex_unlock(&T->mu);
-    for (int i = 0; o && i < b->n; i++) T->fmt->event(o, &b->ev[i]);
+    for (int i = 0; o && i < b->n; i++) put(T->fmt, o, &flows, &b->ev[i]);
     b->n = 0;
     uv_mutex_lock(&T->mu);
     b->next = T->free;
@@ -91,6 +136,7 @@ static void writer(void *arg) {
     uv_cond_broadcast(&T->cv);
     uv_mutex_unlock(&T->mu);
   }
+  free(flows.v);  /* wakes whose slice never ended (the trace stopped first): no arrow */
   if (o == NULL) {
     T->err = ENOMEM;  /* read after the join */
     return;
@@ -216,7 +262,7 @@ static const char *flowname(csp_G *g) {
 }
 
 /* g becomes ready: a flow from the goroutine running (main outside the loop), or, readied by
-** the loop itself, an instant saying what woke it. */
+** the loop itself, an instant saying what woke it. A flow leaves the end of its source's slice. */
 void csp_trace_ready(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
   uint32_t from;
@@ -230,18 +276,22 @@ void csp_trace_ready(csp_Sched *S, csp_G *g) {
     e->s = strcmp(r, "IO wait") == 0 || strcmp(r, "syscall") == 0 ? "I/O ready" :
            strcmp(r, "sleep") == 0 || strncmp(r, "chan", 4) == 0 || strcmp(r, "select") == 0 ? "timer fired"
                                                                                          : "wake";
+    T->lastend = 0;  /* the loop polled: time passed since the last slice */
     return;
   }
   g->tflow = ++T->nextflow;
-  e = rec(T, CSP_EV_FLOW, from, now_ns());
+  e = rec(T, CSP_EV_FLOW, from, T->t0);
   e->flow = g->tflow;
   e->s = flowname(g);
 }
 
-/* g's slice starts: nothing is recorded until it ends (one record per slice). */
+/* g's slice starts: nothing is recorded until it ends (one record per slice). It starts where
+** the last one ended, unless the loop woke something in between (then it may have waited): the
+** scheduler's own few hundred ns between two slices count in the second, and the clock, slow to
+** read on some virtual machines, is read once a switch. */
 void csp_trace_run(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
-  T->slice0 = now_ns();
+  T->slice0 = T->lastend ? T->lastend : now_ns();
   if (!g->started) {
     lua_pushvalue(g->L, 3);  /* (csp_exit_base, g, f, args...): see sched.c's base_push */
     g->tname = fname(T, g->L, -1);
@@ -275,7 +325,8 @@ static void slice(csp_Trace *T, uint32_t tid, uint64_t start, uint64_t now, cons
 
 void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
   csp_Trace *T = S->trace;
-  slice(T, (uint32_t)g->id, T->slice0, now_ns(), g->tname ? g->tname : "?", stopped(g, status),
+  T->lastend = now_ns();
+  slice(T, (uint32_t)g->id, T->slice0, T->lastend, g->tname ? g->tname : "?", stopped(g, status),
         T->flowin, T->flowname);
   T->flowin = 0;
 }
@@ -283,10 +334,11 @@ void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
 /* Main enters the loop (its slice ends: it waits) or leaves it (a slice starts). */
 void csp_trace_loop(csp_Sched *S, int enter) {
   csp_Trace *T = S->trace;
-  uint64_t now = now_ns();
+  uint64_t now = enter || !T->lastend ? now_ns() : T->lastend;
   csp_G *m = &S->maing;
   if (enter) {
     const char *why = m->reason ? m->reason : "wait";
+    T->lastend = now;
     if (T->mainrun) {
       slice(T, 1, T->main0, now, "main", why, T->mainflow, T->mainflowname);
     } else {

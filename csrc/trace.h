@@ -9,9 +9,11 @@ enum { CSP_EV_SLICE, CSP_EV_BLOCK, CSP_EV_FLOW, CSP_EV_NAME, CSP_EV_WAKE, CSP_EV
 
 /* One event as the scheduler records it: no formatting on the scheduler's thread. The strings
 ** are literals or names interned by trace.c, alive until the writer has finished. A slice carries
-** the wake that started it and the reason it stopped: one record for what a switch shows. */
+** the wake that started it and the reason it stopped: one record for what a switch shows. A wake
+** (CSP_EV_FLOW, no time: the clock is read twice a switch, not three times) leaves the slice of
+** its source goroutine when that slice ends. */
 typedef struct csp_TraceEv {
-  uint64_t ts;          /* ns since the trace started; a slice's start */
+  uint64_t ts;          /* ns since the trace started; a slice's start (not read for CSP_EV_FLOW) */
   uint64_t dur;         /* CSP_EV_SLICE: its length */
   uint64_t flow;        /* CSP_EV_FLOW: its id; CSP_EV_SLICE: the flow that woke it (0: none) */
   const char *s;        /* the slice's, instant's, flow's or track's name */
@@ -36,7 +38,8 @@ typedef struct csp_TraceOut {
 typedef struct csp_TraceFormat {
   int escape;           /* names are JSON-escaped when interned */
   int (*open)(csp_TraceOut *o);     /* 0: no memory */
-  void (*event)(csp_TraceOut *o, const csp_TraceEv *e);
+  /* Any record but CSP_EV_FLOW; a slice comes with the wakes it made, flows[0..nflows). */
+  void (*event)(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t nflows);
   void (*close)(csp_TraceOut *o);   /* the file's end; frees st */
 } csp_TraceFormat;
 

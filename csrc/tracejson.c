@@ -58,6 +58,15 @@ static unsigned char *head(unsigned char *p, const char *ph_cat, uint32_t tid, u
   return put_ts(p, ts);
 }
 
+/* "tid":T,"ts":TS from digits formatted once for the slice's events. */
+static unsigned char *tsfield(unsigned char *p, const unsigned char *tid, size_t ntid,
+                              const unsigned char *ts, size_t nts) {
+  memcpy(p, tid, ntid);
+  p = PUT(p + ntid, ",\"ts\":");
+  memcpy(p, ts, nts);
+  return p + nts;
+}
+
 static unsigned char *tail(unsigned char *p, const char *name) {
   p = PUT(p, ",\"name\":\"");
   p = put_s(p, name);
@@ -83,34 +92,49 @@ static unsigned char *meta(unsigned char *p, uint32_t tid, const char *name) {
   return PUT(p, "}}");
 }
 
-/* A slice: the flow's finish that started it, the slice, the instant saying why it stopped. */
-static unsigned char *slice(unsigned char *p, const csp_TraceEv *e) {
+/* A slice: the flow's finish that started it, the slice, the starts of the flows it made and
+** the instant saying why it stopped, in that order: Perfetto's importer takes events of one time
+** slices first, the others in file order, binding a flow to the slice on top of its track. */
+static void slice(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t nflows) {
+  unsigned char tid[12], ts[32], end[32], *p;
+  size_t ntid = (size_t)(put_u64(tid, e->tid) - tid), nts = (size_t)(put_ts(ts, e->ts) - ts), nend;
+  nend = (size_t)(put_ts(end, e->ts + e->dur) - end);
+  p = o->b + o->n;
   if (e->flow) {
-    p = head(p, "f\",\"bp\":\"e\",\"cat\":\"flow", e->tid, e->ts);
+    p = PUT(p, ",\n{\"ph\":\"f\",\"bp\":\"e\",\"cat\":\"flow\",\"pid\":1,\"tid\":");
+    p = tsfield(p, tid, ntid, ts, nts);
     p = PUT(p, ",\"id\":");
-    p = put_u64(p, e->flow);
-    p = tail(p, e->fname);
+    p = tail(put_u64(p, e->flow), e->fname);
   }
-  p = head(p, "X\",\"cat\":\"run", e->tid, e->ts);
+  p = PUT(p, ",\n{\"ph\":\"X\",\"cat\":\"run\",\"pid\":1,\"tid\":");
+  p = tsfield(p, tid, ntid, ts, nts);
   p = PUT(p, ",\"dur\":");
-  p = put_ts(p, e->dur);
-  p = tail(p, e->s);
-  if (e->why) {
-    p = head(p, "i\",\"cat\":\"block", e->tid, e->ts + e->dur);
-    p = PUT(p, ",\"s\":\"t\"");
-    p = tail(p, e->why);
+  p = tail(put_ts(p, e->dur), e->s);
+  for (size_t i = 0; i < nflows; i++) {
+    o->n = (size_t)(p - o->b);
+    csp_trace_need(o, CSP_TRACE_ROOM);
+    p = o->b + o->n;
+    p = PUT(p, ",\n{\"ph\":\"s\",\"cat\":\"flow\",\"pid\":1,\"tid\":");
+    p = tsfield(p, tid, ntid, end, nend);
+    p = PUT(p, ",\"id\":");
+    p = tail(put_u64(p, flows[i].flow), flows[i].s);
   }
-  return p;
+  if (e->why) {
+    p = PUT(p, ",\n{\"ph\":\"i\",\"cat\":\"block\",\"pid\":1,\"tid\":");
+    p = tsfield(p, tid, ntid, end, nend);
+    p = tail(PUT(p, ",\"s\":\"t\""), e->why);
+  }
+  o->n = (size_t)(p - o->b);
 }
 
-static void json_event(csp_TraceOut *o, const csp_TraceEv *e) {
+static void json_event(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t nflows) {
   unsigned char *p;
   csp_trace_need(o, CSP_TRACE_ROOM);
   p = o->b + o->n;
   switch (e->type) {
     case CSP_EV_SLICE:
-      p = slice(p, e);
-      break;
+      slice(o, e, flows, nflows);
+      return;
     case CSP_EV_BLOCK:
       p = head(p, "i\",\"cat\":\"block", e->tid, e->ts);
       p = tail(PUT(p, ",\"s\":\"t\""), e->s);
@@ -118,11 +142,6 @@ static void json_event(csp_TraceOut *o, const csp_TraceEv *e) {
     case CSP_EV_WAKE:
       p = head(p, "i\",\"cat\":\"wake", e->tid, e->ts);
       p = tail(PUT(p, ",\"s\":\"t\""), e->s);
-      break;
-    case CSP_EV_FLOW:
-      p = head(p, "s\",\"cat\":\"flow", e->tid, e->ts);
-      p = PUT(p, ",\"id\":");
-      p = tail(put_u64(p, e->flow), e->s);
       break;
     case CSP_EV_NAME:
       p = meta(p, e->tid, e->s);

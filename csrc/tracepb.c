@@ -33,13 +33,9 @@ enum { SLICE_BEGIN = 1, SLICE_END = 2, INSTANT = 3 };
 enum { CAT_RUN = 1, CAT_BLOCK, CAT_WAKE, CAT_GC };  /* interned in the first packet */
 #define SEQ 1                        /* the one packet sequence; interned ids are scoped by it */
 #define PROC_UUID (1ull << 40)       /* the process track; goroutine t's track is t + 1 */
-#define MAXPEND 4096                 /* flows waiting for their source slice's end */
-
-typedef struct Pend { uint64_t id, ts; const char *name; uint32_t tid; } Pend;
 
 typedef struct Pb {
   const char **keys; uint32_t *iids; size_t cap, n;  /* names interned, by address */
-  Pend *pend; size_t npend, cappend;
 } Pb;
 
 static unsigned char *varint(unsigned char *p, uint64_t v) {
@@ -203,72 +199,34 @@ static void instant(csp_TraceOut *o, uint64_t ts, uint32_t tid, int cat, const c
   event(o, ts, INSTANT, tid, cat, iid(o, name), NULL, 0);
 }
 
-/* An instant on the flow's source track that starts it: for flows whose slice never ended. */
-static void flow_instant(csp_TraceOut *o, const Pend *f) {
-  event(o, f->ts, INSTANT, f->tid, CAT_WAKE, iid(o, f->name), TE_FLOW_IDS, f->id);
-}
-
-static void pend_flush(csp_TraceOut *o) {
-  Pb *pb = o->st;
-  for (size_t i = 0; i < pb->npend; i++) flow_instant(o, &pb->pend[i]);
-  pb->npend = 0;
-}
-
-static void flow(csp_TraceOut *o, const csp_TraceEv *e) {
-  Pb *pb = o->st;
-  Pend f = {e->flow, e->ts, e->s, e->tid};
-  if (pb->npend == pb->cappend) {
-    size_t ncap = pb->cappend ? pb->cappend * 2 : 256;
-    Pend *np = ncap <= MAXPEND ? realloc(pb->pend, ncap * sizeof *np) : NULL;
-    if (np == NULL) {  /* too many waiting (or no memory): their sources become instants */
-      pend_flush(o);
-      flow_instant(o, &f);
-      return;
-    }
-    pb->pend = np;
-    pb->cappend = ncap;
-  }
-  pb->pend[pb->npend++] = f;
-}
-
 /* The slice's end carries the flows it started (the goroutines it woke): their arrows leave
 ** it. Written in pieces when there are several (main starting thousands of goroutines). */
-static void slice_end(csp_TraceOut *o, uint64_t ts, uint32_t tid) {
-  Pb *pb = o->st;
-  size_t nf = 0, keep = 0, k;
+static void slice_end(csp_TraceOut *o, uint64_t ts, uint32_t tid, const csp_TraceEv *flows, size_t n) {
   unsigned char *p;
-  if (pb->npend == 0 || (pb->npend == 1 && pb->pend[0].tid == tid)) {  /* the common cases */
-    event(o, ts, SLICE_END, tid, 0, 0, TE_FLOW_IDS, pb->npend ? pb->pend[0].id : 0);
-    pb->npend = 0;
+  if (n <= 1) {  /* the common case */
+    event(o, ts, SLICE_END, tid, 0, 0, TE_FLOW_IDS, n ? flows[0].flow : 0);
     return;
   }
-  for (size_t i = 0; i < pb->npend; i++) nf += pb->pend[i].tid == tid;
-  k = 3 + vlen((uint64_t)tid + 1) + nf * 10;
   csp_trace_need(o, 64);
-  p = te_head(o->b + o->n, ts, k);
+  p = te_head(o->b + o->n, ts, 3 + vlen((uint64_t)tid + 1) + n * 10);
   *p++ = TE_TYPE;
   *p++ = SLICE_END;
   *p++ = TE_TRACK_UUID;
   p = varint(p, (uint64_t)tid + 1);
   o->n = (size_t)(p - o->b);
-  for (size_t i = 0; i < pb->npend; i++) {
-    if (pb->pend[i].tid != tid) {
-      pb->pend[keep++] = pb->pend[i];
-      continue;
-    }
+  for (size_t i = 0; i < n; i++) {
     csp_trace_need(o, 10);
     p = o->b + o->n;
     memcpy(p, TE_FLOW_IDS, 2);
-    p = fixed64(p + 2, pb->pend[i].id);
+    p = fixed64(p + 2, flows[i].flow);
     o->n = (size_t)(p - o->b);
   }
-  pb->npend = keep;
 }
 
-static void slice(csp_TraceOut *o, const csp_TraceEv *e) {
+static void slice(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t n) {
   uint64_t end = e->ts + e->dur;
   event(o, e->ts, SLICE_BEGIN, e->tid, CAT_RUN, iid(o, e->s), TE_TERM_FLOW_IDS, e->flow);
-  slice_end(o, end, e->tid);
+  slice_end(o, end, e->tid, flows, n);
   if (e->why) instant(o, end, e->tid, CAT_BLOCK, e->why);
 }
 
@@ -302,12 +260,11 @@ static void track(csp_TraceOut *o, uint32_t tid, const char *name) {
   desc_packet(o, td, (size_t)(q - td));
 }
 
-static void pb_event(csp_TraceOut *o, const csp_TraceEv *e) {
+static void pb_event(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t n) {
   switch (e->type) {
-    case CSP_EV_SLICE: slice(o, e); break;
+    case CSP_EV_SLICE: slice(o, e, flows, n); break;
     case CSP_EV_BLOCK: instant(o, e->ts, e->tid, CAT_BLOCK, e->s); break;
     case CSP_EV_WAKE: instant(o, e->ts, e->tid, CAT_WAKE, e->s); break;
-    case CSP_EV_FLOW: flow(o, e); break;
     case CSP_EV_NAME: track(o, e->tid, e->s); break;
     case CSP_EV_GC: instant(o, e->ts, 0, CAT_GC, "GC cycle"); break;
   }
@@ -346,10 +303,8 @@ static int pb_open(csp_TraceOut *o) {
 
 static void pb_close(csp_TraceOut *o) {
   Pb *pb = o->st;
-  pend_flush(o);
   free(pb->keys);
   free(pb->iids);
-  free(pb->pend);
   free(pb);
   o->st = NULL;
 }
