@@ -178,7 +178,9 @@ def load_protobuf(data):
             flows_begun[f] = ts
             events.append({"ph": "s", "pid": 1, "tid": tid, "ts": ts, "id": f, "name": "", "cat": "flow"})
         for f in te.get("terminating_flow_ids", []):
-            if f not in flows_begun or flows_begun[f] > ts:
+            if f not in flows_begun:  # its start was not recorded: Perfetto ignores it too
+                continue
+            if flows_begun[f] > ts:
                 raise TraceError("flow %d ends before it starts" % f)
             events.append({"ph": "f", "pid": 1, "tid": tid, "ts": ts, "id": f, "name": "", "cat": "flow", "bp": "e"})
     if open_slices:
