@@ -89,6 +89,14 @@ static int link_objects(lua_State *L, csp_G *g, int e) {
   return 1;
 }
 
+/* g waits on no queue (any more): a finalized channel unlinks its waiters. */
+static int unlinked(const csp_G *g) {
+  if (g->w.q) return 0;
+  for (int i = 0; i < g->nsel; i++)
+    if (g->sel[i].q) return 0;
+  return 1;
+}
+
 static int is_leaked(lua_State *L, csp_G *g, int found) {
   int r;
   lua_pushthread(g->L);
@@ -107,7 +115,7 @@ static void leaks(lua_State *L, csp_Sched *S) {
   int base = lua_gettop(L), e = base + 2, found = base + 3, mt = base + 4, session = base + 5;
   int placeholder;
   csp_G **cand;
-  int ncand = 0, n = 0;
+  int ncand = 0, n = 0, was;
   luaL_Buffer b;
   size_t total = 1;
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) total++;
@@ -126,19 +134,24 @@ static void leaks(lua_State *L, csp_Sched *S) {
   placeholder = lua_gettop(L);  /* not nil: the anchor slots stay live keys, restored in place */
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {
     if (g->internal || g->state != CSP_G_WAITING || !g->started || !objwait(g->reason) ||
-        lua_status(g->L) != LUA_YIELD || g->tn.pos || is_leaked(L, g, found))
+        lua_status(g->L) != LUA_YIELD || g->tn.pos)
       continue;
+    was = is_leaked(L, g, found);
     lua_createtable(L, 2, 0);  /* the sentinel: T[1] = the thread, T[2] = the session */
     lua_pushthread(g->L);
     lua_xmove(g->L, L, 1);
+    lua_pushvalue(L, -1);  /* judged again, never a root: what it holds may be all that reaches */
+    lua_pushnil(L);        /* another leaked goroutine */
+    lua_rawset(L, found);
     lua_rawseti(L, -2, 1);
     lua_pushvalue(L, session);
     lua_rawseti(L, -2, 2);
     lua_pushvalue(L, mt);
     lua_setmetatable(L, -2);
-    if (strcmp(g->reason, "select (no cases)") == 0) {  /* nothing can ever wake it */
-      lua_pop(L, 1);  /* unreferenced: found at once */
-    } else if (g->xw != NULL || (g->w.q == NULL && g->nsel == 0)) {
+    if (strcmp(g->reason, "select (no cases)") == 0 || (was && g->xw == NULL && unlinked(g))) {
+      lua_pop(L, 1);  /* nothing can ever wake it (a leak's collection finalized what it waits on
+                      ** and that unlinked it): unreferenced, found at once */
+    } else if (g->xw != NULL || unlinked(g)) {
       lua_pushnil(L);  /* an xchan wait (another thread may end it), or none known: a root */
       lua_rawseti(L, -2, 2);
       lua_pop(L, 1);
