@@ -5,7 +5,7 @@
 
 static const char leaked_key = 0;  /* registry: weak-keyed set of the threads found leaked */
 static const char fin_key = 0;     /* registry: metatable of the sentinels */
-static const char sched_key = 0;   /* registry: the scheduler, for the exit hook */
+static const char sched_key = 0;   /* registry: the scheduler, while the CSP_LEAKS report is due */
 static const char list_key = 0;    /* registry: metatable of the lists csp.leaks() returns */
 
 /* Waits only another goroutine can end; sleep, I/O and syscalls end by themselves. */
@@ -208,27 +208,12 @@ static int list_tostring(lua_State *L) {
   return 1;
 }
 
-/* CSP_LEAKS=1: a return hook on the main thread reports when the script's chunk returns. */
-static void exit_hook(lua_State *L, lua_Debug *ar) {
-  lua_Debug up;
-  csp_Sched *S;
-  const char *name;
+/* The CSP_LEAKS report on stderr, once: the scheduler in the registry (sched_key) says it is
+** still due. */
+static void report(lua_State *L, csp_Sched *S) {
   int n;
-  int ismain;
-  if (ar->event != LUA_HOOKRET) return;
-  ismain = lua_pushthread(L);  /* goroutine threads inherit the hook from the thread that made them */
-  lua_pop(L, 1);
-  if (!ismain || !lua_getinfo(L, "S", ar) || strcmp(ar->what, "main") != 0 || lua_getstack(L, 2, &up))
-    return;  /* not the script's own chunk (a required module's chunk has a caller) */
-  lua_sethook(L, NULL, 0, 0);
-  for (int n = 1; (name = lua_getlocal(L, ar, n)) != NULL; n++) {  /* dead now, still on the stack */
-    lua_pop(L, 1);
-    if (name[0] != '(') { lua_pushnil(L); lua_setlocal(L, ar, n); }
-  }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_key);
-  S = (csp_Sched *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (S == NULL || S->depth > 0) return;
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_key);
   leaks(L, S);
   n = (int)luaL_len(L, -1);
   if (n > 0) {
@@ -237,8 +222,46 @@ static void exit_hook(lua_State *L, lua_Debug *ar) {
     lua_call(L, 1, 1);
     fprintf(stderr, "csp: %d leaked goroutine%s (blocked forever, unreachable):\n\n%s\n", n,
             n > 1 ? "s" : "", lua_tostring(L, -1));
+    fflush(stderr);
   }
   lua_pop(L, 1);
+}
+
+static csp_Sched *due(lua_State *L) {
+  csp_Sched *S;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_key);
+  S = (csp_Sched *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return S;
+}
+
+/* Main's hook (signal.c) on a return event: the report when the script's chunk returns. Returns
+** whether return events are still wanted on L. */
+int csp_leak_atret(lua_State *L, lua_Debug *ar) {
+  lua_Debug up;
+  csp_Sched *S = due(L);
+  const char *name;
+  int ismain;
+  if (S == NULL) return 0;
+  ismain = lua_pushthread(L);
+  lua_pop(L, 1);
+  if (!ismain) return 0;     /* a goroutine's thread, which inherited main's hook */
+  if (ar->event != LUA_HOOKRET) return 1;
+  if (!lua_getinfo(L, "S", ar) || strcmp(ar->what, "main") != 0 || lua_getstack(L, 2, &up))
+    return 1;  /* not the script's own chunk (a required module's chunk has a caller) */
+  if (S->depth > 0) return 0;
+  for (int n = 1; (name = lua_getlocal(L, ar, n)) != NULL; n++) {  /* dead now, still on the stack */
+    lua_pop(L, 1);
+    if (name[0] != '(') { lua_pushnil(L); lua_setlocal(L, ar, n); }
+  }
+  report(L, S);
+  return 0;
+}
+
+/* SIGINT: the report before interrupted! unwinds main (no return event will come). L is main's
+** thread, running Lua code or at the top of the loop (no goroutine running). */
+void csp_leak_interrupted(lua_State *L, csp_Sched *S) {
+  if (due(L) == S && lua_checkstack(L, 30)) report(L, S);
 }
 
 /* Stack: [module, sched]. */
@@ -264,7 +287,7 @@ void csp_leak_open(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_key);
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    lua_sethook(lua_tothread(L, -1), exit_hook, LUA_MASKRET, 0);
+    csp_signal_hookret(lua_tothread(L, -1));
     lua_pop(L, 1);
   }
 }
