@@ -68,7 +68,9 @@ end
   function h.touch(name) assert(io.open(dir .. "/" .. name, "w")):close() end
   -- Waits for the child to print the line (flushed) on its stdout.
   function h.wait_line(line)
-    await("the line " .. line, function() return ("\n" .. slurp(dir .. "/stdout")):find("\n" .. line .. "\n", 1, true) end)
+    await("the line " .. line, function()
+      return ("\n" .. slurp(dir .. "/stdout")):find("\n" .. line .. "\n", 1, true)
+    end)
   end
   -- The child's exec result and its stderr; fails if it does not end within 30 s.
   function h.result()
