@@ -176,7 +176,7 @@ static void submit(csp_Trace *T) {
   T->cur = nb;
 }
 
-/* The clock uv_hrtime reads, without libuv's call in between: three reads a switch. */
+/* The clock uv_hrtime reads, without libuv's call in between (slow to read on some virtual machines). */
 static inline uint64_t now_ns(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
