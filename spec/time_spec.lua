@@ -490,6 +490,39 @@ describe("csp.after_func", function()
   end)
 end)
 
+describe("after_func under the race detector", function()
+  local function race(code)
+    local r = run.run('local csp = require "csp"\n' .. code, { CSP_RACE = "1" }, 20)
+    local _, n = r.stderr:gsub("WARNING: DATA RACE", "")
+    return n, r
+  end
+
+  it("orders after_func's (and reset's) caller before f, and nothing else", function()
+    local n, r = race [[
+      data = 1
+      local done = csp.chan()
+      local t = csp.after_func(0.001, function()
+        data = data + 1
+        if data2 then data2 = data2 + 1 end
+        done:send(true)
+      end)
+      done:recv()
+      data2 = 1
+      t:reset(0.001)
+      done:recv()
+      print(data, data2)
+    ]]
+    assert.are.equal(0, n, r.stderr)
+    assert.are.equal("3\t2\n", r.stdout)
+    n, r = race [[
+      csp.after_func(0.001, function() data = 1 end)
+      while data == nil do csp.sleep(0.001) end -- sleeping is no synchronisation
+      print(data)
+    ]]
+    assert.are.equal(1, n, r.stderr)
+  end)
+end)
+
 describe("after_func and deadlock detection", function()
   it("a pending call is no deadlock: f may complete the wait", function()
     local ch = csp.chan()
