@@ -68,7 +68,8 @@ uint64_t csp_timer_secs(double d);
 uint64_t csp_timer_ns(lua_State *L, int arg); /* csp_timer_secs of a number argument */
 void csp_timer_init(csp_Sched *S);
 void csp_timer_free(csp_Sched *S);
-void csp_timer_open(lua_State *L);          /* registers sleep/now/after/tick/ticker/timer */
+void csp_timer_open(lua_State *L);  /* registers sleep/now/after/tick/ticker/timer, after_func */
+void csp_after_open(lua_State *L);  /* afterfunc.c: after_func, and _after_func/_after_stop */
 
 /* --- sched.c: goroutines, run queue, the scheduler loop --- */
 
@@ -309,7 +310,10 @@ char *csp_url_link(const csp_UrlBase *b, const char *href);
 
 /* --- leak.c, signal.c, trace.c, metrics.c: observability --- */
 void csp_leak_open(lua_State *L);
+int csp_leak_atret(lua_State *L, lua_Debug *ar); /* main's hook: 1 while the exit report waits */
+void csp_leak_interrupted(lua_State *L, csp_Sched *S); /* SIGINT: the CSP_LEAKS report now */
 void csp_signal_open(lua_State *L);
+void csp_signal_hookret(lua_State *mainL); /* main's hook (signal.c owns it) on return events */
 extern volatile int csp_sigpending;  /* a SIGINT or SIGQUIT for the loop to act on */
 int csp_signal_take(lua_State *L, csp_Sched *S); /* 1: main's call must raise the message pushed */
 void csp_trace_open(lua_State *L);
