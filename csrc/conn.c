@@ -44,11 +44,13 @@ static int err_wtimeout(lua_State *L, size_t n) {
 }
 
 /* A deadline set while goroutines wait applies to them too (Go). */
-static void retime(lua_State *L, csp_Sched *S, csp_WaitQ *q, uint64_t when) {
-  for (csp_Waiter *w = q->head; w != NULL; w = w->next) {
-    csp_io_undeadline(S, w->g);
-    if (when) csp_io_deadline(L, S, w->g, when);
-  }
+static void retime_g(lua_State *L, csp_G *g, uint64_t when) {
+  csp_wait_undeadline(g);
+  if (when) csp_wait_deadline(L, g, when);
+}
+
+static void retime(lua_State *L, csp_WaitQ *q, uint64_t when) {
+  for (csp_Waiter *w = q->head; w != NULL; w = w->next) retime_g(L, w->g, when);
 }
 
 /* ---------------------------------------------------------------- stdio descriptors */
@@ -204,7 +206,7 @@ static int rd_run(lua_State *L, Conn *c, int mode) {
     s->rerr = r;
   }
   g = csp_sched_self(L, s->S);
-  if (s->rdl) csp_io_deadline(L, s->S, g, s->rdl);
+  if (s->rdl) csp_wait_deadline(L, g, s->rdl);
   g->w.caseidx = 0;
   csp_wq_push(&s->rq, &g->w);
   csp_stream_settle(s);
@@ -215,7 +217,7 @@ static int rd_resume(lua_State *L, int status, lua_KContext ctx, int mode) {
   csp_G *g = (csp_G *)ctx;
   Conn *c = (Conn *)lua_touserdata(L, 1);
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  csp_io_undeadline(g->S, g);
+  csp_wait_undeadline(g);
   if (c->s) csp_stream_settle(c->s);
   if (g->wake == CSP_WAKE_TIMEOUT) return mode == RD_LINES ? 0 : err_timeout(L);
   return rd_run(L, c, mode);
@@ -294,11 +296,9 @@ static int wr_run(lua_State *L, Conn *c, int turn) {
   int r, written = 0;
   if ((s = conn_stream(L, c, &r)) == NULL)
     return r ? err_code(L, c, "write", r) : err_closed(L, c, "write");
-  if (s->wbusy && s->wdone && s->wowner == &s->S->maing && s->wowner->ticket != s->wticket)
-    s->wbusy = s->wdone = 0;  /* main's wait for it was cancelled by a caught panic */
   if (s->wbusy || (!turn && s->wq.head)) {
     g = csp_sched_self(L, s->S);
-    if (s->wdl) csp_io_deadline(L, s->S, g, s->wdl);
+    if (s->wdl) csp_wait_deadline(L, g, s->wdl);
     g->w.caseidx = 0;
     csp_wq_push(&s->wq, &g->w);
     return csp_sched_park(L, g, "IO wait", (lua_KContext)g, wr_turn_k);
@@ -324,7 +324,7 @@ static int wr_run(lua_State *L, Conn *c, int turn) {
     return 1;
   }
   g = csp_sched_self(L, s->S);
-  if (s->wdl) csp_io_deadline(L, s->S, g, s->wdl);
+  if (s->wdl) csp_wait_deadline(L, g, s->wdl);
   s->wp = p + written;
   s->wlen = len - (size_t)written;
   s->wsent = (size_t)written;
@@ -337,25 +337,20 @@ static int wr_run(lua_State *L, Conn *c, int turn) {
   }
   if (r != 0) {
     s->wlen = 0;
-    csp_io_undeadline(s->S, g);
+    csp_wait_undeadline(g);
     csp_stream_wake_turn(s);
     return err_code(L, c, "write", r);
   }
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, 1, 1);
   s->wbusy = 1;
-  s->wdone = 0;
-  s->wowner = g;
-  s->wticket = g->ticket;
-  g->w.caseidx = 0;
-  csp_wq_push(&s->dq, &g->w);
-  return csp_sched_park(L, g, "IO wait", (lua_KContext)g, wr_done_k);
+  return csp_req_park(L, &s->wr, g, "IO wait", (lua_KContext)g, wr_done_k);
 }
 
 static int wr_turn_k(lua_State *L, int status, lua_KContext ctx) {
   csp_G *g = (csp_G *)ctx;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  csp_io_undeadline(g->S, g);
+  csp_wait_undeadline(g);
   if (g->wake == CSP_WAKE_TIMEOUT) return err_wtimeout(L, (size_t)lua_tointeger(L, 3));
   return wr_run(L, (Conn *)lua_touserdata(L, 1), 1);
 }
@@ -376,22 +371,28 @@ static size_t wr_abandon(csp_Stream *s) {
   return n;
 }
 
+/* Arg 3: what wr_pieces' writev took. A close took the write back from its writer (s NULL). */
 static int wr_done_k(lua_State *L, int status, lua_KContext ctx) {
   csp_G *g = (csp_G *)ctx;
   Conn *c = (Conn *)lua_touserdata(L, 1);
   csp_Stream *s = c->s;
-  int st;
+  int st, done;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  csp_io_undeadline(g->S, g);
-  if (g->wake == CSP_WAKE_TIMEOUT)  /* 3: what wr_pieces' writev took */
-    return err_wtimeout(L, (s ? wr_abandon(s) : 0) + (size_t)lua_tointeger(L, 3));
-  if (s == NULL) return err_closed(L, c, "write");
+  csp_wait_undeadline(g);
+  if (s == NULL) {
+    if (g->wake == CSP_WAKE_TIMEOUT) return err_wtimeout(L, (size_t)lua_tointeger(L, 3));
+    return err_closed(L, c, "write");
+  }
+  done = csp_req_end(&s->wr);
+  if (g->wake == CSP_WAKE_TIMEOUT) {
+    size_t n = wr_abandon(s);
+    if (done) csp_stream_write_end(s);  /* else the write's callback frees the slot */
+    return err_wtimeout(L, n + (size_t)lua_tointeger(L, 3));
+  }
   st = s->wstatus;
-  s->wbusy = s->wdone = 0;
-  s->wowner = NULL;
   lua_pushnil(L);
   lua_setiuservalue(L, 1, 1);
-  csp_stream_wake_turn(s);
+  csp_stream_write_end(s);
   if (st < 0) return err_code(L, c, "write", st);
   lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 2) + lua_tointeger(L, 3));
   return 1;
@@ -544,12 +545,12 @@ static int set_deadline(lua_State *L, int which) {
     return r ? err_code(L, c, "set", r) : err_closed(L, c, "set");
   if (which & 1) {
     s->rdl = when;
-    retime(L, s->S, &s->rq, when);
+    retime(L, &s->rq, when);
   }
   if (which & 2) {
     s->wdl = when;
-    retime(L, s->S, &s->wq, when);
-    retime(L, s->S, &s->dq, when);
+    retime(L, &s->wq, when);
+    if (s->wr.g && s->wr.g->state == CSP_G_WAITING) retime_g(L, s->wr.g, when);
   }
   lua_pushboolean(L, 1);
   return 1;

@@ -55,12 +55,12 @@ void csp_wq_detach(csp_WaitQ *q);        /* unlinks every waiter (object being c
 ** stopped waiting (a caught panic cut main's wait, a deadline or a close woke it, its thread was
 ** closed), so the memory has one rule: the last of the two to let go frees it, through free_fn
 ** (which may have more to do: close a handle, forget a process, free a stream's write slot).
-** Invariant: g->req == r implies r->g == g: g will come back for r (its continuation calls
-** csp_req_end), or csp_req_cancel lets r go for it. r->g == NULL: nobody will; csp_req_done
-** frees r. */
+** Invariant: r->g == g exactly while g->req == r: g waits on r, or was woken otherwise and will
+** let go of r in its continuation (csp_req_end); csp_req_cancel lets go for a goroutine that will
+** not come back. r->g == NULL: none will come; csp_req_done frees r. */
 typedef struct csp_Req csp_Req;
 struct csp_Req {
-  csp_G *g;                     /* the goroutine that waits (or waited) on it; NULL: none will */
+  csp_G *g;                     /* the goroutine that waits on it; NULL: none will come */
   void (*free_fn)(csp_Req *r);  /* set by the owner once; called by the last to let go */
   uint8_t done;                 /* the outside world is finished with it */
 };
@@ -71,8 +71,8 @@ int csp_req_park(lua_State *L, csp_Req *r, csp_G *g, const char *reason, lua_KCo
 /* From the libuv callback that finishes r (no Lua here): readies r->g if it still waits on r
 ** (its continuation takes r); frees r if nobody will come for it. Returns whether g was woken. */
 int csp_req_done(csp_Req *r, int nargs);
-/* In r's continuation: its goroutine stops waiting on r. 1: r is done and now the goroutine's
-** to free. 0: the goroutine was woken otherwise (a deadline) and r is still in flight, left to
+/* In r's continuation: its goroutine lets go of r. 1: r is done and now the continuation's to
+** free. 0: the goroutine was woken otherwise (a deadline) and r is still in flight, left to
 ** csp_req_done to free; the caller may read r and cancel its libuv request before it blocks again. */
 int csp_req_end(csp_Req *r);
 /* The owner takes r back from its goroutine (r lives in an object being closed): the goroutine,

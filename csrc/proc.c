@@ -51,8 +51,8 @@ struct Proc {
   int spawnerr;        /* libuv error of a failed spawn (then exited is set too) */
   char *cwd;           /* a copy of opts.cwd, for a failed spawn's message */
   csp_Sched *S;
-  csp_G *g;            /* the goroutine parked in wait, or NULL */
-  uint32_t ticket;
+  csp_Req req;         /* wait's: free_fn forgets the process once its waiter is gone */
+  int waited;          /* wait parked on req (a second wait raises) */
   int refs;            /* handles not closed yet, this one included */
   Pipe *in, *out, *err;
   Exec *e;             /* the Lua handle on this process, while both live */
@@ -118,17 +118,25 @@ static void proc_kill(Proc *p) {
   }
 }
 
+/* The process is forgotten: nobody will wait for it (its handle was collected unwaited, or
+** its waiter is gone: free_fn of req). */
+static void proc_forget(Proc *p) {
+  if (p->e) p->e->p = NULL;
+  p->e = NULL;
+  proc_close(p);
+}
+
+static void proc_release(csp_Req *q) {
+  proc_forget((Proc *)(void *)((char *)q - offsetof(Proc, req)));
+}
+
 /* Done once the process exited and both outputs ended; a killed process's outputs are not
-** waited for (a grandchild may hold them open). Nobody to wake (the wait was cancelled, or the
-** handle was collected unwaited): the process is forgotten. */
+** waited for (a grandchild may hold them open). */
 static void proc_check(Proc *p) {
   if (p->done || !p->exited || !p->out->eof || !p->err->eof) return;
   p->done = 1;
-  if (p->g ? !csp_sched_wake(p->S, p->g, p->ticket, 0) : p->e == NULL) {
-    if (p->e) p->e->p = NULL;
-    p->e = NULL;
-    proc_close(p);
-  }
+  if (p->waited) csp_req_done(&p->req, 0);  /* wakes the waiter, or forgets p */
+  else if (p->e == NULL) proc_forget(p);
 }
 
 static void pipe_end(Pipe *pp, int err) {
@@ -257,8 +265,8 @@ static Exec *exec_check(lua_State *L) {
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   Exec *e = (Exec *)lua_touserdata(L, 1);
   Proc *p = (Proc *)ctx;
-  if (status == LUA_YIELD) csp_sched_checkresume(L, p->g);
-  p->g = NULL;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, p->req.g);
+  csp_req_end(&p->req);  /* always done: nothing else wakes a process wait */
   return proc_results(L, e, p);
 }
 
@@ -267,14 +275,12 @@ static int exec_wait(lua_State *L) {
   Exec *e = exec_check(L);
   Proc *p = e->p;
   csp_G *g;
-  if (p == NULL) return luaL_error(L, "exec: Wait was already called");
-  if (p->g != NULL) return luaL_error(L, "exec: Wait was already called");
+  if (p == NULL || p->waited) return luaL_error(L, "exec: Wait was already called");
   g = csp_sched_self(L, p->S);
   lua_settop(L, 1);
   if (p->done) return proc_results(L, e, p);
-  p->g = g;
-  p->ticket = g->ticket;
-  return csp_sched_park(L, g, "syscall", (lua_KContext)p, wait_k);
+  p->waited = 1;
+  return csp_req_park(L, &p->req, g, "syscall", (lua_KContext)p, wait_k);
 }
 
 static int exec_kill(lua_State *L) {
@@ -290,7 +296,7 @@ static int exec_gc(lua_State *L) {
   e->p = NULL;
   if (p == NULL) return 0;
   p->e = NULL;
-  if (p->done && p->g == NULL) proc_close(p);
+  if (p->done && !p->waited) proc_close(p);
   return 0;
 }
 
@@ -472,6 +478,7 @@ static Proc *proc_new(csp_Sched *S, size_t inlen, int with_in) {
     return NULL;
   }
   p->S = S;
+  p->req.free_fn = proc_release;
   p->pidfd = -1;
   p->refs = 1;
   {

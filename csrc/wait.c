@@ -77,15 +77,14 @@ int csp_req_done(csp_Req *r, int nargs) {
 
 int csp_req_end(csp_Req *r) {
   r->g->req = NULL;
-  if (r->done) return 1;
   r->g = NULL;
-  return 0;
+  return r->done;
 }
 
 int csp_req_drop(csp_Req *r, int how) {
   csp_G *g = r->g;
   int done = r->done;
-  if (g == NULL || g->req != r) return 0;
+  if (g == NULL) return 0;
   g->req = NULL;
   r->g = NULL;
   if (how >= 0 && g->state == CSP_G_WAITING) {
