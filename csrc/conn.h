@@ -1,0 +1,34 @@
+/* conn.h: the csp.conn userdata, shared by conn.c (the userdata) and connio.c (its reads and writes). */
+#ifndef CSP_CONN_H
+#define CSP_CONN_H
+
+#include "stream.h"
+
+/* The Lua side of a stream. s is NULL once closed, or while a stdio stream is not opened yet
+** (lazy >= 0: its descriptor): opening stdio makes it non-blocking, so only its users pay. */
+typedef struct csp_Conn {
+  const void *tag;
+  csp_Stream *s;
+  int lazy;
+  int isnet;
+  char name[136];      /* for messages: "tcp 127.0.0.1:8000->127.0.0.1:41234", "/dev/stdin" */
+  char laddr[64], raddr[64];
+} csp_Conn;
+
+/* conn.c: the conn at argument 1; its stream, opening stdio on first use (NULL when closed, or
+** *err: stdio failed); c:close(); op's failure with a libuv code, and on a closed conn. */
+csp_Conn *csp_conn_check(lua_State *L);
+csp_Stream *csp_conn_stream(lua_State *L, csp_Conn *c, int *err);
+int csp_conn_close(lua_State *L);
+int csp_conn_err(lua_State *L, csp_Conn *c, const char *op, int code);
+int csp_conn_errclosed(lua_State *L, csp_Conn *c, const char *op);
+
+/* connio.c: the methods that read and write (they park). */
+int csp_connio_read(lua_State *L);
+int csp_connio_read_line(lua_State *L);
+int csp_connio_lines(lua_State *L);
+int csp_connio_set_max_line(lua_State *L);
+int csp_connio_write(lua_State *L);
+int csp_connio_close_write(lua_State *L);
+
+#endif
