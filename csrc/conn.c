@@ -45,7 +45,7 @@ csp_Stream *csp_conn_stream(lua_State *L, csp_Conn *c, int *err) {
   return c->s;
 }
 
-void csp_addr_name(const struct sockaddr *sa, char *out, size_t size) {
+void csp_conn_addrname(const struct sockaddr *sa, char *out, size_t size) {
   char ip[64];
   if (sa->sa_family == AF_INET6) {
     const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
@@ -60,15 +60,15 @@ void csp_addr_name(const struct sockaddr *sa, char *out, size_t size) {
   }
 }
 
-void csp_stream_push(lua_State *L, csp_Stream *s) {
+void csp_conn_push(lua_State *L, csp_Stream *s) {
   csp_Conn *c = conn_new(L);
   struct sockaddr_storage ss;
   int len = sizeof ss;
   if (uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&ss, &len) == 0)
-    csp_addr_name((struct sockaddr *)&ss, c->laddr, sizeof c->laddr);
+    csp_conn_addrname((struct sockaddr *)&ss, c->laddr, sizeof c->laddr);
   len = sizeof ss;
   if (uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&ss, &len) == 0)
-    csp_addr_name((struct sockaddr *)&ss, c->raddr, sizeof c->raddr);
+    csp_conn_addrname((struct sockaddr *)&ss, c->raddr, sizeof c->raddr);
   snprintf(c->name, sizeof c->name, "tcp %s->%s", c->laddr, c->raddr);
   c->isnet = 1;
   uv_tcp_nodelay(&s->u.tcp, 1);  /* Go's default: small writes go out at once */
@@ -181,7 +181,7 @@ static void stdio_new(lua_State *L, int fd, const char *name) {
 }
 
 /* Stack: [module, sched]. */
-void csp_stream_open(lua_State *L) {
+void csp_conn_open(lua_State *L) {
   const char *bm = getenv("CSP_BUFMAX");
   if (bm && strtoull(bm, NULL, 10) > 0 && strtoull(bm, NULL, 10) < CSP_BUFMAX_DEFAULT)
     csp_stream_bufmax = (size_t)strtoull(bm, NULL, 10);

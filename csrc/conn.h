@@ -23,6 +23,13 @@ int csp_conn_close(lua_State *L);
 int csp_conn_err(lua_State *L, csp_Conn *c, const char *op, int code);
 int csp_conn_errclosed(lua_State *L, csp_Conn *c, const char *op);
 
+/* Pushes a conn owning s (a connected tcp stream); names it from its addresses. */
+void csp_conn_push(lua_State *L, csp_Stream *s);
+/* Formats a socket address as Go does: 1.2.3.4:80, [::1]:80. */
+void csp_conn_addrname(const struct sockaddr *sa, char *out, size_t size);
+/* Registers the conn type and csp.stdin/stdout/stderr (stack: [module, sched]). */
+void csp_conn_open(lua_State *L);
+
 /* connio.c: the methods that read and write (they park). */
 int csp_connio_read(lua_State *L);
 int csp_connio_read_line(lua_State *L);

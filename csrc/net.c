@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "stream.h"
+#include "conn.h"
 
 #define BACKLOG 4096  /* the kernel clamps it to net.core.somaxconn */
 #define MAXADDR 8     /* addresses of one name tried by dial */
@@ -184,7 +184,7 @@ static int listen_on(lua_State *L, NetReq *r, const struct sockaddr *sa) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &ln_tag);
   lua_setmetatable(L, -2);
   snprintf(u->net, sizeof u->net, "%s", r->net);
-  csp_addr_name(sa, r->last, sizeof r->last);
+  csp_conn_addrname(sa, r->last, sizeof r->last);
   if ((l = calloc(1, sizeof *l)) == NULL) {
     req_free(r);
     return luaL_error(L, "not enough memory");
@@ -198,7 +198,7 @@ static int listen_on(lua_State *L, NetReq *r, const struct sockaddr *sa) {
     return req_error(L, r, "%s %s %s: bind: %s", e);
   }
   if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) == 0)
-    csp_addr_name((struct sockaddr *)&ss, u->addr, sizeof u->addr);
+    csp_conn_addrname((struct sockaddr *)&ss, u->addr, sizeof u->addr);
   uv_unref((uv_handle_t *)&l->tcp);
   u->l = l;
   req_free(r);
@@ -231,7 +231,7 @@ static int net_step(lua_State *L, NetReq *r) {
       csp_Stream *s = r->s;
       r->s = NULL;
       req_free(r);
-      csp_stream_push(L, s);
+      csp_conn_push(L, s);
       return 1;
     }
     csp_stream_discard(r->s);
@@ -242,7 +242,7 @@ static int net_step(lua_State *L, NetReq *r) {
   while (r->next < r->naddr) {
     const struct sockaddr *sa = (const struct sockaddr *)&r->addrs[r->next];
     csp_Stream *s = csp_stream_alloc(r->S, CSP_ST_TCP);
-    csp_addr_name(sa, r->last, sizeof r->last);
+    csp_conn_addrname(sa, r->last, sizeof r->last);
     if (s == NULL) {
       req_free(r);
       return luaL_error(L, "not enough memory");
@@ -405,7 +405,7 @@ static int accept_run(lua_State *L, Listener *u) {
     e = uv_accept((uv_stream_t *)&l->tcp, &s->u.s);
     l->pending = 0;
     if (e == 0) {
-      csp_stream_push(L, s);
+      csp_conn_push(L, s);
       return 1;
     }
     csp_stream_discard(s);
@@ -499,5 +499,5 @@ void csp_net_open(lua_State *L) {
   luaL_setfuncs(L, funcs, 1);
   lua_setfield(L, -3, "net");
 
-  csp_stream_open(L);
+  csp_conn_open(L);
 }

@@ -1,4 +1,5 @@
-/* stream.h: the buffered byte stream (tcp, pipe, tty, file) shared by stream.c, stdio.c, conn.c and net.c. */
+/* stream.h: the buffered byte stream (tcp, pipe, tty, file), used by stream.c, stdio.c, conn.c,
+** connio.c, net.c and procspawn.c. */
 #ifndef CSP_STREAM_H
 #define CSP_STREAM_H
 
@@ -45,10 +46,6 @@ struct csp_Stream {
 csp_Stream *csp_stream_alloc(csp_Sched *S, int kind);
 /* Closes a stream that no conn owns yet (a failed dial). */
 void csp_stream_discard(csp_Stream *s);
-/* Pushes a conn owning s (a connected tcp stream); names it from its addresses. */
-void csp_stream_push(lua_State *L, csp_Stream *s);
-/* Formats a socket address as Go does: 1.2.3.4:80, [::1]:80. */
-void csp_addr_name(const struct sockaddr *sa, char *out, size_t size);
 
 /* uv_write of p[0..len), 4 GiB or more included (uv_buf_t lengths are unsigned int). */
 int csp_stream_write(uv_write_t *req, uv_stream_t *h, const char *p, size_t len, uv_write_cb cb);
@@ -81,8 +78,5 @@ void csp_stdio_release(int fd);
 
 /* Puts /dev/null on standard descriptors that are closed, before the loop opens any descriptor. */
 void csp_stdio_guard(void);
-
-/* Registers the conn type, csp.stdin/stdout/stderr and csp.io (stack: [module, sched]). */
-void csp_stream_open(lua_State *L);
 
 #endif
