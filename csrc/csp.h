@@ -14,7 +14,7 @@ typedef struct csp_Waiter csp_Waiter;
 typedef struct csp_WaitQ csp_WaitQ;
 typedef struct csp_TimerNode csp_TimerNode;
 
-/* --- wait.c: the one way anything parks and wakes a goroutine --- */
+/* --- wait.c: the one way anything parks and wakes a goroutine: queues, requests, deadlines --- */
 
 /* A goroutine waits in one of two ways, either with a deadline (csp_wait_deadline): on an
 ** object's wait queue (channels, select, sync, streams, accept, csp.run), woken by whoever
@@ -327,15 +327,17 @@ void csp_xshared_open(lua_State *L);     /* xchan, thread, syncmap, atomic */
 /* --- sync.c --- */
 void csp_sync_open(lua_State *L);
 
-/* --- fs.c: filesystem on libuv's thread pool --- */
+/* --- fs.c, fswork.c (fs.h): filesystem calls on libuv's thread pool --- */
 void csp_fs_open(lua_State *L);
 
-/* --- net.c, stream.c: tcp, pipes, ttys, stdio --- */
+/* --- net.c, conn.c, connio.c, stream.c, stdio.c: tcp, pipes, ttys, stdio --- */
 void csp_net_open(lua_State *L);
+
+/* --- proc.c, procspawn.c (proc.h): processes --- */
+void csp_proc_open(lua_State *L);
 
 /* --- html.c: links extraction with gumbo --- */
 void csp_html_open(lua_State *L);
-void csp_proc_open(lua_State *L);
 
 /* --- http.c: HTTP client on libcurl's multi interface --- */
 void csp_http_open(lua_State *L);
