@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include "conn.h"
 
-static const char conn_tag = 0;
+const char csp_conn_tag = 0;
 
 /* ---------------------------------------------------------------- errors */
 
@@ -26,21 +26,15 @@ int csp_conn_errclosed(lua_State *L, csp_Conn *c, const char *op) {
 static csp_Conn *conn_new(lua_State *L) {
   csp_Conn *c = (csp_Conn *)lua_newuserdatauv(L, sizeof *c, 1);
   memset(c, 0, sizeof *c);
-  c->tag = &conn_tag;
+  c->tag = &csp_conn_tag;
   c->lazy = -1;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &conn_tag);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &csp_conn_tag);
   lua_setmetatable(L, -2);
   return c;
 }
 
-csp_Conn *csp_conn_check(lua_State *L) {
-  return (csp_Conn *)csp_checktag(L, 1, &conn_tag, sizeof(csp_Conn), "csp.conn");
-}
-
-/* The conn's stream, opening stdio on first use; NULL when closed (or *err: stdio failed). */
-csp_Stream *csp_conn_stream(lua_State *L, csp_Conn *c, int *err) {
-  *err = 0;
-  if (c->s != NULL || c->lazy < 0) return c->s;
+/* csp_conn_stream's slow path: opens the stdio descriptor on first use. */
+csp_Stream *csp_conn_stdio(lua_State *L, csp_Conn *c, int *err) {
   if ((c->s = csp_stdio_open(L, c->lazy, err)) != NULL) c->lazy = -1;
   return c->s;
 }
@@ -197,7 +191,7 @@ void csp_conn_open(lua_State *L) {
     {"__gc", conn_gc}, {"__close", csp_conn_close}, {"__tostring", conn_tostring}, {NULL, NULL}
   };
   csp_newmeta(L, "csp.conn", methods, meta);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &conn_tag);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &csp_conn_tag);
 
   stdio_new(L, 0, "/dev/stdin");
   lua_setfield(L, -3, "stdin");

@@ -15,10 +15,22 @@ typedef struct csp_Conn {
   char laddr[64], raddr[64];
 } csp_Conn;
 
-/* conn.c: the conn at argument 1; its stream, opening stdio on first use (NULL when closed, or
-** *err: stdio failed); c:close(); op's failure with a libuv code, and on a closed conn. */
-csp_Conn *csp_conn_check(lua_State *L);
-csp_Stream *csp_conn_stream(lua_State *L, csp_Conn *c, int *err);
+extern const char csp_conn_tag;
+csp_Stream *csp_conn_stdio(lua_State *L, csp_Conn *c, int *err);
+
+/* The conn at argument 1. Inline, as the stream below: every method starts with both. */
+static inline csp_Conn *csp_conn_check(lua_State *L) {
+  return (csp_Conn *)csp_checktag(L, 1, &csp_conn_tag, sizeof(csp_Conn), "csp.conn");
+}
+
+/* The conn's stream, opening stdio on first use; NULL when closed (or *err: stdio failed). */
+static inline csp_Stream *csp_conn_stream(lua_State *L, csp_Conn *c, int *err) {
+  *err = 0;
+  if (c->s != NULL || c->lazy < 0) return c->s;
+  return csp_conn_stdio(L, c, err);
+}
+
+/* conn.c: c:close(); op's failure with a libuv code, and on a closed conn. */
 int csp_conn_close(lua_State *L);
 int csp_conn_err(lua_State *L, csp_Conn *c, const char *op, int code);
 int csp_conn_errclosed(lua_State *L, csp_Conn *c, const char *op);

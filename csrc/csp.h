@@ -16,7 +16,7 @@ typedef struct csp_TimerNode csp_TimerNode;
 
 /* --- wait.c: the one way anything parks and wakes a goroutine: queues, requests, deadlines --- */
 
-/* A goroutine waits in one of two ways, either with a deadline (csp_wait_deadline): on an
+/* A goroutine waits in one of two ways, each with or without a deadline (csp_wait_deadline): on an
 ** object's wait queue (channels, select, sync, streams, accept, csp.run), woken by whoever
 ** completes its operation; or on a request (a pool job, a libuv request, a process), woken by the
 ** libuv callback that finishes it. A wait with only a deadline is a sleep. */
@@ -73,7 +73,8 @@ int csp_req_park(lua_State *L, csp_Req *r, csp_G *g, const char *reason, lua_KCo
 int csp_req_done(csp_Req *r, int nargs);
 /* In r's continuation: its goroutine lets go of r. 1: r is done and now the continuation's to
 ** free. 0: the goroutine was woken otherwise (a deadline) and r is still in flight, left to
-** csp_req_done to free; the caller may read r and cancel its libuv request before it blocks again. */
+** csp_req_done to free; the caller may still read r and cancel its libuv request, until it
+** blocks again. */
 int csp_req_end(csp_Req *r);
 /* The owner takes r back from its goroutine (r lives in an object being closed): the goroutine,
 ** if still parked on r, is woken with how (CSP_WAKE_CLOSED), or left parked if how < 0 (the object
