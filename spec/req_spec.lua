@@ -165,12 +165,31 @@ end)
 describe("a process wait", function()
   it("cut by a panic forgets the process once it ends", function()
     local out = child([[
-      local p = assert(csp._spawn("sh", { "-c", "exec sleep 0.1" }))
+      local pidfile = os.tmpname()
+      local p = assert(csp._spawn("sh", { "-c", "echo $$ > " .. pidfile .. "; exec sleep 100" }))
       csp.go(function() error("boom") end)
       local ok, err = pcall(p.wait, p)
       assert(not ok and err:find("boom"), err)
       assert(not pcall(p.wait, p), "a second wait raises")
-      print(assert(csp.exec("sh", { "-c", "sleep 0.2; echo after" })).stdout)
+      local pid
+      for _ = 1, 1000 do  -- the shell has started when it wrote its pid
+        local f = io.open(pidfile)
+        pid = f and f:read("n")
+        if f then f:close() end
+        if pid then break end
+        csp.sleep(0.01)
+      end
+      os.remove(pidfile)
+      p:kill()
+      -- its pid stays in /proc until the loop reaps it; then the process is forgotten
+      for _ = 1, 1000 do
+        local f = io.open("/proc/" .. pid .. "/stat")
+        if not f then break end
+        f:close()
+        csp.sleep(0.01)
+      end
+      -- the loop turns while this one runs: the close callbacks of the forgotten one's pipes
+      print(assert(csp.exec("sh", { "-c", "echo after" })).stdout)
     ]])
     assert.are.equal("after\n\n", out)
   end)
