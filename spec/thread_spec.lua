@@ -185,7 +185,7 @@ describe("deadlock across threads", function()
       local t1 = csp.thread(function(a, b) a:recv() b:send(1) end, a, b)
       csp.thread(function(a, b) b:recv() a:send(1) end, a, b)
       local ok, err = pcall(t1.join, t1)
-      local _, sections = err:gsub("\n\nthread %d+:\ngoroutine 1 %[chan receive%]:", "")
+      local _, sections = err:gsub("\n\nthread %d+:\ngoroutine 1 %[xchan receive%]:", "")
       print(ok, err:match("^[^\n]*"), sections)
       -- not deadlocks: a thread sleeping then sending, a thread computing then sending
       local c = csp.xchan()
