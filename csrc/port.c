@@ -8,8 +8,10 @@
 #include "xshared.h"
 
 #define SPIN_NS 20000   /* poll the inbox this long before sleeping (a wake across vCPUs costs ~70 us) */
+#define SPIN_MISSES 8   /* after this many spins in a row found nothing, spin once in 8 parks */
 
-static atomic_int spinners;
+static atomic_int nawake;  /* schedulers with a port that are not asleep in their loop */
+static int ncpu;
 static atomic_long nidle;  /* schedulers idle: when all are (main included), the process deadlocks */
 static atomic_uint dumpround;  /* main asks idle threads for their goroutines (deadlock report) */
 
@@ -59,6 +61,8 @@ csp_Port *csp_port_get(lua_State *L, csp_Sched *S) {
     luaL_error(L, "xchan: cannot create the scheduler's inbox");
   }
   atomic_init(&P->refs, 1);
+  if (ncpu == 0) ncpu = (int)uv_available_parallelism();
+  atomic_fetch_add(&nawake, 1);
   P->S = S;
   P->poll->data = P;
   uv_poll_start(P->poll, UV_READABLE, poll_cb);
@@ -182,6 +186,52 @@ void csp_port_dumps(lua_State *L, csp_Sched *S) {
   csp_ports_foreach(add_dump, L);
 }
 
+/* The loop will block, or has woken: kept in nawake, which decides whether spinning is free. */
+static int port_sleep(csp_Port *P, int wait) {
+  if (wait && !P->asleep) {
+    P->asleep = 1;
+    atomic_fetch_sub(&nawake, 1);
+  }
+  return wait;
+}
+
+static void port_awake(csp_Port *P) {
+  if (P->asleep) {
+    P->asleep = 0;
+    atomic_fetch_add(&nawake, 1);
+  }
+}
+
+void csp_port_retire(csp_Port *P) {
+  if (!P->asleep) atomic_fetch_sub(&nawake, 1);
+  P->asleep = 1;
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Polls the inbox a while before sleeping, since waking a sleeping vCPU costs ~70 us, but only
+** while every awake scheduler has a CPU (a spin never takes one from work) and while spinning
+** pays: after SPIN_MISSES fruitless spins in a row, only once in 8 parks. Returns whether
+** something came. */
+static int port_spin(csp_Sched *S, csp_Port *P) {
+  uint64_t until;
+  if (S->nheap > 0 || atomic_load(&nawake) > ncpu) return 0;
+  if (P->spinmiss >= SPIN_MISSES && (++P->spinskip & 7) != 0) return 0;
+  until = uv_hrtime() + SPIN_NS;
+  while (atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL && uv_hrtime() < until)
+    cpu_relax();
+  if (atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL) {
+    P->spinmiss++;
+    return 0;
+  }
+  P->spinmiss = 0;
+  return 1;
+}
+
 /* sched.c, before the loop polls libuv: take what other threads completed; while goroutines
 ** wait on other threads keep the loop alive, spin briefly, and count as idle if nothing else
 ** (timer, I/O) can wake it. When every scheduler is idle the process is deadlocked: main
@@ -190,19 +240,13 @@ void csp_port_dumps(lua_State *L, csp_Sched *S) {
 int csp_port_poll(csp_Sched *S, int wait) {
   csp_Port *P = (csp_Port *)S->port;
   int alone;
+  port_awake(P);
   if (port_drain(P)) return 0;
   if (!wait) return 0;
   port_setref(P, 0);
-  if (P->nwait == 0 || csp_thread_others(S) == 0) return wait;  /* the local rule decides */
+  if (P->nwait == 0 || csp_thread_others(S) == 0) return port_sleep(P, wait);  /* the local rule decides */
   alone = !uv_loop_alive(S->loop);
-  if (S->nheap == 0 && atomic_fetch_add(&spinners, 1) < 1) {
-    uint64_t until = uv_hrtime() + SPIN_NS;
-    while (atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL && uv_hrtime() < until) {}
-    atomic_fetch_sub(&spinners, 1);
-    if (port_drain(P)) return 0;
-  } else {
-    atomic_fetch_sub(&spinners, 1);
-  }
+  if (port_spin(S, P) && port_drain(P)) return 0;
   if (alone) {
     atomic_fetch_add(&nidle, 1);
     atomic_store(&P->idle, 1);
@@ -221,7 +265,7 @@ int csp_port_poll(csp_Sched *S, int wait) {
         if (round != 0 && csp_ports_foreach(dumped, &round)) {
           port_busy(P);
           P->global = 1;
-          return wait;  /* the loop is not alive: sched_loop reports the deadlock */
+          return port_sleep(P, wait);  /* the loop is not alive: sched_loop reports the deadlock */
         }
         atomic_fetch_add(&dumpround, 1);  /* every idle thread dumps its goroutines, then main looks again */
         csp_thread_wakeall();
@@ -238,11 +282,12 @@ int csp_port_poll(csp_Sched *S, int wait) {
     port_drain(P);
     return 0;
   }
-  return 1;
+  return port_sleep(P, 1);
 }
 
 void csp_port_after(csp_Sched *S) {
   csp_Port *P = (csp_Port *)S->port;
+  port_awake(P);
   atomic_store(&P->parked, 0);
   port_busy(P);
   port_drain(P);

@@ -151,6 +151,8 @@ struct csp_Port {
   csp_Sched *S;
   int nwait;           /* owner-thread only: records of parked goroutines */
   int refd;
+  int asleep;          /* owner-thread only: not counted in nawake (port.c) */
+  unsigned spinmiss, spinskip;  /* owner-thread only: fruitless spins in a row; parks since */
   atomic_uint dumpgen; /* the deadlock-report round dump was made for (release: dump is set) */
   char *dump;          /* "thread N:" and its goroutines, for main's deadlock report */
   int global;          /* main only: the deadlock being reported is every thread's */
@@ -158,6 +160,7 @@ struct csp_Port {
 
 /* port.c */
 void csp_port_unref(csp_Port *P);
+void csp_port_retire(csp_Port *P);  /* the owner's end: no longer counted awake */
 csp_Port *csp_port_get(lua_State *L, csp_Sched *S);   /* S's port, created on first use */
 csp_XRec *csp_port_take(csp_Port *P);
 void csp_port_unlink_locals(csp_G *g);

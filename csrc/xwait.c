@@ -111,6 +111,7 @@ void csp_port_teardown(csp_Sched *S) {
   if (S->maing.xw) csp_xchan_cancel(&S->maing);
   if (P == NULL) return;
   csp_port_register(P, 0);
+  csp_port_retire(P);
   atomic_store(&P->dead, 1);
   {
     csp_XRec *x = csp_port_take(P), *next;
