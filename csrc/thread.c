@@ -125,8 +125,14 @@ static int boot(lua_State *L) {
   if (th->cpath) { lua_pushstring(L, th->cpath); lua_setfield(L, -2, "cpath"); }
   lua_pop(L, 1);
   lua_getglobal(L, "require");
+  lua_pushliteral(L, "csp.core");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "_thread_port");  /* registered from the start: in deadlock reports, counted awake */
+  lua_call(L, 0, 0);
+  lua_getglobal(L, "require");
   lua_pushliteral(L, "csp");
   lua_call(L, 1, 0);
+  lua_settop(L, 0);
   if (th->modname) {
     lua_getglobal(L, "require");
     lua_pushstring(L, th->modname);
@@ -266,6 +272,7 @@ static int th_new(lua_State *L) {
     return luaL_error(L, "not enough memory");
   }
   csp_proxy_push(L, &th->h, CSP_OP_ANY);  /* may raise: the thread is not started yet */
+  csp_port_get(L, csp_sched_get(L));
   pthread_once(&once, pin_module);
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -328,10 +335,16 @@ static int th_nthreads(lua_State *L) {
   return 1;
 }
 
+static int th_port(lua_State *L) {
+  csp_port_get(L, csp_sched_get(L));
+  return 0;
+}
+
 static const luaL_Reg th_methods[] = {{"join", th_join}, {"id", th_id}, {NULL, NULL}};
 
 void csp_thread_open(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"thread", th_new}, {"nthreads", th_nthreads}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"thread", th_new}, {"nthreads", th_nthreads},
+                                    {"_thread_port", th_port}, {NULL, NULL}};
   static const luaL_Reg metas[] = {{"__tostring", th_tostring}, {NULL, NULL}};
   csp_proxy_meta(L, CSP_X_THREAD, "csp.thread", th_methods, metas);
   csp_setfuncs(L, funcs);

@@ -5,12 +5,13 @@
 #include <sched.h>
 #include "xshared.h"
 
-/* Slot i serves positions i, i + cap, i + 2 cap, ...: its stamp says whose turn it is. Stamps
-** are stored minus i, so a zeroed ring (calloc: pages untouched until used) is a valid empty
-** one: position pos may push into its slot when stamp == pos, pop when stamp == pos + 1. */
+/* Slot i serves positions i, i + cap, i + 2 cap, ...: its stamp says whose turn it is:
+** position pos may push into it when the stamp is 2 pos, pop when it is 2 pos + 1 (doubled, so
+** that a ring of one slot is not ambiguous). Stamps are stored minus 2 i, so a zeroed ring
+** (calloc: pages untouched until used) is a valid empty one. */
 static csp_XSlot *slot(csp_XChan *x, uint64_t pos, uint64_t *base) {
   uint64_t i = pos % x->cap;
-  *base = i;
+  *base = 2 * i;
   return &x->ring[i];
 }
 
@@ -38,13 +39,13 @@ int csp_xring_push(csp_XChan *x, csp_Msg *m) {
     int64_t d;
     if (pos & CSP_XR_CLOSED) return -1;
     s = slot(x, pos, &base);
-    d = (int64_t)(stamp(s, base) - pos);
+    d = (int64_t)(stamp(s, base) - 2 * pos);
     if (d == 0) {
       if (atomic_compare_exchange_weak_explicit(&x->tail, &pos, pos + 1, memory_order_relaxed,
                                                 memory_order_relaxed)) {
         s->m = *m;
         m->tag = CSP_M_EMPTY;
-        atomic_store_explicit(&s->seq, pos + 1 - base, memory_order_release);
+        atomic_store_explicit(&s->seq, 2 * pos + 1 - base, memory_order_release);
         return 1;
       }
     } else if (d < 0) {  /* the slot still holds the value of pos - cap: full, unless tail moved */
@@ -62,12 +63,12 @@ int csp_xring_pop(csp_XChan *x, csp_Msg *out) {
   for (;;) {
     uint64_t base;
     csp_XSlot *s = slot(x, pos, &base);
-    int64_t d = (int64_t)(stamp(s, base) - (pos + 1));
+    int64_t d = (int64_t)(stamp(s, base) - (2 * pos + 1));
     if (d == 0) {
       if (atomic_compare_exchange_weak_explicit(&x->head, &pos, pos + 1, memory_order_relaxed,
                                                 memory_order_relaxed)) {
         *out = s->m;
-        atomic_store_explicit(&s->seq, pos + x->cap - base, memory_order_release);
+        atomic_store_explicit(&s->seq, 2 * (pos + x->cap) - base, memory_order_release);
         return 1;
       }
     } else if (d < 0) {  /* not published: empty, or a push between its reservation and its store */
@@ -82,14 +83,14 @@ int csp_xring_pop(csp_XChan *x, csp_Msg *out) {
 int csp_xring_ready(csp_XChan *x) {
   uint64_t base, pos = atomic_load_explicit(&x->head, memory_order_relaxed);
   csp_XSlot *s = slot(x, pos, &base);
-  return stamp(s, base) == pos + 1;
+  return stamp(s, base) == 2 * pos + 1;
 }
 
 /* Is the slot at the tail free (a push would succeed)? */
 int csp_xring_room(csp_XChan *x) {
   uint64_t base, pos = atomic_load_explicit(&x->tail, memory_order_relaxed) & ~CSP_XR_CLOSED;
   csp_XSlot *s = slot(x, pos, &base);
-  return stamp(s, base) == pos;
+  return stamp(s, base) == 2 * pos;
 }
 
 /* Values reserved and not yet popped (published or about to be). */

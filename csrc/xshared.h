@@ -155,6 +155,7 @@ struct csp_Port {
   unsigned spinmiss, spinskip;  /* owner-thread only: fruitless spins in a row; parks since */
   atomic_uint dumpgen; /* the deadlock-report round dump was made for (release: dump is set) */
   char *dump;          /* "thread N:" and its goroutines, for main's deadlock report */
+  lua_Integer id;      /* the owner's csp.thread id (0: main) */
   int global;          /* main only: the deadlock being reported is every thread's */
 };
 
