@@ -127,8 +127,9 @@ static int boot(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "csp.core");
   lua_call(L, 1, 1);
-  lua_getfield(L, -1, "_thread_port");  /* registered from the start: in deadlock reports, counted awake */
-  lua_call(L, 0, 0);
+  lua_getfield(L, -1, "thread");  /* like every core function, its upvalue 1 is the scheduler */
+  lua_getupvalue(L, -1, 1);
+  csp_port_get(L, (csp_Sched *)lua_touserdata(L, -1));  /* from the start: in deadlock reports, counted awake */
   lua_getglobal(L, "require");
   lua_pushliteral(L, "csp");
   lua_call(L, 1, 0);
@@ -335,16 +336,10 @@ static int th_nthreads(lua_State *L) {
   return 1;
 }
 
-static int th_port(lua_State *L) {
-  csp_port_get(L, csp_sched_get(L));
-  return 0;
-}
-
 static const luaL_Reg th_methods[] = {{"join", th_join}, {"id", th_id}, {NULL, NULL}};
 
 void csp_thread_open(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"thread", th_new}, {"nthreads", th_nthreads},
-                                    {"_thread_port", th_port}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"thread", th_new}, {"nthreads", th_nthreads}, {NULL, NULL}};
   static const luaL_Reg metas[] = {{"__tostring", th_tostring}, {NULL, NULL}};
   csp_proxy_meta(L, CSP_X_THREAD, "csp.thread", th_methods, metas);
   csp_setfuncs(L, funcs);
