@@ -228,7 +228,7 @@ void csp_port_dumps(lua_State *L, csp_Sched *S) {
   }
   P->global = 0;
   csp_ports_foreach(add_dump, &l);
-  qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_sec);
+  if (l.n > 1) qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_sec);
   for (int i = 0; i < l.n; i++) {  /* the stack has room: LOOP_STACK */
     lua_pushstring(L, l.v[i].text);
     free(l.v[i].text);

@@ -1,6 +1,6 @@
-/* xchan.c: channels between threads: wait records, the operations (a buffered xchan's values go
-** through its lock-free ring, xring.c; waits, close and unbuffered hand-offs take its mutex,
-** with FIFO queues of waiters from any scheduler) and the Lua API. */
+/* xchan.c: channels between threads: the operations (a buffered xchan's values go through its
+** lock-free ring, xring.c; waits, close and unbuffered hand-offs take its mutex, with FIFO
+** queues of waiters from any scheduler, xwait.c) and the Lua API. */
 #include <stdlib.h>
 #include <string.h>
 #include "xshared.h"
