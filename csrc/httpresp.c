@@ -3,6 +3,7 @@
 ** net/http client words it, with a code. */
 #include <stdio.h>
 #include <string.h>
+#include "conn.h"
 #include "http.h"
 
 static const char hdr_mt_key = 0;
@@ -288,7 +289,7 @@ int csp_httpresp_result(lua_State *L, Req *r, int urlidx) {
   }
   if (r->st != NULL) {
     snprintf(name, sizeof name, "body of %s", eff ? eff : "?");
-    csp_stream_push_src(L, r->st, name);
+    csp_conn_push_src(L, r->st, name);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);  /* the conn anchors the request */
     r->handed = 1;
