@@ -40,10 +40,42 @@ struct csp_WaitQ {
   const csp_WaitHold *hold;  /* NULL: the waiters keep nothing alive */
 };
 
-void csp_wq_push(csp_WaitQ *q, csp_Waiter *w);
-void csp_wq_unlink(csp_Waiter *w);
-csp_Waiter *csp_wq_take(csp_WaitQ *q);   /* pops the head, unlinking a select's siblings */
+/* Inline: every channel operation that parks or wakes goes through them (wait.c has the rest). */
+void csp_wq_hold(const csp_WaitHold *h, int delta); /* a queue's first waiter came or its last left */
+int csp_wq_selected(csp_Waiter *w);      /* w, a select's, was taken: 0 if another thread won it */
 void csp_wq_detach(csp_WaitQ *q);        /* unlinks every waiter (object being collected) */
+
+static inline void csp_wq_push(csp_WaitQ *q, csp_Waiter *w) {
+  w->q = q;
+  w->next = NULL;
+  w->prev = q->tail;
+  if (q->tail) q->tail->next = w;
+  else q->head = w;
+  q->tail = w;
+  if (++q->n == 1 && q->hold) csp_wq_hold(q->hold, 1);
+}
+
+static inline void csp_wq_unlink(csp_Waiter *w) {
+  csp_WaitQ *q = w->q;
+  if (q == NULL) return;
+  if (w->prev) w->prev->next = w->next;
+  else q->head = w->next;
+  if (w->next) w->next->prev = w->prev;
+  else q->tail = w->prev;
+  w->next = w->prev = NULL;
+  w->q = NULL;
+  if (--q->n == 0 && q->hold) csp_wq_hold(q->hold, -1);
+}
+
+/* Pops the head. Taking one case of a select completes the select (csp_wq_selected). */
+static inline csp_Waiter *csp_wq_take(csp_WaitQ *q) {
+  csp_Waiter *w;
+  while ((w = q->head) != NULL) {
+    csp_wq_unlink(w);
+    if (w->caseidx == 0 || csp_wq_selected(w)) return w;
+  }
+  return NULL;
+}
 
 /* --- timer.c: 4-ary min-heap of deadlines driven by one uv_timer --- */
 
@@ -126,6 +158,7 @@ struct csp_Sched {
   struct { lua_State *L; int slot; } *tpool; int ntpool;  /* idle threads */
   csp_G *gfree; int ngfree, ngrec;  /* idle records (linked by anext); records in all */
   int *freeslots; int nfree, freecap, nslots;  /* anchor slots */
+  int anchors, pending;  /* registry refs: goroutine threads by slot; the pending-start ring */
   uint32_t phead, pcount, pmask;    /* ring of pending starts */
   lua_Integer nextid;
   long ngor;           /* live goroutines, main excluded */
@@ -138,7 +171,7 @@ struct csp_Sched {
   uint64_t rng;
   uint64_t switches;
   long nchans;
-  uint32_t ticks;
+  uint32_t ticks;      /* resumes: the loop polls libuv every 64 */
   uv_timer_t *steptmr; /* bounds csp.step's wait */
   void *scratch; size_t scratchcap; /* select's case table, reused */
   int closing;
@@ -153,9 +186,47 @@ struct csp_Sched {
 };
 
 csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
-csp_G *csp_sched_self(lua_State *L, csp_Sched *S); /* the goroutine L is; raises if L cannot block */
-int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx, lua_KFunction k);
-void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs);
+
+/* The hot half of the scheduler is inline below: a channel operation that parks or wakes pays
+** for no call into sched.c unless it is main's, and none into trace.c unless a trace runs. */
+csp_G *csp_sched_self_slow(lua_State *L, csp_Sched *S);
+int csp_sched_park_main(lua_State *L, csp_G *g, lua_KContext ctx, lua_KFunction k);
+void csp_sched_ready_timed(csp_G *g);
+void csp_trace_ready(csp_Sched *S, csp_G *g);  /* trace.c: a trace runs */
+void csp_sched_badresume(lua_State *L, csp_G *g);
+
+/* The goroutine L is; raises if L cannot block (main gets its record, see sched.c). */
+static inline csp_G *csp_sched_self(lua_State *L, csp_Sched *S) {
+  csp_G *g = S->cur;
+  if (g != NULL && g->L == L && lua_isyieldable(L)) return g;
+  return csp_sched_self_slow(L, S);
+}
+
+/* Parks g (csp_sched_self's, already linked where it waits); k is called when it is woken. */
+static inline int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx,
+                                 lua_KFunction k) {
+  g->reason = reason;
+  g->state = CSP_G_WAITING;
+  g->wake = CSP_WAKE_OK;
+  g->nargs = 0;
+  if (g != &g->S->maing) return lua_yieldk(L, 0, ctx, k);
+  return csp_sched_park_main(L, g, ctx, k);
+}
+
+/* Queues g to run; the nargs values the waker pushed (csp_sched_results) are its call's results. */
+static inline void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs) {
+  if (S->trace) csp_trace_ready(S, g);
+  if ((++S->m.lagclock & 15) == 0) csp_sched_ready_timed(g);  /* metrics: one ready in 16 */
+  g->nargs = nargs;
+  g->state = CSP_G_RUNNABLE;
+  S->rq[(S->rqhead + S->rqcount) & S->rqmask] = g;
+  if (++S->rqcount > S->m.rqmax) S->m.rqmax = S->rqcount;
+}
+
+/* A continuation's first step: checks the goroutine is resumed by the scheduler. */
+static inline void csp_sched_checkresume(lua_State *L, csp_G *g) {
+  if (g->S->cur != g) csp_sched_badresume(L, g);
+}
 
 /* Where wakers push g's results: its own thread, or for main the mailbox (never main's stack,
 ** which the loop is running on). */
@@ -196,8 +267,6 @@ void csp_sched_dumpg(lua_State *L, luaL_Buffer *b, csp_G *g);
 void csp_sched_dump(lua_State *L, csp_Sched *S, const char *header);
 void csp_sched_anchor(lua_State *L, csp_G *g, int validx);
 
-/* A continuation's first step: checks the goroutine is resumed by the scheduler. */
-void csp_sched_checkresume(lua_State *L, csp_G *g);
 
 /* --- goexit.c: a goroutine's base frame; goexit and panics unwind under it, yieldably --- */
 enum { CSP_EXIT_NO, CSP_EXIT_RESET, CSP_EXIT_UNWIND };  /* csp_G.exiting */
@@ -252,7 +321,11 @@ static inline csp_Chan *csp_chan_check(lua_State *L, int idx, int op) {
 }
 csp_Chan *csp_chan_new(lua_State *L, csp_Sched *S, uint32_t cap, int timer);
 void csp_chan_view(lua_State *L, int idx, int op); /* pushes a send-only or receive-only view */
-int csp_chan_ready(csp_Chan *c, int send);        /* could the op complete now? */
+/* Could the op complete now? */
+static inline int csp_chan_ready(csp_Chan *c, int send) {
+  if (send) return c->closed || c->recvq.head != NULL || c->count < c->cap;
+  return c->count > 0 || c->sendq.head != NULL || c->closed;
+}
 int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx); /* pushes v, ok; 0 if it would block */
 /* 1 if sent, 0 if not; validx 0: the value is on top of L's stack and a send consumes it. */
 int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx);
@@ -313,7 +386,6 @@ void csp_signal_open(lua_State *L);
 extern volatile int csp_sigpending;  /* a SIGINT or SIGQUIT for the loop to act on */
 int csp_signal_take(lua_State *L, csp_Sched *S); /* 1: main's call must raise the message pushed */
 void csp_trace_open(lua_State *L);
-void csp_trace_ready(csp_Sched *S, csp_G *g);
 void csp_trace_run(csp_Sched *S, csp_G *g);
 void csp_trace_ran(csp_Sched *S, csp_G *g, int status);
 void csp_trace_loop(csp_Sched *S, int enter);
@@ -321,10 +393,10 @@ void csp_trace_free(csp_Sched *S);
 void csp_metrics_lag(csp_Sched *S, csp_G *g);
 void csp_metrics_stats(lua_State *L, csp_Sched *S); /* adds its fields to the table on top */
 
-/* A value entering (sign 1) or leaving (-1) a channel buffer. */
-static inline void csp_metrics_buf(csp_Sched *S, lua_State *L, int idx, int sign) {
+/* A value (at idx, of type t) entering (sign 1) or leaving (-1) a channel buffer. */
+static inline void csp_metrics_buf(csp_Sched *S, lua_State *L, int idx, int t, int sign) {
   S->m.bufvals += sign;
-  if (lua_type(L, idx) == LUA_TSTRING) S->m.bufbytes += sign * (long long)lua_rawlen(L, idx);
+  if (t == LUA_TSTRING) S->m.bufbytes += sign * (long long)lua_rawlen(L, idx);
 }
 
 /* Close callback of a malloc'd handle (the handle first in its allocation). */
@@ -333,7 +405,14 @@ void csp_close_free(uv_handle_t *h);
 /* --- sched.c, loop.c, report.c, schedlua.c: the scheduler's internals, shared by its files --- */
 
 /* sched.c: goroutine records, threads, the pending-start ring, spawning */
-csp_G *csp_sched_rq_pop(csp_Sched *S);
+static inline csp_G *csp_sched_rq_pop(csp_Sched *S) {
+  csp_G *g;
+  if (S->rqcount == 0) return NULL;
+  g = S->rq[S->rqhead];
+  S->rqhead = (S->rqhead + 1) & S->rqmask;
+  S->rqcount--;
+  return g;
+}
 int csp_sched_thread_attach(lua_State *L, csp_Sched *S, csp_G *g);
 void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable);
 void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n);

@@ -7,17 +7,10 @@
 
 #define POLL_MASK 63    /* poll libuv every 64 resumes while goroutines stay runnable */
 
-static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
-  int nres, st, nargs = g->nargs;
-  if (g->started && lua_status(g->L) != LUA_YIELD) {  /* closed behind our back */
-    lua_pushfstring(L, "goroutine %I: its coroutine was closed or resumed outside the scheduler",
-                    (LUAI_UACINT)g->id);
-    csp_sched_cancel(g);
-    lua_settop(g->L, 0);
-    csp_sched_g_release(L, S, g, 0);
-    return 1;
-  }
-  if (!g->started && g->L == NULL) {
+/* A goroutine's first resume: its thread, the base frame, f and its arguments. Returns 0, or 1
+** with a message pushed if it cannot start. */
+static int sched_start(lua_State *L, csp_Sched *S, csp_G *g) {
+  if (g->L == NULL) {
     if (!csp_sched_thread_attach(L, S, g)) {
       lua_pushfstring(L, "goroutine %I: cannot create its thread", (LUAI_UACINT)g->id);
       csp_sched_pend_drop(L, S, g->nargs + 1);
@@ -34,16 +27,31 @@ static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
     csp_sched_base_push(g);
     csp_sched_pend_pop(L, S, g->L, g->nargs + 1);
   }
-  if (!g->started) nargs += 2;  /* (g, f, args...) for csp_exit_base */
+  g->nargs += 2;  /* (g, f, args...) for csp_exit_base */
+  return 0;
+}
+
+static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
+  int nres, st;
+  if (!g->started) {
+    if (sched_start(L, S, g)) return 1;
+  } else if (lua_status(g->L) != LUA_YIELD) {  /* closed behind our back */
+    lua_pushfstring(L, "goroutine %I: its coroutine was closed or resumed outside the scheduler",
+                    (LUAI_UACINT)g->id);
+    csp_sched_cancel(g);
+    lua_settop(g->L, 0);
+    csp_sched_g_release(L, S, g, 0);
+    return 1;
+  }
   if (g->readyat) csp_metrics_lag(S, g);
-  if (S->trace) csp_trace_run(S, g);
+  if (S->trace) csp_trace_run(S, g);  /* it sees whether g starts */
   g->started = 1;
   g->state = CSP_G_RUNNING;
   S->cur = g;
   S->switches++;
   S->ncalls = 0;
   S->slice0 = 0;
-  st = lua_resume(g->L, L, nargs, &nres);
+  st = lua_resume(g->L, L, g->nargs, &nres);
   S->cur = NULL;
   if (S->trace) csp_trace_ran(S, g, st);
   if (st == LUA_YIELD) {
