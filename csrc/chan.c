@@ -420,14 +420,12 @@ static const luaL_Reg chan_methods[] = {
   {NULL, NULL}
 };
 
-/* Stack top: the methods table, shared by channels and their views. */
+/* Stack: [module, sched, methods]: the methods table is shared by channels and their views. */
 static void chan_meta(lua_State *L, const char *name, int withgc) {
   static const luaL_Reg chan_mm[] = {
     {"__len", chan_len}, {"__tostring", chan_tostring}, {"__gc", chan_gc}, {NULL, NULL}};
   static const luaL_Reg view_mm[] = {{"__len", chan_len}, {"__tostring", chan_tostring}, {NULL, NULL}};
-  csp_newmeta(L, name, NULL, withgc ? chan_mm : view_mm);
-  lua_pushvalue(L, -2);
-  lua_setfield(L, -2, "__index");
+  csp_newmeta_index(L, name, lua_gettop(L), lua_gettop(L) - 1, withgc ? chan_mm : view_mm);
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__metatable");
 }
@@ -435,7 +433,8 @@ static void chan_meta(lua_State *L, const char *name, int withgc) {
 /* Stack: [module, sched]. */
 void csp_chan_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"chan", chan_new}, {NULL, NULL}};
-  luaL_newlib(L, chan_methods);
+  csp_newmethods(L, (int)(sizeof chan_methods / sizeof chan_methods[0]) - 1);
+  luaL_setfuncs(L, chan_methods, 0);
   chan_meta(L, "csp.chan", 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &csp_chan_tag);
   chan_meta(L, "csp.chanview", 0);

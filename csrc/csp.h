@@ -432,9 +432,20 @@ void csp_loop_run(lua_State *L, csp_Sched *S);
 extern const luaL_Reg csp_schedlua_funcs[];
 int csp_schedlua_gc(lua_State *L);
 
-/* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one). */
-void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
-void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname);
+/* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one).
+** Inline: every method of every type starts with it. */
+static inline void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_rawlen(L, idx) == size && *(const void **)p == tag) return p;
+  return NULL;
+}
+void csp_tagerror(lua_State *L, int idx, const char *tname);  /* raises luaL_typeerror's error */
+static inline void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size,
+                                 const char *tname) {
+  void *p = csp_testtag(L, idx, tag, size);
+  if (p == NULL) csp_tagerror(L, idx, tname);
+  return p;
+}
 
 /* What luaL_typeerror calls the value at idx: its metatable's __name, else its type's name. */
 const char *csp_typename(lua_State *L, int idx);
@@ -452,6 +463,10 @@ void csp_setfuncs(lua_State *L, const luaL_Reg *l);
 ** none), __name (NULL: none); every function gets the value on the stack top (the scheduler) as
 ** upvalue 1. The one way csp builds a type's metatable. */
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
+/* The same with the caller's methods table: __index the table at idx (0: none), upvalue 1 of
+** the metamethods the value at sched. csp_newmethods pushes an empty methods table sized for n. */
+void csp_newmeta_index(lua_State *L, const char *name, int idx, int sched, const luaL_Reg *meta);
+void csp_newmethods(lua_State *L, int n);
 
 #define CSP_NS 1000000000.0
 #define CSP_MAX_NS ((uint64_t)1 << 62)  /* longer durations are clamped: now + it cannot wrap */
