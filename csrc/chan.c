@@ -61,7 +61,7 @@ static void ring_set(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {  /* pop
 /* ---------------------------------------------------------------- operations */
 
 /* Wakes a parked sender whose value was taken; a select learns which case fired. */
-static void wake_sender(csp_Sched *S, csp_Waiter *w) {
+CSP_HOT void wake_sender(csp_Sched *S, csp_Waiter *w) {
   int n = 0;
   if (w->caseidx) { lua_pushinteger(csp_sched_results(w->g), w->caseidx); n = 1; }
   csp_sched_ready(S, w->g, n);
@@ -69,7 +69,7 @@ static void wake_sender(csp_Sched *S, csp_Waiter *w) {
 
 /* Pushes onto L the value of w, a parked sender. A plain send parked with its value on its stack
 ** top gives it up by a move (its call returns nothing); a select's values stay where they are. */
-static inline void sender_value(lua_State *L, csp_Waiter *w) {
+CSP_HOT void sender_value(lua_State *L, csp_Waiter *w) {
   lua_State *SL = w->g->L;
   if (w->caseidx != 0 || lua_gettop(SL) != w->validx) lua_pushvalue(SL, w->validx);
   lua_xmove(SL, L, 1);
@@ -116,7 +116,7 @@ static void buf_recv(lua_State *L, csp_Chan *c, int chidx) {
 }
 
 /* Inline in the channel's own methods: the hot path of every program. */
-static inline int chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
+CSP_HOT int chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
   csp_Waiter *w = csp_wq_take(&c->recvq);
   if (w) {  /* direct handoff: the value goes straight onto the receiver's stack */
     lua_State *R = csp_sched_results(w->g);
@@ -137,7 +137,7 @@ static inline int chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx)
   return 0;
 }
 
-static inline int chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
+CSP_HOT int chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
   csp_Waiter *w;
   if (c->count > 0) {
     buf_recv(L, c, chidx);

@@ -36,12 +36,12 @@ typedef struct csp_WaitHold {
 
 struct csp_WaitQ {
   csp_Waiter *head, *tail;
-  uint32_t n;
+  uint32_t n;                /* waiters, counted only where hold is set */
   const csp_WaitHold *hold;  /* NULL: the waiters keep nothing alive */
 };
 
 /* Inline: every channel operation that parks or wakes goes through them (wait.c has the rest). */
-void csp_wq_hold(const csp_WaitHold *h, int delta); /* a queue's first waiter came or its last left */
+void csp_wq_hold(csp_WaitQ *q, int delta);  /* a waiter came (1) to or left (-1) a queue with a hold */
 int csp_wq_selected(csp_Waiter *w);      /* w, a select's, was taken: 0 if another thread won it */
 void csp_wq_detach(csp_WaitQ *q);        /* unlinks every waiter (object being collected) */
 
@@ -52,7 +52,7 @@ static inline void csp_wq_push(csp_WaitQ *q, csp_Waiter *w) {
   if (q->tail) q->tail->next = w;
   else q->head = w;
   q->tail = w;
-  if (++q->n == 1 && q->hold) csp_wq_hold(q->hold, 1);
+  if (q->hold) csp_wq_hold(q, 1);
 }
 
 static inline void csp_wq_unlink(csp_Waiter *w) {
@@ -64,7 +64,7 @@ static inline void csp_wq_unlink(csp_Waiter *w) {
   else q->tail = w->prev;
   w->next = w->prev = NULL;
   w->q = NULL;
-  if (--q->n == 0 && q->hold) csp_wq_hold(q->hold, -1);
+  if (q->hold) csp_wq_hold(q, -1);
 }
 
 /* Pops the head. Taking one case of a select completes the select (csp_wq_selected). */
@@ -467,6 +467,9 @@ void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const 
 ** the metamethods the value at sched. csp_newmethods pushes an empty methods table sized for n. */
 void csp_newmeta_index(lua_State *L, const char *name, int idx, int sched, const luaL_Reg *meta);
 void csp_newmethods(lua_State *L, int n);
+
+/* For the few static functions of a hot path that GCC would otherwise keep out of line. */
+#define CSP_HOT static inline __attribute__((always_inline))
 
 #define CSP_NS 1000000000.0
 #define CSP_MAX_NS ((uint64_t)1 << 62)  /* longer durations are clamped: now + it cannot wrap */

@@ -2,8 +2,9 @@
 #include "csp.h"
 
 /* A deadline held by a queue (a timer channel's) keeps the program alive only while someone waits. */
-void csp_wq_hold(const csp_WaitHold *h, int delta) {
-  if (h->node->pos) *h->ntimed += (uint32_t)delta;
+void csp_wq_hold(csp_WaitQ *q, int delta) {
+  q->n += (uint32_t)delta;
+  if (q->n == (delta > 0 ? 1u : 0u) && q->hold->node->pos) *q->hold->ntimed += (uint32_t)delta;
 }
 
 /* Taking one case of a select completes the select: its other cases are unlinked at once, so
