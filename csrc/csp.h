@@ -326,6 +326,7 @@ static inline int csp_chan_ready(csp_Chan *c, int send) {
   if (send) return c->closed || c->recvq.head != NULL || c->count < c->cap;
   return c->count > 0 || c->sendq.head != NULL || c->closed;
 }
+/* chidx: the stack index of the channel (its user values are the ring); 0 for an unbuffered one. */
 int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx); /* pushes v, ok; 0 if it would block */
 /* 1 if sent, 0 if not; validx 0: the value is on top of L's stack and a send consumes it. */
 int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx);
