@@ -107,30 +107,30 @@ void csp_timer_open(lua_State *L);          /* registers sleep/now/after/tick/ti
 enum { CSP_G_FREE, CSP_G_RUNNABLE, CSP_G_RUNNING, CSP_G_WAITING };
 enum { CSP_WAKE_OK, CSP_WAKE_CLOSED, CSP_WAKE_TIMEOUT };
 
-struct csp_G {
+struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd per goroutine) */
   lua_State *L;        /* its thread, anchored while the record lives */
   csp_Sched *S;
-  int slot;            /* anchor slot; 0 for main */
-  int nargs;           /* values a waker pushed onto R */
   lua_Integer id, parent;
-  uint8_t state, wake, exiting, started;
-  uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
-  int *xdepth, nxdepth;/* goexit: depths of the pcalls it still has to pass (goexit.c) */
-  lua_CFunction again; /* preempted in a call: the call, run again when resumed */
-  uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
-  uint32_t ticket;     /* bumped when a wait is cancelled: stale libuv callbacks see it moved */
   const char *reason;  /* Go's wait reason, shown in dumps */
   csp_Waiter w;        /* the single-operation waiter */
   csp_Waiter *sel;     /* select waiters, grown on demand, kept */
-  int nsel, selcap;
   csp_TimerNode tn;    /* sleep deadline */
-  lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
   csp_G *anext, *aprev;/* all live goroutines, by id */
+  int *xdepth;         /* goexit: depths of the pcalls it still has to pass (goexit.c) */
+  lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
   const char *tname;   /* trace.c: the function that started it, while a trace runs */
   uint64_t tflow;      /* trace.c: flow id of the wake not yet shown as run */
   uint64_t readyat;    /* metrics.c: when it was readied (sampled; 0: not timed) */
   void *xw;            /* xchan.c: its wait another thread may complete (NULL: none) */
   void *race;          /* race detector's clock (race.c); NULL while it is off */
+  int slot;            /* anchor slot; 0 for main */
+  int nargs;           /* values a waker pushed onto R */
+  int nsel, selcap;
+  int nxdepth;
+  uint32_t ticket;     /* bumped when a wait is cancelled: stale libuv callbacks see it moved */
+  uint8_t state, wake, exiting, started;
+  uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
+  uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
 };
 
 /* metrics.c: counters kept always (a few instructions each), read by csp.stats(). */
@@ -274,6 +274,7 @@ int csp_exit_base(lua_State *L);                /* a goroutine's first function:
 int csp_exit_goexit(lua_State *L, csp_G *g);     /* csp.goexit in goroutine g */
 void csp_exit_panicmsg(lua_State *L, csp_G *g);  /* pushes g's panic message (panicking set) */
 void csp_exit_striptb(lua_State *L);             /* drops the base frame from a traceback on top */
+csp_G *csp_exit_self(lua_State *L);   /* the goroutine the scheduler runs on L, or NULL (slow) */
 void csp_exit_open(lua_State *L);
 
 /* --- chan.c --- */

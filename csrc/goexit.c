@@ -37,7 +37,7 @@ static void push_errstring(lua_State *L, int idx) {
   }
 }
 
-static csp_G *hook_self(lua_State *L) {
+csp_G *csp_exit_self(lua_State *L) {
   csp_Sched *S;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_key);
   S = (csp_Sched *)lua_touserdata(L, -1);
@@ -49,7 +49,7 @@ static csp_G *hook_self(lua_State *L) {
 ** traceback are taken here, before the stack unwinds; the error itself goes on unchanged, so
 ** the <close> handlers receive it. Only the first error counts (a __close may raise another). */
 static int exit_msgh(lua_State *L) {
-  csp_G *g = hook_self(L);
+  csp_G *g = csp_exit_self(L);
   lua_settop(L, 1);
   if (g == NULL || (g->exiting == CSP_EXIT_UNWIND && lua_isnil(L, 1))) return 1;
   if (!lua_checkstack(L, 16)) return 1;  /* an overflowing stack: the error, without a traceback */
@@ -157,7 +157,7 @@ static int stack_depth(lua_State *L) {
 ** error is raised again from where it returned, so goexit goes on down (Go: recover returns nil
 ** during Goexit). A pcall of a <close> handler's own is deeper: it behaves as usual. */
 static void exit_hook(lua_State *L, lua_Debug *ar) {
-  csp_G *g = hook_self(L);
+  csp_G *g = csp_exit_self(L);
   int depth;
   if (g == NULL || g->exiting != CSP_EXIT_UNWIND || g->nxdepth == 0 || ar->event != LUA_HOOKRET)
     return;

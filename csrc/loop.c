@@ -207,19 +207,20 @@ int csp_sched_slice_over(lua_State *L, csp_Sched *S) {
   return S->depth == 0 && lua_gc(L, LUA_GCISRUNNING) == 1;   /* main, outside the loop and __gc */
 }
 
+/* ctx: the preempted call, run again. Rare (once per slice), so the check that the scheduler
+** resumed it looks the scheduler up rather than keep the call in every goroutine's record. */
 static int again_k(lua_State *L, int status, lua_KContext ctx) {
-  csp_G *g = (csp_G *)ctx;
-  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  return g->again(L);
+  if (status == LUA_YIELD && csp_exit_self(L) == NULL)
+    return luaL_error(L, "goroutine resumed outside the scheduler");  /* it waits on nothing */
+  return ((lua_CFunction)ctx)(L);
 }
 
 int csp_sched_preempt(lua_State *L, csp_Sched *S, lua_CFunction fn) {
   csp_G *g = S->cur;
   if (g != NULL) {
-    g->again = fn;
     S->ticks |= POLL_MASK;  /* the loop polls before the next resume: timers and I/O get in */
     csp_sched_ready(S, g, 0);
-    return lua_yieldk(L, 0, (lua_KContext)g, again_k);
+    return lua_yieldk(L, 0, (lua_KContext)fn, again_k);
   }
   csp_sched_yield(L, S);  /* main: the others run, then the call goes on */
   return fn(L);

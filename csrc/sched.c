@@ -188,6 +188,29 @@ static void pend_push(lua_State *L, csp_Sched *S, int first, int n) {
   lua_settop(L, first - 1);
 }
 
+/* A burst of spawns grows the ring to its size; once it drains, a small ring replaces it, so the
+** burst's memory goes back (2 MB after 1e5 goroutines spawned at once). Protected: the loop runs
+** this, where a memory error must not unwind (then the big ring simply stays). */
+#define PEND_MIN 256
+
+static int pend_new(lua_State *L) {
+  lua_createtable(L, PEND_MIN, 0);
+  lua_rawseti(L, LUA_REGISTRYINDEX, (int)lua_tointeger(L, 1));
+  return 0;
+}
+
+static void pend_shrink(lua_State *L, csp_Sched *S) {
+  if (S->pcount > 0 || S->pmask < 16 * PEND_MIN) return;
+  lua_pushcfunction(L, pend_new);
+  lua_pushinteger(L, S->pending);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return;
+  }
+  S->phead = 0;
+  S->pmask = PEND_MIN - 1;
+}
+
 void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, S->pending);
   for (int i = 0; i < n; i++) {
@@ -197,6 +220,7 @@ void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n) {
   S->phead = (S->phead + (uint32_t)n) & S->pmask;
   S->pcount -= (uint32_t)n;
   lua_pop(L, 1);
+  pend_shrink(L, S);
 }
 
 /* A goroutine's thread starts with (csp_exit_base, g) below f and its arguments: f runs under
@@ -223,6 +247,7 @@ void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
   S->phead = (S->phead + (uint32_t)n) & S->pmask;
   S->pcount -= (uint32_t)n;
   lua_pop(L, 1);
+  pend_shrink(L, S);
 }
 
 int csp_sched_wake(csp_Sched *S, csp_G *g, uint32_t t, int nargs) {
@@ -393,9 +418,9 @@ void csp_sched_open(lua_State *L) {
   /* Integer keys: the registry's array part, cheaper to reach than a light userdata key. */
   lua_newtable(L);
   S->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_createtable(L, 256, 0);
+  lua_createtable(L, PEND_MIN, 0);
   S->pending = luaL_ref(L, LUA_REGISTRYINDEX);
-  S->pmask = 255;
+  S->pmask = PEND_MIN - 1;
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, S);  /* anchored until lua_close */
   csp_setfuncs(L, csp_schedlua_funcs);
