@@ -159,6 +159,7 @@ struct csp_Sched {
   csp_G *gfree; int ngfree, ngrec;  /* idle records (linked by anext); records in all */
   int *freeslots; int nfree, freecap, nslots;  /* anchor slots */
   int anchors, pending;  /* registry refs: goroutine threads by slot; the pending-start ring */
+  int baseref;         /* registry ref: every goroutine's base function (goexit.c) */
   uint32_t phead, pcount, pmask;    /* ring of pending starts */
   lua_Integer nextid;
   long ngor;           /* live goroutines, main excluded */
@@ -270,7 +271,9 @@ void csp_sched_anchor(lua_State *L, csp_G *g, int validx);
 
 /* --- goexit.c: a goroutine's base frame; goexit and panics unwind under it, yieldably --- */
 enum { CSP_EXIT_NO, CSP_EXIT_RESET, CSP_EXIT_UNWIND };  /* csp_G.exiting */
-int csp_exit_base(lua_State *L);                /* a goroutine's first function: (g, f, args...) */
+/* Pushes onto g's thread, below f and its arguments, the base frame's function and its message
+** handler: the thread's stack is (base, msgh, f, args...). Room: 2 slots, as for LUA_MINSTACK. */
+void csp_exit_push(csp_G *g);
 int csp_exit_goexit(lua_State *L, csp_G *g);     /* csp.goexit in goroutine g */
 void csp_exit_panicmsg(lua_State *L, csp_G *g);  /* pushes g's panic message (panicking set) */
 void csp_exit_striptb(lua_State *L);             /* drops the base frame from a traceback on top */
@@ -418,7 +421,6 @@ static inline csp_G *csp_sched_rq_pop(csp_Sched *S) {
 int csp_sched_thread_attach(lua_State *L, csp_Sched *S, csp_G *g);
 void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable);
 void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n);
-void csp_sched_base_push(csp_G *g);
 void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n);
 csp_G *csp_sched_spawn(lua_State *L, csp_Sched *S, int first, int internal);
 /* report.c: dumps, a goroutine's panic, goexit */

@@ -24,10 +24,10 @@ static int sched_start(lua_State *L, csp_Sched *S, csp_G *g) {
       csp_sched_g_release(L, S, g, 0);
       return 1;
     }
-    csp_sched_base_push(g);
+    csp_exit_push(g);
     csp_sched_pend_pop(L, S, g->L, g->nargs + 1);
   }
-  g->nargs += 2;  /* (g, f, args...) for csp_exit_base */
+  g->nargs += 2;  /* the base's (msgh, f, args...): see csp_exit_push */
   return 0;
 }
 

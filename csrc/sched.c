@@ -223,14 +223,6 @@ void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n) {
   pend_shrink(L, S);
 }
 
-/* A goroutine's thread starts with (csp_exit_base, g) below f and its arguments: f runs under
-** the base frame (goexit.c). Pushed before them, so nothing is rotated. Room: the thread is
-** empty, with LUA_MINSTACK slots, or was checked for the arguments plus these. */
-void csp_sched_base_push(csp_G *g) {
-  lua_pushcfunction(g->L, csp_exit_base);
-  lua_pushlightuserdata(g->L, g);
-}
-
 /* Moves the n values at the ring's head onto co, one at a time: L (the loop's thread) was not
 ** sized for n values, co was (the caller checked its stack). */
 void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
@@ -295,7 +287,7 @@ csp_G *csp_sched_spawn(lua_State *L, csp_Sched *S, int first, int internal) {
   g = g_get(L, S);
   if (S->ntpool > 0 && n <= LUA_MINSTACK - 2) {  /* a thread is at hand: no need to wait in the ring */
     csp_sched_thread_attach(L, S, g);
-    csp_sched_base_push(g);
+    csp_exit_push(g);  /* f runs under the base frame: pushed first, nothing is rotated */
     lua_xmove(L, g->L, n);
   } else {
     pend_push(L, S, first, n);  /* may raise (memory): g is simply not linked anywhere yet */
