@@ -100,7 +100,8 @@ uint64_t csp_timer_secs(double d);
 uint64_t csp_timer_ns(lua_State *L, int arg); /* csp_timer_secs of a number argument */
 void csp_timer_init(csp_Sched *S);
 void csp_timer_free(csp_Sched *S);
-void csp_timer_open(lua_State *L);          /* registers sleep/now/after/tick/ticker/timer */
+void csp_timer_open(lua_State *L);  /* registers sleep/now/after/tick/ticker/timer, after_func */
+void csp_after_open(lua_State *L);  /* afterfunc.c: after_func, and _after_func/_after_stop */
 
 /* --- sched.c: goroutines, run queue, the scheduler loop --- */
 

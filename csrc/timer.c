@@ -1,4 +1,4 @@
-/* timer.c: the deadline heap (4-ary, one uv_timer), sleep, now, after, tick, ticker and timer. */
+/* timer.c: the deadline heap (4-ary, one uv_timer), sleep, now, after, tick, ticker, timer. */
 #include <math.h>
 #include <stdlib.h>
 #include "csp.h"
@@ -306,4 +306,5 @@ void csp_timer_open(lua_State *L) {
   timer_meta(L, &ticker_mt_key, "csp.ticker", ticker_methods);
   timer_meta(L, &timer_mt_key, "csp.timer", timer_methods);
   csp_setfuncs(L, funcs);
+  csp_after_open(L);
 }

@@ -50,6 +50,11 @@ local make = {
   chan = function() return csp.chan(1) end,
   timer = function() return csp.timer(3600) end,
   ticker = function() return csp.ticker(3600) end,
+  afterfunc = function() -- stopped: a pending call would keep deadlock detection waiting
+    local t = csp.after_func(3600, function() end)
+    t:stop()
+    return t
+  end,
   mutex = csp.mutex, rwmutex = csp.rwmutex, waitgroup = csp.waitgroup, once = csp.once,
   cond = function() return csp.cond(csp.mutex()) end,
   semaphore = function() return csp.semaphore(2) end,
@@ -85,6 +90,9 @@ local F = {
   ["csp.sleep"] = { { "num" } }, ["csp.after"] = { { "num" } }, ["csp.tick"] = { { "num" } },
   ["csp.ticker"] = { { "num" }, extra = { { 0 }, { -1 } } },
   ["csp.timer"] = { { "num" } },
+  ["csp.after_func"] = { { "num", "fn" } }, ["csp._after_func"] = { { "num", "fn" } },
+  -- ids that no internal call owns (a valid one would stop someone's deadline)
+  ["csp._after_stop"] = { { "int" }, extra = { { 0 }, { -1 }, { 1 << 40 } } },
   ["csp.mutex"] = { {} }, ["csp.rwmutex"] = { {} }, ["csp.waitgroup"] = { {} }, ["csp.once"] = { {} },
   ["csp.semaphore"] = { { "int" }, extra = { { -1 } } },
   ["csp.cond"] = { { "locker" } },
@@ -128,6 +136,7 @@ local F = {
   ["chan:len"] = { {} }, ["chan:cap"] = { {} }, ["chan:base"] = { {} },
   ["chan:sender"] = { {} }, ["chan:receiver"] = { {} },
   ["timer:stop"] = { {} }, ["timer:reset"] = { { "num" } },
+  ["afterfunc:stop"] = { {} }, ["afterfunc:reset"] = { { "num" } },
   ["ticker:stop"] = { {} }, ["ticker:reset"] = { { "num" }, extra = { { 0 }, { -1 } } },
   ["mutex:lock"] = { {} }, ["mutex:unlock"] = { {} }, ["mutex:trylock"] = { {} },
   ["rwmutex:lock"] = { {} }, ["rwmutex:unlock"] = { {} }, ["rwmutex:trylock"] = { {} },

@@ -299,6 +299,47 @@ describe("with_timeout and with_deadline", function()
     assert.are.equal(base, csp.numgoroutine())
   end)
 
+  it("10k contexts with deadlines, then cancelled, leave the timer heap as it was", function()
+    settle()
+    collectgarbage()
+    collectgarbage() -- earlier specs' unreachable timer channels leave the heap when collected
+    local base = csp.stats().timer_heap
+    local cancels = {}
+    for i = 1, 10000 do
+      local _, cancel = csp.with_timeout(csp.background(), 30 + i % 100)
+      cancels[i] = cancel
+    end
+    assert.are.equal(base + 10000, csp.stats().timer_heap, "a heap node per deadline")
+    for _, cancel in ipairs(cancels) do cancel() end
+    assert.are.equal(base, csp.stats().timer_heap)
+    -- and deadlines that fire leave nothing either
+    local ctxs = {}
+    for i = 1, 100 do ctxs[i] = csp.with_timeout(csp.background(), 0.001 * (i % 5)) end
+    for _, ctx in ipairs(ctxs) do time_done(ctx) end
+    settle()
+    collectgarbage()
+    collectgarbage() -- time_done's after channels
+    assert.are.equal(base, csp.stats().timer_heap)
+  end)
+
+  it("a cancelled child's deadline leaves the heap with its parent's cancel", function()
+    collectgarbage()
+    collectgarbage()
+    local base = csp.stats().timer_heap
+    local parent, cancel = csp.with_cancel(csp.background())
+    for i = 1, 10 do csp.with_timeout(parent, 30 + i) end
+    assert.are.equal(base + 10, csp.stats().timer_heap)
+    cancel()
+    assert.are.equal(base, csp.stats().timer_heap)
+  end)
+
+  it("a pending deadline is no deadlock: a goroutine waiting on done() wakes", function()
+    local ctx = csp.with_timeout(csp.background(), 0.02)
+    local _, ok = ctx:done():recv()  -- main blocks with nothing else that could wake it
+    assert.is_false(ok)
+    assert.are.equal(DEADLINE, ctx:err())
+  end)
+
   it("propagates 'context deadline exceeded' to descendants", function()
     local parent = csp.with_timeout(csp.background(), 0.02)
     local child = csp.with_value(csp.with_cancel(parent), "k", "v")

@@ -145,7 +145,12 @@ describe("netcat", function()
 
   it("netcat2 sends stdin and prints the echoes of reverb2", function()
     local addr, stop = server("reverb2.lua", "0.1")
-    local out, status, err = client("netcat2.lua", "(printf 'Hello?\\n'; sleep 0.6) | EX " .. addr)
+    -- stdin stays open until the three echoes are out (netcat2 drops echoes still due at EOF)
+    local seen = os.tmpname()
+    local out, status, err = client("netcat2.lua", ("(printf 'Hello?\\n'; i=0; "
+      .. "while [ $(wc -l <%s) -lt 3 ] && [ $i -lt 750 ]; do sleep 0.02; i=$((i+1)); done) "
+      .. "| EX %s | tee %s"):format(quote(seen), addr, quote(seen)))
+    os.remove(seen)
     assert.equal(0, status, err)
     assert.equal("\t HELLO?\n\t Hello?\n\t hello?\n", out)
     assert.equal("", stop())

@@ -1,4 +1,4 @@
--- Time: API.md "Time" (sleep, now, after, tick, ticker, timer; Go 1.23 timer channels).
+-- Time: API.md "Time" (sleep, now, after, tick, ticker, timer; Go 1.23 timer channels; after_func).
 -- Bounds are generous: "at least d" and "well under d + 0.5 s".
 local csp = require "csp"
 local util = require "spec.helpers.util"
@@ -361,6 +361,220 @@ describe("csp.timer", function()
     local t = csp.timer(0.02)
     local i = csp.select { csp.recv(csp.chan()), csp.recv(t.c) }
     assert.equal(2, i)
+  end)
+end)
+
+describe("csp.after_func", function()
+  it("runs f once, after d, in a goroutine of its own", function()
+    local got = csp.chan(2)
+    local t0 = csp.now()
+    local t = csp.after_func(0.02, function(...)
+      got:send({ id = csp.goid(), at = csp.now(), n = select("#", ...) })
+    end)
+    local r = got:recv()
+    assert.is_true(r.at - t0 >= 0.02 - 1e-3, "fired early")
+    assert.is_true(r.at - t0 < 0.02 + SLACK, "fired late")
+    assert.are_not.equal(csp.goid(), r.id)
+    assert.are.equal(0, r.n)
+    assert_quiet(got, 0.05)
+    assert.is_false(t:stop())
+  end)
+
+  it("stop before it fires returns true and f never runs; a second stop returns false", function()
+    local got = csp.chan(1)
+    local t = csp.after_func(0.02, function() got:send(true) end)
+    assert.is_true(t:stop())
+    assert.is_false(t:stop())
+    assert_quiet(got, 0.05)
+  end)
+
+  it("stop after it fired returns false", function()
+    local got = csp.chan()
+    local t = csp.after_func(0, function() got:send(true) end)
+    assert.is_true(got:recv())
+    assert.is_false(t:stop())
+  end)
+
+  it("reset while pending moves the call and returns true", function()
+    local got = csp.chan(2)
+    local t0 = csp.now()
+    local t = csp.after_func(0.01, function() got:send(csp.now()) end)
+    assert.is_true(t:reset(0.06))
+    local at = got:recv()
+    assert.is_true(at - t0 >= 0.06 - 1e-3, "ran at the first deadline")
+    assert_quiet(got, 0.05)
+  end)
+
+  it("reset after it fired or was stopped returns false and runs f again", function()
+    local got = csp.chan(2)
+    local n = 0
+    local t = csp.after_func(0, function() n = n + 1 got:send(n) end)
+    assert.are.equal(1, got:recv())
+    assert.is_false(t:reset(0.001))
+    assert.are.equal(2, got:recv())
+    t:reset(30)
+    assert.is_true(t:stop())
+    assert.is_false(t:reset(0))
+    assert.are.equal(3, got:recv())
+  end)
+
+  it("runs f even when nothing references the timer (Go keeps it)", function()
+    local got = csp.chan()
+    csp.after_func(0.01, function() got:send("ran") end)
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal("ran", got:recv())
+    for _ = 1, 100 do csp.after_func(0.001, function() end) end
+    collectgarbage()
+    csp.after_func(0.005, function() got:send("again") end)
+    assert.are.equal("again", got:recv())
+  end)
+
+  it("many calls run in deadline order, each once", function()
+    local got = csp.chan(50)
+    for i = 50, 1, -1 do csp.after_func(i * 0.001, function() got:send(i) end) end
+    local seen = {}
+    for _ = 1, 50 do seen[#seen + 1] = got:recv() end
+    for i = 1, 50 do assert.are.equal(i, seen[i]) end
+    assert_quiet(got, 0.02)
+  end)
+
+  it("a pending call is not counted by numgoroutine; f's goroutine is while it runs", function()
+    csp.gosched()
+    local base = csp.numgoroutine()
+    local hold, got = csp.chan(), csp.chan()
+    local t = csp.after_func(0.01, function()
+      got:send(csp.numgoroutine())
+      hold:recv()
+    end)
+    assert.are.equal(base, csp.numgoroutine())
+    assert.are.equal(base + 1, got:recv())
+    hold:send(true)
+    t:stop()
+  end)
+
+  it("a panic in f is reported as a goroutine panic", function()
+    local ok, err = pcall(function()
+      csp.after_func(0, function() error("boom in after_func") end)
+      csp.select { csp.recv(csp.after(5)) }
+    end)
+    assert.is_false(ok)
+    assert.matches("^goroutine %d+: .*boom in after_func", tostring(err))
+    in_go(function() csp.sleep(0.001) end) -- the runtime still works
+    local got = csp.chan()
+    csp.after_func(0, function() got:send("after") end)
+    assert.are.equal("after", got:recv())
+  end)
+
+  it("raises bad-argument errors naming the argument", function()
+    assert.matches("bad argument #1 to '[%w.]*after_func' %(number expected, got string%)",
+      raises(csp.after_func, "x", print))
+    assert.matches("bad argument #1 to '[%w.]*after_func' %(number expected, got nan%)",
+      raises(csp.after_func, 0 / 0, print))
+    assert.matches("bad argument #2 to '[%w.]*after_func' %(function expected, got no value%)",
+      raises(csp.after_func, 1))
+    assert.matches("bad argument #2 to '[%w.]*after_func' %(function expected, got table%)",
+      raises(csp.after_func, 1, {}))
+    local t = csp.after_func(30, print)
+    t:stop()
+    assert.matches("bad argument #1 to 'reset' %(number expected, got string%)",
+      raises(function() t:reset("x") end))
+    assert.matches("bad argument #1 to 'stop' %(csp.afterfunc expected, got table%)",
+      raises(function() t.stop({}) end))
+    assert.matches("csp.afterfunc expected, got csp.timer",
+      raises(function() t.stop(csp.timer(1)) end))
+    -- callable tables are functions
+    local got = csp.chan()
+    csp.after_func(0, setmetatable({}, { __call = function() got:send(1) end }))
+    assert.are.equal(1, got:recv())
+  end)
+end)
+
+describe("after_func under the race detector", function()
+  local function race(code)
+    local r = run.run('local csp = require "csp"\n' .. code, { CSP_RACE = "1" }, 20)
+    local _, n = r.stderr:gsub("WARNING: DATA RACE", "")
+    return n, r
+  end
+
+  it("orders after_func's (and reset's) caller before f, and nothing else", function()
+    local n, r = race [[
+      data = 1
+      local done = csp.chan()
+      local t = csp.after_func(0.001, function()
+        data = data + 1
+        if data2 then data2 = data2 + 1 end
+        done:send(true)
+      end)
+      done:recv()
+      data2 = 1
+      t:reset(0.001)
+      done:recv()
+      print(data, data2)
+    ]]
+    assert.are.equal(0, n, r.stderr)
+    assert.are.equal("3\t2\n", r.stdout)
+    n, r = race [[
+      csp.after_func(0.001, function() data = 1 end)
+      while data == nil do csp.sleep(0.001) end -- sleeping is no synchronisation
+      print(data)
+    ]]
+    assert.are.equal(1, n, r.stderr)
+  end)
+end)
+
+describe("after_func and deadlock detection", function()
+  it("a pending call is no deadlock: f may complete the wait", function()
+    local ch = csp.chan()
+    csp.after_func(0.02, function() ch:send("from f") end)
+    assert.are.equal("from f", ch:recv())  -- main blocks with nothing else that could wake it
+  end)
+
+  it("once the calls have run and nothing can complete the wait, the deadlock is reported", function()
+    local ran = false
+    csp.after_func(0.01, function() ran = true end)
+    local msg = raises(csp.chan().recv, csp.chan())
+    assert.is_true(ran)
+    assert.matches("all goroutines are asleep - deadlock!", msg, 1, true)
+  end)
+
+  it("a stopped call keeps nothing alive", function()
+    local t = csp.after_func(30, print)
+    t:stop()
+    local t0 = csp.now()
+    local msg = raises(csp.chan().recv, csp.chan())
+    assert.is_true(csp.now() - t0 < SLACK)
+    assert.matches("all goroutines are asleep - deadlock!", msg, 1, true)
+  end)
+
+  it("csp.run waits for goroutines, not for calls not started yet", function()
+    local t
+    local t0 = csp.now()
+    csp.run(function() t = csp.after_func(30, print) end)
+    assert.is_true(csp.now() - t0 < SLACK, "csp.run waited for a pending after_func")
+    assert.is_true(t:stop())
+    local got = csp.chan(1)
+    csp.run(function() csp.after_func(0.01, function() got:send(1) end) csp.sleep(0.05) end)
+    assert.are.equal(1, got:recv())
+  end)
+
+  it("a script ends with a call pending, and reports a deadlock once calls have run", function()
+    local r = run.run([[
+      local csp = require "csp"
+      csp.after_func(60, function() print("ran") end)
+      print("end")
+    ]], nil, 5)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("end\n", r.stdout)
+    r = run.run([[
+      local csp = require "csp"
+      csp.after_func(0.01, function() io.write("ran ") end)
+      csp.chan():recv()
+    ]], nil, 5)
+    assert.are_not.equal(0, r.code)
+    assert.are_not.equal(124, r.code, "hung instead of reporting a deadlock")
+    assert.equal("ran ", r.stdout)
+    assert.matches("all goroutines are asleep - deadlock!", r.stderr, 1, true)
   end)
 end)
 

@@ -12,16 +12,17 @@
 -- effective deadline, so done/err/deadline never walk the chain; only value() does.
 -- A cancelable context keeps its children in `_kids` until it is cancelled, and a cancelled
 -- child removes itself from its parent's set, so long-lived parents do not accumulate them.
--- Deadlines live in one heap served by a single internal goroutine (core._go_internal: not
--- counted by numgoroutine, not dumped, not waited for by csp.run) that exists only while a
--- deadline is pending.
+-- A deadline is an internal after_func (csrc/afterfunc.c) on the core's timer heap, the one
+-- deadline heap in the process: when due it cancels the context in an internal goroutine (not
+-- counted by numgoroutine, not dumped, not waited for by csp.run). `_timer` is its id, given
+-- back by cancel, which every context with a deadline reaches (the expiry calls it too), so a
+-- cancelled context leaves nothing in the heap.
 local core = require "csp.core"
 local check = require "csp.check"
 
-local chan, select, recv, timer, now = core.chan, core.select, core.recv, core.timer, core.now
--- The deadline server is csp's own goroutine: not counted, not dumped, not waited for by run.
-local go = core._go_internal or core.go
+local chan, now, after_func, after_stop = core.chan, core.now, core._after_func, core._after_stop
 -- Race detector (chosen at load; off: no call): cancel releases, err() acquires, as Go's c.mu.
+-- The core orders with_deadline's caller before its after_func's goroutine.
 local racing = core._race_enabled and core._race_enabled()
 local race_rel, race_acq = core._race_release, core._race_acquire
 
@@ -36,96 +37,19 @@ closedchan:close()
 
 local object, checktype = check.object, check.type
 
--- Deadline heap: an array of contexts ordered by _deadline; c._hpos is c's index.
-local heap, hn = {}, 0
-local running, parked = false, false
-local wake -- unbuffered: try_send succeeds exactly when the service is parked on it
-
-local function swap(i, j)
-  local a, b = heap[i], heap[j]
-  heap[i], heap[j] = b, a
-  a._hpos, b._hpos = j, i
-end
-
-local function up(i)
-  while i > 1 do
-    local p = i // 2
-    if heap[p]._deadline <= heap[i]._deadline then return end
-    swap(i, p)
-    i = p
-  end
-end
-
-local function down(i)
-  while true do
-    local l, m = 2 * i, i
-    if l <= hn and heap[l]._deadline < heap[m]._deadline then m = l end
-    if l + 1 <= hn and heap[l + 1]._deadline < heap[m]._deadline then m = l + 1 end
-    if m == i then return end
-    swap(i, m)
-    i = m
-  end
-end
-
-local function hremove(c)
-  local i = c._hpos
-  c._hpos = nil
-  local last = heap[hn]
-  heap[hn] = nil
-  hn = hn - 1
-  if i <= hn then
-    heap[i], last._hpos = last, i
-    up(i)
-    down(last._hpos)
-  end
-  -- An empty heap lets the service end now rather than at the removed deadline.
-  if hn == 0 and parked then wake:try_send(true) end
-end
-
-local cancel
-
-local function service()
-  while hn > 0 do
-    local d = heap[1]._deadline - now()
-    if d > 0 then
-      local tm = timer(d < 86400 and d or 86400) -- far deadlines re-arm daily: no ns overflow
-      parked = true
-      local i = select { recv(tm.c), recv(wake) }
-      parked = false
-      if i ~= 1 then tm:stop() end
-    end
-    local t = now()
-    while hn > 0 and heap[1]._deadline <= t do
-      if racing then race_acq(heap[1]) end -- with_deadline's caller before its timer fires
-      cancel(heap[1], DEADLINE, true)
-    end
-  end
-  running = false
-end
-
-local function hpush(c)
-  if racing then race_rel(c) end
-  hn = hn + 1
-  heap[hn], c._hpos = c, hn
-  up(hn)
-  if not running then
-    running = true
-    wake = wake or chan()
-    go(service)
-  elseif c._hpos == 1 and parked then
-    wake:try_send(true) -- earlier than what the service sleeps for
-  end
-end
-
 -- Cancels c and its descendants with err. `detach`: remove c from its parent's set (not
 -- needed when the parent is being cancelled too: it drops the whole set).
-function cancel(c, err, detach)
+local function cancel(c, err, detach)
   if c._err then return end
   if racing then race_rel(c) end
   c._err = err
   local d = c._done
   if d then d:close() end
-  if c._hpos then hremove(c) end
+  local tm = c._timer
+  if tm then
+    c._timer = nil
+    after_stop(tm)
+  end
   local kids = c._kids
   if kids then
     c._kids = nil
@@ -140,7 +64,7 @@ local function newcancel(parent)
   local cp = parent._cp
   -- The nil fields size the table once instead of growing it as they get set.
   local c = setmetatable({ _parent = parent, _deadline = parent._deadline, _cp = nil, _pp = nil,
-    _err = nil, _done = nil, _kids = nil }, Context)
+    _err = nil, _done = nil, _kids = nil, _timer = nil }, Context)
   c._cp = c
   if cp then
     if cp._err then
@@ -208,16 +132,22 @@ function M.with_cancel(parent)
   return newcancel(parent)
 end
 
+-- The deadline's after_func calls this with its context.
+local function expire(c)
+  cancel(c, DEADLINE, true)
+end
+
 local function with_deadline(parent, t)
   local pd = parent._deadline
   if pd and pd <= t then return newcancel(parent) end -- the parent's earlier deadline wins
   local c, f = newcancel(parent)
   c._deadline = t
   if not c._err then
-    if t <= now() then
+    local d = t - now()
+    if d <= 0 then
       cancel(c, DEADLINE, true)
     elseif t < math.huge then
-      hpush(c)
+      c._timer = after_func(d, expire, c)
     end
   end
   return c, f

@@ -71,7 +71,7 @@ for _, name in ipairs { "context", "group", "memo", "exec", "thread" } do
 end
 
 csp.io = require "csp.io"
-csp.html.links = require("csp.html")(csp)
+csp.html.links = require("csp.html").links
 csp.http = require("csp.http")(csp)
 
 return csp
