@@ -388,7 +388,10 @@ char *csp_url_link(const csp_UrlBase *b, const char *href);
 
 /* --- leak.c, signal.c, trace.c, metrics.c: observability --- */
 void csp_leak_open(lua_State *L);
+int csp_leak_atret(lua_State *L, lua_Debug *ar); /* main's hook: 1 while the exit report waits */
+void csp_leak_interrupted(lua_State *L, csp_Sched *S); /* SIGINT: the CSP_LEAKS report now */
 void csp_signal_open(lua_State *L);
+void csp_signal_hookret(lua_State *mainL); /* main's hook (signal.c owns it) on return events */
 extern volatile int csp_sigpending;  /* a SIGINT or SIGQUIT for the loop to act on */
 int csp_signal_take(lua_State *L, csp_Sched *S); /* 1: main's call must raise the message pushed */
 void csp_trace_open(lua_State *L);

@@ -5,7 +5,7 @@
 
 static const char leaked_key = 0;  /* registry: weak-keyed set of the threads found leaked */
 static const char fin_key = 0;     /* registry: metatable of the sentinels */
-static const char sched_key = 0;   /* registry: the scheduler, for the exit hook */
+static const char sched_key = 0;   /* registry: the scheduler, while the CSP_LEAKS report is due */
 static const char list_key = 0;    /* registry: metatable of the lists csp.leaks() returns */
 
 /* Waits only another goroutine can end; sleep, I/O and syscalls end by themselves. */
@@ -89,6 +89,14 @@ static int link_objects(lua_State *L, csp_G *g, int e) {
   return 1;
 }
 
+/* g waits on no queue (any more): a finalized channel unlinks its waiters. */
+static int unlinked(const csp_G *g) {
+  if (g->w.q) return 0;
+  for (int i = 0; i < g->nsel; i++)
+    if (g->sel[i].q) return 0;
+  return 1;
+}
+
 static int is_leaked(lua_State *L, csp_G *g, int found) {
   int r;
   lua_pushthread(g->L);
@@ -107,7 +115,7 @@ static void leaks(lua_State *L, csp_Sched *S) {
   int base = lua_gettop(L), e = base + 2, found = base + 3, mt = base + 4, session = base + 5;
   int placeholder;
   csp_G **cand;
-  int ncand = 0, n = 0;
+  int ncand = 0, n = 0, was;
   luaL_Buffer b;
   size_t total = 1;
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) total++;
@@ -126,19 +134,24 @@ static void leaks(lua_State *L, csp_Sched *S) {
   placeholder = lua_gettop(L);  /* not nil: the anchor slots stay live keys, restored in place */
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {
     if (g->internal || g->state != CSP_G_WAITING || !g->started || !objwait(g->reason) ||
-        lua_status(g->L) != LUA_YIELD || g->tn.pos || is_leaked(L, g, found))
+        lua_status(g->L) != LUA_YIELD || g->tn.pos)
       continue;
+    was = is_leaked(L, g, found);
     lua_createtable(L, 2, 0);  /* the sentinel: T[1] = the thread, T[2] = the session */
     lua_pushthread(g->L);
     lua_xmove(g->L, L, 1);
+    lua_pushvalue(L, -1);  /* judged again, never a root: what it holds may be all that reaches */
+    lua_pushnil(L);        /* another leaked goroutine */
+    lua_rawset(L, found);
     lua_rawseti(L, -2, 1);
     lua_pushvalue(L, session);
     lua_rawseti(L, -2, 2);
     lua_pushvalue(L, mt);
     lua_setmetatable(L, -2);
-    if (strcmp(g->reason, "select (no cases)") == 0) {  /* nothing can ever wake it */
-      lua_pop(L, 1);  /* unreferenced: found at once */
-    } else if (g->xw != NULL || (g->w.q == NULL && g->nsel == 0)) {
+    if (strcmp(g->reason, "select (no cases)") == 0 || (was && g->xw == NULL && unlinked(g))) {
+      lua_pop(L, 1);  /* nothing can ever wake it (a leak's collection finalized what it waits on
+                      ** and that unlinked it): unreferenced, found at once */
+    } else if (g->xw != NULL || unlinked(g)) {
       lua_pushnil(L);  /* an xchan wait (another thread may end it), or none known: a root */
       lua_rawseti(L, -2, 2);
       lua_pop(L, 1);
@@ -195,27 +208,12 @@ static int list_tostring(lua_State *L) {
   return 1;
 }
 
-/* CSP_LEAKS=1: a return hook on the main thread reports when the script's chunk returns. */
-static void exit_hook(lua_State *L, lua_Debug *ar) {
-  lua_Debug up;
-  csp_Sched *S;
-  const char *name;
+/* The CSP_LEAKS report on stderr, once: the scheduler in the registry (sched_key) says it is
+** still due. */
+static void report(lua_State *L, csp_Sched *S) {
   int n;
-  int ismain;
-  if (ar->event != LUA_HOOKRET) return;
-  ismain = lua_pushthread(L);  /* goroutine threads inherit the hook from the thread that made them */
-  lua_pop(L, 1);
-  if (!ismain || !lua_getinfo(L, "S", ar) || strcmp(ar->what, "main") != 0 || lua_getstack(L, 2, &up))
-    return;  /* not the script's own chunk (a required module's chunk has a caller) */
-  lua_sethook(L, NULL, 0, 0);
-  for (int n = 1; (name = lua_getlocal(L, ar, n)) != NULL; n++) {  /* dead now, still on the stack */
-    lua_pop(L, 1);
-    if (name[0] != '(') { lua_pushnil(L); lua_setlocal(L, ar, n); }
-  }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_key);
-  S = (csp_Sched *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (S == NULL || S->depth > 0) return;
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_key);
   leaks(L, S);
   n = (int)luaL_len(L, -1);
   if (n > 0) {
@@ -224,8 +222,46 @@ static void exit_hook(lua_State *L, lua_Debug *ar) {
     lua_call(L, 1, 1);
     fprintf(stderr, "csp: %d leaked goroutine%s (blocked forever, unreachable):\n\n%s\n", n,
             n > 1 ? "s" : "", lua_tostring(L, -1));
+    fflush(stderr);
   }
   lua_pop(L, 1);
+}
+
+static csp_Sched *due(lua_State *L) {
+  csp_Sched *S;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_key);
+  S = (csp_Sched *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return S;
+}
+
+/* Main's hook (signal.c) on a return event: the report when the script's chunk returns. Returns
+** whether return events are still wanted on L. */
+int csp_leak_atret(lua_State *L, lua_Debug *ar) {
+  lua_Debug up;
+  csp_Sched *S = due(L);
+  const char *name;
+  int ismain;
+  if (S == NULL) return 0;
+  ismain = lua_pushthread(L);
+  lua_pop(L, 1);
+  if (!ismain) return 0;     /* a goroutine's thread, which inherited main's hook */
+  if (ar->event != LUA_HOOKRET) return 1;
+  if (!lua_getinfo(L, "S", ar) || strcmp(ar->what, "main") != 0 || lua_getstack(L, 2, &up))
+    return 1;  /* not the script's own chunk (a required module's chunk has a caller) */
+  if (S->depth > 0) return 0;
+  for (int n = 1; (name = lua_getlocal(L, ar, n)) != NULL; n++) {  /* dead now, still on the stack */
+    lua_pop(L, 1);
+    if (name[0] != '(') { lua_pushnil(L); lua_setlocal(L, ar, n); }
+  }
+  report(L, S);
+  return 0;
+}
+
+/* SIGINT: the report before interrupted! unwinds main (no return event will come). L is main's
+** thread, running Lua code or at the top of the loop (no goroutine running). */
+void csp_leak_interrupted(lua_State *L, csp_Sched *S) {
+  if (due(L) == S && lua_checkstack(L, 30)) report(L, S);
 }
 
 /* Stack: [module, sched]. */
@@ -251,7 +287,7 @@ void csp_leak_open(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_key);
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    lua_sethook(lua_tothread(L, -1), exit_hook, LUA_MASKRET, 0);
+    csp_signal_hookret(lua_tothread(L, -1));
     lua_pop(L, 1);
   }
 }

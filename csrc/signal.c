@@ -26,11 +26,16 @@ static int quit_dump_l(lua_State *L) {
   return 0;
 }
 
-/* Main running Lua code (not the loop): act at once, as lua.c's own SIGINT hook does. */
-static void sig_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_sethook(L, NULL, 0, 0);
-  if (sig_S == NULL || sig_S->depth > 0) return;  /* the loop acts on csp_sigpending */
+/* Main's debug hook, the only one csp sets (one owner, so neither use loses the other's): the
+** CSP_LEAKS report asks for return events until the script's chunk returns (leak.c), a signal
+** for every event until main, running Lua code (not the loop), acts at once on it, as lua.c's
+** own SIGINT hook does. A goroutine's thread inherits the hook of the thread that made it: its
+** first event here removes it. */
+static void main_hook(lua_State *L, lua_Debug *ar) {
+  int ret = csp_leak_atret(L, ar);
+  lua_sethook(L, ret ? main_hook : NULL, ret ? LUA_MASKRET : 0, 0);  /* then the flags: a signal
+                                                                       ** from now on sets it again */
+  if (L != sig_mainL || sig_S == NULL || sig_S->depth > 0) return;  /* the loop acts on csp_sigpending */
   if (got_quit) {
     got_quit = 0;
     csp_sigpending = got_int;
@@ -39,8 +44,13 @@ static void sig_hook(lua_State *L, lua_Debug *ar) {
   if (got_int) {
     got_int = 0;
     csp_sigpending = 0;
+    csp_leak_interrupted(L, sig_S);
     luaL_error(L, "interrupted!");
   }
+}
+
+void csp_signal_hookret(lua_State *mainL) {
+  lua_sethook(mainL, main_hook, LUA_MASKRET, 0);
 }
 
 static void on_signal(int sig) {
@@ -51,7 +61,7 @@ static void on_signal(int sig) {
     got_quit = 1;
   }
   csp_sigpending = 1;
-  lua_sethook(sig_mainL, sig_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  lua_sethook(sig_mainL, main_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   uv_async_send(sig_async);
 }
 
@@ -74,6 +84,7 @@ int csp_signal_take(lua_State *L, csp_Sched *S) {
   if (!got_int) return 0;
   got_int = 0;
   csp_sigpending = 0;
+  csp_leak_interrupted(L, S);
   lua_pushliteral(L, "interrupted!");
   return 1;
 }

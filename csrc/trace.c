@@ -1,4 +1,4 @@
-/* trace.c: execution trace in Chrome trace-event JSON: fixed-size records in C buffers, formatted and written by a writer thread. */
+/* trace.c: the execution trace: fixed-size records in C buffers on the scheduler's thread, turned into a file by a writer thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -6,20 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "csp.h"
+#include "trace.h"
 
-enum { EV_SLICE, EV_BLOCK, EV_FLOW_S, EV_FLOW_F, EV_NAME, EV_WAKE, EV_GC };
+typedef csp_TraceEv Ev;
 
-/* One event as the scheduler records it: no formatting on the scheduler's thread. s points to a
-** string literal or to an interned name, both alive until the writer has finished. */
-typedef struct Ev {
-  uint64_t ts, a;      /* ns since the start; a: a slice's duration or a flow's id */
-  const char *s;
-  uint32_t tid, type;
-} Ev;
-
-#define NEV 8192       /* events per buffer (256 KiB) */
+#define NEV 4096       /* events per buffer (224 KiB) */
 typedef struct Buf {
   struct Buf *next;
   int n;
@@ -28,7 +22,11 @@ typedef struct Buf {
 
 typedef struct csp_Trace {
   csp_Sched *S;
+  const csp_TraceFormat *fmt;
   uint64_t t0, slice0, main0, nextflow;
+  uint64_t lastend;    /* when the last slice ended; 0 once the loop woke something since */
+  uint64_t flowin, mainflow;     /* the wake that started the open slice (main's), 0: none */
+  const char *flowname, *mainflowname;
   int mainrun;         /* main's slice is open (main runs Lua code, not the loop) */
   Buf *cur;
   char **names; size_t nnames, capnames;  /* interned "file:line" names, open addressing */
@@ -38,7 +36,7 @@ typedef struct csp_Trace {
   uv_mutex_t mu;
   uv_cond_t cv;
   Buf *qhead, *qtail, *free;
-  int stop, fd, err, nfree;
+  int stop, fd, err, nq;  /* nq: buffers queued or being written */
 } csp_Trace;
 
 static const char gcmt_key = 0;  /* registry: metatable of the GC sentinels */
@@ -49,13 +47,7 @@ static int trace_gen;
 
 /* ---------------------------------------------------------------- the writer thread */
 
-typedef struct Out {
-  int fd, err, first;
-  size_t n;
-  char b[1 << 16];
-} Out;
-
-static void out_flush(Out *o) {
+void csp_trace_flush(csp_TraceOut *o) {
   size_t off = 0;
   while (off < o->n && !o->err) {
     ssize_t w = write(o->fd, o->b + off, o->n - off);
@@ -66,108 +58,67 @@ static void out_flush(Out *o) {
   o->n = 0;
 }
 
-/* Hand-rolled appends: printf would cost more than the scheduler spends recording. Every event
-** fits in the 512 bytes out_lit makes room for: names are cut to 255 bytes when interned, and
-** escaped for JSON then (reasons are literals that need no escaping). */
-static void out_lit(Out *o, const char *s) {
-  size_t k = strlen(s);
-  if (o->n + k + 512 > sizeof o->b) out_flush(o);
-  memcpy(o->b + o->n, s, k);
-  o->n += k;
-}
+/* The wakes waiting for the end of their source goroutine's slice. */
+typedef struct Flows { Ev *v; size_t n, cap; } Flows;
 
-static void out_u64(Out *o, uint64_t v) {
-  char t[24];
-  int k = 0;
-  do { t[k++] = (char)('0' + v % 10); v /= 10; } while (v);
-  while (k) o->b[o->n++] = t[--k];
-}
-
-static void out_ts(Out *o, uint64_t ns) {  /* microseconds, 3 decimals */
-  out_u64(o, ns / 1000);
-  o->b[o->n++] = '.';
-  o->b[o->n++] = (char)('0' + ns / 100 % 10);
-  o->b[o->n++] = (char)('0' + ns / 10 % 10);
-  o->b[o->n++] = (char)('0' + ns % 10);
-}
-
-static void out_head(Out *o, const char *ph, const char *cat, uint32_t tid, uint64_t ts) {
-  out_lit(o, o->first ? "\n{\"ph\":\"" : ",\n{\"ph\":\"");
-  o->first = 0;
-  out_lit(o, ph);
-  out_lit(o, "\",\"cat\":\"");
-  out_lit(o, cat);
-  out_lit(o, "\",\"pid\":1,\"tid\":");
-  out_u64(o, tid);
-  out_lit(o, ",\"ts\":");
-  out_ts(o, ts);
-}
-
-static void out_name(Out *o, const char *name) {
-  out_lit(o, ",\"name\":\"");
-  out_lit(o, name);
-  out_lit(o, "\"}");
-}
-
-static void out_meta(Out *o, uint32_t tid, const char *name) {
-  out_lit(o, o->first ? "\n" : ",\n");
-  o->first = 0;
-  out_lit(o, "{\"ph\":\"M\",\"pid\":1,\"tid\":");
-  out_u64(o, tid);
-  out_lit(o, ",\"name\":\"thread_name\",\"args\":{\"name\":\"");
-  if (tid == 0) out_lit(o, "GC");
-  else { out_lit(o, "G"); out_u64(o, tid); out_lit(o, " "); out_lit(o, name); }
-  out_lit(o, "\"}},\n{\"ph\":\"M\",\"pid\":1,\"tid\":");
-  out_u64(o, tid);
-  out_lit(o, ",\"name\":\"thread_sort_index\",\"args\":{\"sort_index\":");
-  out_u64(o, tid);
-  out_lit(o, "}}");
-}
-
-static void out_event(Out *o, const Ev *e) {
-  switch (e->type) {
-    case EV_SLICE:
-      out_head(o, "X", "run", e->tid, e->ts);
-      out_lit(o, ",\"dur\":");
-      out_ts(o, e->a);
-      out_name(o, e->s);
-      break;
-    case EV_BLOCK: case EV_WAKE:
-      out_head(o, "i", e->type == EV_BLOCK ? "block" : "wake", e->tid, e->ts);
-      out_lit(o, ",\"s\":\"t\"");
-      out_name(o, e->s);
-      break;
-    case EV_FLOW_S: case EV_FLOW_F:
-      out_head(o, e->type == EV_FLOW_S ? "s" : "f\",\"bp\":\"e", "flow", e->tid, e->ts);
-      out_lit(o, ",\"id\":");
-      out_u64(o, e->a);
-      out_name(o, e->s);
-      break;
-    case EV_NAME:
-      out_meta(o, e->tid, e->s);
-      break;
-    case EV_GC:
-      out_head(o, "i", "gc", 0, e->ts);
-      out_lit(o, ",\"s\":\"g\"");
-      out_name(o, "GC cycle");
-      break;
+static void flow_add(Flows *f, const Ev *e) {
+  if (f->n == f->cap) {
+    size_t ncap = f->cap ? f->cap * 2 : 64;
+    Ev *nv = realloc(f->v, ncap * sizeof *nv);
+    if (nv == NULL) return;  /* no memory: that arrow is not drawn */
+    f->v = nv;
+    f->cap = ncap;
   }
+  f->v[f->n++] = *e;
+}
+
+/* Hands e to the format; a slice takes the wakes its goroutine made (the others stay, in order:
+** usually there are none). */
+static void put(const csp_TraceFormat *fmt, csp_TraceOut *o, Flows *f, const Ev *e) {
+  size_t k = 0, mine = 0;
+  if (e->type == CSP_EV_FLOW) {
+    flow_add(f, e);
+    return;
+  }
+  if (e->type != CSP_EV_SLICE || f->n == 0) {
+    fmt->event(o, e, NULL, 0);
+    return;
+  }
+  for (size_t i = 0; i < f->n; i++) mine += f->v[i].tid == e->tid;
+  if (mine == f->n) {
+    fmt->event(o, e, f->v, f->n);
+    f->n = 0;
+    return;
+  }
+  for (size_t i = 0; i < f->n; i++) {  /* the slice's own to the end, the others to the front */
+    if (f->v[i].tid != e->tid) {
+      Ev t = f->v[k];
+      f->v[k++] = f->v[i];
+      f->v[i] = t;
+    }
+  }
+  fmt->event(o, e, f->v + k, f->n - k);
+  f->n = k;
 }
 
 static void writer(void *arg) {
   csp_Trace *T = arg;
-  Out *o = malloc(sizeof *o);
+  csp_TraceOut *o = malloc(sizeof *o);
+  Flows flows = {NULL, 0, 0};
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);  /* SIGINT and SIGQUIT are for the scheduler's thread */
-  if (o == NULL) { T->err = ENOMEM; return; }  /* start() checks the allocation first: rare */
-  o->fd = T->fd;
-  o->err = 0;
-  o->first = 1;
-  o->n = 0;
-  out_lit(o, "[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"csp\"}}");
-  o->first = 0;
-  for (;;) {
+  if (o != NULL) {
+    o->fd = T->fd;
+    o->err = 0;
+    o->n = 0;
+    o->st = NULL;
+    if (!T->fmt->open(o)) {
+      free(o);
+      o = NULL;
+    }
+  }
+  for (;;) {  /* without memory the buffers are still taken back: the scheduler never waits */
     Buf *b;
     uv_mutex_lock(&T->mu);
     while (T->qhead == NULL && !T->stop) uv_cond_wait(&T->cv, &T->mu);
@@ -176,24 +127,31 @@ static void writer(void *arg) {
     T->qhead = b->next;
     if (T->qhead == NULL) T->qtail = NULL;
     uv_mutex_unlock(&T->mu);
-    for (int i = 0; i < b->n; i++) out_event(o, &b->ev[i]);
-    out_flush(o);
+    for (int i = 0; o && i < b->n; i++) put(T->fmt, o, &flows, &b->ev[i]);
     b->n = 0;
     uv_mutex_lock(&T->mu);
     b->next = T->free;
     T->free = b;
+    T->nq--;
+    uv_cond_broadcast(&T->cv);
     uv_mutex_unlock(&T->mu);
   }
-  out_lit(o, "\n]\n");
-  out_flush(o);
-  T->err = o->err;  /* read after the join */
+  free(flows.v);  /* wakes whose slice never ended (the trace stopped first): no arrow */
+  if (o == NULL) {
+    T->err = ENOMEM;  /* read after the join */
+    return;
+  }
+  T->fmt->close(o);
+  csp_trace_flush(o);
+  T->err = o->err;
   free(o);
 }
 
 /* ---------------------------------------------------------------- recording */
 
-/* Hands the full buffer to the writer and takes an empty one; without memory, events are lost
-** rather than the program stopped. */
+/* Hands the full buffer to the writer and takes an empty one. The scheduler waits while MAXQ
+** buffers are queued: a writer that cannot keep up slows the program rather than filling memory. */
+#define MAXQ 64
 static void submit(csp_Trace *T) {
   Buf *b = T->cur, *nb;
   uv_mutex_lock(&T->mu);
@@ -201,17 +159,15 @@ static void submit(csp_Trace *T) {
   if (T->qtail) T->qtail->next = b;
   else T->qhead = b;
   T->qtail = b;
+  T->nq++;
+  uv_cond_broadcast(&T->cv);  /* the writer waits for work, the scheduler for room: one condition */
+  while (T->nq >= MAXQ) uv_cond_wait(&T->cv, &T->mu);
   nb = T->free;
   if (nb) T->free = nb->next;
-  uv_cond_signal(&T->cv);
   uv_mutex_unlock(&T->mu);
   if (nb == NULL && (nb = malloc(sizeof *nb)) == NULL) {
-    uv_mutex_lock(&T->mu);  /* wait for the writer to give one back */
-    while (T->free == NULL) {
-      uv_mutex_unlock(&T->mu);
-      uv_sleep(1);
-      uv_mutex_lock(&T->mu);
-    }
+    uv_mutex_lock(&T->mu);  /* no memory: wait for the writer to give one back */
+    while (T->free == NULL) uv_cond_wait(&T->cv, &T->mu);
     nb = T->free;
     T->free = nb->next;
     uv_mutex_unlock(&T->mu);
@@ -220,15 +176,21 @@ static void submit(csp_Trace *T) {
   T->cur = nb;
 }
 
-static inline void ev(csp_Trace *T, int type, uint32_t tid, uint64_t now, uint64_t a, const char *s) {
+/* The clock uv_hrtime reads, without libuv's call in between (slow to read on some virtual machines). */
+static inline uint64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static inline Ev *rec(csp_Trace *T, int type, uint32_t tid, uint64_t now) {
   Ev *e;
   if (T->cur->n == NEV) submit(T);
   e = &T->cur->ev[T->cur->n++];
   e->ts = now - T->t0;
-  e->a = a;
-  e->s = s;
   e->tid = tid;
   e->type = (uint32_t)type;
+  return e;
 }
 
 static const char *intern(csp_Trace *T, const char *s) {
@@ -278,7 +240,12 @@ static const char *fname(csp_Trace *T, lua_State *co, int lvl) {
   else if (!lua_getstack(co, lvl, &ar) || !lua_getinfo(co, "S", &ar)) return "?";
   if (ar.what[0] == 'C') return "[C function]";
   snprintf(buf, sizeof buf, "%s:%d", ar.short_src, ar.linedefined);
-  return intern(T, json_escape(buf, esc, sizeof esc));
+  return intern(T, T->fmt->escape ? json_escape(buf, esc, sizeof esc) : buf);
+}
+
+static void name_track(csp_Trace *T, csp_G *g, uint64_t now) {
+  Ev *e = rec(T, CSP_EV_NAME, (uint32_t)g->id, now);
+  e->s = g->tname;
 }
 
 static void name_started(csp_Trace *T, csp_G *g, uint64_t now) {
@@ -286,7 +253,7 @@ static void name_started(csp_Trace *T, csp_G *g, uint64_t now) {
   lua_Debug ar;
   while (lua_getstack(g->L, lvl + 1, &ar)) lvl++;  /* the bottom frame: the base (goexit.c) */
   g->tname = fname(T, g->L, lvl > 0 ? lvl - 1 : lvl);  /* the goroutine's function, just above */
-  ev(T, EV_NAME, (uint32_t)g->id, now, 0, g->tname);
+  name_track(T, g, now);
 }
 
 static const char *flowname(csp_G *g) {
@@ -294,65 +261,99 @@ static const char *flowname(csp_G *g) {
   return g->reason ? g->reason : "wake";
 }
 
+/* g becomes ready: a flow from the goroutine running (main outside the loop), or, readied by
+** the loop itself, an instant saying what woke it. A flow leaves the end of its source's slice. */
 void csp_trace_ready(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
-  uint64_t now = uv_hrtime();
   uint32_t from;
+  Ev *e;
   if (g == S->cur || g->state == CSP_G_RUNNING) return;  /* a gosched, not a wake */
   if (S->cur) from = (uint32_t)S->cur->id;
   else if (S->depth == 0) from = 1;
   else {  /* from the loop: a timer or an I/O completion */
     const char *r = g->reason ? g->reason : "";
-    ev(T, EV_WAKE, (uint32_t)g->id, now, 0,
-       strcmp(r, "IO wait") == 0 || strcmp(r, "syscall") == 0 ? "I/O ready" :
-       strcmp(r, "sleep") == 0 || strncmp(r, "chan", 4) == 0 || strcmp(r, "select") == 0 ? "timer fired"
-                                                                                         : "wake");
+    e = rec(T, CSP_EV_WAKE, (uint32_t)g->id, now_ns());
+    e->s = strcmp(r, "IO wait") == 0 || strcmp(r, "syscall") == 0 ? "I/O ready" :
+           strcmp(r, "sleep") == 0 || strncmp(r, "chan", 4) == 0 || strcmp(r, "select") == 0 ? "timer fired"
+                                                                                         : "wake";
+    T->lastend = 0;  /* the loop polled: time passed since the last slice */
     return;
   }
   g->tflow = ++T->nextflow;
-  ev(T, EV_FLOW_S, from, now, g->tflow, flowname(g));
+  e = rec(T, CSP_EV_FLOW, from, T->t0);
+  e->flow = g->tflow;
+  e->s = flowname(g);
 }
 
+/* g's slice starts: nothing is recorded until it ends (one record per slice). It starts where
+** the last one ended, unless the loop woke something in between (then it may have waited): the
+** scheduler's own few hundred ns between two slices count in the second, and the clock, slow to
+** read on some virtual machines, is read once a switch. */
 void csp_trace_run(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
-  uint64_t now = uv_hrtime();
-  T->slice0 = now;
+  T->slice0 = T->lastend ? T->lastend : now_ns();
   if (!g->started) {
     lua_pushvalue(g->L, 3);  /* (base, msgh, f, args...): see goexit.c's csp_exit_push */
     g->tname = fname(T, g->L, -1);
-    ev(T, EV_NAME, (uint32_t)g->id, now, 0, g->tname);
+    name_track(T, g, T->slice0);
   }
+  T->flowin = g->tflow;
   if (g->tflow) {
-    ev(T, EV_FLOW_F, (uint32_t)g->id, now, g->tflow, flowname(g));
+    T->flowname = flowname(g);
     g->tflow = 0;
   }
 }
 
-void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
-  csp_Trace *T = S->trace;
-  uint64_t now = uv_hrtime();
-  ev(T, EV_SLICE, (uint32_t)g->id, T->slice0, now - T->slice0, g->tname ? g->tname : "?");
-  if (status == LUA_OK) ev(T, EV_BLOCK, (uint32_t)g->id, now, 0, "end");
-  else if (status != LUA_YIELD) ev(T, EV_BLOCK, (uint32_t)g->id, now, 0, "panic");
-  else if (g->exiting) ev(T, EV_BLOCK, (uint32_t)g->id, now, 0, "goexit");
-  else if (g->state == CSP_G_WAITING) ev(T, EV_BLOCK, (uint32_t)g->id, now, 0, g->reason ? g->reason : "wait");
-  else ev(T, EV_BLOCK, (uint32_t)g->id, now, 0, "gosched");
+static const char *stopped(csp_G *g, int status) {
+  if (status == LUA_OK) return "end";
+  if (status != LUA_YIELD) return "panic";
+  if (g->exiting) return "goexit";
+  if (g->state == CSP_G_WAITING) return g->reason ? g->reason : "wait";
+  return "gosched";
 }
 
+/* A slice's record; why NULL: it is still running (the trace stops). */
+static void slice(csp_Trace *T, uint32_t tid, uint64_t start, uint64_t now, const char *name,
+                  const char *why, uint64_t flow, const char *flowname) {
+  Ev *e = rec(T, CSP_EV_SLICE, tid, start);
+  e->dur = now - start;
+  e->s = name;
+  e->why = why;
+  e->flow = flow;
+  e->fname = flowname;
+}
+
+void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
+  csp_Trace *T = S->trace;
+  T->lastend = now_ns();
+  slice(T, (uint32_t)g->id, T->slice0, T->lastend, g->tname ? g->tname : "?", stopped(g, status),
+        T->flowin, T->flowname);
+  T->flowin = 0;
+}
+
+/* Main enters the loop (its slice ends: it waits) or leaves it (a slice starts). */
 void csp_trace_loop(csp_Sched *S, int enter) {
   csp_Trace *T = S->trace;
-  uint64_t now = uv_hrtime();
+  uint64_t now = enter || !T->lastend ? now_ns() : T->lastend;
   csp_G *m = &S->maing;
   if (enter) {
-    if (T->mainrun) ev(T, EV_SLICE, 1, T->main0, now - T->main0, "main");
+    const char *why = m->reason ? m->reason : "wait";
+    T->lastend = now;
+    if (T->mainrun) {
+      slice(T, 1, T->main0, now, "main", why, T->mainflow, T->mainflowname);
+    } else {
+      Ev *e = rec(T, CSP_EV_BLOCK, 1, now);
+      e->s = why;
+    }
     T->mainrun = 0;
-    ev(T, EV_BLOCK, 1, now, 0, m->reason ? m->reason : "wait");
+    T->mainflow = 0;
     return;
   }
   T->mainrun = 1;
   T->main0 = now;
+  T->mainflow = m->tflow;
   if (m->tflow) {
-    ev(T, EV_FLOW_F, 1, now, m->tflow, flowname(m));
+    T->mainflowname = flowname(m);
     m->tflow = 0;
   }
 }
@@ -373,7 +374,7 @@ static int gc_fin(lua_State *L) {
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
   int gen = *(int *)lua_touserdata(L, 1);
   if (S->closing || S->trace == NULL || S->trace->gen != gen) return 0;
-  ev(S->trace, EV_GC, 0, uv_hrtime(), 0, NULL);
+  rec(S->trace, CSP_EV_GC, 0, now_ns());
   gc_sentinel(L, gen);
   return 0;
 }
@@ -384,10 +385,10 @@ static void init_mu(void) { uv_mutex_init(&trace_mu); }
 
 static void trace_finish(csp_Trace *T) {
   csp_Sched *S = T->S;
-  uint64_t now = uv_hrtime();
-  if (S->cur) ev(T, EV_SLICE, (uint32_t)S->cur->id, T->slice0, now - T->slice0,
-                 S->cur->tname ? S->cur->tname : "?");
-  if (T->mainrun) ev(T, EV_SLICE, 1, T->main0, now - T->main0, "main");
+  uint64_t now = now_ns();
+  if (S->cur) slice(T, (uint32_t)S->cur->id, T->slice0, now, S->cur->tname ? S->cur->tname : "?",
+                    NULL, T->flowin, T->flowname);
+  if (T->mainrun) slice(T, 1, T->main0, now, "main", NULL, T->mainflow, T->mainflowname);
   S->trace = NULL;
   submit(T);
   uv_mutex_lock(&T->mu);
@@ -420,7 +421,7 @@ static void trace_atexit(void) {
 }
 
 /* Returns NULL, or the error pushed as nil, msg, code. */
-static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path) {
+static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path, const csp_TraceFormat *fmt) {
   static int registered;
   csp_Trace *T;
   int fd;
@@ -447,10 +448,11 @@ static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path) {
     return NULL;
   }
   T->S = S;
+  T->fmt = fmt;
   T->fd = fd;
   T->cur->n = 0;
   T->gen = ++trace_gen;
-  T->t0 = uv_hrtime();
+  T->t0 = now_ns();
   uv_mutex_init(&T->mu);
   uv_cond_init(&T->cv);
   if (uv_thread_create(&T->th, writer, T) != 0) {
@@ -466,8 +468,8 @@ static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path) {
   active = T;
   if (!registered) registered = atexit(trace_atexit) == 0;
   uv_mutex_unlock(&trace_mu);
-  ev(T, EV_NAME, 0, T->t0, 0, "GC");
-  ev(T, EV_NAME, 1, T->t0, 0, "main");
+  rec(T, CSP_EV_NAME, 0, T->t0)->s = "GC";
+  rec(T, CSP_EV_NAME, 1, T->t0)->s = "main";
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {  /* names of those already running */
     g->tflow = 0;
     if (g->started && g->L && (g == S->cur || lua_status(g->L) == LUA_YIELD)) name_started(T, g, T->t0);
@@ -480,11 +482,25 @@ static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path) {
   return T;
 }
 
+/* Perfetto's protobuf for its extensions, JSON otherwise. */
+static const csp_TraceFormat *format_of(const char *path) {
+  static const char *const pb[] = {".pftrace", ".perfetto-trace", ".pb"};
+  size_t n = strlen(path);
+  for (int i = 0; i < 3; i++) {
+    size_t k = strlen(pb[i]);
+    if (n > k && strcmp(path + n - k, pb[i]) == 0) return &csp_trace_pb;
+  }
+  return &csp_trace_json;
+}
+
 static int trace_start_l(lua_State *L) {
+  static const char *const names[] = {"json", "perfetto", NULL};
   csp_Sched *S = csp_sched_get(L);
   const char *path = luaL_checkstring(L, 1);
+  const csp_TraceFormat *fmt = format_of(path);
+  if (!lua_isnoneornil(L, 2)) fmt = luaL_checkoption(L, 2, NULL, names) ? &csp_trace_pb : &csp_trace_json;
   lua_settop(L, 1);
-  if (trace_start(L, S, path) == NULL) return lua_gettop(L) - 1;
+  if (trace_start(L, S, path, fmt) == NULL) return lua_gettop(L) - 1;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -532,7 +548,7 @@ void csp_trace_open(lua_State *L) {
   lua_setfield(L, -3, "trace");
   if (env && *env) {
     int top = lua_gettop(L);
-    if (trace_start(L, S, env) == NULL)
+    if (trace_start(L, S, env, format_of(env)) == NULL)
       fprintf(stderr, "csp: CSP_TRACE: %s\n", lua_tostring(L, top + 2));
     lua_settop(L, top);
   }

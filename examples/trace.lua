@@ -1,6 +1,6 @@
 -- trace: records an execution trace of a small pipeline (a generator, two workers sharing a
 -- mutex-protected counter, a collector) for Perfetto or chrome://tracing, and tools/trace2svg.py.
--- Usage: lua5.4 examples/trace.lua [out.json]   (default trace.json)
+-- Usage: lua5.4 examples/trace.lua [out.json]   (default trace.json; out.pftrace: Perfetto protobuf)
 local csp = require "csp"
 
 local path = arg[1] or "trace.json"

@@ -139,6 +139,43 @@ describe("csp.leaks", function()
     settle()
   end)
 
+  it("reports a goroutine only a leaked goroutine reaches (its channel is in the other's locals)", function()
+    local before = #csp.leaks()
+    local a, b
+    do
+      local ch1, ch2 = csp.chan(), csp.chan()
+      a = csp.go(function()  -- parked on ch1 forever, holding ch2
+        local held = ch2
+        ch1:recv()
+        held:send(1)
+      end)
+      b = csp.go(function(c) c:recv() end, ch2)  -- parked on ch2: only a reaches it
+    end
+    settle()
+    local now = ids(csp.leaks())
+    assert.are.equal(before + 2, #now)
+    assert.are.same({ a, b }, { now[#now - 1], now[#now] })
+  end)
+
+  it("reports it also when the holder was found leaked by an earlier call", function()
+    local ch2 = csp.chan()
+    local a
+    do
+      local ch1 = csp.chan()
+      a = csp.go(function(held) ch1:recv(); held:send(1) end, ch2)
+    end
+    settle()
+    local first = ids(csp.leaks())  -- a, found: its channel is finalized, a stays parked
+    assert.are.equal(a, first[#first])
+    local b = csp.go(function(c) c:recv() end, ch2)
+    ch2 = nil -- luacheck: ignore
+    settle()
+    local now = ids(csp.leaks())
+    assert.are.equal(#first + 1, #now)
+    assert.are.same({ a, b }, { now[#now - 1], now[#now] })
+    assert.are.same(now, ids(csp.leaks()))  -- and again
+  end)
+
   it("keeps reporting the same goroutines, which stay parked and dumped", function()
     local function leak()
       local c = csp.chan()

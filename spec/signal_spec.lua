@@ -42,13 +42,18 @@ local function READY(name)
   f:close()
   assert(os.rename(%q .. "/" .. name .. ".tmp", %q .. "/" .. name))
 end
-]]):format(dir, dir, dir), code)
+local function EXISTS(name) -- luacheck: ignore
+  local f = io.open(%q .. "/" .. name)
+  if f then f:close() end
+  return f ~= nil
+end
+]]):format(dir, dir, dir, dir), code)
   f:close()
   local vars = {}
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. run.quote(v) end
   -- exec all the way: the shell's pid is lua5.4's (h.result kills a child that hangs)
-  local sh = ("echo $$ > %s/pid; exec env %s %s lua5.4 %s 2>%s/stderr"):format(
-    run.quote(dir), run.env, table.concat(vars, " "), run.quote(prog), run.quote(dir))
+  local sh = ("echo $$ > %s/pid; exec env %s %s lua5.4 %s >%s/stdout 2>%s/stderr"):format(
+    run.quote(dir), run.env, table.concat(vars, " "), run.quote(prog), run.quote(dir), run.quote(dir))
   local done = csp.chan(1)
   csp.go(function() done:send(assert(csp.exec("sh", { "-c", sh }))) end)
   local h = { dir = dir, done = done }
@@ -60,6 +65,13 @@ end
     assert(os.execute(("kill -s %s %s"):format(sig, pid))) -- the shell's builtin: no new program
   end
   function h.stderr() return slurp(dir .. "/stderr") end
+  function h.touch(name) assert(io.open(dir .. "/" .. name, "w")):close() end
+  -- Waits for the child to print the line (flushed) on its stdout.
+  function h.wait_line(line)
+    await("the line " .. line, function()
+      return ("\n" .. slurp(dir .. "/stdout")):find("\n" .. line .. "\n", 1, true)
+    end)
+  end
   -- The child's exec result and its stderr; fails if it does not end within 30 s.
   function h.result()
     local i, res = csp.select { csp.recv(done), csp.recv(csp.after(30)) }
@@ -168,6 +180,71 @@ describe("SIGINT", function()
     local res, err = interrupted(h)
     assert.are.equal(-1, res.status, err)
     assert.are.equal(2, res.signal, err)
+  end)
+end)
+
+describe("SIGINT with CSP_LEAKS=1", function()
+  -- leak() leaves a goroutine parked sending on a channel nobody else holds
+  local prelude = [[
+      local csp = require "csp"
+      local function leak() local c = csp.chan(); csp.go(function() c:send(1) end) end
+      leak()
+      csp.gosched()
+  ]]
+
+  local function leaks_then_interrupted(h)
+    local res, err = h.result()
+    h.cleanup()
+    assert.are.equal(1, res.status, err)  -- lua5.4's status for an uncaught error
+    local report = err:find("csp: 1 leaked goroutine (blocked forever, unreachable):\n\ngoroutine 2 [chan send]:",
+      1, true)
+    local interrupted = err:find("interrupted!", 1, true)
+    assert.is_truthy(report, err)
+    assert.is_truthy(interrupted, err)
+    assert.is_true(report < interrupted, err)  -- printed before the error unwinds main
+    local _, n = err:gsub("leaked goroutine", "")
+    assert.are.equal(1, n, err)  -- once: the script's end never comes
+  end
+
+  it("prints the leaks when Ctrl-C stops a main parked in the event loop", function()
+    local h = child(prelude .. [[
+      csp.go(function() csp.sleep(60) end) -- keeps it alive: no deadlock
+      csp.go(function() print("ready"); io.stdout:flush() end)
+      csp.chan():recv()
+    ]], { CSP_LEAKS = "1" })
+    h.wait_line("ready")
+    h.kill("INT")
+    leaks_then_interrupted(h)
+  end)
+
+  it("prints the leaks when Ctrl-C stops a main running Lua code", function()
+    local h = child(prelude .. [[
+      print("ready"); io.stdout:flush()
+      local x = 0
+      while true do x = x + 1 end
+    ]], { CSP_LEAKS = "1" })
+    h.wait_line("ready")
+    h.kill("INT")
+    leaks_then_interrupted(h)
+  end)
+
+  it("keeps the report at the script's end after a SIGQUIT dump taken in main's hook", function()
+    local h = child(prelude .. [[
+      print("ready"); io.stdout:flush()
+      while not EXISTS("go-on") do end -- busy: the signal is taken in main's debug hook
+    ]], { CSP_LEAKS = "1", CSP_SIGQUIT = "dump" })
+    h.wait_line("ready")
+    h.kill("QUIT")
+    await("the dump", function() return h.stderr():find("created by goroutine 1", 1, true) ~= nil end)
+    h.touch("go-on")
+    local res, err = h.result()
+    h.cleanup()
+    assert.are.equal(0, res.status, err)
+    local dump = err:find("SIGQUIT: quit\n\ngoroutine 1 [running]:", 1, true)
+    local report = err:find("csp: 1 leaked goroutine (blocked forever, unreachable):", 1, true)
+    assert.is_truthy(dump, err)
+    assert.is_truthy(report, err)  -- the signal's hook did not drop the report's
+    assert.is_true(dump < report, err)
   end)
 end)
 

@@ -1,14 +1,18 @@
 -- Execution trace: API.md "Observability" (CSP_TRACE, csp.trace.start/stop). The file is Chrome
--- trace-event JSON; python3's json module parses it and the events of a known program are checked.
+-- trace-event JSON, or Perfetto's protobuf for .pftrace/.perfetto-trace/.pb; tools/tracefile.py
+-- reads both (python3's json module; a strict decoder of the protobuf fields csp writes, checked
+-- against Perfetto's schema) and the events of a known program are checked.
 local csp = require "csp"
 local run = require "spec.helpers.run"
 
--- Parses a trace with python3 and returns its events re-encoded one per line as
--- "ph|tid|name|cat|id|ts|dur" (absent fields empty), plus the count; nil and the error if invalid.
+-- Parses a trace with tools/tracefile.py and returns its events, one per line re-encoded as
+-- "ph|tid|name|cat|id|ts|dur" (absent fields empty); nil and the error if invalid.
 local function load(path)
   local py = [[
-import json, sys
-ev = json.load(open(sys.argv[1]))
+import sys
+sys.path.insert(0, sys.argv[1])
+import tracefile
+ev = tracefile.load(sys.argv[2])
 assert isinstance(ev, list)
 for e in ev:
     assert e["ph"] in "XsfiM", e
@@ -20,7 +24,8 @@ for e in ev:
         print("|".join(("N", str(e["tid"]), e["args"]["name"], "", "", "", "")))
 ]]
   local errf = os.tmpname()
-  local p = assert(io.popen(("python3 -c %s %s 2>%s"):format(run.quote(py), run.quote(path), run.quote(errf))))
+  local p = assert(io.popen(("python3 -c %s %s %s 2>%s"):format(run.quote(py), run.quote(run.root .. "/tools"),
+    run.quote(path), run.quote(errf))))
   local out = p:read("a")
   local ok = p:close()
   local f = io.open(errf)
@@ -37,6 +42,12 @@ for e in ev:
   return evs
 end
 
+local function tmpname(ext)
+  local t = os.tmpname()
+  os.remove(t)
+  return t .. ext
+end
+
 local function select_ev(evs, f)
   local t = {}
   for _, e in ipairs(evs) do if f(e) then t[#t + 1] = e end end
@@ -44,76 +55,82 @@ local function select_ev(evs, f)
 end
 
 describe("csp.trace", function()
-  it("records a known program: tracks, slices, flows, blocks, timers and GC", function()
-    local path = os.tmpname()
-    local ch, done = csp.chan(), csp.chan()
-    assert.is_true(csp.trace.start(path))
-    local function producer(n)
-      for i = 1, n do ch:send(i) end
-      ch:close()
-    end
-    local id = csp.go(producer, 3)
-    local mu = csp.mutex()
-    mu:lock()
-    local locker = csp.go(function() mu:lock(); mu:unlock(); done:send(true) end)
-    local sum = 0
-    for v in ch:range() do sum = sum + v end
-    mu:unlock()
-    done:recv()
-    csp.sleep(0.001)
-    collectgarbage()
-    collectgarbage()
-    assert.is_true(csp.trace.stop())
-    assert.are.equal(6, sum)
-    local evs = assert(load(path))
-    os.remove(path)
-    -- one named track per goroutine, named by the function that started it
-    local names = {}
-    for _, e in ipairs(select_ev(evs, function(e) return e.ph == "N" end)) do names[e.tid] = e.name end
-    assert.are.equal("G1 main", names[1])
-    assert.are.equal("GC", names[0])
-    assert.is_truthy(names[id]:match("^G" .. id .. " spec/trace_spec%.lua:%d+$"), names[id])
-    assert.is_truthy(names[locker])
-    -- running slices on the goroutine's track, named by its function
-    local slices = select_ev(evs, function(e) return e.ph == "X" and e.tid == id end)
-    assert.is_true(#slices >= 2)
-    for _, s in ipairs(slices) do
-      assert.are.equal(names[id]:match("^G%d+ (.*)$"), s.name)
-      assert.is_true(s.dur >= 0)
-    end
-    assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == 1 and e.name == "main" end) >= 2)
-    -- blocks with their reason
-    local function has(f) return #select_ev(evs, f) > 0 end
-    assert.is_true(has(function(e) return e.ph == "i" and e.tid == id and e.name == "chan send" end))
-    assert.is_true(has(function(e) return e.ph == "i" and e.tid == 1 and e.name == "chan receive" end))
-    assert.is_true(has(function(e) return e.ph == "i" and e.tid == locker and e.name == "sync.Mutex.Lock" end))
-    assert.is_true(has(function(e) return e.ph == "i" and e.tid == id and e.name == "end" end))
-    assert.is_true(has(function(e) return e.ph == "i" and e.tid == 1 and e.name == "sleep" end))
-    assert.is_true(has(function(e)
-      return e.ph == "i" and e.cat == "wake" and e.tid == 1 and e.name == "timer fired"
-    end))
-    assert.is_true(has(function(e) return e.ph == "i" and e.cat == "gc" end))
-    -- flows: csp.go -> first run, send -> the receive it woke; every start has its finish
-    local starts, finishes = {}, {}
-    for _, e in ipairs(evs) do
-      if e.ph == "s" then starts[e.id] = e elseif e.ph == "f" then finishes[e.id] = e end
-    end
-    local go, wake = false, false
-    for fid, s in pairs(starts) do
-      local f = finishes[fid]
-      assert.is_truthy(f, "flow " .. fid .. " has no finish")
-      assert.are.equal(s.name, f.name)
-      assert.is_true(f.ts >= s.ts)
-      if s.name == "go" and s.tid == 1 and f.tid == id then go = true end
-      if s.name == "chan receive" and s.tid == id and f.tid == 1 then wake = true end
-    end
-    assert.is_true(go, "no flow from csp.go to the first run")
-    assert.is_true(wake, "no flow from the producer's send to main's receive")
-    -- every flow finish starts a slice of its track at that instant
-    for _, f in pairs(finishes) do
-      assert.is_true(has(function(e) return e.ph == "X" and e.tid == f.tid and e.ts == f.ts end))
-    end
-  end)
+  for _, ext in ipairs({ ".json", ".pftrace" }) do
+    it("records a known program in " .. ext .. ": tracks, slices, flows, blocks, timers and GC", function()
+      local path = tmpname(ext)
+      local json = ext == ".json"  -- protobuf flows have no names
+      local ch, done = csp.chan(), csp.chan()
+      assert.is_true(csp.trace.start(path))
+      local function producer(n)
+        for i = 1, n do ch:send(i) end
+        ch:close()
+      end
+      local id = csp.go(producer, 3)
+      local mu = csp.mutex()
+      mu:lock()
+      local locker = csp.go(function() mu:lock(); mu:unlock(); done:send(true) end)
+      local sum = 0
+      for v in ch:range() do sum = sum + v end
+      mu:unlock()
+      done:recv()
+      csp.sleep(0.001)
+      collectgarbage()
+      collectgarbage()
+      assert.is_true(csp.trace.stop())
+      assert.are.equal(6, sum)
+      local evs = assert(load(path))
+      os.remove(path)
+      -- one named track per goroutine, named by the function that started it
+      local names = {}
+      for _, e in ipairs(select_ev(evs, function(e) return e.ph == "N" end)) do names[e.tid] = e.name end
+      assert.are.equal("G1 main", names[1])
+      assert.are.equal("GC", names[0])
+      assert.is_truthy(names[id]:match("^G" .. id .. " spec/trace_spec%.lua:%d+$"), names[id])
+      assert.is_truthy(names[locker])
+      -- running slices on the goroutine's track, named by its function
+      local slices = select_ev(evs, function(e) return e.ph == "X" and e.tid == id end)
+      assert.is_true(#slices >= 2)
+      for _, s in ipairs(slices) do
+        assert.are.equal(names[id]:match("^G%d+ (.*)$"), s.name)
+        assert.is_true(s.dur >= 0)
+      end
+      assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == 1 and e.name == "main" end) >= 2)
+      -- blocks with their reason
+      local function has(f) return #select_ev(evs, f) > 0 end
+      assert.is_true(has(function(e) return e.ph == "i" and e.tid == id and e.name == "chan send" end))
+      assert.is_true(has(function(e) return e.ph == "i" and e.tid == 1 and e.name == "chan receive" end))
+      assert.is_true(has(function(e) return e.ph == "i" and e.tid == locker and e.name == "sync.Mutex.Lock" end))
+      assert.is_true(has(function(e) return e.ph == "i" and e.tid == id and e.name == "end" end))
+      assert.is_true(has(function(e) return e.ph == "i" and e.tid == 1 and e.name == "sleep" end))
+      assert.is_true(has(function(e)
+        return e.ph == "i" and e.cat == "wake" and e.tid == 1 and e.name == "timer fired"
+      end))
+      assert.is_true(has(function(e) return e.ph == "i" and e.cat == "gc" end))
+      -- flows: csp.go -> first run, send -> the receive it woke; every start has its finish
+      local starts, finishes = {}, {}
+      for _, e in ipairs(evs) do
+        if e.ph == "s" then starts[e.id] = e elseif e.ph == "f" then finishes[e.id] = e end
+      end
+      local go, wake = false, false
+      for fid, s in pairs(starts) do
+        local f = finishes[fid]
+        assert.is_truthy(f, "flow " .. fid .. " has no finish")
+        assert.are.equal(s.name, f.name)
+        assert.is_true(f.ts >= s.ts)
+        -- the first run of the producer; main woken from its receive
+        local first = true
+        for _, e in ipairs(evs) do if e.ph == "X" and e.tid == id and e.ts < f.ts then first = false end end
+        if (not json or s.name == "go") and s.tid == 1 and f.tid == id and first then go = true end
+        if (not json or s.name == "chan receive") and s.tid == id and f.tid == 1 then wake = true end
+      end
+      assert.is_true(go, "no flow from csp.go to the first run")
+      assert.is_true(wake, "no flow from the producer's send to main's receive")
+      -- every flow finish starts a slice of its track at that instant
+      for _, f in pairs(finishes) do
+        assert.is_true(has(function(e) return e.ph == "X" and e.tid == f.tid and e.ts == f.ts end))
+      end
+    end)
+  end
 
   it("shows I/O waits and the loop's I/O completions", function()
     local path = os.tmpname()
@@ -140,27 +157,56 @@ describe("csp.trace", function()
     end))
   end)
 
-  it("CSP_TRACE writes the whole run, closed at exit (and at os.exit)", function()
-    local path = os.tmpname()
-    local r = run.run([[
-      local csp = require "csp"
-      local c = csp.chan()
-      csp.go(function() c:send("hi") end)
-      print(c:recv())
-    ]], { CSP_TRACE = path })
-    assert.are.equal(0, r.code, r.stderr)
-    local evs = assert(load(path))
-    assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == 2 end) >= 1)
-    r = run.run([[
-      local csp = require "csp"
-      csp.go(function() end)
-      csp.gosched()
-      os.exit(3)
-    ]], { CSP_TRACE = path })
-    assert.are.equal(3, r.code, r.stderr)
-    evs = assert(load(path))
-    assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == 2 end) >= 1)
-    os.remove(path)
+  for _, ext in ipairs({ ".json", ".perfetto-trace" }) do
+    it("CSP_TRACE writes the whole run, closed at exit (and at os.exit): " .. ext, function()
+      local path = tmpname(ext)
+      local r = run.run([[
+        local csp = require "csp"
+        local c = csp.chan()
+        csp.go(function() c:send("hi") end)
+        print(c:recv())
+      ]], { CSP_TRACE = path })
+      assert.are.equal(0, r.code, r.stderr)
+      local evs = assert(load(path))
+      assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == 2 end) >= 1)
+      r = run.run([[
+        local csp = require "csp"
+        csp.go(function() end)
+        csp.gosched()
+        os.exit(3)
+      ]], { CSP_TRACE = path })
+      assert.are.equal(3, r.code, r.stderr)
+      evs = assert(load(path))
+      assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == 2 end) >= 1)
+      os.remove(path)
+    end)
+  end
+
+  it("picks the format by extension, or by start's second argument", function()
+    local function format(path)
+      local f = assert(io.open(path, "rb"))
+      local c = f:read(1)
+      f:close()
+      os.remove(path)
+      return c == "[" and "json" or c == "\n" and "perfetto" or c  -- a Trace's packet tag is 0x0A
+    end
+    for ext, want in pairs({ [".json"] = "json", [".pftrace"] = "perfetto", [".perfetto-trace"] = "perfetto",
+                             [".pb"] = "perfetto", [".trace"] = "json", [""] = "json" }) do
+      local path = tmpname(ext)
+      assert.is_true(csp.trace.start(path))
+      assert.is_true(csp.trace.stop())
+      assert.are.equal(want, format(path), ext)
+    end
+    local path = tmpname(".json")
+    assert.is_true(csp.trace.start(path, "perfetto"))
+    assert.is_true(csp.trace.stop())
+    assert.are.equal("perfetto", format(path))
+    path = tmpname(".pftrace")
+    assert.is_true(csp.trace.start(path, "json"))
+    assert.is_true(csp.trace.stop())
+    assert.are.equal("json", format(path))
+    assert.has_error(function() csp.trace.start(path, "xml") end, "bad argument #2 to 'start' (invalid option 'xml')")
+    assert.has_error(function() csp.trace.start(path, 1) end, "bad argument #2 to 'start' (invalid option '1')")
   end)
 
   it("start fails cleanly: a second trace, an unwritable path, a bad argument", function()
@@ -180,31 +226,55 @@ describe("csp.trace", function()
     assert.has_error(function() csp.trace.start() end, "bad argument #1 to 'start' (string expected, got no value)")
   end)
 
-  it("can start inside a goroutine and stop in another, with goroutines already running", function()
-    local path = os.tmpname()
-    local c, started, stop = csp.chan(), csp.chan(), csp.chan()
-    local early = csp.go(function() for v in c:range() do local _ = v end end)
-    csp.go(function() assert(csp.trace.start(path)); started:send(true) end)
-    started:recv()
-    for i = 1, 10 do c:send(i) end
-    csp.go(function() stop:send(csp.trace.stop()) end)
-    assert.is_true(stop:recv())
-    c:close()
-    local evs = assert(load(path))
-    os.remove(path)
-    local named = select_ev(evs, function(e) return e.ph == "N" and e.tid == early end)
-    assert.are.equal(1, #named)
-    assert.is_truthy(named[1].name:match("trace_spec%.lua:%d+$"))
-    assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == early end) >= 1)
-  end)
+  for _, ext in ipairs({ ".json", ".pftrace" }) do
+    it("can start inside a goroutine and stop in another, with goroutines already running: " .. ext, function()
+      local path = tmpname(ext)
+      local c, started, stop = csp.chan(), csp.chan(), csp.chan()
+      local early = csp.go(function() for v in c:range() do local _ = v end end)
+      csp.go(function() assert(csp.trace.start(path)); started:send(true) end)
+      started:recv()
+      for i = 1, 10 do c:send(i) end
+      csp.go(function() stop:send(csp.trace.stop()) end)
+      assert.is_true(stop:recv())
+      c:close()
+      local evs = assert(load(path))
+      os.remove(path)
+      local named = select_ev(evs, function(e) return e.ph == "N" and e.tid == early end)
+      assert.are.equal(1, #named)
+      assert.is_truthy(named[1].name:match("trace_spec%.lua:%d+$"))
+      assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == early end) >= 1)
+    end)
 
-  it("examples/trace.lua's trace draws as SVG with tools/trace2svg.py", function()
-    local json, svg = os.tmpname(), os.tmpname()
-    local r = run.run(("arg = { [0] = %q, %q }; dofile(arg[0])"):format(run.root .. "/examples/trace.lua", json))
-    assert.are.equal(0, r.code, r.stderr)
-    assert.is_truthy(r.stdout:find("sum of squares 1..8 = 204 (8 jobs)", 1, true), r.stdout)
-    local cmd = ("python3 %s/tools/trace2svg.py %s %s && python3 -c %s %s"):format(run.quote(run.root),
-      run.quote(json), run.quote(svg), run.quote([[
+    it("draws every wake of a slice that starts thousands of goroutines: " .. ext, function()
+      -- in protobuf a slice's end carries the flows it started (one packet, written in pieces);
+      -- past 4096 waiting for their slice's end, the rest start at instants of their own
+      local path, n = tmpname(ext), 5000
+      local wg = csp.waitgroup()
+      assert.is_true(csp.trace.start(path))
+      for _ = 1, n do wg:go(function() end) end
+      wg:wait()
+      assert.is_true(csp.trace.stop())
+      local evs = assert(load(path))
+      os.remove(path)
+      local starts, ends = {}, 0
+      for _, e in ipairs(evs) do
+        if e.ph == "s" and e.tid == 1 then starts[e.id] = true end
+      end
+      for _, e in ipairs(evs) do
+        if e.ph == "f" and starts[e.id] and e.tid > 1 then ends = ends + 1 end
+      end
+      assert.are.equal(n, ends)
+    end)
+  end
+
+  for _, ext in ipairs({ ".json", ".pftrace" }) do
+    it("examples/trace.lua's trace draws as SVG with tools/trace2svg.py: " .. ext, function()
+      local trace, svg = tmpname(ext), os.tmpname()
+      local r = run.run(("arg = { [0] = %q, %q }; dofile(arg[0])"):format(run.root .. "/examples/trace.lua", trace))
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find("sum of squares 1..8 = 204 (8 jobs)", 1, true), r.stdout)
+      local cmd = ("python3 %s/tools/trace2svg.py %s %s && python3 -c %s %s"):format(run.quote(run.root),
+        run.quote(trace), run.quote(svg), run.quote([[
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
 ns = "{http://www.w3.org/2000/svg}"
@@ -212,13 +282,36 @@ texts = [t.text for t in root.iter(ns + "text")]
 assert "G1 main" in texts, texts
 assert any(t and t.startswith("G2 ") for t in texts), texts
 assert len(list(root.iter(ns + "rect"))) > 10
+assert len(list(root.iter(ns + "line"))) > 10  # wake-up arrows among them
 print("ok")
 ]]), run.quote(svg))
-    local p = assert(io.popen(cmd .. " 2>&1"))
-    local out = p:read("a")
-    p:close()
-    os.remove(json)
-    os.remove(svg)
-    assert.are.equal("ok\n", out)
+      local p = assert(io.popen(cmd .. " 2>&1"))
+      local out = p:read("a")
+      p:close()
+      os.remove(trace)
+      os.remove(svg)
+      assert.are.equal("ok\n", out)
+    end)
+  end
+
+  it("tools/tracefile.py rejects a malformed protobuf trace", function()
+    local cases = {
+      ["\10\5\80\1"] = "past the end",                    -- a packet longer than the file
+      ["\10\2\64\128"] = "bad varint",                    -- a varint cut short
+      ["\10\2\56\1"] = "unknown field 7",                 -- a field csp does not write
+      ["\10\2\64"] = "length 2 past the end",
+      ["\10\2\89\1"] = "track_event: wire type 1, not 2", -- a message as a fixed64
+      ["\10\4\80\1\104\0"] = "does not clear",            -- the sequence is not cleared first
+    }
+    for bytes, want in pairs(cases) do
+      local path = tmpname(".pftrace")
+      local f = assert(io.open(path, "wb"))
+      f:write(bytes)
+      f:close()
+      local evs, err = load(path)
+      os.remove(path)
+      assert.is_nil(evs)
+      assert.is_truthy(err:find(want, 1, true), err)
+    end
   end)
 end)

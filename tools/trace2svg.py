@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""trace2svg.py: draws a csp execution trace (Chrome trace-event JSON) as an SVG timeline.
+"""trace2svg.py: draws a csp execution trace (Chrome trace-event JSON or Perfetto protobuf) as an SVG timeline.
 
     python3 tools/trace2svg.py trace.json out.svg [--from MS] [--to MS] [--width PX]
+    python3 tools/trace2svg.py trace.pftrace out.svg
 
 One lane per goroutine (its name from the trace), running slices as bars, wake-ups as arrows
 from the goroutine that woke another to the slice it woke, block reasons as coloured ticks with
@@ -9,8 +10,12 @@ tooltips, GC cycles as dashed lines. Only the Python standard library.
 """
 import argparse
 import html
-import json
+import os
+import sys
 import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tracefile  # noqa: E402  (reads either format)
 
 REASONS = [  # (prefix of the block reason, colour, legend)
     ("chan send", "#d62728", "chan send"),
@@ -52,8 +57,7 @@ def main():
     ap.add_argument("--to", dest="t_to", type=float, help="end, ms from the trace's start")
     ap.add_argument("--width", type=int, default=1100)
     a = ap.parse_args()
-    with open(a.trace) as f:
-        events = json.load(f)
+    events = tracefile.load(a.trace)
 
     names, slices, blocks, wakes, gcs, flows = {}, [], [], [], [], {}
     for e in events:

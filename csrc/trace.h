@@ -1,0 +1,55 @@
+/* trace.h: the execution trace's records and output formats, shared by trace.c (recording, the writer thread) and tracejson.c, tracepb.c (the two file formats). */
+#ifndef CSP_TRACE_H
+#define CSP_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { CSP_EV_SLICE, CSP_EV_BLOCK, CSP_EV_FLOW, CSP_EV_NAME, CSP_EV_WAKE, CSP_EV_GC };
+
+/* One event as the scheduler records it: no formatting on the scheduler's thread. The strings
+** are literals or names interned by trace.c, alive until the writer has finished. A slice carries
+** the wake that started it and the reason it stopped: one record for what a switch shows. A wake
+** (CSP_EV_FLOW, no time: the clock is read twice a switch, not three times) leaves the slice of
+** its source goroutine when that slice ends. */
+typedef struct csp_TraceEv {
+  uint64_t ts;          /* ns since the trace started; a slice's start (not read for CSP_EV_FLOW) */
+  uint64_t dur;         /* CSP_EV_SLICE: its length */
+  uint64_t flow;        /* CSP_EV_FLOW: its id; CSP_EV_SLICE: the flow that woke it (0: none) */
+  const char *s;        /* the slice's, instant's, flow's or track's name */
+  const char *why;      /* CSP_EV_SLICE: why it stopped (NULL: it had not, the trace ended) */
+  const char *fname;    /* CSP_EV_SLICE: the name of the flow that woke it */
+  uint32_t tid;         /* the goroutine's id (1: main; 0: the GC track); a flow's source */
+  uint32_t type;
+} csp_TraceEv;
+
+/* The writer thread's output buffer; st is the format's own state. */
+typedef struct csp_TraceOut {
+  int fd, err;
+  size_t n;
+  void *st;
+  unsigned char b[1 << 16];
+} csp_TraceOut;
+
+/* Every record fits in this much room (names are cut to 255 bytes when interned); a packet that
+** does not (a slice that woke thousands) is written in pieces, each checked on its own. */
+#define CSP_TRACE_ROOM 1024
+
+typedef struct csp_TraceFormat {
+  int escape;           /* names are JSON-escaped when interned */
+  int (*open)(csp_TraceOut *o);     /* 0: no memory */
+  /* Any record but CSP_EV_FLOW; a slice comes with the wakes it made, flows[0..nflows). */
+  void (*event)(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t nflows);
+  void (*close)(csp_TraceOut *o);   /* the file's end; frees st */
+} csp_TraceFormat;
+
+extern const csp_TraceFormat csp_trace_json, csp_trace_pb;
+
+void csp_trace_flush(csp_TraceOut *o);
+
+/* Room for k more bytes. */
+static inline void csp_trace_need(csp_TraceOut *o, size_t k) {
+  if (o->n + k > sizeof o->b) csp_trace_flush(o);
+}
+
+#endif

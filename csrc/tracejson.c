@@ -1,0 +1,232 @@
+/* tracejson.c: the execution trace as Chrome trace-event JSON (chrome://tracing, Perfetto's JSON importer). */
+#include <stdlib.h>
+#include <string.h>
+#include "trace.h"
+
+/* Hand-rolled appends into room the writer reserved (CSP_TRACE_ROOM per record): printf would
+** cost more than the scheduler spends recording. */
+static const char dig2[] =
+  "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+  "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+  "8081828384858687888990919293949596979899";
+
+#define PUT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+static int ndigits(uint64_t v) {
+  int k = 1;
+  for (; v >= 10000; v /= 10000) k += 4;
+  return k + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
+static unsigned char *put_u64(unsigned char *p, uint64_t v) {
+  unsigned char *e, *q;
+  if (v < 10) {  /* goroutine ids, mostly */
+    *p = (unsigned char)('0' + v);
+    return p + 1;
+  }
+  e = q = p + ndigits(v);
+  for (; v >= 100; v /= 100) {  /* two digits a step, from the end */
+    q -= 2;
+    q[0] = (unsigned char)dig2[v % 100 * 2];
+    q[1] = (unsigned char)dig2[v % 100 * 2 + 1];
+  }
+  if (v >= 10) {
+    q[-2] = (unsigned char)dig2[v * 2];
+    q[-1] = (unsigned char)dig2[v * 2 + 1];
+  } else {
+    q[-1] = (unsigned char)('0' + v);
+  }
+  return e;
+}
+
+static unsigned char *put_ts(unsigned char *p, uint64_t ns) {  /* microseconds, 3 decimals */
+  unsigned r = (unsigned)(ns % 1000);
+  p = put_u64(p, ns / 1000);
+  *p++ = '.';
+  *p++ = (unsigned char)('0' + r / 100);
+  memcpy(p, dig2 + r % 100 * 2, 2);
+  return p + 2;
+}
+
+static unsigned char *put_s(unsigned char *p, const char *s) {
+  size_t k = strlen(s);
+  memcpy(p, s, k);
+  return p + k;
+}
+
+/* The writer's memory of what it formatted last: the microseconds of a timestamp (successive
+** events are mostly in the same one) and the name fields of recent names, by address. Copied
+** whole, a fixed size (the room reserved holds the excess), then the end is moved back. */
+#define FRAG 80
+typedef struct Frag { const char *key; size_t n; unsigned char s[FRAG]; } Frag;
+typedef struct Num { uint64_t v; size_t n; unsigned char d[24]; } Num;
+typedef struct Json {
+  Num us, id;  /* the last timestamp's microseconds, the last flow id */
+  Frag names[64];
+} Json;
+
+/* v from the digits remembered in c: the same, one more (flow ids count up), or new. */
+static unsigned char *put_num(Num *c, unsigned char *p, uint64_t v) {
+  if (v != c->v || c->n == 0) {
+    if (v == c->v + 1 && c->n > 0 && c->d[c->n - 1] != '9') {
+      c->d[c->n - 1]++;
+    } else {
+      c->n = (size_t)(put_u64(c->d, v) - c->d);
+    }
+    c->v = v;
+  }
+  memcpy(p, c->d, 16);  /* whole: up to 16 digits, the room reserved holds the excess */
+  if (c->n > 16) memcpy(p + 16, c->d + 16, c->n - 16);
+  return p + c->n;
+}
+
+static unsigned char *put_tsc(Json *J, unsigned char *p, uint64_t ns) {
+  uint64_t us = ns / 1000;
+  unsigned r = (unsigned)(ns - us * 1000);
+  p = put_num(&J->us, p, us);
+  *p++ = '.';
+  *p++ = (unsigned char)('0' + r / 100);
+  memcpy(p, dig2 + r % 100 * 2, 2);
+  return p + 2;
+}
+
+/* The common head of an event on track tid, up to its name: ,"name":" follows. */
+static unsigned char *head(unsigned char *p, const char *ph_cat, uint32_t tid, uint64_t ts) {
+  p = PUT(p, ",\n{\"ph\":\"");
+  p = put_s(p, ph_cat);
+  p = PUT(p, "\",\"pid\":1,\"tid\":");
+  p = put_u64(p, tid);
+  p = PUT(p, ",\"ts\":");
+  return put_ts(p, ts);
+}
+
+/* "tid":T,"ts":TS from digits formatted once for the slice's events. */
+static unsigned char *tsfield(unsigned char *p, const unsigned char *tid, size_t ntid,
+                              const unsigned char *ts, size_t nts) {
+  memcpy(p, tid, 16);  /* whole: tid holds 32 bytes, ts 48 (see slice) */
+  p = PUT(p + ntid, ",\"ts\":");
+  memcpy(p, ts, 32);
+  return p + nts;
+}
+
+static unsigned char *tail(unsigned char *p, const char *name) {
+  p = PUT(p, ",\"name\":\"");
+  p = put_s(p, name);
+  return PUT(p, "\"}");
+}
+
+/* tail(), from the fragments remembered. */
+static unsigned char *tailc(Json *J, unsigned char *p, const char *name) {
+  Frag *f = &J->names[((uintptr_t)name >> 3) & 63];
+  if (f->key != name) {
+    unsigned char t[CSP_TRACE_ROOM / 2];
+    size_t n = (size_t)(tail(t, name) - t);
+    if (n > FRAG) return tail(p, name);
+    memcpy(f->s, t, n);
+    f->n = n;
+    f->key = name;
+  }
+  for (size_t i = 0; i < f->n; i += 16) memcpy(p + i, f->s + i, 16);
+  return p + f->n;
+}
+
+static unsigned char *meta(unsigned char *p, uint32_t tid, const char *name) {
+  p = PUT(p, ",\n{\"ph\":\"M\",\"pid\":1,\"tid\":");
+  p = put_u64(p, tid);
+  p = PUT(p, ",\"name\":\"thread_name\",\"args\":{\"name\":\"");
+  if (tid == 0) {
+    p = PUT(p, "GC");
+  } else {
+    *p++ = 'G';
+    p = put_u64(p, tid);
+    *p++ = ' ';
+    p = put_s(p, name);
+  }
+  p = PUT(p, "\"}},\n{\"ph\":\"M\",\"pid\":1,\"tid\":");
+  p = put_u64(p, tid);
+  p = PUT(p, ",\"name\":\"thread_sort_index\",\"args\":{\"sort_index\":");
+  p = put_u64(p, tid);
+  return PUT(p, "}}");
+}
+
+/* A slice: the flow's finish that started it, the slice, the starts of the flows it made and
+** the instant saying why it stopped, in that order: Perfetto's importer takes events of one time
+** slices first, the others in file order, binding a flow to the slice on top of its track. */
+static void slice(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t nflows) {
+  Json *J = o->st;
+  unsigned char tid[32], ts[48], end[48], *p;
+  size_t ntid = (size_t)(put_u64(tid, e->tid) - tid), nts, nend;
+  nts = (size_t)(put_tsc(J, ts, e->ts) - ts);
+  nend = (size_t)(put_tsc(J, end, e->ts + e->dur) - end);
+  p = o->b + o->n;
+  if (e->flow) {
+    p = PUT(p, ",\n{\"ph\":\"f\",\"bp\":\"e\",\"cat\":\"flow\",\"pid\":1,\"tid\":");
+    p = tsfield(p, tid, ntid, ts, nts);
+    p = PUT(p, ",\"id\":");
+    p = tailc(J, put_num(&J->id, p, e->flow), e->fname);
+  }
+  p = PUT(p, ",\n{\"ph\":\"X\",\"cat\":\"run\",\"pid\":1,\"tid\":");
+  p = tsfield(p, tid, ntid, ts, nts);
+  p = PUT(p, ",\"dur\":");
+  p = tailc(J, put_ts(p, e->dur), e->s);
+  for (size_t i = 0; i < nflows; i++) {
+    o->n = (size_t)(p - o->b);
+    csp_trace_need(o, CSP_TRACE_ROOM);
+    p = o->b + o->n;
+    p = PUT(p, ",\n{\"ph\":\"s\",\"cat\":\"flow\",\"pid\":1,\"tid\":");
+    p = tsfield(p, tid, ntid, end, nend);
+    p = PUT(p, ",\"id\":");
+    p = tailc(J, put_num(&J->id, p, flows[i].flow), flows[i].s);
+  }
+  if (e->why) {
+    p = PUT(p, ",\n{\"ph\":\"i\",\"cat\":\"block\",\"pid\":1,\"tid\":");
+    p = tsfield(p, tid, ntid, end, nend);
+    p = tailc(J, PUT(p, ",\"s\":\"t\""), e->why);
+  }
+  o->n = (size_t)(p - o->b);
+}
+
+static void json_event(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t nflows) {
+  unsigned char *p;
+  csp_trace_need(o, CSP_TRACE_ROOM);
+  p = o->b + o->n;
+  switch (e->type) {
+    case CSP_EV_SLICE:
+      slice(o, e, flows, nflows);
+      return;
+    case CSP_EV_BLOCK:
+      p = head(p, "i\",\"cat\":\"block", e->tid, e->ts);
+      p = tail(PUT(p, ",\"s\":\"t\""), e->s);
+      break;
+    case CSP_EV_WAKE:
+      p = head(p, "i\",\"cat\":\"wake", e->tid, e->ts);
+      p = tail(PUT(p, ",\"s\":\"t\""), e->s);
+      break;
+    case CSP_EV_NAME:
+      p = meta(p, e->tid, e->s);
+      break;
+    case CSP_EV_GC:
+      p = head(p, "i\",\"cat\":\"gc", 0, e->ts);
+      p = tail(PUT(p, ",\"s\":\"g\""), "GC cycle");
+      break;
+  }
+  o->n = (size_t)(p - o->b);
+}
+
+static int json_open(csp_TraceOut *o) {
+  unsigned char *p = o->b + o->n;
+  if ((o->st = calloc(1, sizeof(Json))) == NULL) return 0;
+  p = PUT(p, "[\n{\"ph\":\"M\",\"pid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"csp\"}}");
+  o->n = (size_t)(p - o->b);
+  return 1;
+}
+
+static void json_close(csp_TraceOut *o) {
+  csp_trace_need(o, 4);
+  memcpy(o->b + o->n, "\n]\n", 3);
+  o->n += 3;
+  free(o->st);
+  o->st = NULL;
+}
+
+const csp_TraceFormat csp_trace_json = {1, json_open, json_event, json_close};
