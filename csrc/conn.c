@@ -1,155 +1,45 @@
-/* conn.c: the csp.conn userdata over a stream: read, read_line, lines, write with backpressure,
-** close_write, close, deadlines; csp.stdin, csp.stdout and csp.stderr. */
+/* conn.c: the csp.conn userdata over a stream (connio.c: its reads and writes): making one for a
+** connection or a standard descriptor, errors, addresses, deadlines, close; csp.stdin, csp.stdout
+** and csp.stderr. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include "stream.h"
-static const char conn_tag = 0;
+#include "conn.h"
 
-/* The Lua side of a stream. s is NULL once closed, or while a stdio stream is not opened yet
-** (lazy >= 0: its descriptor): opening stdio makes it non-blocking, so only its users pay. */
-typedef struct Conn {
-  const void *tag;
-  csp_Stream *s;
-  int lazy;
-  int isnet;
-  char name[136];      /* for messages: "tcp 127.0.0.1:8000->127.0.0.1:41234", "/dev/stdin" */
-  char laddr[64], raddr[64];
-} Conn;
-
-enum { RD_BYTES, RD_LINE, RD_LINES };
+const char csp_conn_tag = 0;
 
 /* ---------------------------------------------------------------- errors */
 
-static int err_code(lua_State *L, Conn *c, const char *op, int code) {
+int csp_conn_err(lua_State *L, csp_Conn *c, const char *op, int code) {
   if (code == UV_EOF) return csp_fail(L, uv_err_name(code), "EOF");
   return csp_fail(L, uv_err_name(code), "%s %s: %s", op, c->name, uv_strerror(code));
 }
 
-static int err_closed(lua_State *L, Conn *c, const char *op) {
+int csp_conn_errclosed(lua_State *L, csp_Conn *c, const char *op) {
   return csp_fail(L, "EBADF", "%s %s: %s", op, c->name,
                   c->isnet ? "use of closed network connection" : "file already closed");
 }
 
-static int err_timeout(lua_State *L) {
-  return csp_fail(L, "ETIMEDOUT", "i/o timeout");
-}
+/* ---------------------------------------------------------------- the userdata */
 
-/* A write's timeout also says how many bytes went out (Go's n, err). */
-static int err_wtimeout(lua_State *L, size_t n) {
-  err_timeout(L);
-  lua_pushinteger(L, (lua_Integer)n);
-  return 4;
-}
-
-/* A deadline set while goroutines wait applies to them too (Go). */
-static void retime(lua_State *L, csp_Sched *S, csp_WaitQ *q, uint64_t when) {
-  for (csp_Waiter *w = q->head; w != NULL; w = w->next) {
-    csp_io_undeadline(S, w->g);
-    if (when) csp_io_deadline(L, S, w->g, when);
-  }
-}
-
-/* ---------------------------------------------------------------- stdio descriptors */
-
-/* What a read can return from the buffer now: results pushed (count), or -1 to wait. */
-static int try_bytes(lua_State *L, Conn *c, csp_Stream *s, size_t n) {
-  size_t avail = s->tail - s->head;
-  s->skip = 0;  /* raw reads see raw bytes, the rest of a too-long line included */
-  if (avail > 0) {
-    if (n > avail) n = avail;
-    lua_pushlstring(L, s->buf + s->head, n);
-    csp_stream_take(s, n);
-    return 1;
-  }
-  if (n == 0) {
-    lua_pushliteral(L, "");
-    return 1;
-  }
-  if (s->rerr) return err_code(L, c, "read", s->rerr);
-  return -1;
-}
-
-static int too_long(lua_State *L, int iter) {
-  if (iter) return 0;
-  return csp_fail(L, "ELINETOOLONG", "line too long");
-}
-
-/* A too-long line is dropped up to its newline; what follows it is kept. */
-static int try_line(lua_State *L, Conn *c, csp_Stream *s, int iter) {
-  for (;;) {
-    size_t avail = s->tail - s->head, len;
-    char *base = s->buf + s->head, *nl;
-    if (s->skip) {
-      nl = avail ? memchr(base, '\n', avail) : NULL;
-      if (nl == NULL) {
-        csp_stream_take(s, avail);
-        if (!s->rerr) return -1;
-        s->skip = 0;
-        continue;
-      }
-      csp_stream_take(s, (size_t)(nl - base) + 1);
-      s->skip = 0;
-      continue;
-    }
-    nl = avail > s->scan ? memchr(base + s->scan, '\n', avail - s->scan) : NULL;
-    if (nl != NULL) {
-      len = (size_t)(nl - base);
-      if (len > s->linemax) {
-        csp_stream_take(s, len + 1);
-        return too_long(L, iter);
-      }
-      if (len > 0 && base[len - 1] == '\r') len--;
-      lua_pushlstring(L, base, len);
-      csp_stream_take(s, (size_t)(nl - base) + 1);
-      return 1;
-    }
-    if (avail > s->linemax) {
-      csp_stream_take(s, avail);
-      s->skip = 1;
-      return too_long(L, iter);
-    }
-    if (s->rerr) {
-      if (avail > 0 && s->rerr == UV_EOF) {  /* a last line without its newline */
-        len = avail;
-        if (base[len - 1] == '\r') len--;
-        lua_pushlstring(L, base, len);
-        csp_stream_take(s, avail);
-        return 1;
-      }
-      return iter ? 0 : err_code(L, c, "read", s->rerr);
-    }
-    s->scan = avail;
-    return -1;
-  }
-}
-
-/* ---------------------------------------------------------------- stdio */
-
-static Conn *conn_new(lua_State *L) {
-  Conn *c = (Conn *)lua_newuserdatauv(L, sizeof *c, 1);
+static csp_Conn *conn_new(lua_State *L) {
+  csp_Conn *c = (csp_Conn *)lua_newuserdatauv(L, sizeof *c, 1);
   memset(c, 0, sizeof *c);
-  c->tag = &conn_tag;
+  c->tag = &csp_conn_tag;
   c->lazy = -1;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &conn_tag);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &csp_conn_tag);
   lua_setmetatable(L, -2);
   return c;
 }
 
-static Conn *conn_check(lua_State *L) {
-  return (Conn *)csp_checktag(L, 1, &conn_tag, sizeof(Conn), "csp.conn");
-}
-
-/* The conn's stream, opening stdio on first use; NULL when closed (or *err: stdio failed). */
-static csp_Stream *conn_stream(lua_State *L, Conn *c, int *err) {
-  *err = 0;
-  if (c->s != NULL || c->lazy < 0) return c->s;
+/* csp_conn_stream's slow path: opens the stdio descriptor on first use. */
+csp_Stream *csp_conn_stdio(lua_State *L, csp_Conn *c, int *err) {
   if ((c->s = csp_stdio_open(L, c->lazy, err)) != NULL) c->lazy = -1;
   return c->s;
 }
 
-void csp_addr_name(const struct sockaddr *sa, char *out, size_t size) {
+void csp_conn_addrname(const struct sockaddr *sa, char *out, size_t size) {
   char ip[64];
   if (sa->sa_family == AF_INET6) {
     const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
@@ -164,15 +54,15 @@ void csp_addr_name(const struct sockaddr *sa, char *out, size_t size) {
   }
 }
 
-void csp_stream_push(lua_State *L, csp_Stream *s) {
-  Conn *c = conn_new(L);
+void csp_conn_push(lua_State *L, csp_Stream *s) {
+  csp_Conn *c = conn_new(L);
   struct sockaddr_storage ss;
   int len = sizeof ss;
   if (uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&ss, &len) == 0)
-    csp_addr_name((struct sockaddr *)&ss, c->laddr, sizeof c->laddr);
+    csp_conn_addrname((struct sockaddr *)&ss, c->laddr, sizeof c->laddr);
   len = sizeof ss;
   if (uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&ss, &len) == 0)
-    csp_addr_name((struct sockaddr *)&ss, c->raddr, sizeof c->raddr);
+    csp_conn_addrname((struct sockaddr *)&ss, c->raddr, sizeof c->raddr);
   snprintf(c->name, sizeof c->name, "tcp %s->%s", c->laddr, c->raddr);
   c->isnet = 1;
   uv_tcp_nodelay(&s->u.tcp, 1);  /* Go's default: small writes go out at once */
@@ -180,322 +70,14 @@ void csp_stream_push(lua_State *L, csp_Stream *s) {
   c->s = s;
 }
 
-/* ---------------------------------------------------------------- read, read_line, lines */
-
-static int rd_k(lua_State *L, int status, lua_KContext ctx);
-static int line_k(lua_State *L, int status, lua_KContext ctx);
-static int lines_k(lua_State *L, int status, lua_KContext ctx);
-
-static int rd_run(lua_State *L, Conn *c, int mode) {
-  static const lua_KFunction ks[] = {rd_k, line_k, lines_k};
-  csp_Stream *s;
-  csp_G *g;
-  int r;
-  if ((s = conn_stream(L, c, &r)) == NULL) {
-    if (mode == RD_LINES) return 0;
-    return r ? err_code(L, c, "read", r) : err_closed(L, c, "read");
-  }
-  for (;;) {
-    r = mode == RD_BYTES ? try_bytes(L, c, s, (size_t)lua_tointeger(L, 2))
-                         : try_line(L, c, s, mode == RD_LINES);
-    if (r >= 0) return r;
-    if (s->rdl && uv_hrtime() >= s->rdl) return mode == RD_LINES ? 0 : err_timeout(L);
-    if ((r = csp_stream_start_read(s)) == 0) break;
-    s->rerr = r;
-  }
-  g = csp_sched_self(L, s->S);
-  if (s->rdl) csp_io_deadline(L, s->S, g, s->rdl);
-  g->w.caseidx = 0;
-  csp_wq_push(&s->rq, &g->w);
-  csp_stream_settle(s);
-  return csp_sched_park(L, g, "IO wait", (lua_KContext)g, ks[mode]);
-}
-
-static int rd_resume(lua_State *L, int status, lua_KContext ctx, int mode) {
-  csp_G *g = (csp_G *)ctx;
-  Conn *c = (Conn *)lua_touserdata(L, 1);
-  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  csp_io_undeadline(g->S, g);
-  if (c->s) csp_stream_settle(c->s);
-  if (g->wake == CSP_WAKE_TIMEOUT) return mode == RD_LINES ? 0 : err_timeout(L);
-  return rd_run(L, c, mode);
-}
-
-static int rd_k(lua_State *L, int status, lua_KContext ctx) {
-  return rd_resume(L, status, ctx, RD_BYTES);
-}
-
-static int line_k(lua_State *L, int status, lua_KContext ctx) {
-  return rd_resume(L, status, ctx, RD_LINE);
-}
-
-static int lines_k(lua_State *L, int status, lua_KContext ctx) {
-  return rd_resume(L, status, ctx, RD_LINES);
-}
-
-/* c:read([n]): up to n bytes (default: whatever is buffered), at least one unless at the end. */
-static int conn_read(lua_State *L) {
-  Conn *c = conn_check(L);
-  CSP_PREEMPT(L, csp_sched_get(L), conn_read);
-  lua_Integer n = luaL_optinteger(L, 2, LUA_MAXINTEGER);
-  luaL_argcheck(L, n >= 0, 2, "negative count");
-  lua_settop(L, 1);
-  lua_pushinteger(L, n);
-  return rd_run(L, c, RD_BYTES);
-}
-
-static int conn_read_line(lua_State *L) {
-  Conn *c = conn_check(L);
-  CSP_PREEMPT(L, csp_sched_get(L), conn_read_line);
-  lua_settop(L, 1);
-  return rd_run(L, c, RD_LINE);
-}
-
-static int lines_iter(lua_State *L) {
-  CSP_PREEMPT(L, csp_sched_get(L), lines_iter);
-  lua_settop(L, 0);
-  lua_pushvalue(L, lua_upvalueindex(2));
-  return rd_run(L, (Conn *)lua_touserdata(L, 1), RD_LINES);
-}
-
-/* for line in c:lines(): ends at the end of the stream and on any error (Go's Scanner). */
-static int conn_lines(lua_State *L) {
-  conn_check(L);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_pushvalue(L, 1);
-  lua_pushcclosure(L, lines_iter, 2);
-  return 1;
-}
-
-/* c:set_max_line(n): the longest line read_line returns; returns the previous limit. */
-static int conn_set_max_line(lua_State *L) {
-  Conn *c = conn_check(L);
-  lua_Integer n = luaL_checkinteger(L, 2);
-  csp_Stream *s;
-  int r;
-  luaL_argcheck(L, n > 0 && n <= (lua_Integer)1 << 30, 2, "out of range");
-  if ((s = conn_stream(L, c, &r)) == NULL)
-    return r ? err_code(L, c, "read", r) : err_closed(L, c, "read");
-  lua_pushinteger(L, (lua_Integer)s->linemax);
-  s->linemax = (size_t)n;
-  return 1;
-}
-
-static int wr_turn_k(lua_State *L, int status, lua_KContext ctx);
-static int wr_done_k(lua_State *L, int status, lua_KContext ctx);
-
-/* turn: this writer was woken to go next. The string is arg 2; it stays anchored in the conn's
-** user value while libuv or the pool reads it. */
-static int wr_run(lua_State *L, Conn *c, int turn) {
-  size_t len;
-  const char *p = lua_tolstring(L, 2, &len);
-  csp_Stream *s;
-  csp_G *g;
-  int r, written = 0;
-  if ((s = conn_stream(L, c, &r)) == NULL)
-    return r ? err_code(L, c, "write", r) : err_closed(L, c, "write");
-  if (s->wbusy && s->wdone && s->wowner == &s->S->maing && s->wowner->ticket != s->wticket)
-    s->wbusy = s->wdone = 0;  /* main's wait for it was cancelled by a caught panic */
-  if (s->wbusy || (!turn && s->wq.head)) {
-    g = csp_sched_self(L, s->S);
-    if (s->wdl) csp_io_deadline(L, s->S, g, s->wdl);
-    g->w.caseidx = 0;
-    csp_wq_push(&s->wq, &g->w);
-    return csp_sched_park(L, g, "IO wait", (lua_KContext)g, wr_turn_k);
-  }
-  if (s->wdl && uv_hrtime() >= s->wdl) {
-    csp_stream_wake_turn(s);
-    return err_wtimeout(L, (size_t)lua_tointeger(L, 3));
-  }
-  if (s->fd == 1) fflush(stdout);  /* what print wrote comes first */
-  else if (s->fd == 2) fflush(stderr);
-  if (len > 0 && s->kind != CSP_ST_FILE) {  /* one piece: the count fits uv_try_write's int */
-    uv_buf_t b = uv_buf_init((char *)p, (unsigned)(len < csp_stream_bufmax ? len : csp_stream_bufmax));
-    r = uv_try_write(&s->u.s, &b, 1);
-    if (r < 0 && r != UV_EAGAIN) {
-      csp_stream_wake_turn(s);
-      return err_code(L, c, "write", r);
-    }
-    if (r > 0) written = r;
-  }
-  if ((size_t)written == len) {
-    csp_stream_wake_turn(s);
-    lua_pushinteger(L, (lua_Integer)len + lua_tointeger(L, 3));  /* 3: wr_pieces' part */
-    return 1;
-  }
-  g = csp_sched_self(L, s->S);
-  if (s->wdl) csp_io_deadline(L, s->S, g, s->wdl);
-  s->wp = p + written;
-  s->wlen = len - (size_t)written;
-  s->wsent = (size_t)written;
-  s->wcancel = 0;
-  if (s->kind == CSP_ST_FILE) {
-    r = csp_stream_file_write(s);
-  } else {
-    s->wreq.data = s;
-    r = csp_stream_write(&s->wreq, &s->u.s, s->wp, s->wlen, csp_stream_write_cb);
-  }
-  if (r != 0) {
-    s->wlen = 0;
-    csp_io_undeadline(s->S, g);
-    csp_stream_wake_turn(s);
-    return err_code(L, c, "write", r);
-  }
-  lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 1, 1);
-  s->wbusy = 1;
-  s->wdone = 0;
-  s->wowner = g;
-  s->wticket = g->ticket;
-  g->w.caseidx = 0;
-  csp_wq_push(&s->dq, &g->w);
-  return csp_sched_park(L, g, "IO wait", (lua_KContext)g, wr_done_k);
-}
-
-static int wr_turn_k(lua_State *L, int status, lua_KContext ctx) {
-  csp_G *g = (csp_G *)ctx;
-  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  csp_io_undeadline(g->S, g);
-  if (g->wake == CSP_WAKE_TIMEOUT) return err_wtimeout(L, (size_t)lua_tointeger(L, 3));
-  return wr_run(L, (Conn *)lua_touserdata(L, 1), 1);
-}
-
-/* The write in flight timed out: what is out is counted, the rest is not sent (Go: after a
-** write deadline the connection is unusable for writing). A socket's sending side is shut, so
-** libuv's queued bytes fail (EPIPE) instead of going out later; a file write stops after its
-** current chunk; a pipe or tty cannot take back what libuv queued. */
-static size_t wr_abandon(csp_Stream *s) {
-  size_t n;
-  uv_os_fd_t fd;
-  if (s->kind == CSP_ST_FILE) {  /* the chunk on the pool may still land: not counted */
-    s->wcancel = 1;
-    return s->wsent;
-  }
-  n = s->wsent + s->wlen - uv_stream_get_write_queue_size(&s->u.s);  /* ours is the only write */
-  if (s->kind == CSP_ST_TCP && uv_fileno(&s->u.h, &fd) == 0) shutdown(fd, SHUT_WR);
-  return n;
-}
-
-static int wr_done_k(lua_State *L, int status, lua_KContext ctx) {
-  csp_G *g = (csp_G *)ctx;
-  Conn *c = (Conn *)lua_touserdata(L, 1);
-  csp_Stream *s = c->s;
-  int st;
-  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  csp_io_undeadline(g->S, g);
-  if (g->wake == CSP_WAKE_TIMEOUT)  /* 3: what wr_pieces' writev took */
-    return err_wtimeout(L, (s ? wr_abandon(s) : 0) + (size_t)lua_tointeger(L, 3));
-  if (s == NULL) return err_closed(L, c, "write");
-  st = s->wstatus;
-  s->wbusy = s->wdone = 0;
-  s->wowner = NULL;
-  lua_pushnil(L);
-  lua_setiuservalue(L, 1, 1);
-  csp_stream_wake_turn(s);
-  if (st < 0) return err_code(L, c, "write", st);
-  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 2) + lua_tointeger(L, 3));
-  return 1;
-}
-
-#define WR_IOV 8  /* pieces one writev may take (c:write(a, b, ...)) */
-
-/* c:write of several pieces while nothing else is being written: one uv_try_write (writev) of
-** them all, without building their concatenation (an echo or a chat line is `line, "\n"`). What
-** the kernel does not take is concatenated and goes the ordinary way, arg 3 holding the count
-** already out. Returns -1 when the ordinary path must take the whole write. */
-static int wr_pieces(lua_State *L, Conn *c, int n, uv_buf_t *b, size_t total) {
-  size_t skip;
-  csp_Stream *s = c->s;
-  int r, first;
-  if (n - 1 > WR_IOV || s == NULL || s->kind == CSP_ST_FILE || s->fd == 1 || s->fd == 2 ||
-      s->wbusy || s->wq.head || s->wdl || total == 0 || total > INT32_MAX)
-    return -1;
-  r = uv_try_write(&s->u.s, b, (unsigned)(n - 1));
-  if (r < 0 && r != UV_EAGAIN) return err_code(L, c, "write", r);
-  if ((size_t)(skip = r > 0 ? (size_t)r : 0) == total) {
-    lua_pushinteger(L, (lua_Integer)total);
-    return 1;
-  }
-  for (first = 2; skip >= (size_t)b[first - 2].len; first++) skip -= b[first - 2].len;
-  if (skip > 0) {
-    lua_pushlstring(L, b[first - 2].base + skip, b[first - 2].len - skip);
-    lua_replace(L, first);
-  }
-  lua_concat(L, n - first + 1);  /* the rest, at index first */
-  if (first > 2) {
-    lua_replace(L, 2);
-    lua_settop(L, 2);
-  }
-  lua_pushinteger(L, r > 0 ? r : 0);
-  return wr_run(L, c, 0);
-}
-
-/* c:write(s, ...): returns the byte count once libuv (or the kernel) has taken all of it;
-** several arguments go out as one write, as with Lua's file:write. */
-static int conn_write(lua_State *L) {
-  Conn *c = conn_check(L);
-  CSP_PREEMPT(L, csp_sched_get(L), conn_write);
-  int n = lua_gettop(L);
-  uv_buf_t b[WR_IOV];
-  size_t total = 0;
-  for (int i = 2; i <= n; i++) {
-    size_t len;
-    const char *p = luaL_checklstring(L, i, &len);  /* the string stays at i: p stays valid */
-    if (i - 2 < WR_IOV) b[i - 2] = uv_buf_init((char *)p, (unsigned)len);
-    total += len;
-  }
-  if (n > 2) {
-    int r = wr_pieces(L, c, n, b, total);
-    if (r >= 0) return r;
-    lua_concat(L, n - 1);
-  } else if (n < 2) {
-    luaL_checklstring(L, 2, NULL);
-  }
-  return wr_run(L, c, 0);
-}
-
-/* ---------------------------------------------------------------- close_write, close */
-
-static int shut_k(lua_State *L, int status, lua_KContext ctx) {
-  csp_G *g = (csp_G *)ctx;
-  Conn *c = (Conn *)lua_touserdata(L, 1);
-  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  if (c->s == NULL) return err_closed(L, c, "shutdown");
-  if (c->s->sstatus < 0) return err_code(L, c, "shutdown", c->s->sstatus);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int conn_close(lua_State *L);
-
-/* c:close_write(): half-close (tcp shutdown) once queued writes are out; other streams close. */
-static int conn_close_write(lua_State *L) {
-  Conn *c = conn_check(L);
-  csp_Stream *s;
-  csp_G *g;
-  int r;
-  if ((s = conn_stream(L, c, &r)) == NULL)
-    return r ? err_code(L, c, "shutdown", r) : err_closed(L, c, "shutdown");
-  if (s->kind != CSP_ST_TCP) return conn_close(L);
-  if (s->shut) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  g = csp_sched_self(L, s->S);
-  s->sreq.data = s;
-  if ((r = uv_shutdown(&s->sreq, &s->u.s, csp_stream_shutdown_cb)) != 0) return err_code(L, c, "shutdown", r);
-  s->shut = 1;
-  g->w.caseidx = 0;
-  csp_wq_push(&s->sq, &g->w);
-  return csp_sched_park(L, g, "IO wait", (lua_KContext)g, shut_k);
-}
+/* ---------------------------------------------------------------- close */
 
 /* c:close(): goroutines blocked on c return an error; closing twice returns one. */
-static int conn_close(lua_State *L) {
-  Conn *c = conn_check(L);
+int csp_conn_close(lua_State *L) {
+  csp_Conn *c = csp_conn_check(L);
   csp_Stream *s = c->s;
   if (s == NULL) {
-    if (c->lazy < 0) return err_closed(L, c, "close");
+    if (c->lazy < 0) return csp_conn_errclosed(L, c, "close");
     c->lazy = -1;
   } else {
     c->s = NULL;
@@ -506,7 +88,7 @@ static int conn_close(lua_State *L) {
 }
 
 static int conn_gc(lua_State *L) {
-  Conn *c = (Conn *)lua_touserdata(L, 1);
+  csp_Conn *c = (csp_Conn *)lua_touserdata(L, 1);
   if (c->s) {
     csp_Stream *s = c->s;
     c->s = NULL;
@@ -524,15 +106,25 @@ static int conn_addr(lua_State *L, const char *a) {
 }
 
 static int conn_remote_addr(lua_State *L) {
-  return conn_addr(L, conn_check(L)->raddr);
+  return conn_addr(L, csp_conn_check(L)->raddr);
 }
 
 static int conn_local_addr(lua_State *L) {
-  return conn_addr(L, conn_check(L)->laddr);
+  return conn_addr(L, csp_conn_check(L)->laddr);
+}
+
+/* A deadline set while goroutines wait applies to them too (Go). */
+static void retime_g(lua_State *L, csp_G *g, uint64_t when) {
+  csp_wait_undeadline(g);
+  if (when) csp_wait_deadline(L, g, when);
+}
+
+static void retime(lua_State *L, csp_WaitQ *q, uint64_t when) {
+  for (csp_Waiter *w = q->head; w != NULL; w = w->next) retime_g(L, w->g, when);
 }
 
 static int set_deadline(lua_State *L, int which) {
-  Conn *c = conn_check(L);
+  csp_Conn *c = csp_conn_check(L);
   uint64_t when = 0;
   csp_Stream *s;
   int r;
@@ -540,16 +132,16 @@ static int set_deadline(lua_State *L, int which) {
     double t = csp_checknumber(L, 2);
     when = csp_timer_secs(t) + 1;  /* 1 for the past: operations time out at once */
   }
-  if ((s = conn_stream(L, c, &r)) == NULL)
-    return r ? err_code(L, c, "set", r) : err_closed(L, c, "set");
+  if ((s = csp_conn_stream(L, c, &r)) == NULL)
+    return r ? csp_conn_err(L, c, "set", r) : csp_conn_errclosed(L, c, "set");
   if (which & 1) {
     s->rdl = when;
-    retime(L, s->S, &s->rq, when);
+    retime(L, &s->rq, when);
   }
   if (which & 2) {
     s->wdl = when;
-    retime(L, s->S, &s->wq, when);
-    retime(L, s->S, &s->dq, when);
+    retime(L, &s->wq, when);
+    if (s->wr.g && s->wr.g->state == CSP_G_WAITING) retime_g(L, s->wr.g, when);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -568,7 +160,7 @@ static int conn_set_write_deadline(lua_State *L) {
 }
 
 static int conn_tostring(lua_State *L) {
-  Conn *c = conn_check(L);
+  csp_Conn *c = csp_conn_check(L);
   if (c->s == NULL && c->lazy < 0) lua_pushfstring(L, "csp.conn (%s, closed)", c->name);
   else lua_pushfstring(L, "csp.conn (%s)", c->name);
   return 1;
@@ -577,29 +169,29 @@ static int conn_tostring(lua_State *L) {
 /* ---------------------------------------------------------------- registration */
 
 static void stdio_new(lua_State *L, int fd, const char *name) {
-  Conn *c = conn_new(L);
+  csp_Conn *c = conn_new(L);
   c->lazy = fd;
   snprintf(c->name, sizeof c->name, "%s", name);
 }
 
 /* Stack: [module, sched]. */
-void csp_stream_open(lua_State *L) {
+void csp_conn_open(lua_State *L) {
   const char *bm = getenv("CSP_BUFMAX");
   if (bm && strtoull(bm, NULL, 10) > 0 && strtoull(bm, NULL, 10) < CSP_BUFMAX_DEFAULT)
     csp_stream_bufmax = (size_t)strtoull(bm, NULL, 10);
   static const luaL_Reg methods[] = {
-    {"read", conn_read}, {"read_line", conn_read_line}, {"lines", conn_lines},
-    {"write", conn_write}, {"close_write", conn_close_write}, {"close", conn_close},
+    {"read", csp_connio_read}, {"read_line", csp_connio_read_line}, {"lines", csp_connio_lines},
+    {"write", csp_connio_write}, {"close_write", csp_connio_close_write}, {"close", csp_conn_close},
     {"remote_addr", conn_remote_addr}, {"local_addr", conn_local_addr},
     {"set_deadline", conn_set_deadline}, {"set_read_deadline", conn_set_read_deadline},
-    {"set_write_deadline", conn_set_write_deadline}, {"set_max_line", conn_set_max_line},
+    {"set_write_deadline", conn_set_write_deadline}, {"set_max_line", csp_connio_set_max_line},
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {
-    {"__gc", conn_gc}, {"__close", conn_close}, {"__tostring", conn_tostring}, {NULL, NULL}
+    {"__gc", conn_gc}, {"__close", csp_conn_close}, {"__tostring", conn_tostring}, {NULL, NULL}
   };
   csp_newmeta(L, "csp.conn", methods, meta);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &conn_tag);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &csp_conn_tag);
 
   stdio_new(L, 0, "/dev/stdin");
   lua_setfield(L, -3, "stdin");

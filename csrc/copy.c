@@ -14,7 +14,7 @@ static atomic_long shared_alive;
 typedef struct Proxy {
   const void *tag;
   csp_Shared *s;
-  int op;
+  int type, op;   /* s's type, kept here: checking it touches no memory another thread writes */
 } Proxy;
 
 /* ---------------------------------------------------------------- shared objects */
@@ -65,6 +65,7 @@ void csp_proxy_push(lua_State *L, csp_Shared *s, int op) {
   p = (Proxy *)lua_newuserdatauv(L, sizeof *p, 0);
   p->tag = &proxy_tag;
   p->s = NULL;
+  p->type = s->type;
   p->op = op;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &mt_keys[s->type]);
   lua_setmetatable(L, -2);
@@ -79,7 +80,7 @@ void csp_proxy_push(lua_State *L, csp_Shared *s, int op) {
 
 csp_Shared *csp_proxy_test(lua_State *L, int idx, int type, int *op) {
   Proxy *p = (Proxy *)csp_testtag(L, idx, &proxy_tag, sizeof(Proxy));
-  if (p == NULL || p->s == NULL || (type && p->s->type != type)) return NULL;
+  if (p == NULL || p->s == NULL || (type && p->type != type)) return NULL;
   if (op) *op = p->op;
   return p->s;
 }
@@ -434,6 +435,77 @@ int csp_blob_decode(lua_State *L, const csp_Blob *b) {
   for (uint64_t i = 0; i < n; i++) p = dec_value(&d, p);
   lua_remove(L, base);
   return (int)n;
+}
+
+/* ---------------------------------------------------------------- messages */
+
+void csp_msg_encode(lua_State *L, int idx, csp_Msg *m) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: m->tag = CSP_M_NIL; return;
+    case LUA_TBOOLEAN: m->tag = lua_toboolean(L, idx) ? CSP_M_TRUE : CSP_M_FALSE; return;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        lua_Integer v = lua_tointeger(L, idx);
+        memcpy(m->data, &v, sizeof v);
+        m->tag = CSP_M_INT;
+      } else {
+        lua_Number v = lua_tonumber(L, idx);
+        memcpy(m->data, &v, sizeof v);
+        m->tag = CSP_M_FLT;
+      }
+      return;
+    case LUA_TSTRING: {
+      size_t len;
+      const char *p = lua_tolstring(L, idx, &len);
+      if (len <= CSP_MSG_INLINE) {
+        memcpy(m->data, p, len);
+        m->len = (unsigned char)len;
+        m->tag = CSP_M_STR;
+        return;
+      }
+      break;
+    }
+    default: break;
+  }
+  {
+    csp_Blob *b = csp_blob_encode(L, idx, 1);
+    memcpy(m->data, &b, sizeof b);
+    m->tag = CSP_M_BLOB;
+  }
+}
+
+static csp_Blob *msg_blob(const csp_Msg *m) {
+  csp_Blob *b;
+  memcpy(&b, m->data, sizeof b);
+  return b;
+}
+
+void csp_msg_push(lua_State *L, csp_Msg *m) {
+  switch (m->tag) {
+    case CSP_M_FALSE: lua_pushboolean(L, 0); break;
+    case CSP_M_TRUE: lua_pushboolean(L, 1); break;
+    case CSP_M_INT: { lua_Integer v; memcpy(&v, m->data, sizeof v); lua_pushinteger(L, v); break; }
+    case CSP_M_FLT: { lua_Number v; memcpy(&v, m->data, sizeof v); lua_pushnumber(L, v); break; }
+    case CSP_M_STR: lua_pushlstring(L, (const char *)m->data, m->len); break;
+    case CSP_M_BLOB: {
+      csp_Blob *b = msg_blob(m);
+      int n;
+      m->tag = CSP_M_EMPTY;
+      lua_pushnil(L);  /* a slot for the value: a one-value blob pushes one */
+      n = csp_blob_decode(L, b);
+      csp_blob_free(b);
+      if (n == 1) lua_replace(L, -2);
+      else lua_pop(L, n);
+      return;
+    }
+    default: lua_pushnil(L); break;
+  }
+  m->tag = CSP_M_EMPTY;
+}
+
+void csp_msg_free(csp_Msg *m) {
+  if (m->tag == CSP_M_BLOB) csp_blob_free(msg_blob(m));
+  m->tag = CSP_M_EMPTY;
 }
 
 /* A copy with its own refs (C only: callable under a lock). */

@@ -14,7 +14,12 @@ typedef struct csp_Waiter csp_Waiter;
 typedef struct csp_WaitQ csp_WaitQ;
 typedef struct csp_TimerNode csp_TimerNode;
 
-/* --- wait.c: the one way anything parks and wakes a goroutine --- */
+/* --- wait.c: the one way anything parks and wakes a goroutine: queues, requests, deadlines --- */
+
+/* A goroutine waits in one of two ways, each with or without a deadline (csp_wait_deadline): on an
+** object's wait queue (channels, select, sync, streams, accept, csp.run), woken by whoever
+** completes its operation; or on a request (a pool job, a libuv request, a process), woken by the
+** libuv callback that finishes it. A wait with only a deadline is a sleep. */
 
 /* A waiter links a goroutine into the queue of the object it waits on.
 ** Invariant: w->q != NULL exactly while w is linked in w->q. */
@@ -77,6 +82,44 @@ static inline csp_Waiter *csp_wq_take(csp_WaitQ *q) {
   return NULL;
 }
 
+/* A request: C memory a goroutine parks on while the outside world (a pool thread, libuv, a
+** process) works on it, in the style of luv's lreq. The outside may finish after the goroutine
+** stopped waiting (a caught panic cut main's wait, a deadline or a close woke it, its thread was
+** closed), so the memory has one rule: the last of the two to let go frees it, through free_fn
+** (which may have more to do: close a handle, forget a process, free a stream's write slot).
+** Invariant: r->g == g exactly while g->req == r: g waits on r, or was woken otherwise and will
+** let go of r in its continuation (csp_req_end); csp_req_cancel lets go for a goroutine that will
+** not come back. r->g == NULL: none will come; csp_req_done frees r. */
+typedef struct csp_Req csp_Req;
+struct csp_Req {
+  csp_G *g;                     /* the goroutine that waits on it; NULL: none will come */
+  void (*free_fn)(csp_Req *r);  /* set by the owner once; called by the last to let go */
+  uint8_t done;                 /* the outside world is finished with it */
+};
+
+/* Parks g on r (just started outside); k is its continuation, which first calls csp_req_end. */
+int csp_req_park(lua_State *L, csp_Req *r, csp_G *g, const char *reason, lua_KContext ctx,
+                 lua_KFunction k);
+/* From the libuv callback that finishes r (no Lua here): readies r->g if it still waits on r
+** (its continuation takes r); frees r if nobody will come for it. Returns whether g was woken. */
+int csp_req_done(csp_Req *r, int nargs);
+/* In r's continuation: its goroutine lets go of r. 1: r is done and now the continuation's to
+** free. 0: the goroutine was woken otherwise (a deadline) and r is still in flight, left to
+** csp_req_done to free; the caller may still read r and cancel its libuv request, until it
+** blocks again. */
+int csp_req_end(csp_Req *r);
+/* The owner takes r back from its goroutine (r lives in an object being closed): the goroutine,
+** if still parked on r, is woken with how (CSP_WAKE_CLOSED), or left parked if how < 0 (the object
+** is being collected); its continuation must not touch r. Returns 1 if r is done: nothing is in
+** flight and the owner frees it now; 0: csp_req_done will call free_fn. */
+int csp_req_drop(csp_Req *r, int how);
+void csp_req_cancel(csp_G *g);         /* csp_sched_cancel: g lets go of g->req */
+
+/* Deadlines: a parked goroutine's own timer node (csp_sched_cancel removes it); the fire unlinks
+** its waiter and readies it with CSP_WAKE_TIMEOUT. The continuation removes it first. */
+void csp_wait_deadline(lua_State *L, csp_G *g, uint64_t when);
+void csp_wait_undeadline(csp_G *g);
+
 /* --- timer.c: 4-ary min-heap of deadlines driven by one uv_timer --- */
 
 typedef void (*csp_TimerFire)(csp_Sched *S, csp_TimerNode *t);
@@ -112,10 +155,11 @@ struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd p
   lua_State *L;        /* its thread, anchored while the record lives */
   csp_Sched *S;
   lua_Integer id, parent;
+  csp_Req *req;        /* the request it waits on, until it lets go of it (wait.c) */
   const char *reason;  /* Go's wait reason, shown in dumps */
   csp_Waiter w;        /* the single-operation waiter */
   csp_Waiter *sel;     /* select waiters, grown on demand, kept */
-  csp_TimerNode tn;    /* sleep deadline */
+  csp_TimerNode tn;    /* its deadline: a sleep's or an I/O wait's (csp_wait_deadline) */
   csp_G *anext, *aprev;/* all live goroutines, by id */
   int *xdepth;         /* goexit: depths of the pcalls it still has to pass (goexit.c) */
   lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
@@ -128,7 +172,7 @@ struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd p
   int nargs;           /* values a waker pushed onto R */
   int nsel, selcap;
   int nxdepth;
-  uint32_t ticket;     /* bumped when a wait is cancelled: stale libuv callbacks see it moved */
+  uint32_t ticket;     /* bumped when a wait is cancelled: stale csp_sched_wake calls see it moved */
   uint8_t state, wake, exiting, started;
   uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
   uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
@@ -243,9 +287,9 @@ static inline void csp_sched_grant(csp_G *g, void (*undo)(csp_Sched *, void *, u
     g->S->undoobj = obj;
   }
 }
-/* For libuv callbacks: take t = g->ticket before parking; the callback wakes g only if that wait
-** is still current (a caught panic or deadlock cancels main's wait while a request is in flight).
-** Returns whether g was woken. */
+/* The ticket form of a request, for callers without a csp_Req (html.c, http.c): take
+** t = g->ticket before parking; the callback wakes g only if that wait is still current (a caught
+** panic or deadlock cancels main's wait while a request is in flight). Returns whether g was woken. */
 int csp_sched_wake(csp_Sched *S, csp_G *g, uint32_t t, int nargs);
 int csp_sched_yield(lua_State *L, csp_Sched *S); /* Gosched */
 
@@ -363,15 +407,17 @@ void csp_xshared_open(lua_State *L);     /* xchan, thread, syncmap, atomic */
 /* --- sync.c --- */
 void csp_sync_open(lua_State *L);
 
-/* --- fs.c: filesystem on libuv's thread pool --- */
+/* --- fs.c, fswork.c (fs.h): filesystem calls on libuv's thread pool --- */
 void csp_fs_open(lua_State *L);
 
-/* --- net.c, stream.c: tcp, pipes, ttys, stdio --- */
+/* --- net.c, conn.c, connio.c, stream.c, stdio.c: tcp, pipes, ttys, stdio --- */
 void csp_net_open(lua_State *L);
+
+/* --- proc.c, procspawn.c (proc.h): processes --- */
+void csp_proc_open(lua_State *L);
 
 /* --- html.c: links extraction with gumbo --- */
 void csp_html_open(lua_State *L);
-void csp_proc_open(lua_State *L);
 
 /* --- http.c: HTTP client on libcurl's multi interface --- */
 void csp_http_open(lua_State *L);

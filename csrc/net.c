@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "stream.h"
+#include "conn.h"
 
 #define BACKLOG 4096  /* the kernel clamps it to net.core.somaxconn */
 #define MAXADDR 8     /* addresses of one name tried by dial */
@@ -25,18 +25,16 @@ typedef struct Listener {
   char addr[64];
 } Listener;
 
-/* One listen or dial in progress: C memory that outlives an abandoned (timed out) wait until
-** libuv's callback has run. */
+/* One listen or dial in progress: a request (wait.c) whose memory outlives a timed-out wait
+** until libuv's callback has run. */
 enum { P_NONE, P_GAI, P_CONNECT };
 
 typedef struct NetReq {
+  csp_Req req;         /* first member: free_fn gets the NetReq */
   csp_Sched *S;
-  csp_G *g;
-  uint32_t t;          /* g's ticket when it parked */
+  csp_G *g;            /* the caller, when the request may park */
   char op;             /* 'd'ial or 'l'isten */
   uint8_t phase;       /* request in flight, or the one whose result waits for the goroutine */
-  uint8_t inflight;
-  uint8_t abandoned;   /* the goroutine left: the callback frees */
   int status;
   int family;
   int port;
@@ -128,36 +126,29 @@ static void req_free(NetReq *r) {
   free(r);
 }
 
-/* A callback's end: wakes the goroutine, or frees the request if nobody will come for it. */
-static void req_done(NetReq *r) {
-  r->inflight = 0;
-  if (r->abandoned || r->S->closing) {  /* closing: the loop is torn down, nobody will come */
-    req_free(r);
-    return;
-  }
-  if (!csp_sched_wake(r->S, r->g, r->t, 0) && r->g->ticket != r->t) req_free(r);  /* main gave up */
+/* free_fn of the request's wait: nobody will come for the result. */
+static void req_release(csp_Req *q) {
+  req_free((NetReq *)(void *)q);
 }
 
 static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   NetReq *r = (NetReq *)req->data;
   r->status = status;
   r->res = res;
-  req_done(r);
+  csp_req_done(&r->req, 0);
 }
 
 static void connect_cb(uv_connect_t *req, int status) {
   NetReq *r = (NetReq *)req->data;
   r->status = status;
-  req_done(r);
+  csp_req_done(&r->req, 0);
 }
 
 static int net_k(lua_State *L, int status, lua_KContext ctx);
 
 static int net_park(lua_State *L, NetReq *r) {
-  if (r->deadline) csp_io_deadline(L, r->S, r->g, r->deadline);
-  r->inflight = 1;
-  r->t = r->g->ticket;
-  return csp_sched_park(L, r->g, "IO wait", (lua_KContext)r, net_k);
+  if (r->deadline) csp_wait_deadline(L, r->g, r->deadline);
+  return csp_req_park(L, &r->req, r->g, "IO wait", (lua_KContext)r, net_k);
 }
 
 static int req_error(lua_State *L, NetReq *r, const char *fmt, int code) {
@@ -193,7 +184,7 @@ static int listen_on(lua_State *L, NetReq *r, const struct sockaddr *sa) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &ln_tag);
   lua_setmetatable(L, -2);
   snprintf(u->net, sizeof u->net, "%s", r->net);
-  csp_addr_name(sa, r->last, sizeof r->last);
+  csp_conn_addrname(sa, r->last, sizeof r->last);
   if ((l = calloc(1, sizeof *l)) == NULL) {
     req_free(r);
     return luaL_error(L, "not enough memory");
@@ -207,7 +198,7 @@ static int listen_on(lua_State *L, NetReq *r, const struct sockaddr *sa) {
     return req_error(L, r, "%s %s %s: bind: %s", e);
   }
   if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) == 0)
-    csp_addr_name((struct sockaddr *)&ss, u->addr, sizeof u->addr);
+    csp_conn_addrname((struct sockaddr *)&ss, u->addr, sizeof u->addr);
   uv_unref((uv_handle_t *)&l->tcp);
   u->l = l;
   req_free(r);
@@ -240,7 +231,7 @@ static int net_step(lua_State *L, NetReq *r) {
       csp_Stream *s = r->s;
       r->s = NULL;
       req_free(r);
-      csp_stream_push(L, s);
+      csp_conn_push(L, s);
       return 1;
     }
     csp_stream_discard(r->s);
@@ -251,7 +242,7 @@ static int net_step(lua_State *L, NetReq *r) {
   while (r->next < r->naddr) {
     const struct sockaddr *sa = (const struct sockaddr *)&r->addrs[r->next];
     csp_Stream *s = csp_stream_alloc(r->S, CSP_ST_TCP);
-    csp_addr_name(sa, r->last, sizeof r->last);
+    csp_conn_addrname(sa, r->last, sizeof r->last);
     if (s == NULL) {
       req_free(r);
       return luaL_error(L, "not enough memory");
@@ -272,21 +263,21 @@ static int net_step(lua_State *L, NetReq *r) {
 
 static int net_k(lua_State *L, int status, lua_KContext ctx) {
   NetReq *r = (NetReq *)ctx;
-  if (status == LUA_YIELD) csp_sched_checkresume(L, r->g);
-  csp_io_undeadline(r->S, r->g);
-  if (r->g->wake == CSP_WAKE_TIMEOUT) {
+  csp_G *g = r->g;
+  int done;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  csp_wait_undeadline(g);
+  done = csp_req_end(&r->req);
+  if (g->wake == CSP_WAKE_TIMEOUT) {
     csp_fail(L, "ETIMEDOUT", "%s %s %s: i/o timeout", r->op == 'd' ? "dial" : "listen", r->net,
              r->addr);
-    if (!r->inflight) {
+    if (done) {
       req_free(r);
-    } else {  /* the callback frees it */
-      r->abandoned = 1;
-      if (r->phase == P_CONNECT) {
-        csp_stream_discard(r->s);
-        r->s = NULL;
-      } else {
-        uv_cancel((uv_req_t *)&r->gai);
-      }
+    } else if (r->phase == P_CONNECT) {  /* still in flight: its callback frees r */
+      csp_stream_discard(r->s);
+      r->s = NULL;
+    } else {
+      uv_cancel((uv_req_t *)&r->gai);
     }
     return 3;
   }
@@ -319,8 +310,9 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
     luaL_error(L, "not enough memory");
     return NULL;
   }
-  r->S = S;
   r->g = g;
+  r->req.free_fn = req_release;
+  r->S = S;
   r->op = op;
   r->family = family;
   r->port = port;
@@ -413,7 +405,7 @@ static int accept_run(lua_State *L, Listener *u) {
     e = uv_accept((uv_stream_t *)&l->tcp, &s->u.s);
     l->pending = 0;
     if (e == 0) {
-      csp_stream_push(L, s);
+      csp_conn_push(L, s);
       return 1;
     }
     csp_stream_discard(s);
@@ -507,5 +499,5 @@ void csp_net_open(lua_State *L) {
   luaL_setfuncs(L, funcs, 1);
   lua_setfield(L, -3, "net");
 
-  csp_stream_open(L);
+  csp_conn_open(L);
 }

@@ -8,8 +8,10 @@
 #include "xshared.h"
 
 #define SPIN_NS 20000   /* poll the inbox this long before sleeping (a wake across vCPUs costs ~70 us) */
+#define SPIN_MISSES 8   /* after this many spins in a row found nothing, spin once in 8 parks */
 
-static atomic_int spinners;
+static atomic_int nawake;  /* schedulers with a port that are not asleep in their loop */
+static int ncpu;
 static atomic_long nidle;  /* schedulers idle: when all are (main included), the process deadlocks */
 static atomic_uint dumpround;  /* main asks idle threads for their goroutines (deadlock report) */
 
@@ -59,7 +61,10 @@ csp_Port *csp_port_get(lua_State *L, csp_Sched *S) {
     luaL_error(L, "xchan: cannot create the scheduler's inbox");
   }
   atomic_init(&P->refs, 1);
+  if (ncpu == 0) ncpu = (int)uv_available_parallelism();
+  atomic_fetch_add(&nawake, 1);
   P->S = S;
+  P->id = csp_thread_id();
   P->poll->data = P;
   uv_poll_start(P->poll, UV_READABLE, poll_cb);
   uv_unref((uv_handle_t *)P->poll);
@@ -135,24 +140,33 @@ void csp_port_rec_wake(csp_Sched *S, csp_XRec *r) {
   }
 }
 
+/* ---------------------------------------------------------------- the deadlock report */
+
+#define DUMP_WAIT_MS 200  /* main waits this long for busy threads' dumps */
+
 static int dump_l(lua_State *L) {
   csp_sched_dumpto(L, (csp_Sched *)lua_touserdata(L, 1));
   return 1;
 }
 
-/* An idle thread's goroutines, kept for main's deadlock report (made on its own thread: only
-** it may walk its state). */
-static void port_dump(csp_Sched *S, csp_Port *P, unsigned round) {
-  lua_State *L = S->loopL;
+/* This thread's goroutines, kept for main's deadlock report (made on its own thread: only it
+** may walk its state), when main asked (a new round) and the loop is between goroutines. */
+static void port_dump(csp_Sched *S, csp_Port *P) {
+  unsigned round = atomic_load_explicit(&dumpround, memory_order_relaxed);
+  /* The thread running here: the loop's, or main's (at depth 0 the callers, gosched and step,
+  ** have just set maing.L); none while a goroutine runs. */
+  lua_State *L = S->depth > 0 ? S->loopL : S->maing.L;
   char *d = NULL;
-  if (L && lua_checkstack(L, 4)) {
+  if (round == atomic_load_explicit(&P->dumpgen, memory_order_relaxed) || csp_thread_main()) return;
+  if (S->cur != NULL || L == NULL) return;
+  if (lua_checkstack(L, 4)) {
     lua_pushcfunction(L, dump_l);
     lua_pushlightuserdata(L, S);
     if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
       size_t len;
       const char *s = lua_tolstring(L, -1, &len);
       if (s && (d = malloc(len + 64)) != NULL)
-        snprintf(d, len + 64, "\n\nthread %lld:\n%s", (long long)csp_thread_id(), s);
+        snprintf(d, len + 64, "\n\nthread %lld:\n%s", (long long)P->id, s);
     }
     lua_pop(L, 1);
   }
@@ -166,20 +180,109 @@ static int dumped(void *port, void *round) {
   return atomic_load_explicit(&P->dumpgen, memory_order_acquire) == *(unsigned *)round;
 }
 
-/* sched.c, main's deadlock report: appends the other threads' goroutines to the string on L. */
-static int add_dump(void *port, void *L) {
+typedef struct DumpSec { lua_Integer id; char *text; } DumpSec;
+typedef struct DumpList { DumpSec *v; int n, cap; unsigned round; } DumpList;
+
+/* A copy of each thread's section (C only: the registry's lock is held). */
+static int add_dump(void *port, void *arg) {
   csp_Port *P = (csp_Port *)port;
-  if (P->dump) lua_pushstring((lua_State *)L, P->dump);
-  else lua_pushliteral((lua_State *)L, "");
-  lua_concat((lua_State *)L, 2);
+  DumpList *l = (DumpList *)arg;
+  char busy[128], *text;
+  if (l->n == l->cap) {
+    int ncap = l->cap ? 2 * l->cap : 8;
+    DumpSec *nv = realloc(l->v, (size_t)ncap * sizeof *nv);
+    if (nv == NULL) return 0;
+    l->v = nv;
+    l->cap = ncap;
+  }
+  if (!dumped(P, &l->round)) {
+    snprintf(busy, sizeof busy, "\n\nthread %lld:\n(busy outside the scheduler: its goroutines "
+             "could not be listed)", (long long)P->id);
+    text = strdup(busy);
+  } else {
+    text = strdup(P->dump ? P->dump : "");
+  }
+  if (text == NULL) return 0;
+  l->v[l->n].id = P->id;
+  l->v[l->n++].text = text;
   return 1;
 }
 
+static int cmp_sec(const void *a, const void *b) {
+  lua_Integer x = ((const DumpSec *)a)->id, y = ((const DumpSec *)b)->id;
+  return x < y ? -1 : x > y;
+}
+
+/* loop.c, main's deadlock report: appends every other thread's goroutines to the dump on L, in
+** thread order. In a deadlock of the whole process every thread has dumped already; in one of
+** main alone the others are asked now, and main waits a little for those busy running goroutines. */
 void csp_port_dumps(lua_State *L, csp_Sched *S) {
   csp_Port *P = (csp_Port *)S->port;
-  if (!P->global) return;  /* a deadlock of this scheduler alone: the others' dumps may be stale */
+  DumpList l = {NULL, 0, 0, 0};
+  if (P->global) {
+    l.round = atomic_load(&dumpround);
+  } else {
+    l.round = atomic_fetch_add(&dumpround, 1) + 1;
+    csp_thread_wakeall();
+    for (int ms = 0; ms < DUMP_WAIT_MS && !csp_ports_foreach(dumped, &l.round); ms++) uv_sleep(1);
+  }
   P->global = 0;
-  csp_ports_foreach(add_dump, L);
+  csp_ports_foreach(add_dump, &l);
+  if (l.n > 1) qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_sec);
+  for (int i = 0; i < l.n; i++) {  /* the stack has room: LOOP_STACK */
+    lua_pushstring(L, l.v[i].text);
+    free(l.v[i].text);
+    lua_concat(L, 2);
+  }
+  free(l.v);
+}
+
+/* ---------------------------------------------------------------- polling */
+
+/* The loop will block, or has woken: kept in nawake, which decides whether spinning is free. */
+static int port_sleep(csp_Port *P, int wait) {
+  if (wait && !P->asleep) {
+    P->asleep = 1;
+    atomic_fetch_sub(&nawake, 1);
+  }
+  return wait;
+}
+
+static void port_awake(csp_Port *P) {
+  if (P->asleep) {
+    P->asleep = 0;
+    atomic_fetch_add(&nawake, 1);
+  }
+}
+
+void csp_port_retire(csp_Port *P) {
+  if (!P->asleep) atomic_fetch_sub(&nawake, 1);
+  P->asleep = 1;
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Polls the inbox a while before sleeping, since waking a sleeping vCPU costs ~70 us, but only
+** while every awake scheduler has a CPU (a spin never takes one from work) and while spinning
+** pays: after SPIN_MISSES fruitless spins in a row, only once in 8 parks. Returns whether
+** something came. */
+static int port_spin(csp_Sched *S, csp_Port *P) {
+  uint64_t until;
+  if (S->nheap > 0 || atomic_load(&nawake) > ncpu) return 0;
+  if (P->spinmiss >= SPIN_MISSES && (++P->spinskip & 7) != 0) return 0;
+  until = uv_hrtime() + SPIN_NS;
+  while (atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL && uv_hrtime() < until)
+    cpu_relax();
+  if (atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL) {
+    P->spinmiss++;
+    return 0;
+  }
+  P->spinmiss = 0;
+  return 1;
 }
 
 /* sched.c, before the loop polls libuv: take what other threads completed; while goroutines
@@ -190,19 +293,14 @@ void csp_port_dumps(lua_State *L, csp_Sched *S) {
 int csp_port_poll(csp_Sched *S, int wait) {
   csp_Port *P = (csp_Port *)S->port;
   int alone;
+  port_awake(P);
+  port_dump(S, P);
   if (port_drain(P)) return 0;
   if (!wait) return 0;
   port_setref(P, 0);
-  if (P->nwait == 0 || csp_thread_others(S) == 0) return wait;  /* the local rule decides */
+  if (P->nwait == 0 || csp_thread_others(S) == 0) return port_sleep(P, wait);  /* the local rule decides */
   alone = !uv_loop_alive(S->loop);
-  if (S->nheap == 0 && atomic_fetch_add(&spinners, 1) < 1) {
-    uint64_t until = uv_hrtime() + SPIN_NS;
-    while (atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL && uv_hrtime() < until) {}
-    atomic_fetch_sub(&spinners, 1);
-    if (port_drain(P)) return 0;
-  } else {
-    atomic_fetch_sub(&spinners, 1);
-  }
+  if (port_spin(S, P) && port_drain(P)) return 0;
   if (alone) {
     atomic_fetch_add(&nidle, 1);
     atomic_store(&P->idle, 1);
@@ -211,17 +309,14 @@ int csp_port_poll(csp_Sched *S, int wait) {
       port_drain(P);
       return 0;
     }
-    if (!csp_thread_main()) {
-      unsigned round = atomic_load(&dumpround);
-      if (round != atomic_load(&P->dumpgen)) port_dump(S, P, round);
-    }
+    port_dump(S, P);
     if (atomic_load(&nidle) >= 1 + csp_thread_others(S)) {
       if (csp_thread_main()) {
         unsigned round = atomic_load(&dumpround);
         if (round != 0 && csp_ports_foreach(dumped, &round)) {
           port_busy(P);
           P->global = 1;
-          return wait;  /* the loop is not alive: sched_loop reports the deadlock */
+          return port_sleep(P, wait);  /* the loop is not alive: sched_loop reports the deadlock */
         }
         atomic_fetch_add(&dumpround, 1);  /* every idle thread dumps its goroutines, then main looks again */
         csp_thread_wakeall();
@@ -238,11 +333,12 @@ int csp_port_poll(csp_Sched *S, int wait) {
     port_drain(P);
     return 0;
   }
-  return 1;
+  return port_sleep(P, 1);
 }
 
 void csp_port_after(csp_Sched *S) {
   csp_Port *P = (csp_Port *)S->port;
+  port_awake(P);
   atomic_store(&P->parked, 0);
   port_busy(P);
   port_drain(P);

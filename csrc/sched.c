@@ -254,6 +254,7 @@ void csp_sched_cancel(csp_G *g) {
   csp_wq_unlink(&g->w);
   for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
   g->nsel = 0;
+  if (g->req) csp_req_cancel(g);
   if (g->xw) csp_xchan_cancel(g);
   if (g->tn.pos) csp_timer_del(g->S, &g->tn);
 }

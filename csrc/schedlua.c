@@ -133,8 +133,11 @@ int csp_schedlua_gc(lua_State *L) {
   S->closing = 1;
   csp_trace_free(S);
   csp_port_teardown(S);  /* waits other threads could still complete */
-  /* Close every handle and drain the loop while the records still exist: a request cancelled
-  ** by the close calls back now, and csp_sched_wake refuses it (S->closing) without waking. */
+  /* Goroutines let go of their requests (one done but not taken back is freed now); close every
+  ** handle and drain the loop while the records still exist: a request cancelled by the close
+  ** calls back now and is freed, and csp_sched_wake refuses it (S->closing) without waking. */
+  for (g = S->all.anext; g != &S->all; g = g->anext)
+    if (g->req) csp_req_cancel(g);
   uv_walk(S->loop, close_walk, NULL);
   {
     int rc = uv_loop_close(S->loop);

@@ -1,5 +1,5 @@
 /* stream.c: the byte buffer over libuv (tcp, pipe, tty; regular files on the thread pool): memory,
-** read-ahead into the buffer, write and shutdown completions, I/O deadlines. No Lua values here. */
+** read-ahead into the buffer, write and shutdown completions. No Lua values here. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -41,28 +41,9 @@ int csp_stream_write(uv_write_t *req, uv_stream_t *h, const char *p, size_t len,
   return r;
 }
 
-/* ---------------------------------------------------------------- deadlines */
-
-static void io_timeout_fire(csp_Sched *S, csp_TimerNode *t) {
-  csp_G *g = (csp_G *)((char *)t - offsetof(csp_G, tn));
-  if (g->state != CSP_G_WAITING) return;  /* already woken by its operation */
-  csp_wq_unlink(&g->w);
-  g->wake = CSP_WAKE_TIMEOUT;
-  csp_sched_ready(S, g, 0);
-}
-
-/* The heap counts the node in ntimed (a goroutine waits on it) while it is armed. */
-void csp_io_deadline(lua_State *L, csp_Sched *S, csp_G *g, uint64_t when) {
-  g->tn.fire = io_timeout_fire;
-  g->tn.waiters = NULL;
-  csp_timer_add(L, S, &g->tn, when);
-}
-
-void csp_io_undeadline(csp_Sched *S, csp_G *g) {
-  if (g->tn.pos) csp_timer_del(S, &g->tn);
-}
-
 /* ---------------------------------------------------------------- stream memory */
+
+static void wr_release(csp_Req *q);
 
 csp_Stream *csp_stream_alloc(csp_Sched *S, int kind) {
   csp_Stream *s = calloc(1, sizeof *s);
@@ -71,12 +52,19 @@ csp_Stream *csp_stream_alloc(csp_Sched *S, int kind) {
   s->kind = (uint8_t)kind;
   s->fd = -1;
   s->linemax = CSP_LINEMAX;
+  s->wr.free_fn = wr_release;
   return s;
 }
 
 static void st_free(csp_Stream *s) {
   free(s->buf);
   free(s);
+}
+
+/* A closed file stream goes once the pool holds none of its buffers (streams with a handle go
+** in its close callback). */
+static void st_release(csp_Stream *s) {
+  if (s->kind == CSP_ST_FILE && !s->reading && !s->wbusy) st_free(s);
 }
 
 static void st_close_cb(uv_handle_t *h) {
@@ -112,18 +100,16 @@ void csp_stream_wake_turn(csp_Stream *s) {
 /* Closes s: parked goroutines wake (or, from __gc, are merely unlinked) and the memory goes
 ** in the close callback, or once the thread pool is done with a file's buffers. */
 void csp_stream_close(csp_Stream *s, int wake) {
-  csp_WaitQ *qs[4] = {&s->rq, &s->wq, &s->dq, &s->sq};
+  csp_WaitQ *qs[3] = {&s->rq, &s->wq, &s->sq};
   s->closed = 1;
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 3; i++) {
     if (wake) csp_stream_wake_all(s->S, qs[i], CSP_WAKE_CLOSED);
     else csp_wq_detach(qs[i]);
   }
+  if (csp_req_drop(&s->wr, wake ? CSP_WAKE_CLOSED : -1)) s->wbusy = 0;  /* done, not taken back */
   if (s->fd >= 0) csp_stdio_release(s->fd);
-  if (s->kind == CSP_ST_FILE) {
-    if (!s->reading && s->wlen == 0) st_free(s);
-    return;
-  }
-  uv_close(&s->u.h, st_close_cb);
+  if (s->kind == CSP_ST_FILE) st_release(s);
+  else uv_close(&s->u.h, st_close_cb);
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -190,7 +176,7 @@ static void fs_read_cb(uv_fs_t *req) {
   uv_fs_req_cleanup(req);
   s->reading = 0;
   if (s->closed) {
-    if (s->wlen == 0) st_free(s);
+    st_release(s);
     return;
   }
   if (n > 0) s->tail += (size_t)n;
@@ -218,22 +204,22 @@ int csp_stream_start_read(csp_Stream *s) {
 
 /* ---------------------------------------------------------------- write */
 
+void csp_stream_write_end(csp_Stream *s) {
+  s->wbusy = 0;
+  if (s->closed) st_release(s);
+  else csp_stream_wake_turn(s);
+}
+
+/* free_fn of the write's request: its writer left (a deadline, a close, a cancelled wait). */
+static void wr_release(csp_Req *q) {
+  csp_stream_write_end((csp_Stream *)(void *)((char *)q - offsetof(csp_Stream, wr)));
+}
+
 static void wr_complete(csp_Stream *s, int status) {
-  csp_Waiter *w;
   if (status == 0) s->wsent += s->wlen;
   s->wlen = 0;
-  if (s->closed) {
-    s->wbusy = 0;
-    return;
-  }
   s->wstatus = status;
-  if ((w = csp_wq_take(&s->dq)) != NULL) {  /* its writer clears wbusy once it has the status */
-    s->wdone = 1;
-    csp_sched_ready(s->S, w->g, 0);
-    return;
-  }
-  s->wbusy = 0;  /* its writer gave up (deadline): the next one may go */
-  csp_stream_wake_turn(s);
+  csp_req_done(&s->wr, 0);  /* its writer takes the status, or (gone) wr_release frees the slot */
 }
 
 void csp_stream_write_cb(uv_write_t *req, int status) {
@@ -244,13 +230,7 @@ static void fs_write_cb(uv_fs_t *req) {
   csp_Stream *s = (csp_Stream *)req->data;
   ssize_t n = req->result;
   uv_fs_req_cleanup(req);
-  if (s->closed) {
-    s->wlen = 0;
-    s->wbusy = 0;
-    if (!s->reading) st_free(s);
-    return;
-  }
-  if (n > 0 && (size_t)n < s->wlen && !s->wcancel) {  /* short write or next piece: the rest */
+  if (n > 0 && (size_t)n < s->wlen && !s->wcancel && !s->closed) {  /* short write or next piece */
     int r;
     s->wp += n;
     s->wlen -= (size_t)n;

@@ -1,4 +1,5 @@
-/* stream.h: the buffered byte stream (tcp, pipe, tty, file) shared by stream.c, stdio.c, conn.c and net.c. */
+/* stream.h: the buffered byte stream (tcp, pipe, tty, file), used by stream.c, stdio.c, conn.c,
+** connio.c, net.c and procspawn.c. */
 #ifndef CSP_STREAM_H
 #define CSP_STREAM_H
 
@@ -17,8 +18,7 @@ struct csp_Stream {
   csp_Sched *S;
   uint8_t kind;
   uint8_t reading;   /* uv_read_start in effect, or a file read on the pool */
-  uint8_t wbusy;     /* a write is in flight, or done but not yet seen by its writer */
-  uint8_t wdone;     /* done: wstatus waits for the writer */
+  uint8_t wbusy;     /* the write slot is taken: a write in flight, or done and not taken back */
   uint8_t closed;
   uint8_t skip;      /* read_line drops bytes up to the next newline (rest of a too-long line) */
   uint8_t shut;      /* close_write started */
@@ -31,10 +31,8 @@ struct csp_Stream {
   uint64_t rdl, wdl; /* deadlines, uv_hrtime() ns; 0 = none */
   csp_WaitQ rq;      /* readers waiting for data */
   csp_WaitQ wq;      /* writers waiting for their turn */
-  csp_WaitQ dq;      /* the writer waiting for its write */
   csp_WaitQ sq;      /* close_write waiting for the shutdown */
-  csp_G *wowner;     /* the writer of the write in flight, and its ticket */
-  uint32_t wticket;
+  csp_Req wr;        /* the write in flight: its writer waits on it (free_fn frees the slot) */
   const char *wp;    /* file writes: what is left */
   size_t wlen;
   size_t wsent;      /* the write in flight: bytes its writer knew were out when it started */
@@ -48,15 +46,6 @@ struct csp_Stream {
 csp_Stream *csp_stream_alloc(csp_Sched *S, int kind);
 /* Closes a stream that no conn owns yet (a failed dial). */
 void csp_stream_discard(csp_Stream *s);
-/* Pushes a conn owning s (a connected tcp stream); names it from its addresses. */
-void csp_stream_push(lua_State *L, csp_Stream *s);
-/* Formats a socket address as Go does: 1.2.3.4:80, [::1]:80. */
-void csp_addr_name(const struct sockaddr *sa, char *out, size_t size);
-
-/* Deadlines of a parked goroutine: its own timer node (csp_sched_cancel removes it); the fire
-** unlinks its waiter and wakes it with CSP_WAKE_TIMEOUT. */
-void csp_io_deadline(lua_State *L, csp_Sched *S, csp_G *g, uint64_t when);
-void csp_io_undeadline(csp_Sched *S, csp_G *g);
 
 /* uv_write of p[0..len), 4 GiB or more included (uv_buf_t lengths are unsigned int). */
 int csp_stream_write(uv_write_t *req, uv_stream_t *h, const char *p, size_t len, uv_write_cb cb);
@@ -76,6 +65,8 @@ void csp_stream_wake_all(csp_Sched *S, csp_WaitQ *q, int how);
 void csp_stream_wake_turn(csp_Stream *s);
 /* Closes s: waiters wake (wake) or are unlinked (from __gc); memory goes when libuv is done. */
 void csp_stream_close(csp_Stream *s, int wake);
+/* The write slot is free again (its writer took the result back, or left): the next writer goes. */
+void csp_stream_write_end(csp_Stream *s);
 /* Write completions: the next file chunk on the pool, a stream write, a shutdown. */
 int csp_stream_file_write(csp_Stream *s);
 void csp_stream_write_cb(uv_write_t *req, int status);
@@ -87,8 +78,5 @@ void csp_stdio_release(int fd);
 
 /* Puts /dev/null on standard descriptors that are closed, before the loop opens any descriptor. */
 void csp_stdio_guard(void);
-
-/* Registers the conn type, csp.stdin/stdout/stderr and csp.io (stack: [module, sched]). */
-void csp_stream_open(lua_State *L);
 
 #endif

@@ -24,7 +24,20 @@ typedef struct XThread {
 
 static atomic_long live;        /* csp.threads running */
 static atomic_long nextid;
-static _Thread_local lua_Integer self_id;  /* this OS thread's csp.thread id; 0 on main */
+/* This OS thread's csp.thread id (0 on main): a pthread key, not _Thread_local, whose dynamic
+** TLS in a dlopen'ed module goes through __tls_get_addr, where gcc 12's ThreadSanitizer
+** sometimes computes a bogus range and dies ("failed to allocate 0x1ec2... bytes"). */
+static pthread_key_t self_key;
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
+
+static void self_init(void) {
+  pthread_key_create(&self_key, NULL);
+}
+
+static lua_Integer self_id(void) {
+  pthread_once(&self_once, self_init);
+  return (lua_Integer)(intptr_t)pthread_getspecific(self_key);
+}
 
 static pthread_mutex_t ports_mu = PTHREAD_MUTEX_INITIALIZER;
 static void **ports;
@@ -37,7 +50,7 @@ void csp_port_signal(void *port);
 
 void csp_port_register(void *port, int add) {
   pthread_mutex_lock(&ports_mu);
-  if (self_id == 0) main_port = add ? port : NULL;
+  if (self_id() == 0) main_port = add ? port : NULL;
   if (add) {
     if (nports == portscap) {
       int ncap = portscap ? portscap * 2 : 8;
@@ -53,11 +66,11 @@ void csp_port_register(void *port, int add) {
 }
 
 int csp_thread_main(void) {
-  return self_id == 0;
+  return self_id() == 0;
 }
 
 lua_Integer csp_thread_id(void) {
-  return self_id;
+  return self_id();
 }
 
 int csp_ports_foreach(int (*f)(void *port, void *arg), void *arg) {
@@ -112,8 +125,15 @@ static int boot(lua_State *L) {
   if (th->cpath) { lua_pushstring(L, th->cpath); lua_setfield(L, -2, "cpath"); }
   lua_pop(L, 1);
   lua_getglobal(L, "require");
+  lua_pushliteral(L, "csp.core");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "thread");  /* like every core function, its upvalue 1 is the scheduler */
+  lua_getupvalue(L, -1, 1);
+  csp_port_get(L, (csp_Sched *)lua_touserdata(L, -1));  /* from the start: in deadlock reports, counted awake */
+  lua_getglobal(L, "require");
   lua_pushliteral(L, "csp");
   lua_call(L, 1, 0);
+  lua_settop(L, 0);
   if (th->modname) {
     lua_getglobal(L, "require");
     lua_pushstring(L, th->modname);
@@ -141,7 +161,8 @@ static void *thread_main(void *arg) {
   XThread *th = (XThread *)arg;
   lua_State *L = luaL_newstate();
   int st = TH_OK;
-  self_id = th->id;
+  pthread_once(&self_once, self_init);
+  pthread_setspecific(self_key, (void *)(intptr_t)th->id);
   if (L == NULL) {
     th->err = strdup("cannot create a Lua state");
     st = TH_ERROR;
@@ -252,6 +273,7 @@ static int th_new(lua_State *L) {
     return luaL_error(L, "not enough memory");
   }
   csp_proxy_push(L, &th->h, CSP_OP_ANY);  /* may raise: the thread is not started yet */
+  csp_port_get(L, csp_sched_get(L));
   pthread_once(&once, pin_module);
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -280,21 +302,20 @@ static int join_result(lua_State *L, XThread *th) {
 }
 
 static int join_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
+  csp_xchan_recv_k(L, status, ctx, join_k);
   lua_settop(L, 1);
-  return join_result(L, (XThread *)ctx);
+  return join_result(L, th_check(L));
 }
 
 static int th_join(lua_State *L) {
   XThread *th = th_check(L);
   lua_settop(L, 1);
-  if (th->id == self_id) return luaL_error(L, "thread %I: a thread cannot join itself", (LUAI_UACINT)th->id);
-  if (atomic_load_explicit(&th->state, memory_order_acquire) != TH_RUNNING) return join_result(L, th);
-  csp_proxy_push(L, (csp_Shared *)th->done, CSP_OP_ANY);
-  lua_getfield(L, -1, "recv");
-  lua_insert(L, -2);
-  lua_callk(L, 1, 0, (lua_KContext)th, join_k);
-  return join_k(L, LUA_OK, (lua_KContext)th);
+  if (th->id == self_id()) return luaL_error(L, "thread %I: a thread cannot join itself", (LUAI_UACINT)th->id);
+  if (atomic_load_explicit(&th->state, memory_order_acquire) == TH_RUNNING) {
+    csp_xchan_recv(L, th->done, "thread join", join_k);  /* closed when the thread ends */
+    lua_settop(L, 1);
+  }
+  return join_result(L, th);
 }
 
 static int th_id(lua_State *L) {

@@ -142,11 +142,6 @@ uint64_t csp_timer_ns(lua_State *L, int arg) {
 
 /* ---------------------------------------------------------------- sleep, now */
 
-static void sleep_fire(csp_Sched *S, csp_TimerNode *t) {
-  csp_G *g = (csp_G *)((char *)t - offsetof(csp_G, tn));
-  csp_sched_ready(S, g, 0);
-}
-
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   if (status == LUA_YIELD) csp_sched_checkresume(L, (csp_G *)ctx);
   return 0;
@@ -158,9 +153,7 @@ static int timer_sleep(lua_State *L) {
   csp_G *g;
   if (ns == 0) return csp_sched_yield(L, S);
   g = csp_sched_self(L, S);
-  g->tn.fire = sleep_fire;
-  g->tn.waiters = NULL;
-  csp_timer_add(L, S, &g->tn, uv_hrtime() + ns);
+  csp_wait_deadline(L, g, uv_hrtime() + ns);  /* a sleep is a wait with only a deadline */
   return csp_sched_park(L, g, "sleep", (lua_KContext)g, sleep_k);
 }
 

@@ -1,224 +1,139 @@
-/* xchan.c: channels between threads (one mutex each, FIFO queues of waiters from any scheduler):
-** wait records, the channel operations and the Lua API. */
+/* xchan.c: channels between threads: the operations (a buffered xchan's values go through its
+** lock-free ring, xring.c; waits, close and unbuffered hand-offs take its mutex, with FIFO
+** queues of waiters from any scheduler, xwait.c) and the Lua API. */
 #include <stdlib.h>
 #include <string.h>
 #include "xshared.h"
-
-/* ---------------------------------------------------------------- records */
-
-static csp_XRec *rec_new(lua_State *L, csp_Sched *S, int n) {
-  csp_XRec *r = (csp_XRec *)calloc(1, sizeof *r + (size_t)n * sizeof(csp_XWaiter));
-  if (r == NULL) luaL_error(L, "not enough memory");
-  r->n = n;
-  r->S = S;
-  atomic_init(&r->done, 0);
-  return r;
-}
-
-void csp_xchan_q_push(csp_XQ *q, csp_XWaiter *w) {
-  w->next = NULL;
-  w->prev = q->tail;
-  if (q->tail) q->tail->next = w;
-  else q->head = w;
-  q->tail = w;
-  w->linked = 1;
-}
-
-static void q_unlink(csp_XQ *q, csp_XWaiter *w) {
-  if (!w->linked) return;
-  if (w->prev) w->prev->next = w->next;
-  else q->head = w->next;
-  if (w->next) w->next->prev = w->prev;
-  else q->tail = w->prev;
-  w->next = w->prev = NULL;
-  w->linked = 0;
-}
-
-/* Frees a record from any thread: unlinks what is still linked, drops refs. */
-void csp_xchan_rec_free(csp_XRec *r) {
-  for (int i = 0; i < r->n; i++) {
-    csp_XWaiter *w = &r->w[i];
-    if (w->ch == NULL) continue;
-    pthread_mutex_lock(&w->ch->mu);
-    q_unlink(w->send ? &w->ch->sendq : &w->ch->recvq, w);
-    pthread_mutex_unlock(&w->ch->mu);
-    csp_blob_free(w->msg);
-    csp_shared_unref(&w->ch->h);
-  }
-  csp_blob_free(r->val);
-  if (r->port) csp_port_unref(r->port);
-  free(r);
-}
-
-/* The first waiter of q whose record this caller wins (losers were completed elsewhere). */
-static csp_XWaiter *q_take(csp_XQ *q) {
-  csp_XWaiter *w;
-  while ((w = q->head) != NULL) {
-    int zero = 0;
-    q_unlink(q, w);
-    if (atomic_compare_exchange_strong(&w->rec->done, &zero, 1)) return w;
-  }
-  return NULL;
-}
-
-/* Drops stale waiters at the head: is there a live one? */
-static int q_live(csp_XQ *q) {
-  csp_XWaiter *w;
-  while ((w = q->head) != NULL && atomic_load(&w->rec->done)) q_unlink(q, w);
-  return w != NULL;
-}
-
-/* wait.c: a local waker taking a select's case claims the select (its xchan cases may race). */
-int csp_xsel_claim(csp_G *g) {
-  csp_XRec *r = (csp_XRec *)g->xw;
-  int zero = 0;
-  if (!atomic_compare_exchange_strong(&r->done, &zero, 1)) return 0;
-  r->delivered = 1;
-  return 1;
-}
-
-static int xsel_stale(csp_G *g) {
-  return g->xw != NULL && atomic_load(&((csp_XRec *)g->xw)->done);
-}
-
-/* select.c: a local case whose only waiters are selects another thread won is not ready. */
-int csp_xsel_ready(csp_Chan *c, int send) {
-  csp_WaitQ *q = send ? &c->recvq : &c->sendq;
-  while (q->head && q->head->caseidx > 0 && xsel_stale(q->head->g)) csp_wq_unlink(q->head);
-  return csp_chan_ready(c, send);
-}
-
-/* sched.c: g's wait is cancelled (panic, deadlock, thread end). */
-void csp_xchan_cancel(csp_G *g) {
-  csp_XRec *r = (csp_XRec *)g->xw;
-  int zero = 0;
-  g->xw = NULL;
-  r->port->nwait--;
-  if (atomic_compare_exchange_strong(&r->done, &zero, 1) || r->delivered) csp_xchan_rec_free(r);
-  else r->orphan = 1;  /* a post is in flight: the drain frees it */
-}
-
-/* sched.c, the scheduler's end: cancel every wait, then retire the port. */
-void csp_port_teardown(csp_Sched *S) {
-  csp_Port *P = (csp_Port *)S->port;
-  for (csp_G *g = S->all.anext; g != &S->all; g = g->anext)
-    if (g->xw) csp_xchan_cancel(g);
-  if (S->maing.xw) csp_xchan_cancel(&S->maing);
-  if (P == NULL) return;
-  csp_port_register(P, 0);
-  atomic_store(&P->dead, 1);
-  {
-    csp_XRec *x = csp_port_take(P), *next;
-    for (; x; x = next) { next = x->inext; csp_xchan_rec_free(x); }
-  }
-  uv_close((uv_handle_t *)P->poll, csp_close_free);
-  S->port = NULL;
-  csp_port_unref(P);
-}
 
 /* ---------------------------------------------------------------- the channel */
 
 static void xchan_destroy(csp_Shared *s) {
   csp_XChan *x = (csp_XChan *)s;
-  for (uint32_t i = 0; i < x->count; i++) csp_blob_free(x->ring[(x->head + i) % x->cap]);
-  free(x->ring);
+  if (x->cap) csp_xring_free(x);
   pthread_mutex_destroy(&x->mu);
   free(x);
 }
 
 csp_XChan *csp_xchan_create(uint32_t cap) {
-  csp_XChan *x = (csp_XChan *)calloc(1, sizeof *x);
+  csp_XChan *x = (csp_XChan *)aligned_alloc(_Alignof(csp_XChan), sizeof *x);
   if (x == NULL) return NULL;
-  if (cap && (x->ring = (csp_Blob **)calloc(cap, sizeof *x->ring)) == NULL) {
+  memset(x, 0, sizeof *x);
+  x->cap = cap;
+  if (cap && !csp_xring_init(x)) {
     free(x);
     return NULL;
   }
-  x->cap = cap;
   pthread_mutex_init(&x->mu, NULL);
   csp_shared_init(&x->h, CSP_X_XCHAN, xchan_destroy);
   return x;
 }
 
+static csp_XRec *fire(csp_XWaiter *w, int closed, int retry) {
+  w->rec->fired = w->caseidx;
+  w->rec->fsend = w->send;
+  w->rec->closed = closed;
+  w->rec->retry = retry;
+  return w->rec;
+}
+
+/* Under x->mu, buffered, after a push: the first parked receiver gets the oldest value (or,
+** if another consumer took it meanwhile, tries again). Returns the record to wake, or NULL. */
+static csp_XRec *serve_recv(csp_XChan *x) {
+  csp_XWaiter *w = csp_xq_take(&x->recvq);
+  if (w == NULL) return NULL;
+  return fire(w, 0, !csp_xring_pop(x, &w->rec->val));
+}
+
+/* Under x->mu, buffered, after a pop: the first parked sender's value takes the free slot. */
+static csp_XRec *serve_send(csp_XChan *x) {
+  csp_XWaiter *w = csp_xq_take(&x->sendq);
+  if (w == NULL) return NULL;
+  return fire(w, 0, csp_xring_push(x, &w->msg) <= 0);
+}
+
+/* After a lock-free push or pop: serve the other side if it has parked. The fence pairs with
+** the one a waiter passes between linking itself and looking at the ring again, so either it
+** sees this value (or slot) or this sees it parked. */
+static void after_op(csp_Sched *S, csp_XChan *x, csp_XQ *q, csp_XRec *(*serve)(csp_XChan *)) {
+  csp_XRec *woken;
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&q->n, memory_order_relaxed) == 0) return;
+  pthread_mutex_lock(&x->mu);
+  woken = serve(x);
+  pthread_mutex_unlock(&x->mu);
+  if (woken) csp_port_rec_wake(S, woken);
+}
+
 int csp_xchan_sendready(csp_XChan *x) {
-  return x->closed || x->count < x->cap || q_live(&x->recvq);
+  return x->closed || (x->cap ? csp_xring_room(x) : csp_xq_live(&x->recvq));
 }
 
 int csp_xchan_recvready(csp_XChan *x) {
-  return x->count > 0 || x->closed || q_live(&x->sendq);
+  return x->closed || (x->cap && csp_xring_ready(x)) || csp_xq_live(&x->sendq);
 }
 
-/* Under x->mu: *woken gets a record to wake after unlocking (or NULL). *ok: 1 a value, 0 closed,
-** -1 nothing after all (the only sender's select was won meanwhile by its own thread: a claim
-** takes no channel lock, so a waiter seen live may be gone when it is taken). */
-csp_Blob *csp_xchan_recv_locked(csp_XChan *x, int *ok, csp_XRec **woken) {
+/* Under x->mu: takes the next value into *out; returns 1, or 0 if closed, or -1 if nothing
+** after all (another thread's consumer or select got there first: a select's own thread
+** claims it without this lock, and the ring is lock-free). *woken gets a record to wake after
+** unlocking (or NULL). */
+int csp_xchan_recv_locked(csp_XChan *x, csp_Msg *out, csp_XRec **woken) {
   csp_XWaiter *w;
-  csp_Blob *b;
   *woken = NULL;
-  if (x->count > 0) {
-    b = x->ring[x->head];
-    x->ring[x->head] = NULL;
-    if (++x->head == x->cap) x->head = 0;
-    x->count--;
-    if ((w = q_take(&x->sendq)) != NULL) {  /* a slot freed: the first sender's value takes it */
-      x->ring[(x->head + x->count) % x->cap] = w->msg;
-      x->count++;
-      w->msg = NULL;
-      w->rec->fired = w->caseidx;
-      w->rec->fsend = 1;
-      *woken = w->rec;
+  for (;;) {
+    if (x->cap && csp_xring_pop(x, out)) {
+      if (atomic_load_explicit(&x->sendq.n, memory_order_relaxed)) *woken = serve_send(x);
+      return 1;
     }
-    *ok = 1;
-    return b;
+    if ((w = csp_xq_take(&x->sendq)) != NULL) {  /* unbuffered, or its slot not free yet: hand over */
+      *out = w->msg;
+      w->msg.tag = CSP_M_EMPTY;
+      *woken = fire(w, 0, 0);
+      return 1;
+    }
+    if (!x->closed) return -1;
+    if (!x->cap || csp_xring_drained(x)) return 0;
   }
-  if ((w = q_take(&x->sendq)) != NULL) {
-    b = w->msg;
-    w->msg = NULL;
-    w->rec->fired = w->caseidx;
-    w->rec->fsend = 1;
-    *woken = w->rec;
-    *ok = 1;
-    return b;
-  }
-  *ok = x->closed ? 0 : -1;
-  return NULL;
 }
 
-/* Under x->mu, open: takes b and returns 1, or 0 if no receiver is left and the buffer is full
-** (see csp_xchan_recv_locked). */
-int csp_xchan_send_locked(csp_XChan *x, csp_Blob *b, csp_XRec **woken) {
-  csp_XWaiter *w = q_take(&x->recvq);
+/* Under x->mu, open: takes *m (leaving it empty) and returns 1, or 0 if it cannot go yet. */
+int csp_xchan_send_locked(csp_XChan *x, csp_Msg *m, csp_XRec **woken) {
+  csp_XWaiter *w;
   *woken = NULL;
-  if (w) {
-    w->rec->val = b;
-    w->rec->fired = w->caseidx;
-    w->rec->fsend = 0;
-    *woken = w->rec;
+  if (x->cap) {
+    if (csp_xring_push(x, m) <= 0) return 0;
+    if (atomic_load_explicit(&x->recvq.n, memory_order_relaxed)) *woken = serve_recv(x);
     return 1;
   }
-  if (x->count >= x->cap) return 0;
-  x->ring[(x->head + x->count) % x->cap] = b;
-  x->count++;
+  if ((w = csp_xq_take(&x->recvq)) == NULL) return 0;
+  w->rec->val = *m;
+  m->tag = CSP_M_EMPTY;
+  *woken = fire(w, 0, 0);
   return 1;
 }
 
-/* Returns the woken records as a list through cnext. */
+/* Under x->mu, after linking a waiter: the fence of after_op's other half, then whether a
+** buffered xchan's ring changed meanwhile (nothing else can: the caller holds the lock). */
+int csp_xchan_recheck(csp_XChan *x, int send) {
+  atomic_thread_fence(memory_order_seq_cst);
+  return x->cap && (send ? csp_xring_room(x) : csp_xring_ready(x));
+}
+
+/* Receivers of a buffered xchan try again (values may be left); every other waiter sees the
+** close. Returns the woken records as a list through cnext. */
 static csp_XRec *x_close_locked(csp_XChan *x) {
-  csp_XRec *list = NULL;
+  csp_XRec *list = NULL, *r;
   csp_XWaiter *w;
   x->closed = 1;
-  while ((w = q_take(&x->recvq)) != NULL) {
-    w->rec->fired = w->caseidx;
-    w->rec->fsend = 0;
-    w->rec->closed = 1;
-    w->rec->cnext = list;
-    list = w->rec;
+  if (x->cap) csp_xring_close(x);
+  while ((w = csp_xq_take(&x->recvq)) != NULL) {
+    r = fire(w, !x->cap, x->cap != 0);
+    r->cnext = list;
+    list = r;
   }
-  while ((w = q_take(&x->sendq)) != NULL) {
-    w->rec->fired = w->caseidx;
-    w->rec->fsend = 1;
-    w->rec->closed = 1;
-    w->rec->cnext = list;
-    list = w->rec;
+  while ((w = csp_xq_take(&x->sendq)) != NULL) {
+    r = fire(w, 1, 0);
+    r->cnext = list;
+    list = r;
   }
   return list;
 }
@@ -257,153 +172,220 @@ void *csp_xchan_case(lua_State *L, int idx, int send) {
   return xcheck(L, idx, send ? CSP_OP_SEND : CSP_OP_RECV);
 }
 
-/* Parks g on r (its waiters linked, their channels locked by the caller, who unlocks next). */
-void csp_xchan_rec_arm(lua_State *L, csp_Sched *S, csp_G *g, csp_XRec *r) {
-  csp_Port *P = csp_port_get(L, S);
-  atomic_fetch_add_explicit(&P->refs, 1, memory_order_relaxed);
-  r->port = P;
-  r->g = g;
-  g->xw = r;
-  P->nwait++;
+int csp_xchan_push_recv(lua_State *L, csp_Msg *m, int ok) {
+  if (ok) csp_msg_push(L, m);
+  else lua_pushnil(L);
+  lua_pushboolean(L, ok);
+  return 2;
 }
 
-csp_XRec *csp_xchan_rec_done(csp_G *g) {  /* the continuation takes its record */
-  csp_XRec *r = (csp_XRec *)g->xw;
-  g->xw = NULL;
-  r->port->nwait--;
+static int msgbox_gc(lua_State *L) {
+  csp_msg_free((csp_Msg *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* A record for a send of *m: while getting it may raise, a box owns a blob value. */
+static csp_XRec *prepare_send(lua_State *L, csp_Sched *S, csp_G **g, csp_Msg *m) {
+  csp_XRec *r;
+  csp_Msg *box;
+  if (m->tag != CSP_M_BLOB) return csp_xchan_prepare(L, S, g, 1);
+  box = (csp_Msg *)lua_newuserdatauv(L, sizeof *box, 0);
+  *box = *m;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, msgbox_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  r = csp_xchan_prepare(L, S, g, 1);
+  box->tag = CSP_M_EMPTY;
+  lua_pop(L, 1);
   return r;
 }
 
-int csp_xchan_push_recv(lua_State *L, csp_Blob *b, int ok) {
-  if (!ok) {
-    lua_pushnil(L);
-    lua_pushboolean(L, 0);
-    return 2;
+/* Under x->mu: sends *m if it can go now; raises if closed. Returns 1 (unlocked) or 0. */
+static int send_now(lua_State *L, csp_Sched *S, csp_XChan *x, csp_Msg *m) {
+  csp_XRec *woken;
+  if (x->closed) {
+    pthread_mutex_unlock(&x->mu);
+    csp_msg_free(m);
+    luaL_error(L, "send on closed channel");
   }
-  lua_pushnil(L);  /* a slot for the value, so the blob is freed before anything can raise */
-  {
-    int n = csp_blob_decode(L, b);
-    csp_blob_free(b);
-    if (n != 1) lua_settop(L, lua_gettop(L) - n);
-    else lua_replace(L, -2);
+  if (!csp_xchan_send_locked(x, m, &woken)) return 0;
+  pthread_mutex_unlock(&x->mu);
+  if (woken) csp_port_rec_wake(S, woken);
+  return 1;
+}
+
+/* Sends *m: 1 done, or 0 with *pg parked (armed, unlocked) on a new record. */
+static int send_try(lua_State *L, csp_Sched *S, csp_XChan *x, csp_Msg *m, csp_G **pg) {
+  csp_XRec *r = NULL;
+  csp_XWaiter *w;
+again:
+  for (;;) {
+    if (x->cap) {
+      int st = csp_xring_push(x, m);
+      if (st > 0) {
+        free(r);
+        after_op(S, x, &x->recvq, serve_recv);
+        return 1;
+      }
+      if (st < 0) {
+        free(r);
+        csp_msg_free(m);
+        luaL_error(L, "send on closed channel");
+      }
+    }
+    pthread_mutex_lock(&x->mu);
+    if (send_now(L, S, x, m)) {
+      free(r);
+      return 1;
+    }
+    if (r) break;
+    pthread_mutex_unlock(&x->mu);
+    r = prepare_send(L, S, pg, m);
   }
-  lua_pushboolean(L, 1);
-  return 2;
+  w = &r->w[0];
+  w->ch = x;
+  w->rec = r;
+  w->send = 1;
+  w->msg = *m;
+  csp_shared_ref(&x->h);
+  csp_xchan_q_push(&x->sendq, w);
+  if (csp_xchan_recheck(x, 1)) {  /* a slot freed meanwhile: r never waits */
+    *m = w->msg;
+    w->msg.tag = CSP_M_EMPTY;
+    csp_xq_unlink(&x->sendq, w);
+    pthread_mutex_unlock(&x->mu);
+    csp_xchan_rec_free(r);
+    r = NULL;
+    goto again;
+  }
+  csp_xchan_rec_arm(L, S, *pg, r);
+  pthread_mutex_unlock(&x->mu);
+  return 0;
+}
+
+/* After the wait: 0 sent, -1 to try again; raises if the channel was closed. */
+static int send_done(lua_State *L, csp_G *g) {
+  csp_XRec *r = csp_xchan_rec_done(g);
+  int closed = r->closed, retry = r->retry;
+  csp_xchan_rec_free(r);
+  if (closed) return luaL_error(L, "send on closed channel");
+  return retry ? -1 : 0;
+}
+
+static int xsend_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Stack: [xchan, value]. */
+static int send_run(lua_State *L, csp_XChan *x) {
+  csp_Sched *S = csp_sched_get(L);
+  for (;;) {
+    csp_G *g = NULL;
+    csp_Msg m;
+    csp_msg_encode(L, 2, &m);
+    if (send_try(L, S, x, &m, &g)) return 0;
+    csp_xchan_park(L, g, "xchan send", xsend_k);
+    if (send_done(L, g) == 0) return 0;  /* main: the goroutine's continuation is xsend_k */
+  }
 }
 
 static int xsend_k(lua_State *L, int status, lua_KContext ctx) {
   csp_G *g = (csp_G *)ctx;
-  csp_XRec *r;
-  int closed;
+  csp_XChan *x;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  r = csp_xchan_rec_done(g);
-  closed = r->closed;
-  csp_xchan_rec_free(r);
-  if (closed) return luaL_error(L, "send on closed channel");
-  return 0;
-}
-
-/* Parking needs g (csp_sched_self raises where one cannot block) and a record: both are got
-** with no lock held, then the caller relocks and checks again. */
-csp_XRec *csp_xchan_prepare(lua_State *L, csp_Sched *S, csp_G **g, int n) {
-  *g = csp_sched_self(L, S);
-  csp_port_get(L, S);
-  return rec_new(L, S, n);
+  x = ((csp_XRec *)g->xw)->w[0].ch;  /* alive: the proxy at 1 holds it */
+  if (send_done(L, g) == 0) return 0;
+  return send_run(L, x);
 }
 
 static int x_send(lua_State *L) {
   csp_XChan *x = xcheck(L, 1, CSP_OP_SEND);
-  csp_Sched *S = csp_sched_get(L);
-  csp_Blob *b;
-  csp_XRec *woken, *r = NULL;
-  csp_G *g = NULL;
   lua_settop(L, 2);
-  b = csp_blob_encode(L, 2, 1);
+  return send_run(L, x);
+}
+
+/* Receives: 2 with (v, ok) pushed, or -1 with *pg parked (armed, unlocked) on a new record. */
+static int recv_try(lua_State *L, csp_Sched *S, csp_XChan *x, csp_G **pg) {
+  csp_XRec *woken, *r = NULL;
+  csp_Msg m;
+  int ok;
   for (;;) {
+    if (x->cap && csp_xring_pop(x, &m)) {
+      free(r);
+      after_op(S, x, &x->sendq, serve_send);
+      return csp_xchan_push_recv(L, &m, 1);
+    }
     pthread_mutex_lock(&x->mu);
-    if (x->closed) {
+    if ((ok = csp_xchan_recv_locked(x, &m, &woken)) >= 0) break;
+    if (r) {
+      r->w[0].ch = x;
+      r->w[0].rec = r;
+      csp_shared_ref(&x->h);
+      csp_xchan_q_push(&x->recvq, &r->w[0]);
+      if (!csp_xchan_recheck(x, 0)) {
+        csp_xchan_rec_arm(L, S, *pg, r);
+        pthread_mutex_unlock(&x->mu);
+        return -1;
+      }
+      csp_xq_unlink(&x->recvq, &r->w[0]);
       pthread_mutex_unlock(&x->mu);
-      csp_blob_free(b);
-      free(r);
-      return luaL_error(L, "send on closed channel");
+      csp_xchan_rec_free(r);  /* a value came meanwhile: r never waits */
+      r = NULL;
+      continue;
     }
-    if ((x->count < x->cap || q_live(&x->recvq)) && csp_xchan_send_locked(x, b, &woken)) {
-      pthread_mutex_unlock(&x->mu);
-      free(r);
-      if (woken) csp_port_rec_wake(S, woken);
-      return 0;
-    }
-    if (r) break;
     pthread_mutex_unlock(&x->mu);
-    {
-      /* b would leak if this raised: let a box own it meanwhile */
-      csp_Blob **box = (csp_Blob **)lua_newuserdatauv(L, sizeof *box, 0);
-      *box = b;
-      r = csp_xchan_prepare(L, S, &g, 1);
-      lua_pop(L, 1);
-    }
+    r = csp_xchan_prepare(L, S, pg, 1);
   }
-  r->w[0].ch = x;
-  r->w[0].rec = r;
-  r->w[0].send = 1;
-  r->w[0].msg = b;
-  csp_shared_ref(&x->h);
-  csp_xchan_q_push(&x->sendq, &r->w[0]);
-  csp_xchan_rec_arm(L, S, g, r);
   pthread_mutex_unlock(&x->mu);
-  return csp_sched_park(L, g, "chan send", (lua_KContext)g, xsend_k);
+  free(r);
+  if (woken) csp_port_rec_wake(S, woken);
+  return csp_xchan_push_recv(L, &m, ok);
+}
+
+/* After the wait: 2 with (v, ok) pushed, or -1 to try again. */
+static int recv_done(lua_State *L, csp_G *g) {
+  csp_XRec *r = csp_xchan_rec_done(g);
+  csp_Msg m = r->val;
+  int ok = !r->closed, retry = r->retry;
+  r->val.tag = CSP_M_EMPTY;
+  csp_xchan_rec_free(r);
+  if (retry) return -1;
+  return csp_xchan_push_recv(L, &m, ok);
+}
+
+int csp_xchan_recv(lua_State *L, csp_XChan *x, const char *reason, lua_KFunction k) {
+  csp_Sched *S = csp_sched_get(L);
+  for (;;) {
+    csp_G *g = NULL;
+    int n = recv_try(L, S, x, &g);
+    if (n >= 0) return n;
+    csp_xchan_park(L, g, reason, k);
+    if ((n = recv_done(L, g)) >= 0) return n;  /* main: a goroutine's continuation is k */
+  }
+}
+
+/* The continuation of a goroutine's csp_xchan_recv with k: pushes (v, ok), or parks again. */
+int csp_xchan_recv_k(lua_State *L, int status, lua_KContext ctx, lua_KFunction k) {
+  csp_G *g = (csp_G *)ctx;
+  csp_XChan *x;
+  int n;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  x = ((csp_XRec *)g->xw)->w[0].ch;  /* alive: the caller's stack holds it */
+  if ((n = recv_done(L, g)) >= 0) return n;
+  return csp_xchan_recv(L, x, g->reason, k);
 }
 
 static int xrecv_k(lua_State *L, int status, lua_KContext ctx) {
-  csp_G *g = (csp_G *)ctx;
-  csp_XRec *r;
-  csp_Blob *b;
-  int ok;
-  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  r = csp_xchan_rec_done(g);
-  b = r->val;
-  r->val = NULL;
-  ok = !r->closed;
-  csp_xchan_rec_free(r);
-  return csp_xchan_push_recv(L, b, ok);
-}
-
-/* Receives into the stack: returns 2 (v, ok), or parks with k. */
-static int x_recv_do(lua_State *L, csp_XChan *x, lua_KFunction k) {
-  csp_Sched *S = csp_sched_get(L);
-  csp_XRec *woken, *r = NULL;
-  csp_G *g = NULL;
-  csp_Blob *b;
-  int ok;
-  for (;;) {
-    pthread_mutex_lock(&x->mu);
-    if (csp_xchan_recvready(x) && (b = csp_xchan_recv_locked(x, &ok, &woken), ok >= 0)) {
-      pthread_mutex_unlock(&x->mu);
-      free(r);
-      if (woken) csp_port_rec_wake(S, woken);
-      return csp_xchan_push_recv(L, b, ok);
-    }
-    if (r) break;
-    pthread_mutex_unlock(&x->mu);
-    r = csp_xchan_prepare(L, S, &g, 1);
-  }
-  r->w[0].ch = x;
-  r->w[0].rec = r;
-  csp_shared_ref(&x->h);
-  csp_xchan_q_push(&x->recvq, &r->w[0]);
-  csp_xchan_rec_arm(L, S, g, r);
-  pthread_mutex_unlock(&x->mu);
-  return csp_sched_park(L, g, "chan receive", (lua_KContext)g, k);
+  return csp_xchan_recv_k(L, status, ctx, xrecv_k);
 }
 
 static int x_recv(lua_State *L) {
   csp_XChan *x = xcheck(L, 1, CSP_OP_RECV);
   lua_settop(L, 1);
-  return x_recv_do(L, x, xrecv_k);
+  return csp_xchan_recv(L, x, "xchan receive", xrecv_k);
 }
 
 static int xrange_k(lua_State *L, int status, lua_KContext ctx) {
-  xrecv_k(L, status, ctx);
+  csp_xchan_recv_k(L, status, ctx, xrange_k);
   lua_pop(L, 1);
   return 1;
 }
@@ -411,7 +393,8 @@ static int xrange_k(lua_State *L, int status, lua_KContext ctx) {
 static int x_range_iter(lua_State *L) {
   csp_XChan *x = xcheck(L, 1, CSP_OP_RECV);
   lua_settop(L, 1);
-  if (x_recv_do(L, x, xrange_k) == 2) lua_pop(L, 1);
+  csp_xchan_recv(L, x, "xchan receive", xrange_k);
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -426,46 +409,48 @@ static int x_range(lua_State *L) {
 static int x_try_send(lua_State *L) {
   csp_XChan *x = xcheck(L, 1, CSP_OP_SEND);
   csp_Sched *S = csp_sched_get(L);
-  csp_Blob *b;
-  csp_XRec *woken;
+  csp_Msg m;
+  int st = 0;
   lua_settop(L, 2);
-  b = csp_blob_encode(L, 2, 1);
-  pthread_mutex_lock(&x->mu);
-  if (x->closed) {
-    pthread_mutex_unlock(&x->mu);
-    csp_blob_free(b);
+  csp_msg_encode(L, 2, &m);
+  if (x->cap && (st = csp_xring_push(x, &m)) > 0) {
+    after_op(S, x, &x->recvq, serve_recv);
+  } else if (st < 0) {
+    csp_msg_free(&m);
     return luaL_error(L, "send on closed channel");
+  } else {
+    pthread_mutex_lock(&x->mu);
+    if ((st = send_now(L, S, x, &m)) == 0) {
+      pthread_mutex_unlock(&x->mu);
+      csp_msg_free(&m);
+    }
   }
-  if ((x->count < x->cap || q_live(&x->recvq)) && csp_xchan_send_locked(x, b, &woken)) {
-    pthread_mutex_unlock(&x->mu);
-    if (woken) csp_port_rec_wake(S, woken);
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  pthread_mutex_unlock(&x->mu);
-  csp_blob_free(b);
-  lua_pushboolean(L, 0);
+  lua_pushboolean(L, st > 0);
   return 1;
 }
 
 static int x_try_recv(lua_State *L) {
   csp_XChan *x = xcheck(L, 1, CSP_OP_RECV);
   csp_Sched *S = csp_sched_get(L);
-  csp_XRec *woken;
-  csp_Blob *b;
-  int ok;
+  csp_XRec *woken = NULL;
+  csp_Msg m;
+  int ok = 1;
   lua_settop(L, 1);
-  pthread_mutex_lock(&x->mu);
-  if (!csp_xchan_recvready(x) || (b = csp_xchan_recv_locked(x, &ok, &woken), ok < 0)) {
+  if (x->cap && csp_xring_pop(x, &m)) {
+    after_op(S, x, &x->sendq, serve_send);
+  } else {
+    pthread_mutex_lock(&x->mu);
+    ok = csp_xchan_recv_locked(x, &m, &woken);
     pthread_mutex_unlock(&x->mu);
-    lua_pushnil(L);
-    lua_pushboolean(L, 0);
-    lua_pushboolean(L, 0);
-    return 3;
+    if (ok < 0) {
+      lua_pushnil(L);
+      lua_pushboolean(L, 0);
+      lua_pushboolean(L, 0);
+      return 3;
+    }
+    if (woken) csp_port_rec_wake(S, woken);
   }
-  pthread_mutex_unlock(&x->mu);
-  if (woken) csp_port_rec_wake(S, woken);
-  csp_xchan_push_recv(L, b, ok);
+  csp_xchan_push_recv(L, &m, ok);
   lua_pushboolean(L, 1);
   return 3;
 }
@@ -486,11 +471,7 @@ static int x_close(lua_State *L) {
 
 static int x_len(lua_State *L) {
   csp_XChan *x = xcheck(L, 1, CSP_OP_ANY);
-  uint32_t n;
-  pthread_mutex_lock(&x->mu);
-  n = x->count;
-  pthread_mutex_unlock(&x->mu);
-  lua_pushinteger(L, n);
+  lua_pushinteger(L, x->cap ? csp_xring_len(x) : 0);
   return 1;
 }
 
@@ -524,7 +505,7 @@ static int x_tostring(lua_State *L) {
   csp_XChan *x = (csp_XChan *)csp_proxy_test(L, 1, CSP_X_XCHAN, &vop);
   if (x == NULL) return luaL_typeerror(L, 1, "xchan");
   lua_pushfstring(L, "%s: %p (%d/%d)", vop == CSP_OP_SEND ? "xchan<-" : vop == CSP_OP_RECV ? "<-xchan" : "xchan",
-                  (void *)x, (int)x->count, (int)x->cap);
+                  (void *)x, (int)(x->cap ? csp_xring_len(x) : 0), (int)x->cap);
   return 1;
 }
 

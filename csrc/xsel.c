@@ -8,7 +8,7 @@
 typedef struct XCase {
   csp_Chan *c;
   csp_XChan *x;
-  csp_Blob *msg;
+  csp_Msg msg;        /* a send case's value, until it is linked or sent */
   int send, ready, order;
 } XCase;
 
@@ -21,12 +21,12 @@ typedef struct XSelBox {
 
 static const char xselbox_mt = 0;
 
+static void free_msgs(XSelBox *bx) {
+  for (int i = 0; i < bx->n; i++) csp_msg_free(&bx->cs[i].msg);
+}
+
 static int xselbox_gc(lua_State *L) {
-  XSelBox *bx = (XSelBox *)lua_touserdata(L, 1);
-  for (int i = 0; i < bx->n; i++) {
-    csp_blob_free(bx->cs[i].msg);
-    bx->cs[i].msg = NULL;
-  }
+  free_msgs((XSelBox *)lua_touserdata(L, 1));
   return 0;
 }
 
@@ -43,12 +43,12 @@ static void unlock_all(XSelBox *bx) {
   for (int i = bx->nlocks - 1; i >= 0; i--) pthread_mutex_unlock(&bx->locks[i]->mu);
 }
 
-static int xselect_k(lua_State *L, int status, lua_KContext ctx) {
-  csp_G *g = (csp_G *)ctx;
-  int n = g->nargs, fired, fsend, closed;
+/* After the wait: the select's results, or -1 to run it again (an xchan case's value went to
+** another receiver, or its slot to another sender). */
+static int xsel_done(lua_State *L, csp_G *g) {
+  int n = g->nargs, fired, fsend, closed, retry;
   csp_XRec *r;
-  csp_Blob *b;
-  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  csp_Msg m;
   csp_port_unlink_locals(g);
   r = csp_xchan_rec_done(g);
   if (n > 0) {  /* a local case fired: the usual results are on the stack */
@@ -59,24 +59,32 @@ static int xselect_k(lua_State *L, int status, lua_KContext ctx) {
   fired = r->fired;
   fsend = r->fsend;
   closed = r->closed;
-  b = r->val;
-  r->val = NULL;
+  retry = r->retry;
+  m = r->val;
+  r->val.tag = CSP_M_EMPTY;
   csp_xchan_rec_free(r);
+  if (retry) return -1;
   if (fsend) {
     if (closed) return luaL_error(L, "send on closed channel");
     lua_pushinteger(L, fired);
     return csp_select_finish(L, fired, 1);
   }
   lua_pushinteger(L, fired);
-  csp_xchan_push_recv(L, b, !closed);
+  csp_xchan_push_recv(L, &m, !closed);
   return csp_select_finish(L, fired, 3);
 }
 
-static void free_msgs(XSelBox *bx) {
-  for (int i = 0; i < bx->n; i++) {
-    csp_blob_free(bx->cs[i].msg);
-    bx->cs[i].msg = NULL;
-  }
+static int xselect_k(lua_State *L, int status, lua_KContext ctx) {
+  csp_G *g = (csp_G *)ctx;
+  csp_XRec *r;
+  int n, ncases, ordered;
+  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
+  r = (csp_XRec *)g->xw;
+  ncases = r->ncases;
+  ordered = r->ordered;
+  if ((n = xsel_done(L, g)) >= 0) return n;
+  lua_settop(L, 3 + ncases);
+  return csp_xselect(L, g->S, ncases, ordered);
 }
 
 /* Under the locks: picks a ready case (uniformly, or the first with ordered); -1 if none. */
@@ -118,34 +126,34 @@ static int xsel_fire(lua_State *L, csp_Sched *S, XSelBox *bx, int pick) {
       free_msgs(bx);
       return luaL_error(L, "send on closed channel");
     }
-    if (!csp_xchan_send_locked(c->x, c->msg, &woken)) {
+    if (!csp_xchan_send_locked(c->x, &c->msg, &woken)) {
       unlock_all(bx);
       return XSEL_RETRY;
     }
-    c->msg = NULL;
     unlock_all(bx);
     free_msgs(bx);
     if (woken) csp_port_rec_wake(S, woken);
     lua_pushinteger(L, pick + 1);
     return csp_select_finish(L, pick + 1, 1);
   } else {
-    int ok;
-    csp_Blob *b = csp_xchan_recv_locked(c->x, &ok, &woken);
+    csp_Msg m;
+    int ok = csp_xchan_recv_locked(c->x, &m, &woken);
     unlock_all(bx);
     if (ok < 0) return XSEL_RETRY;
     free_msgs(bx);
     if (woken) csp_port_rec_wake(S, woken);
     lua_pushinteger(L, pick + 1);
-    csp_xchan_push_recv(L, b, ok);
+    csp_xchan_push_recv(L, &m, ok);
     return csp_select_finish(L, pick + 1, 3);
   }
 }
 
 /* Under the locks, nothing ready: links a waiter per case (local ones as select.c does, xchan
-** ones on record r, in one random order, as Go does), unlocks and parks. */
+** ones on record r, in one random order, as Go does) and arms g, then unlocks. Returns
+** XSEL_RETRY (nothing linked, r freed) when a buffered xchan's ring changed meanwhile. */
 static int xsel_park(lua_State *L, csp_Sched *S, XSelBox *bx, csp_G *g, csp_XRec *r, int *order) {
   XCase *cs = bx->cs;
-  int m = 0, nx = 0, nl = 0;
+  int m = 0, nx = 0, nl = 0, changed = 0;
   csp_Waiter *ws = g->sel;
   for (int i = 0; i < bx->n; i++)
     if (cs[i].x || cs[i].c) order[m++] = i;
@@ -162,10 +170,26 @@ static int xsel_park(lua_State *L, csp_Sched *S, XSelBox *bx, csp_G *g, csp_XRec
       w->caseidx = i + 1;
       w->send = cs[i].send;
       w->msg = cs[i].msg;
-      cs[i].msg = NULL;
+      cs[i].msg.tag = CSP_M_EMPTY;
       csp_shared_ref(&cs[i].x->h);
       csp_xchan_q_push(cs[i].send ? &cs[i].x->sendq : &cs[i].x->recvq, w);
-    } else {
+    }
+  }
+  for (int i = 0; i < bx->n; i++)
+    if (cs[i].x && csp_xchan_recheck(cs[i].x, cs[i].send)) changed = 1;
+  if (changed) {  /* nobody can have claimed r: its channels are locked, its thread is here */
+    for (int k = 0; k < nx; k++) {
+      cs[r->w[k].caseidx - 1].msg = r->w[k].msg;
+      r->w[k].msg.tag = CSP_M_EMPTY;
+      csp_xchan_q_unlink(&r->w[k]);
+    }
+    unlock_all(bx);
+    csp_xchan_rec_free(r);
+    return XSEL_RETRY;
+  }
+  for (int k = 0; k < m; k++) {
+    int i = order[k];
+    if (cs[i].c) {
       csp_Waiter *w = &ws[nl++];
       memset(w, 0, sizeof *w);
       w->g = g;
@@ -178,9 +202,10 @@ static int xsel_park(lua_State *L, csp_Sched *S, XSelBox *bx, csp_G *g, csp_XRec
     }
   }
   g->nsel = nl;
+  r->ncases = bx->n;
   csp_xchan_rec_arm(L, S, g, r);
   unlock_all(bx);
-  return csp_sched_park(L, g, "select", (lua_KContext)g, xselect_k);
+  return -1;
 }
 
 static XSelBox *xsel_box(lua_State *L, int n) {
@@ -201,13 +226,13 @@ static XSelBox *xsel_box(lua_State *L, int n) {
   return bx;
 }
 
-/* select.c hands over a select with at least one xchan case (stack: see select.c). Returns -1
-** when nothing is ready and there is a default, which select.c runs. */
-int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered) {
+#define XSEL_PARKED (-3)
+
+/* One run: the select's results, -1 for select.c's default, or XSEL_PARKED with *pg armed. */
+static int xsel_run(lua_State *L, csp_Sched *S, int n, int ordered, csp_G **pg) {
   XSelBox *bx;
   XCase *cs;
   csp_XRec *r = NULL;
-  csp_G *g = NULL;
   int pick, nl = 0, nx = 0;
   if (!lua_checkstack(L, n + 16)) return luaL_error(L, "select: too many cases");
   bx = xsel_box(L, n);  /* owns the encoded send values until they are linked or sent */
@@ -223,7 +248,7 @@ int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered) {
       if (k == bx->nlocks) bx->locks[bx->nlocks++] = cs[i].x;
       if (cs[i].send) {  /* encoded before any lock: it may raise */
         lua_getiuservalue(L, 3 + i + 1, 2);
-        cs[i].msg = csp_blob_encode(L, -1, 1);
+        csp_msg_encode(L, -1, &cs[i].msg);
         lua_pop(L, 1);
       }
     } else if (cs[i].c) {
@@ -245,11 +270,28 @@ int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered) {
       free(r);
       return -1;
     }
-    if (r) break;
+    if (r) {
+      r->ordered = ordered;
+      if (xsel_park(L, S, bx, *pg, r, (int *)(bx->locks + n)) != XSEL_RETRY) return XSEL_PARKED;
+      r = NULL;
+      continue;
+    }
     unlock_all(bx);
-    g = csp_sched_self(L, S);
-    if (nl > 0) csp_sched_selwaiters(L, g, nl);
-    r = csp_xchan_prepare(L, S, &g, nx);
+    *pg = csp_sched_self(L, S);
+    if (nl > 0) csp_sched_selwaiters(L, *pg, nl);
+    r = csp_xchan_prepare(L, S, pg, nx);
   }
-  return xsel_park(L, S, bx, g, r, (int *)(bx->locks + n));
+}
+
+/* select.c hands over a select with at least one xchan case (stack: see select.c). Returns -1
+** when nothing is ready and there is a default, which select.c runs. */
+int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered) {
+  for (;;) {
+    csp_G *g = NULL;
+    int nres = xsel_run(L, S, n, ordered, &g);
+    if (nres != XSEL_PARKED) return nres;
+    csp_xchan_park(L, g, "xchan select", xselect_k);
+    if ((nres = xsel_done(L, g)) >= 0) return nres;  /* main: a goroutine's continuation is xselect_k */
+    lua_settop(L, 3 + n);
+  }
 }

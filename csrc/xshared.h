@@ -57,6 +57,21 @@ int csp_blob_equal(const csp_Blob *a, const csp_Blob *b);
 int csp_blob_kind(const csp_Blob *b);   /* tag of the first value (for atomic.value's type) */
 int csp_blob_hastable(const csp_Blob *b);
 
+/* One value in flight through an xchan: nil, booleans, numbers and strings up to CSP_MSG_INLINE
+** bytes are held inline (no allocation, the common case); anything else as a blob. */
+#define CSP_MSG_INLINE 22
+enum { CSP_M_EMPTY = 0, CSP_M_NIL, CSP_M_FALSE, CSP_M_TRUE, CSP_M_INT, CSP_M_FLT, CSP_M_STR, CSP_M_BLOB };
+typedef struct csp_Msg {
+  unsigned char tag, len;
+  unsigned char data[CSP_MSG_INLINE];  /* an inline string, a number, or the blob pointer */
+} csp_Msg;
+
+/* Encodes the value at idx into m; raises (m untouched) on a value that cannot cross. */
+void csp_msg_encode(lua_State *L, int idx, csp_Msg *m);
+/* Pushes m's value and empties m (an empty m pushes nil). */
+void csp_msg_push(lua_State *L, csp_Msg *m);
+void csp_msg_free(csp_Msg *m);          /* empties m, dropping its blob; C only */
+
 /* --- xchan.c --- */
 
 typedef struct csp_XChan csp_XChan;
@@ -72,14 +87,25 @@ typedef struct csp_Port csp_Port;
 typedef struct csp_XRec csp_XRec;
 typedef struct csp_XWaiter csp_XWaiter;
 
-typedef struct csp_XQ { csp_XWaiter *head, *tail; } csp_XQ;
+/* A queue of waiters; n (their number) is read without the mutex by the lock-free paths. */
+typedef struct csp_XQ { csp_XWaiter *head, *tail; atomic_int n; } csp_XQ;
+
+typedef struct csp_XSlot {
+  _Atomic uint64_t seq;  /* whose turn: see xring.c */
+  csp_Msg m;
+} csp_XSlot;
+
+#define CSP_XR_CLOSED ((uint64_t)1 << 63)  /* in tail: closed, no push may start */
 
 struct csp_XChan {
   csp_Shared h;
-  pthread_mutex_t mu;  /* guards everything below and the waiters linked in the queues */
-  uint32_t cap, count, head;
-  int closed;
-  csp_Blob **ring;
+  uint32_t cap;
+  int closed;              /* under mu */
+  csp_XSlot *ring;         /* cap > 0: the buffer (xring.c) */
+  /* Each in its own cache line: producers' tail, consumers' head, then what waits need. */
+  _Alignas(64) _Atomic uint64_t tail;
+  _Alignas(64) _Atomic uint64_t head;
+  _Alignas(64) pthread_mutex_t mu;  /* guards closed, the queues and the waiters linked there */
   csp_XQ recvq, sendq;
 };
 
@@ -89,7 +115,7 @@ struct csp_XWaiter {
   csp_XChan *ch;       /* holds a ref while the record lives */
   csp_XRec *rec;
   int caseidx, send, linked;
-  csp_Blob *msg;       /* send: the value, until a receiver takes it */
+  csp_Msg msg;         /* send: the value, until a receiver takes it */
 };
 
 /* A parked goroutine's xchan wait (a plain operation or a select). Every completer must win
@@ -103,9 +129,11 @@ struct csp_XRec {
   csp_G *g;
   csp_Sched *S;
   int fired, fsend, closed;
+  int retry;           /* woken to try again (a buffered xchan's value went to another) */
+  int ncases, ordered; /* a select's, to run it again */
   int delivered;       /* owner-thread only: g was readied for this record */
   int orphan;          /* owner-thread only: the wait was cancelled after a remote win */
-  csp_Blob *val;
+  csp_Msg val;         /* a receive's value */
   int n;
   csp_XWaiter w[];
 };
@@ -123,28 +151,55 @@ struct csp_Port {
   csp_Sched *S;
   int nwait;           /* owner-thread only: records of parked goroutines */
   int refd;
+  int asleep;          /* owner-thread only: not counted in nawake (port.c) */
+  unsigned spinmiss, spinskip;  /* owner-thread only: fruitless spins in a row; parks since */
   atomic_uint dumpgen; /* the deadlock-report round dump was made for (release: dump is set) */
   char *dump;          /* "thread N:" and its goroutines, for main's deadlock report */
+  lua_Integer id;      /* the owner's csp.thread id (0: main) */
   int global;          /* main only: the deadlock being reported is every thread's */
 };
 
 /* port.c */
 void csp_port_unref(csp_Port *P);
+void csp_port_retire(csp_Port *P);  /* the owner's end: no longer counted awake */
 csp_Port *csp_port_get(lua_State *L, csp_Sched *S);   /* S's port, created on first use */
 csp_XRec *csp_port_take(csp_Port *P);
 void csp_port_unlink_locals(csp_G *g);
 void csp_port_rec_wake(csp_Sched *S, csp_XRec *r);
-/* xchan.c: records and locked channel operations (callers hold x->mu) */
+/* xring.c: a buffered xchan's lock-free queue of values */
+int csp_xring_init(csp_XChan *x);
+void csp_xring_free(csp_XChan *x);
+int csp_xring_push(csp_XChan *x, csp_Msg *m);   /* 1 (m emptied), 0 full, -1 closed */
+int csp_xring_pop(csp_XChan *x, csp_Msg *out);  /* 1, or 0 when none is published */
+int csp_xring_ready(csp_XChan *x);
+int csp_xring_room(csp_XChan *x);
+uint32_t csp_xring_len(csp_XChan *x);
+void csp_xring_close(csp_XChan *x);
+int csp_xring_drained(csp_XChan *x);
+/* xwait.c: records, waiter queues (callers hold the channel's mutex), parking */
+csp_XRec *csp_xrec_new(lua_State *L, csp_Sched *S, int n);
 void csp_xchan_q_push(csp_XQ *q, csp_XWaiter *w);
+void csp_xq_unlink(csp_XQ *q, csp_XWaiter *w);
+void csp_xchan_q_unlink(csp_XWaiter *w);
+csp_XWaiter *csp_xq_take(csp_XQ *q);   /* the first waiter whose record this caller wins */
+int csp_xq_live(csp_XQ *q);            /* drops claimed waiters at the head: is one left? */
 void csp_xchan_rec_free(csp_XRec *r);
-int csp_xchan_sendready(csp_XChan *x);
-int csp_xchan_recvready(csp_XChan *x);
-csp_Blob *csp_xchan_recv_locked(csp_XChan *x, int *ok, csp_XRec **woken);
-int csp_xchan_send_locked(csp_XChan *x, csp_Blob *b, csp_XRec **woken);
 void csp_xchan_rec_arm(lua_State *L, csp_Sched *S, csp_G *g, csp_XRec *r);
 csp_XRec *csp_xchan_rec_done(csp_G *g);   /* the continuation takes its record */
-int csp_xchan_push_recv(lua_State *L, csp_Blob *b, int ok);
 csp_XRec *csp_xchan_prepare(lua_State *L, csp_Sched *S, csp_G **g, int n);
+/* Parks g, armed: a goroutine yields to k; main returns once readied (then runs k's work). */
+int csp_xchan_park(lua_State *L, csp_G *g, const char *reason, lua_KFunction k);
+/* xchan.c: the channel operations (callers of the _locked ones hold x->mu) */
+int csp_xchan_sendready(csp_XChan *x);
+int csp_xchan_recvready(csp_XChan *x);
+int csp_xchan_recv_locked(csp_XChan *x, csp_Msg *out, csp_XRec **woken);
+int csp_xchan_send_locked(csp_XChan *x, csp_Msg *m, csp_XRec **woken);
+int csp_xchan_push_recv(lua_State *L, csp_Msg *m, int ok);
+/* A receive (thread.c's join too): pushes (v, ok) and returns 2, or parks for reason; the
+** continuation k must call csp_xchan_recv_k(..., k) first, which pushes (v, ok) or parks again. */
+int csp_xchan_recv(lua_State *L, csp_XChan *x, const char *reason, lua_KFunction k);
+int csp_xchan_recv_k(lua_State *L, int status, lua_KContext ctx, lua_KFunction k);
+int csp_xchan_recheck(csp_XChan *x, int send);
 
 /* --- thread.c, syncmap.c, atomic.c --- */
 void csp_thread_open(lua_State *L);

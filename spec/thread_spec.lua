@@ -185,7 +185,7 @@ describe("deadlock across threads", function()
       local t1 = csp.thread(function(a, b) a:recv() b:send(1) end, a, b)
       csp.thread(function(a, b) b:recv() a:send(1) end, a, b)
       local ok, err = pcall(t1.join, t1)
-      local _, sections = err:gsub("\n\nthread %d+:\ngoroutine 1 %[chan receive%]:", "")
+      local _, sections = err:gsub("\n\nthread %d+:\ngoroutine 1 %[xchan receive%]:", "")
       print(ok, err:match("^[^\n]*"), sections)
       -- not deadlocks: a thread sleeping then sending, a thread computing then sending
       local c = csp.xchan()
@@ -197,6 +197,40 @@ describe("deadlock across threads", function()
     assert.equal(0, r.code, r.stderr)
     assert.equal("false\tfatal error: all goroutines are asleep - deadlock!\t2\nlate\ttrue\n500000500000\ttrue\n",
       r.stdout)
+  end)
+
+  it("main deadlocked alone: the report lists every thread, waiting, sleeping, running or busy"
+    .. " #subprocess", function()
+    local r = run.run([[
+      local csp = require "csp"
+      local x, y = csp.xchan(), csp.xchan()
+      csp.thread(function(x)  -- thread 1: a goroutine waits on an xchan, main sleeps
+        local csp = require "csp"
+        csp.go(function() x:recv() end)
+        while true do csp.sleep(0.005) end
+      end, x)
+      csp.thread(function(y)  -- thread 2: yields in a loop while a goroutine waits to send
+        local csp = require "csp"
+        csp.go(function() y:send(1) end)
+        while true do csp.gosched() end
+      end, y)
+      csp.thread(function() while true do end end)  -- thread 3: never reaches its scheduler
+      csp.sleep(0.05)
+      local ok, err = pcall(function() csp.chan():recv() end)
+      print(ok, (err:gsub("\t[^\n]*\n", "")))  -- without the traceback lines
+    ]])
+    assert.equal(0, r.code, r.stderr)
+    local out = r.stdout
+    assert.matches("^false\tfatal error: all goroutines are asleep %- deadlock!\n\ngoroutine 1 %[chan receive%]:", out)
+    local t1, t2, t3 = out:find("\nthread 1:\n", 1, true), out:find("\nthread 2:\n", 1, true),
+      out:find("\nthread 3:\n", 1, true)
+    assert.is_truthy(t1 and t2 and t3 and t1 < t2 and t2 < t3, out)
+    local s1, s2, s3 = out:sub(t1, t2), out:sub(t2, t3), out:sub(t3)
+    assert.matches("goroutine 1 %[sleep%]:", s1)
+    assert.matches("goroutine 2 %[xchan receive%]:", s1)
+    assert.matches("goroutine 1 %[running%]:", s2)
+    assert.matches("goroutine 2 %[xchan send%]:", s2)
+    assert.matches("busy outside the scheduler: its goroutines could not be listed", s3)
   end)
 
   it("a thread left waiting on one that ended is reported once nothing else runs #subprocess", function()

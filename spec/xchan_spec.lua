@@ -224,6 +224,79 @@ describe("csp.xchan", function()
     assert.equal(N, count)
   end)
 
+  it("holds exactly cap values, for every small cap", function()
+    for cap = 1, 5 do
+      local x, n = csp.xchan(cap), 0
+      while x:try_send(n) do n = n + 1 end
+      assert.equal(cap, n)
+      assert.equal(cap, x:len())
+      for i = 0, cap - 1 do assert.equal(i, (x:recv())) end
+      assert.equal(0, #x)
+    end
+  end)
+
+  it("a small buffer closed while producers and consumers in four threads use it: each value"
+    .. " sent is received once, none after a receiver saw the close", function()
+    for _, cap in ipairs({ 1, 3 }) do
+      local x, got = csp.xchan(cap), csp.atomic.int()
+      local producers, consumers = {}, {}
+      for p = 1, 2 do
+        producers[p] = csp.thread(function(x, p)
+          local csp = require "csp"
+          local sent = {}
+          for i = 1, math.huge do
+            local v = p * 10000000 + i
+            local ok, err
+            if i % 2 == 0 then ok, err = pcall(x.send, x, v)
+            else ok, err = pcall(csp.select, { csp.send(x, v) }) end
+            if not ok then
+              assert(err:find("send on closed channel", 1, true), err)
+              return sent
+            end
+            sent[#sent + 1] = v
+          end
+        end, x, p)
+      end
+      for c = 1, 2 do
+        consumers[c] = csp.thread(function(x, got)
+          local csp = require "csp"
+          local seen, wg = {}, csp.waitgroup()
+          wg:add(2)
+          csp.go(function()
+            for v in x:range() do seen[#seen + 1] = v got:add(1) end
+            wg:done()
+          end)
+          csp.go(function()
+            local never = csp.chan()
+            while true do
+              local _, v, ok = csp.select{ csp.recv(x), csp.recv(never) }
+              if not ok then break end
+              seen[#seen + 1] = v
+              got:add(1)
+            end
+            wg:done()
+          end)
+          wg:wait()
+          local v, ok, ready = x:try_recv()
+          assert(v == nil and ok == false and ready == true, "a value after the close")
+          return seen
+        end, x, got)
+      end
+      while got:load() < 20000 do csp.sleep(0.001) end
+      x:close()
+      local sent, seen = {}, {}
+      for p = 1, 2 do for _, v in ipairs(producers[p]:join()) do sent[v] = true end end
+      for c = 1, 2 do
+        for _, v in ipairs(consumers[c]:join()) do
+          assert.is_true(sent[v], "received but never sent: " .. v)
+          assert.is_nil(seen[v], "received twice: " .. v)
+          seen[v] = true
+        end
+      end
+      for v in pairs(sent) do assert.is_true(seen[v], "sent but never received: " .. v) end
+    end
+  end)
+
   it("a caught panic while main waits on an xchan leaves no waiter behind", function()
     local x = csp.xchan()
     local ok, err = pcall(function()
@@ -245,6 +318,44 @@ describe("csp.xchan", function()
       assert.equal(2, t:join())
     end
     assert.equal(base, settles(base))
+  end)
+
+  it("a thread waiting on an xchan with nothing coming uses no CPU", function()
+    local x, ready = csp.xchan(), csp.xchan()
+    local t = csp.thread(function(x, ready) ready:send(true) return x:recv() end, x, ready)
+    ready:recv()
+    local c0 = os.clock()  -- the process's CPU time, every thread's
+    csp.sleep(0.3)
+    local used = os.clock() - c0
+    x:send("done")
+    assert.equal("done", t:join())
+    assert.is_true(used < 0.05, ("%.3f s of CPU in 0.3 s idle"):format(used))
+  end)
+
+  it("csp.stats counts goroutines waiting on other threads, by reason", function()
+    local x, full, gate = csp.xchan(), csp.xchan(1), csp.xchan()
+    full:send(0)
+    local t = csp.thread(function(gate) gate:recv() end, gate)
+    local before = csp.stats()
+    local started = csp.chan()
+    local function park(f) csp.go(function() started:send(true) f() end) started:recv() end
+    park(function() x:recv() end)
+    park(function() full:send(1) end)
+    park(function() csp.select{ csp.recv(x), csp.recv(csp.chan()) } end)
+    park(function() t:join() end)
+    local s
+    repeat csp.gosched() s = csp.stats() until s.blocked == before.blocked + 4
+    assert.equal(1, s.blocked_by["xchan receive"])
+    assert.equal(1, s.blocked_by["xchan send"])
+    assert.equal(1, s.blocked_by["xchan select"])
+    assert.equal(1, s.blocked_by["thread join"])
+    x:send(1) x:send(2)   -- the receive and the select, in some order
+    full:recv()           -- makes room for the parked sender
+    gate:send(true)       -- the thread ends: the joiner wakes
+    t:join()
+    repeat csp.gosched() s = csp.stats() until s.blocked == before.blocked
+    assert.is_nil(s.blocked_by["xchan receive"])
+    assert.is_nil(s.blocked_by["thread join"])
   end)
 
   it("parks only the goroutine: others run while one waits on another thread", function()
