@@ -60,19 +60,63 @@ static void ring_set(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {  /* pop
 
 /* ---------------------------------------------------------------- operations */
 
-int csp_chan_ready(csp_Chan *c, int send) {
-  if (send) return c->closed || c->recvq.head != NULL || c->count < c->cap;
-  return c->count > 0 || c->sendq.head != NULL || c->closed;
-}
-
 /* Wakes a parked sender whose value was taken; a select learns which case fired. */
-static void wake_sender(csp_Sched *S, csp_Waiter *w) {
+CSP_HOT void wake_sender(csp_Sched *S, csp_Waiter *w) {
   int n = 0;
   if (w->caseidx) { lua_pushinteger(csp_sched_results(w->g), w->caseidx); n = 1; }
   csp_sched_ready(S, w->g, n);
 }
 
-int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
+/* Pushes onto L the value of w, a parked sender. A plain send parked with its value on its stack
+** top gives it up by a move (its call returns nothing); a select's values stay where they are. */
+CSP_HOT void sender_value(lua_State *L, csp_Waiter *w) {
+  lua_State *SL = w->g->L;
+  if (w->caseidx != 0 || lua_gettop(SL) != w->validx) lua_pushvalue(SL, w->validx);
+  lua_xmove(SL, L, 1);
+}
+
+/* Into the buffer, which has room: the value on top of L, which it pops. */
+static void buf_send(lua_State *L, csp_Chan *c, int chidx) {
+  uint32_t tail = c->head + c->count;
+  if (tail >= c->cap) tail -= c->cap;
+  if (c->S->race) csp_race_slot(c->S, c, tail, NULL);
+  csp_metrics_buf(c->S, L, -1, lua_type(L, -1), 1);
+  ring_set(L, c, chidx, tail);
+  c->count++;
+}
+
+/* Out of the buffer, which holds a value (or a timer's tick): pushes it. */
+static void buf_recv(lua_State *L, csp_Chan *c, int chidx) {
+  csp_Waiter *w;
+  int t;
+  if (c->timer && c->timer->pending) {
+    if (c->S->race) csp_race_acq(c->S, NULL, c, CSP_RACE_TIMER);
+    lua_pushnumber(L, c->timer->tick);
+    csp_chan_drain_tick(c);
+    return;
+  }
+  ring_get(L, c, chidx, c->head);
+  t = lua_type(L, -1);
+  csp_metrics_buf(c->S, L, -1, t, -1);
+  if (c->S->race) csp_race_slot(c->S, c, c->head, NULL);
+  if ((w = csp_wq_take(&c->sendq)) != NULL) {  /* full: the sender's value takes the slot */
+    if (c->S->race) csp_race_slot(c->S, c, c->head, w->g);
+    sender_value(L, w);
+    csp_metrics_buf(c->S, L, -1, lua_type(L, -1), 1);
+    ring_set(L, c, chidx, c->head);
+    wake_sender(c->S, w);
+  } else {
+    if (t >= LUA_TSTRING) {  /* let the collector have it */
+      lua_pushnil(L);
+      ring_set(L, c, chidx, c->head);
+    }
+    c->count--;
+  }
+  if (++c->head == c->cap) c->head = 0;
+}
+
+/* Inline in the channel's own methods: the hot path of every program. */
+CSP_HOT int chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
   csp_Waiter *w = csp_wq_take(&c->recvq);
   if (w) {  /* direct handoff: the value goes straight onto the receiver's stack */
     lua_State *R = csp_sched_results(w->g);
@@ -86,54 +130,23 @@ int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
     return 1;
   }
   if (c->count < c->cap) {
-    uint32_t tail = c->head + c->count;
-    if (tail >= c->cap) tail -= c->cap;
-    if (c->S->race) csp_race_slot(c->S, c, tail, NULL);
     if (validx > 0) lua_pushvalue(L, validx);
-    csp_metrics_buf(c->S, L, -1, 1);
-    ring_set(L, c, chidx, tail);
-    c->count++;
+    buf_send(L, c, chidx);
     return 1;
   }
   return 0;
 }
 
-int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
+CSP_HOT int chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
   csp_Waiter *w;
   if (c->count > 0) {
-    if (c->timer && c->timer->pending) {
-      if (c->S->race) csp_race_acq(c->S, NULL, c, CSP_RACE_TIMER);
-      lua_pushnumber(L, c->timer->tick);
-      csp_chan_drain_tick(c);
-    } else {
-      ring_get(L, c, chidx, c->head);
-      csp_metrics_buf(c->S, L, -1, -1);
-      if (c->S->race) csp_race_slot(c->S, c, c->head, NULL);
-      if ((w = csp_wq_take(&c->sendq)) != NULL) {  /* full: the sender's value takes the slot */
-        lua_State *SL = w->g->L;
-        if (c->S->race) csp_race_slot(c->S, c, c->head, w->g);
-        lua_pushvalue(SL, w->validx);
-        lua_xmove(SL, L, 1);
-        csp_metrics_buf(c->S, L, -1, 1);
-        ring_set(L, c, chidx, c->head);
-        wake_sender(c->S, w);
-      } else {
-        if (lua_type(L, -1) >= LUA_TSTRING) {  /* let the collector have it */
-          lua_pushnil(L);
-          ring_set(L, c, chidx, c->head);
-        }
-        c->count--;
-      }
-      if (++c->head == c->cap) c->head = 0;
-    }
+    buf_recv(L, c, chidx);
     lua_pushboolean(L, 1);
     return 1;
   }
   if ((w = csp_wq_take(&c->sendq)) != NULL) {
-    lua_State *SL = w->g->L;
     if (c->S->race) csp_race_handoff(c->S, c, w->g);
-    lua_pushvalue(SL, w->validx);
-    lua_xmove(SL, L, 1);
+    sender_value(L, w);
     lua_pushboolean(L, 1);
     wake_sender(c->S, w);
     return 1;
@@ -145,6 +158,14 @@ int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
     return 1;
   }
   return 0;
+}
+
+int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx) {
+  return chan_trysend(L, c, chidx, validx);
+}
+
+int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
+  return chan_tryrecv(L, c, chidx);
 }
 
 void csp_chan_drain_tick(csp_Chan *c) {
@@ -186,7 +207,8 @@ static int chan_send(lua_State *L) {
   CSP_PREEMPT(L, c->S, chan_send);
   if (lua_gettop(L) != 2) lua_settop(L, 2);
   if (c->closed) return luaL_error(L, "send on closed channel");
-  if (csp_chan_trysend(L, c, 1, 0)) return 0;  /* 0: the value on top may be moved away */
+  /* 0: the value on top may be moved away. The test spares a parking send the call. */
+  if ((c->recvq.head != NULL || c->count < c->cap) && chan_trysend(L, c, 1, 0)) return 0;
   g = csp_sched_self(L, c->S);
   g->w.caseidx = 0;
   g->w.validx = 2;
@@ -203,7 +225,7 @@ static int chan_recv(lua_State *L) {
   csp_Chan *c = csp_chan_check(L, 1, CSP_OP_RECV);
   csp_G *g;
   CSP_PREEMPT(L, c->S, chan_recv);
-  if (csp_chan_tryrecv(L, c, 1)) return 2;
+  if (csp_chan_ready(c, 0) && chan_tryrecv(L, c, 1)) return 2;
   g = csp_sched_self(L, c->S);
   g->w.caseidx = 0;
   csp_wq_push(&c->recvq, &g->w);
@@ -220,7 +242,7 @@ static int range_iter(lua_State *L) {
   csp_Chan *c = csp_chan_check(L, 1, CSP_OP_RECV);
   csp_G *g;
   CSP_PREEMPT(L, c->S, range_iter);
-  if (csp_chan_tryrecv(L, c, 1)) {
+  if (csp_chan_ready(c, 0) && chan_tryrecv(L, c, 1)) {
     lua_pop(L, 1);
     return 1;
   }
@@ -338,7 +360,7 @@ static int chan_gc(lua_State *L) {
   c->S->nchans--;
   for (uint32_t i = 0; i < c->count && !(c->timer && c->timer->pending); i++) {
     ring_get(L, c, 1, (c->head + i) % c->cap);  /* metrics: its values leave the buffers */
-    csp_metrics_buf(c->S, L, -1, -1);
+    csp_metrics_buf(c->S, L, -1, lua_type(L, -1), -1);
     lua_pop(L, 1);
   }
   if (c->S->race) csp_race_forget(c->S, c);
@@ -398,14 +420,12 @@ static const luaL_Reg chan_methods[] = {
   {NULL, NULL}
 };
 
-/* Stack top: the methods table, shared by channels and their views. */
+/* Stack: [module, sched, methods]: the methods table is shared by channels and their views. */
 static void chan_meta(lua_State *L, const char *name, int withgc) {
   static const luaL_Reg chan_mm[] = {
     {"__len", chan_len}, {"__tostring", chan_tostring}, {"__gc", chan_gc}, {NULL, NULL}};
   static const luaL_Reg view_mm[] = {{"__len", chan_len}, {"__tostring", chan_tostring}, {NULL, NULL}};
-  csp_newmeta(L, name, NULL, withgc ? chan_mm : view_mm);
-  lua_pushvalue(L, -2);
-  lua_setfield(L, -2, "__index");
+  csp_newmeta_index(L, name, lua_gettop(L), lua_gettop(L) - 1, withgc ? chan_mm : view_mm);
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__metatable");
 }
@@ -413,7 +433,8 @@ static void chan_meta(lua_State *L, const char *name, int withgc) {
 /* Stack: [module, sched]. */
 void csp_chan_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"chan", chan_new}, {NULL, NULL}};
-  luaL_newlib(L, chan_methods);
+  csp_newmethods(L, (int)(sizeof chan_methods / sizeof chan_methods[0]) - 1);
+  luaL_setfuncs(L, chan_methods, 0);
   chan_meta(L, "csp.chan", 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &csp_chan_tag);
   chan_meta(L, "csp.chanview", 0);

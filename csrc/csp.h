@@ -41,14 +41,46 @@ typedef struct csp_WaitHold {
 
 struct csp_WaitQ {
   csp_Waiter *head, *tail;
-  uint32_t n;
+  uint32_t n;                /* waiters, counted only where hold is set */
   const csp_WaitHold *hold;  /* NULL: the waiters keep nothing alive */
 };
 
-void csp_wq_push(csp_WaitQ *q, csp_Waiter *w);
-void csp_wq_unlink(csp_Waiter *w);
-csp_Waiter *csp_wq_take(csp_WaitQ *q);   /* pops the head, unlinking a select's siblings */
+/* Inline: every channel operation that parks or wakes goes through them (wait.c has the rest). */
+void csp_wq_hold(csp_WaitQ *q, int delta);  /* a waiter came (1) to or left (-1) a queue with a hold */
+int csp_wq_selected(csp_Waiter *w);      /* w, a select's, was taken: 0 if another thread won it */
 void csp_wq_detach(csp_WaitQ *q);        /* unlinks every waiter (object being collected) */
+
+static inline void csp_wq_push(csp_WaitQ *q, csp_Waiter *w) {
+  w->q = q;
+  w->next = NULL;
+  w->prev = q->tail;
+  if (q->tail) q->tail->next = w;
+  else q->head = w;
+  q->tail = w;
+  if (q->hold) csp_wq_hold(q, 1);
+}
+
+static inline void csp_wq_unlink(csp_Waiter *w) {
+  csp_WaitQ *q = w->q;
+  if (q == NULL) return;
+  if (w->prev) w->prev->next = w->next;
+  else q->head = w->next;
+  if (w->next) w->next->prev = w->prev;
+  else q->tail = w->prev;
+  w->next = w->prev = NULL;
+  w->q = NULL;
+  if (q->hold) csp_wq_hold(q, -1);
+}
+
+/* Pops the head. Taking one case of a select completes the select (csp_wq_selected). */
+static inline csp_Waiter *csp_wq_take(csp_WaitQ *q) {
+  csp_Waiter *w;
+  while ((w = q->head) != NULL) {
+    csp_wq_unlink(w);
+    if (w->caseidx == 0 || csp_wq_selected(w)) return w;
+  }
+  return NULL;
+}
 
 /* A request: C memory a goroutine parks on while the outside world (a pool thread, libuv, a
 ** process) works on it, in the style of luv's lreq. The outside may finish after the goroutine
@@ -119,31 +151,31 @@ void csp_after_open(lua_State *L);  /* afterfunc.c: after_func, and _after_func/
 enum { CSP_G_FREE, CSP_G_RUNNABLE, CSP_G_RUNNING, CSP_G_WAITING };
 enum { CSP_WAKE_OK, CSP_WAKE_CLOSED, CSP_WAKE_TIMEOUT };
 
-struct csp_G {
+struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd per goroutine) */
   lua_State *L;        /* its thread, anchored while the record lives */
   csp_Sched *S;
-  int slot;            /* anchor slot; 0 for main */
-  int nargs;           /* values a waker pushed onto R */
   lua_Integer id, parent;
-  uint8_t state, wake, exiting, started;
-  uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
-  int *xdepth, nxdepth;/* goexit: depths of the pcalls it still has to pass (goexit.c) */
-  lua_CFunction again; /* preempted in a call: the call, run again when resumed */
-  uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
-  uint32_t ticket;     /* bumped when a wait is cancelled: stale csp_sched_wake calls see it moved */
   csp_Req *req;        /* the request it waits on, until it lets go of it (wait.c) */
   const char *reason;  /* Go's wait reason, shown in dumps */
   csp_Waiter w;        /* the single-operation waiter */
   csp_Waiter *sel;     /* select waiters, grown on demand, kept */
-  int nsel, selcap;
   csp_TimerNode tn;    /* its deadline: a sleep's or an I/O wait's (csp_wait_deadline) */
-  lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
   csp_G *anext, *aprev;/* all live goroutines, by id */
+  int *xdepth;         /* goexit: depths of the pcalls it still has to pass (goexit.c) */
+  lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
   const char *tname;   /* trace.c: the function that started it, while a trace runs */
   uint64_t tflow;      /* trace.c: flow id of the wake not yet shown as run */
   uint64_t readyat;    /* metrics.c: when it was readied (sampled; 0: not timed) */
   void *xw;            /* xchan.c: its wait another thread may complete (NULL: none) */
   void *race;          /* race detector's clock (race.c); NULL while it is off */
+  int slot;            /* anchor slot; 0 for main */
+  int nargs;           /* values a waker pushed onto R */
+  int nsel, selcap;
+  int nxdepth;
+  uint32_t ticket;     /* bumped when a wait is cancelled: stale csp_sched_wake calls see it moved */
+  uint8_t state, wake, exiting, started;
+  uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
+  uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
 };
 
 /* metrics.c: counters kept always (a few instructions each), read by csp.stats(). */
@@ -171,6 +203,8 @@ struct csp_Sched {
   struct { lua_State *L; int slot; } *tpool; int ntpool;  /* idle threads */
   csp_G *gfree; int ngfree, ngrec;  /* idle records (linked by anext); records in all */
   int *freeslots; int nfree, freecap, nslots;  /* anchor slots */
+  int anchors, pending;  /* registry refs: goroutine threads by slot; the pending-start ring */
+  int baseref;         /* registry ref: every goroutine's base function (goexit.c) */
   uint32_t phead, pcount, pmask;    /* ring of pending starts */
   lua_Integer nextid;
   long ngor;           /* live goroutines, main excluded */
@@ -183,7 +217,7 @@ struct csp_Sched {
   uint64_t rng;
   uint64_t switches;
   long nchans;
-  uint32_t ticks;
+  uint32_t ticks;      /* resumes: the loop polls libuv every 64 */
   uv_timer_t *steptmr; /* bounds csp.step's wait */
   void *scratch; size_t scratchcap; /* select's case table, reused */
   int closing;
@@ -198,9 +232,47 @@ struct csp_Sched {
 };
 
 csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
-csp_G *csp_sched_self(lua_State *L, csp_Sched *S); /* the goroutine L is; raises if L cannot block */
-int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx, lua_KFunction k);
-void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs);
+
+/* The hot half of the scheduler is inline below: a channel operation that parks or wakes pays
+** for no call into sched.c unless it is main's, and none into trace.c unless a trace runs. */
+csp_G *csp_sched_self_slow(lua_State *L, csp_Sched *S);
+int csp_sched_park_main(lua_State *L, csp_G *g, lua_KContext ctx, lua_KFunction k);
+void csp_sched_ready_timed(csp_G *g);
+void csp_trace_ready(csp_Sched *S, csp_G *g);  /* trace.c: a trace runs */
+void csp_sched_badresume(lua_State *L, csp_G *g);
+
+/* The goroutine L is; raises if L cannot block (main gets its record, see sched.c). */
+static inline csp_G *csp_sched_self(lua_State *L, csp_Sched *S) {
+  csp_G *g = S->cur;
+  if (g != NULL && g->L == L && lua_isyieldable(L)) return g;
+  return csp_sched_self_slow(L, S);
+}
+
+/* Parks g (csp_sched_self's, already linked where it waits); k is called when it is woken. */
+static inline int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx,
+                                 lua_KFunction k) {
+  g->reason = reason;
+  g->state = CSP_G_WAITING;
+  g->wake = CSP_WAKE_OK;
+  g->nargs = 0;
+  if (g != &g->S->maing) return lua_yieldk(L, 0, ctx, k);
+  return csp_sched_park_main(L, g, ctx, k);
+}
+
+/* Queues g to run; the nargs values the waker pushed (csp_sched_results) are its call's results. */
+static inline void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs) {
+  if (S->trace) csp_trace_ready(S, g);
+  if ((++S->m.lagclock & 15) == 0) csp_sched_ready_timed(g);  /* metrics: one ready in 16 */
+  g->nargs = nargs;
+  g->state = CSP_G_RUNNABLE;
+  S->rq[(S->rqhead + S->rqcount) & S->rqmask] = g;
+  if (++S->rqcount > S->m.rqmax) S->m.rqmax = S->rqcount;
+}
+
+/* A continuation's first step: checks the goroutine is resumed by the scheduler. */
+static inline void csp_sched_checkresume(lua_State *L, csp_G *g) {
+  if (g->S->cur != g) csp_sched_badresume(L, g);
+}
 
 /* Where wakers push g's results: its own thread, or for main the mailbox (never main's stack,
 ** which the loop is running on). */
@@ -241,15 +313,16 @@ void csp_sched_dumpg(lua_State *L, luaL_Buffer *b, csp_G *g);
 void csp_sched_dump(lua_State *L, csp_Sched *S, const char *header);
 void csp_sched_anchor(lua_State *L, csp_G *g, int validx);
 
-/* A continuation's first step: checks the goroutine is resumed by the scheduler. */
-void csp_sched_checkresume(lua_State *L, csp_G *g);
 
 /* --- goexit.c: a goroutine's base frame; goexit and panics unwind under it, yieldably --- */
 enum { CSP_EXIT_NO, CSP_EXIT_RESET, CSP_EXIT_UNWIND };  /* csp_G.exiting */
-int csp_exit_base(lua_State *L);                /* a goroutine's first function: (g, f, args...) */
+/* Pushes onto g's thread, below f and its arguments, the base frame's function and its message
+** handler: the thread's stack is (base, msgh, f, args...). Room: 2 slots, as for LUA_MINSTACK. */
+void csp_exit_push(csp_G *g);
 int csp_exit_goexit(lua_State *L, csp_G *g);     /* csp.goexit in goroutine g */
 void csp_exit_panicmsg(lua_State *L, csp_G *g);  /* pushes g's panic message (panicking set) */
 void csp_exit_striptb(lua_State *L);             /* drops the base frame from a traceback on top */
+csp_G *csp_exit_self(lua_State *L);   /* the goroutine the scheduler runs on L, or NULL (slow) */
 void csp_exit_open(lua_State *L);
 
 /* --- chan.c --- */
@@ -297,7 +370,12 @@ static inline csp_Chan *csp_chan_check(lua_State *L, int idx, int op) {
 }
 csp_Chan *csp_chan_new(lua_State *L, csp_Sched *S, uint32_t cap, int timer);
 void csp_chan_view(lua_State *L, int idx, int op); /* pushes a send-only or receive-only view */
-int csp_chan_ready(csp_Chan *c, int send);        /* could the op complete now? */
+/* Could the op complete now? */
+static inline int csp_chan_ready(csp_Chan *c, int send) {
+  if (send) return c->closed || c->recvq.head != NULL || c->count < c->cap;
+  return c->count > 0 || c->sendq.head != NULL || c->closed;
+}
+/* chidx: the stack index of the channel (its user values are the ring); 0 for an unbuffered one. */
 int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx); /* pushes v, ok; 0 if it would block */
 /* 1 if sent, 0 if not; validx 0: the value is on top of L's stack and a send consumes it. */
 int csp_chan_trysend(lua_State *L, csp_Chan *c, int chidx, int validx);
@@ -363,7 +441,6 @@ void csp_signal_hookret(lua_State *mainL); /* main's hook (signal.c owns it) on 
 extern volatile int csp_sigpending;  /* a SIGINT or SIGQUIT for the loop to act on */
 int csp_signal_take(lua_State *L, csp_Sched *S); /* 1: main's call must raise the message pushed */
 void csp_trace_open(lua_State *L);
-void csp_trace_ready(csp_Sched *S, csp_G *g);
 void csp_trace_run(csp_Sched *S, csp_G *g);
 void csp_trace_ran(csp_Sched *S, csp_G *g, int status);
 void csp_trace_loop(csp_Sched *S, int enter);
@@ -371,10 +448,10 @@ void csp_trace_free(csp_Sched *S);
 void csp_metrics_lag(csp_Sched *S, csp_G *g);
 void csp_metrics_stats(lua_State *L, csp_Sched *S); /* adds its fields to the table on top */
 
-/* A value entering (sign 1) or leaving (-1) a channel buffer. */
-static inline void csp_metrics_buf(csp_Sched *S, lua_State *L, int idx, int sign) {
+/* A value (at idx, of type t) entering (sign 1) or leaving (-1) a channel buffer. */
+static inline void csp_metrics_buf(csp_Sched *S, lua_State *L, int idx, int t, int sign) {
   S->m.bufvals += sign;
-  if (lua_type(L, idx) == LUA_TSTRING) S->m.bufbytes += sign * (long long)lua_rawlen(L, idx);
+  if (t == LUA_TSTRING) S->m.bufbytes += sign * (long long)lua_rawlen(L, idx);
 }
 
 /* Close callback of a malloc'd handle (the handle first in its allocation). */
@@ -383,11 +460,17 @@ void csp_close_free(uv_handle_t *h);
 /* --- sched.c, loop.c, report.c, schedlua.c: the scheduler's internals, shared by its files --- */
 
 /* sched.c: goroutine records, threads, the pending-start ring, spawning */
-csp_G *csp_sched_rq_pop(csp_Sched *S);
+static inline csp_G *csp_sched_rq_pop(csp_Sched *S) {
+  csp_G *g;
+  if (S->rqcount == 0) return NULL;
+  g = S->rq[S->rqhead];
+  S->rqhead = (S->rqhead + 1) & S->rqmask;
+  S->rqcount--;
+  return g;
+}
 int csp_sched_thread_attach(lua_State *L, csp_Sched *S, csp_G *g);
 void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable);
 void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n);
-void csp_sched_base_push(csp_G *g);
 void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n);
 csp_G *csp_sched_spawn(lua_State *L, csp_Sched *S, int first, int internal);
 /* report.c: dumps, a goroutine's panic, goexit */
@@ -403,9 +486,20 @@ void csp_loop_run(lua_State *L, csp_Sched *S);
 extern const luaL_Reg csp_schedlua_funcs[];
 int csp_schedlua_gc(lua_State *L);
 
-/* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one). */
-void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size);
-void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname);
+/* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one).
+** Inline: every method of every type starts with it. */
+static inline void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_rawlen(L, idx) == size && *(const void **)p == tag) return p;
+  return NULL;
+}
+void csp_tagerror(lua_State *L, int idx, const char *tname);  /* raises luaL_typeerror's error */
+static inline void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size,
+                                 const char *tname) {
+  void *p = csp_testtag(L, idx, tag, size);
+  if (p == NULL) csp_tagerror(L, idx, tname);
+  return p;
+}
 
 /* What luaL_typeerror calls the value at idx: its metatable's __name, else its type's name. */
 const char *csp_typename(lua_State *L, int idx);
@@ -423,6 +517,13 @@ void csp_setfuncs(lua_State *L, const luaL_Reg *l);
 ** none), __name (NULL: none); every function gets the value on the stack top (the scheduler) as
 ** upvalue 1. The one way csp builds a type's metatable. */
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
+/* The same with the caller's methods table: __index the table at idx (0: none), upvalue 1 of
+** the metamethods the value at sched. csp_newmethods pushes an empty methods table sized for n. */
+void csp_newmeta_index(lua_State *L, const char *name, int idx, int sched, const luaL_Reg *meta);
+void csp_newmethods(lua_State *L, int n);
+
+/* For the few static functions of a hot path that GCC would otherwise keep out of line. */
+#define CSP_HOT static inline __attribute__((always_inline))
 
 #define CSP_NS 1000000000.0
 #define CSP_MAX_NS ((uint64_t)1 << 62)  /* longer durations are clamped: now + it cannot wrap */

@@ -37,7 +37,7 @@ static void push_errstring(lua_State *L, int idx) {
   }
 }
 
-static csp_G *hook_self(lua_State *L) {
+csp_G *csp_exit_self(lua_State *L) {
   csp_Sched *S;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_key);
   S = (csp_Sched *)lua_touserdata(L, -1);
@@ -49,7 +49,7 @@ static csp_G *hook_self(lua_State *L) {
 ** traceback are taken here, before the stack unwinds; the error itself goes on unchanged, so
 ** the <close> handlers receive it. Only the first error counts (a __close may raise another). */
 static int exit_msgh(lua_State *L) {
-  csp_G *g = hook_self(L);
+  csp_G *g = csp_exit_self(L);
   lua_settop(L, 1);
   if (g == NULL || (g->exiting == CSP_EXIT_UNWIND && lua_isnil(L, 1))) return 1;
   if (!lua_checkstack(L, 16)) return 1;  /* an overflowing stack: the error, without a traceback */
@@ -95,12 +95,17 @@ static int base_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* The function a goroutine's thread starts with: (g, f, args...). */
-int csp_exit_base(lua_State *L) {
-  csp_G *g = (csp_G *)lua_touserdata(L, 1);
-  lua_pushcfunction(L, exit_msgh);
-  lua_replace(L, 1);
+/* The function a goroutine's thread starts with, (msgh, f, args...): a closure over the
+** scheduler, first called when the scheduler first resumes the goroutine (S->cur). */
+static int exit_base(lua_State *L) {
+  csp_G *g = csp_sched_get(L)->cur;
+  if (g == NULL || g->L != L) return luaL_error(L, "csp: a goroutine's base called outside the scheduler");
   return base_k(L, lua_pcallk(L, lua_gettop(L) - 2, 0, 1, (lua_KContext)g, base_k), (lua_KContext)g);
+}
+
+void csp_exit_push(csp_G *g) {
+  lua_rawgeti(g->L, LUA_REGISTRYINDEX, g->S->baseref);
+  lua_pushcfunction(g->L, exit_msgh);
 }
 
 /* Pushes the panic of g (its thread finished with the error as its one result): "goroutine N:
@@ -157,7 +162,7 @@ static int stack_depth(lua_State *L) {
 ** error is raised again from where it returned, so goexit goes on down (Go: recover returns nil
 ** during Goexit). A pcall of a <close> handler's own is deeper: it behaves as usual. */
 static void exit_hook(lua_State *L, lua_Debug *ar) {
-  csp_G *g = hook_self(L);
+  csp_G *g = csp_exit_self(L);
   int depth;
   if (g == NULL || g->exiting != CSP_EXIT_UNWIND || g->nxdepth == 0 || ar->event != LUA_HOOKRET)
     return;
@@ -224,4 +229,7 @@ void csp_exit_open(lua_State *L) {
   lua_getfield(L, -1, "xpcall");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &xpcall_key);
   lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, exit_base, 1);
+  ((csp_Sched *)lua_touserdata(L, -2))->baseref = luaL_ref(L, LUA_REGISTRYINDEX);
 }

@@ -7,17 +7,10 @@
 
 #define POLL_MASK 63    /* poll libuv every 64 resumes while goroutines stay runnable */
 
-static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
-  int nres, st, nargs = g->nargs;
-  if (g->started && lua_status(g->L) != LUA_YIELD) {  /* closed behind our back */
-    lua_pushfstring(L, "goroutine %I: its coroutine was closed or resumed outside the scheduler",
-                    (LUAI_UACINT)g->id);
-    csp_sched_cancel(g);
-    lua_settop(g->L, 0);
-    csp_sched_g_release(L, S, g, 0);
-    return 1;
-  }
-  if (!g->started && g->L == NULL) {
+/* A goroutine's first resume: its thread, the base frame, f and its arguments. Returns 0, or 1
+** with a message pushed if it cannot start. */
+static int sched_start(lua_State *L, csp_Sched *S, csp_G *g) {
+  if (g->L == NULL) {
     if (!csp_sched_thread_attach(L, S, g)) {
       lua_pushfstring(L, "goroutine %I: cannot create its thread", (LUAI_UACINT)g->id);
       csp_sched_pend_drop(L, S, g->nargs + 1);
@@ -31,19 +24,34 @@ static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
       csp_sched_g_release(L, S, g, 0);
       return 1;
     }
-    csp_sched_base_push(g);
+    csp_exit_push(g);
     csp_sched_pend_pop(L, S, g->L, g->nargs + 1);
   }
-  if (!g->started) nargs += 2;  /* (g, f, args...) for csp_exit_base */
+  g->nargs += 2;  /* the base's (msgh, f, args...): see csp_exit_push */
+  return 0;
+}
+
+static int sched_resume(lua_State *L, csp_Sched *S, csp_G *g) {
+  int nres, st;
+  if (!g->started) {
+    if (sched_start(L, S, g)) return 1;
+  } else if (lua_status(g->L) != LUA_YIELD) {  /* closed behind our back */
+    lua_pushfstring(L, "goroutine %I: its coroutine was closed or resumed outside the scheduler",
+                    (LUAI_UACINT)g->id);
+    csp_sched_cancel(g);
+    lua_settop(g->L, 0);
+    csp_sched_g_release(L, S, g, 0);
+    return 1;
+  }
   if (g->readyat) csp_metrics_lag(S, g);
-  if (S->trace) csp_trace_run(S, g);
+  if (S->trace) csp_trace_run(S, g);  /* it sees whether g starts */
   g->started = 1;
   g->state = CSP_G_RUNNING;
   S->cur = g;
   S->switches++;
   S->ncalls = 0;
   S->slice0 = 0;
-  st = lua_resume(g->L, L, nargs, &nres);
+  st = lua_resume(g->L, L, g->nargs, &nres);
   S->cur = NULL;
   if (S->trace) csp_trace_ran(S, g, st);
   if (st == LUA_YIELD) {
@@ -199,19 +207,20 @@ int csp_sched_slice_over(lua_State *L, csp_Sched *S) {
   return S->depth == 0 && lua_gc(L, LUA_GCISRUNNING) == 1;   /* main, outside the loop and __gc */
 }
 
+/* ctx: the preempted call, run again. Rare (once per slice), so the check that the scheduler
+** resumed it looks the scheduler up rather than keep the call in every goroutine's record. */
 static int again_k(lua_State *L, int status, lua_KContext ctx) {
-  csp_G *g = (csp_G *)ctx;
-  if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  return g->again(L);
+  if (status == LUA_YIELD && csp_exit_self(L) == NULL)
+    return luaL_error(L, "goroutine resumed outside the scheduler");  /* it waits on nothing */
+  return ((lua_CFunction)ctx)(L);
 }
 
 int csp_sched_preempt(lua_State *L, csp_Sched *S, lua_CFunction fn) {
   csp_G *g = S->cur;
   if (g != NULL) {
-    g->again = fn;
     S->ticks |= POLL_MASK;  /* the loop polls before the next resume: timers and I/O get in */
     csp_sched_ready(S, g, 0);
-    return lua_yieldk(L, 0, (lua_KContext)g, again_k);
+    return lua_yieldk(L, 0, (lua_KContext)fn, again_k);
   }
   csp_sched_yield(L, S);  /* main: the others run, then the call goes on */
   return fn(L);

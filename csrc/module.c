@@ -13,18 +13,40 @@ void csp_setfuncs(lua_State *L, const luaL_Reg *l) {
   }
 }
 
+/* Method lookups on a userdata cost two hash lookups, "__index" in the metatable and the name
+** in the methods table. Both tables get 4 times the nodes they need, and "__index" goes in first:
+** it then sits in its main position and the names rarely collide, so each lookup is one probe
+** (a collision costs a chain step, and where it falls depends on the hash seed of the run). */
+#define SPARSE(n) (4 * (n))
+
+static int reg_count(const luaL_Reg *l) {
+  int n = 0;
+  while (l && l[n].name) n++;
+  return n;
+}
+
 /* Stack top: the scheduler, upvalue 1 of every function. Pushes the metatable. */
 void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {
   int up = lua_gettop(L);
-  lua_createtable(L, 0, 6);
-  if (methods) {
-    lua_newtable(L);
-    lua_pushvalue(L, up);
-    luaL_setfuncs(L, methods, 1);
+  if (methods == NULL) {
+    csp_newmeta_index(L, name, 0, up, meta);
+    return;
+  }
+  lua_createtable(L, 0, SPARSE(reg_count(methods)));
+  lua_pushvalue(L, up);
+  luaL_setfuncs(L, methods, 1);
+  csp_newmeta_index(L, name, up + 1, up, meta);
+  lua_remove(L, up + 1);
+}
+
+void csp_newmeta_index(lua_State *L, const char *name, int idx, int sched, const luaL_Reg *meta) {
+  lua_createtable(L, 0, SPARSE(reg_count(meta) + 4));  /* + __index, __name, __gc, __metatable */
+  if (idx != 0) {
+    lua_pushvalue(L, idx);
     lua_setfield(L, -2, "__index");
   }
   if (meta) {
-    lua_pushvalue(L, up);
+    lua_pushvalue(L, sched);
     luaL_setfuncs(L, meta, 1);
   }
   if (name) {
@@ -33,20 +55,17 @@ void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const 
   }
 }
 
+/* A methods table for csp_newmeta_index: as sparse as csp_newmeta's. */
+void csp_newmethods(lua_State *L, int n) {
+  lua_createtable(L, 0, SPARSE(n));
+}
+
 void csp_close_free(uv_handle_t *h) {
   free(h);
 }
 
-void *csp_testtag(lua_State *L, int idx, const void *tag, size_t size) {
-  void *p = lua_touserdata(L, idx);
-  if (p && lua_rawlen(L, idx) == size && *(const void **)p == tag) return p;
-  return NULL;
-}
-
-void *csp_checktag(lua_State *L, int idx, const void *tag, size_t size, const char *tname) {
-  void *p = csp_testtag(L, idx, tag, size);
-  if (p == NULL) luaL_typeerror(L, idx, tname);
-  return p;
+void csp_tagerror(lua_State *L, int idx, const char *tname) {
+  luaL_typeerror(L, idx, tname);
 }
 
 const char *csp_typename(lua_State *L, int idx) {

@@ -8,8 +8,6 @@
 #define POOL_MAX 1024   /* idle threads cost GC time: keep at most this many */
 #define GFREE_MAX 4096  /* idle goroutine records kept */
 
-static const char anchors_key = 0;  /* registry: table of goroutine threads, by slot */
-static const char pending_key = 0;  /* registry: ring of functions and arguments not started yet */
 
 /* ---------------------------------------------------------------- run queue */
 
@@ -28,21 +26,9 @@ static void rq_grow(lua_State *L, csp_Sched *S, uint32_t need) {
   S->rqmask = ncap - 1;
 }
 
-csp_G *csp_sched_rq_pop(csp_Sched *S) {
-  if (S->rqcount == 0) return NULL;
-  csp_G *g = S->rq[S->rqhead];
-  S->rqhead = (S->rqhead + 1) & S->rqmask;
-  S->rqcount--;
-  return g;
-}
-
-void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs) {
-  if (S->trace) csp_trace_ready(S, g);
-  if ((++S->m.lagclock & 15) == 0) g->readyat = uv_hrtime();  /* metrics.c: loop lag, sampled */
-  g->nargs = nargs;
-  g->state = CSP_G_RUNNABLE;
-  S->rq[(S->rqhead + S->rqcount) & S->rqmask] = g;
-  if (++S->rqcount > S->m.rqmax) S->m.rqmax = S->rqcount;
+/* metrics.c: the ready-to-run delay of one ready in 16 is timed from here. */
+void csp_sched_ready_timed(csp_G *g) {
+  g->readyat = uv_hrtime();
 }
 
 /* ---------------------------------------------------------------- goroutine records */
@@ -71,16 +57,16 @@ static void all_unlink(csp_G *g) {
   g->anext = g->aprev = g;
 }
 
-static void anchors_set(lua_State *L, int slot, int validx) {
+static void anchors_set(lua_State *L, csp_Sched *S, int slot, int validx) {
   validx = lua_absindex(L, validx);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S->anchors);
   lua_pushvalue(L, validx);
   lua_rawseti(L, -2, slot);
   lua_pop(L, 1);
 }
 
 void csp_sched_anchor(lua_State *L, csp_G *g, int validx) {
-  anchors_set(L, g->slot, validx);
+  anchors_set(L, g->S, g->slot, validx);
 }
 
 /* A goroutine's record is made at spawn, its thread only when it first runs: goroutines that
@@ -133,7 +119,7 @@ int csp_sched_thread_attach(lua_State *L, csp_Sched *S, csp_G *g) {
     }
     slot = S->nfree > 0 ? S->freeslots[--S->nfree] : ++S->nslots;
     g->L = lua_newthread(L);
-    anchors_set(L, slot, -1);
+    anchors_set(L, S, slot, -1);
     lua_pop(L, 1);
     g->slot = slot;
   }
@@ -148,7 +134,7 @@ static void thread_detach(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
     S->ntpool++;
   } else {
     lua_pushnil(L);
-    anchors_set(L, g->slot, -1);
+    anchors_set(L, S, g->slot, -1);
     lua_pop(L, 1);
     S->freeslots[S->nfree++] = g->slot;  /* room: freecap >= nslots (csp_sched_thread_attach) */
   }
@@ -178,7 +164,7 @@ void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
 ** consumed from its head. */
 static void pend_push(lua_State *L, csp_Sched *S, int first, int n) {
   int t;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S->pending);
   t = lua_gettop(L);
   if (S->pcount + (uint32_t)n > S->pmask + 1) {
     uint32_t ncap = (S->pmask + 1) * 2;
@@ -190,7 +176,7 @@ static void pend_push(lua_State *L, csp_Sched *S, int first, int n) {
     }
     lua_replace(L, t);
     lua_pushvalue(L, t);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &pending_key);
+    lua_rawseti(L, LUA_REGISTRYINDEX, S->pending);
     S->phead = 0;
     S->pmask = ncap - 1;
   }
@@ -202,8 +188,31 @@ static void pend_push(lua_State *L, csp_Sched *S, int first, int n) {
   lua_settop(L, first - 1);
 }
 
+/* A burst of spawns grows the ring to its size; once it drains, a small ring replaces it, so the
+** burst's memory goes back (2 MB after 1e5 goroutines spawned at once). Protected: the loop runs
+** this, where a memory error must not unwind (then the big ring simply stays). */
+#define PEND_MIN 256
+
+static int pend_new(lua_State *L) {
+  lua_createtable(L, PEND_MIN, 0);
+  lua_rawseti(L, LUA_REGISTRYINDEX, (int)lua_tointeger(L, 1));
+  return 0;
+}
+
+static void pend_shrink(lua_State *L, csp_Sched *S) {
+  if (S->pcount > 0 || S->pmask < 16 * PEND_MIN) return;
+  lua_pushcfunction(L, pend_new);
+  lua_pushinteger(L, S->pending);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return;
+  }
+  S->phead = 0;
+  S->pmask = PEND_MIN - 1;
+}
+
 void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S->pending);
   for (int i = 0; i < n; i++) {
     lua_pushnil(L);
     lua_rawseti(L, -2, ((S->phead + (uint32_t)i) & S->pmask) + 1);
@@ -211,21 +220,14 @@ void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n) {
   S->phead = (S->phead + (uint32_t)n) & S->pmask;
   S->pcount -= (uint32_t)n;
   lua_pop(L, 1);
-}
-
-/* A goroutine's thread starts with (csp_exit_base, g) below f and its arguments: f runs under
-** the base frame (goexit.c). Pushed before them, so nothing is rotated. Room: the thread is
-** empty, with LUA_MINSTACK slots, or was checked for the arguments plus these. */
-void csp_sched_base_push(csp_G *g) {
-  lua_pushcfunction(g->L, csp_exit_base);
-  lua_pushlightuserdata(g->L, g);
+  pend_shrink(L, S);
 }
 
 /* Moves the n values at the ring's head onto co, one at a time: L (the loop's thread) was not
 ** sized for n values, co was (the caller checked its stack). */
 void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
   int t;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S->pending);
   t = lua_gettop(L);
   for (int i = 0; i < n; i++) {
     lua_Integer k = ((S->phead + (uint32_t)i) & S->pmask) + 1;
@@ -237,6 +239,7 @@ void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
   S->phead = (S->phead + (uint32_t)n) & S->pmask;
   S->pcount -= (uint32_t)n;
   lua_pop(L, 1);
+  pend_shrink(L, S);
 }
 
 int csp_sched_wake(csp_Sched *S, csp_G *g, uint32_t t, int nargs) {
@@ -285,7 +288,7 @@ csp_G *csp_sched_spawn(lua_State *L, csp_Sched *S, int first, int internal) {
   g = g_get(L, S);
   if (S->ntpool > 0 && n <= LUA_MINSTACK - 2) {  /* a thread is at hand: no need to wait in the ring */
     csp_sched_thread_attach(L, S, g);
-    csp_sched_base_push(g);
+    csp_exit_push(g);  /* f runs under the base frame: pushed first, nothing is rotated */
     lua_xmove(L, g->L, n);
   } else {
     pend_push(L, S, first, n);  /* may raise (memory): g is simply not linked anywhere yet */
@@ -320,14 +323,14 @@ static int in_finalizer(lua_State *L) {
   return 0;
 }
 
-csp_G *csp_sched_self(lua_State *L, csp_Sched *S) {
+/* csp_sched_self when L is not a goroutine that may block here: raises, or main's record. */
+csp_G *csp_sched_self_slow(lua_State *L, csp_Sched *S) {
   csp_G *g = S->cur;
   if (g != NULL) {
     if (g->L != L)
       luaL_error(L, "attempt to block inside a plain coroutine running in a goroutine "
                     "(start a goroutine with csp.go instead)");
-    if (!lua_isyieldable(L)) luaL_error(L, "attempt to block in a non-yieldable context");
-    return g;
+    luaL_error(L, "attempt to block in a non-yieldable context");
   }
   if (S->depth > 0) luaL_error(L, "attempt to block while the scheduler is running (in a finalizer?)");
   if (in_finalizer(L)) luaL_error(L, "attempt to block in a non-yieldable context (__gc)");
@@ -336,29 +339,21 @@ csp_G *csp_sched_self(lua_State *L, csp_Sched *S) {
   return g;
 }
 
-
-int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua_KContext ctx,
-                   lua_KFunction k) {
+/* Main cannot yield: it runs the loop until it is readied; its results wait in the mailbox. */
+int csp_sched_park_main(lua_State *L, csp_G *g, lua_KContext ctx, lua_KFunction k) {
   csp_Sched *S = g->S;
-  g->reason = reason;
-  g->state = CSP_G_WAITING;
-  g->wake = CSP_WAKE_OK;
-  if (g == &S->maing) S->undo = NULL;
-  g->nargs = 0;
-  if (g != &S->maing) return lua_yieldk(L, 0, ctx, k);
+  S->undo = NULL;
   csp_loop_run(L, S);  /* returns once main is readied; raises on panic or deadlock */
   lua_xmove(S->mailbox, L, g->nargs);
   return k(L, LUA_OK, ctx);
 }
 
-void csp_sched_checkresume(lua_State *L, csp_G *g) {
-  csp_Sched *S = g->S;
-  if (S->cur != g) {  /* resumed by coroutine.resume through coroutine.running() */
-    /* Its record stays (a libuv request may still hold it, its ticket now stale) until the
-    ** thread is dead and nothing can be in flight: csp_loop_reap lets it go then. */
-    csp_sched_cancel(g);
-    luaL_error(L, "goroutine resumed outside the scheduler");
-  }
+/* Resumed by coroutine.resume through coroutine.running(), not by the scheduler. */
+void csp_sched_badresume(lua_State *L, csp_G *g) {
+  /* Its record stays (a libuv request may still hold it, its ticket now stale) until the
+  ** thread is dead and nothing can be in flight: csp_loop_reap lets it go then. */
+  csp_sched_cancel(g);
+  luaL_error(L, "goroutine resumed outside the scheduler");
 }
 
 /* CSP_SLICE: a duration with a unit (ns, us, ms, s; none: ms), default 10ms; 0 turns
@@ -413,11 +408,12 @@ void csp_sched_open(lua_State *L) {
   S->mailbox = lua_newthread(L);  /* main's results wait here: never on main's own stack */
   lua_checkstack(S->mailbox, 16);
   lua_setiuservalue(L, -2, 1);
+  /* Integer keys: the registry's array part, cheaper to reach than a light userdata key. */
   lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
-  lua_createtable(L, 256, 0);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &pending_key);
-  S->pmask = 255;
+  S->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, PEND_MIN, 0);
+  S->pending = luaL_ref(L, LUA_REGISTRYINDEX);
+  S->pmask = PEND_MIN - 1;
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, S);  /* anchored until lua_close */
   csp_setfuncs(L, csp_schedlua_funcs);

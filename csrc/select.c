@@ -109,19 +109,21 @@ void csp_select_case(lua_State *L, int i, csp_Chan **c, void **x, int *send) {
 /* -1 (stack as before) if the case was not ready after all: its only waiter was a select that
 ** another thread completed meanwhile (xchan.c); the caller starts over. */
 static int sel_do(lua_State *L, int i, CaseInfo *ci) {
-  int chidx;
-  lua_getiuservalue(L, CASE(i), 1);  /* the channel: its user values are the ring */
-  chidx = lua_gettop(L);
+  int base = lua_gettop(L), chidx = 0;
+  if (ci->c->cap > 0) {  /* the channel, whose user values are the ring (an unbuffered has none) */
+    lua_getiuservalue(L, CASE(i), 1);
+    chidx = base + 1;
+  }
   if (!ci->send) {
     lua_pushinteger(L, i);
     if (csp_chan_tryrecv(L, ci->c, chidx)) return 3;
-    lua_settop(L, chidx - 1);
+    lua_settop(L, base);
     return -1;
   }
   if (ci->c->closed) luaL_error(L, "send on closed channel");
   lua_getiuservalue(L, CASE(i), 2);
-  if (!csp_chan_trysend(L, ci->c, chidx, chidx + 1)) {
-    lua_settop(L, chidx - 1);
+  if (!csp_chan_trysend(L, ci->c, chidx, lua_gettop(L))) {
+    lua_settop(L, base);
     return -1;
   }
   lua_pushinteger(L, i);
@@ -169,18 +171,29 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
 
 static int sel_select(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
-  int n, nready = 0, pick = -1, ordered, nres, hasx = 0;
+  int n, nready = 0, pick = -1, ordered, deftype, nres, hasx = 0;
   CaseInfo *cs;
   CSP_PREEMPT(L, S, sel_select);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   n = (int)lua_rawlen(L, 1);
-  lua_pushvalue(L, lua_upvalueindex(2));  /* raw lookups with interned keys: cheap, no metamethods */
-  lua_rawget(L, 1);                        /* 2: default */
-  lua_pushvalue(L, lua_upvalueindex(3));
-  lua_rawget(L, 1);                        /* 3: ordered */
+  /* The options are keys past the cases: without any (the usual case) lua_next from the last
+  ** case finds nothing, which costs less than looking both up. */
+  if (n > 0) lua_pushinteger(L, n);
+  else lua_pushnil(L);
+  if (lua_next(L, 1) == 0) {
+    lua_pushnil(L);                        /* 2: default */
+    lua_pushnil(L);                        /* 3: ordered */
+  } else {
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(2)); /* raw lookups with interned keys: no metamethods */
+    lua_rawget(L, 1);                      /* 2: default */
+    lua_pushvalue(L, lua_upvalueindex(3));
+    lua_rawget(L, 1);                      /* 3: ordered */
+  }
   ordered = lua_toboolean(L, 3);
-  if (!lua_isnil(L, 2) && !lua_isboolean(L, 2) && !lua_isfunction(L, 2))
+  deftype = lua_type(L, 2);
+  if (deftype != LUA_TNIL && deftype != LUA_TBOOLEAN && deftype != LUA_TFUNCTION)
     return luaL_argerror(L, 1, lua_pushfstring(L, "field 'default': function or boolean expected, "
                                                   "got %s", luaL_typename(L, 2)));
   /* the cases, then a case's results (channel, i, v, ok) and its handler's call */
@@ -218,7 +231,7 @@ again:
     }
     return csp_select_finish(L, pick + 1, nres);
   }
-  if (lua_isfunction(L, 2)) {
+  if (deftype == LUA_TFUNCTION) {
     int base = lua_gettop(L);
     lua_pushvalue(L, 2);
     lua_callk(L, 0, LUA_MULTRET, base, call_k);

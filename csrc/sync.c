@@ -88,7 +88,7 @@ static void wake_all(csp_Sched *S, csp_WaitQ *q) {
   while ((w = csp_wq_take(q)) != NULL) csp_sched_ready(S, w->g, 0);
 }
 
-static lua_Integer self_id(csp_Sched *S) {
+static inline lua_Integer self_id(csp_Sched *S) {
   return S->cur ? S->cur->id : 1;
 }
 
@@ -126,6 +126,11 @@ static int mutex_acquire(lua_State *L, Mutex *m, lua_KContext ctx, lua_KFunction
 static int mutex_lock(lua_State *L) {
   Mutex *m = CHECK(L, 1, Mutex, mutex_tag, "mutex");
   CSP_PREEMPT(L, m->h.S, mutex_lock);
+  if (!m->locked && !m->h.S->race) {  /* mutex_acquire's first case, without its calls */
+    m->locked = 1;
+    m->holder = self_id(m->h.S);
+    return 0;
+  }
   csp_G *g = m->locked ? csp_sched_self(L, m->h.S) : NULL;
   return mutex_acquire(L, m, (lua_KContext)g, mutex_lock_k);
 }
@@ -152,7 +157,9 @@ static void mutex_release(lua_State *L, Mutex *m) {
 }
 
 static int mutex_unlock(lua_State *L) {
-  mutex_release(L, CHECK(L, 1, Mutex, mutex_tag, "mutex"));
+  Mutex *m = CHECK(L, 1, Mutex, mutex_tag, "mutex");
+  if (m->locked && m->q.head == NULL && !m->h.S->race) m->locked = 0;  /* nobody to hand it to */
+  else mutex_release(L, m);
   return 0;
 }
 
@@ -513,21 +520,21 @@ static int sync_tostring(lua_State *L) {
   return 1;
 }
 
+/* Stack: [module, sched]. */
 static void sync_meta(lua_State *L, const void *tag, const char *name, const luaL_Reg *methods) {
   static const luaL_Reg meta[] = {{"__tostring", sync_tostring}, {NULL, NULL}};
-  csp_newmeta(L, name, NULL, meta);
-  lua_newtable(L);
-  lua_pushvalue(L, -4);  /* module */
-  lua_pushvalue(L, -4);  /* sched */
+  int n = 0;
+  while (methods[n].name) n++;
+  csp_newmethods(L, n);
   for (const luaL_Reg *r = methods; r->name; r++) {  /* upvalues: sched, module */
-    lua_pushvalue(L, -1);
-    lua_pushvalue(L, -3);
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -4);
     lua_pushcclosure(L, r->func, 2);
-    lua_setfield(L, -4, r->name);
+    lua_setfield(L, -2, r->name);
   }
-  lua_pop(L, 2);
-  lua_setfield(L, -2, "__index");
+  csp_newmeta_index(L, name, lua_gettop(L), lua_gettop(L) - 1, meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, tag);
+  lua_pop(L, 1);
 }
 
 /* Stack: [module, sched]. */

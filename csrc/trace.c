@@ -251,7 +251,7 @@ static void name_track(csp_Trace *T, csp_G *g, uint64_t now) {
 static void name_started(csp_Trace *T, csp_G *g, uint64_t now) {
   int lvl = 0;
   lua_Debug ar;
-  while (lua_getstack(g->L, lvl + 1, &ar)) lvl++;  /* the bottom frame: csp_exit_base (goexit.c) */
+  while (lua_getstack(g->L, lvl + 1, &ar)) lvl++;  /* the bottom frame: the base (goexit.c) */
   g->tname = fname(T, g->L, lvl > 0 ? lvl - 1 : lvl);  /* the goroutine's function, just above */
   name_track(T, g, now);
 }
@@ -293,7 +293,7 @@ void csp_trace_run(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
   T->slice0 = T->lastend ? T->lastend : now_ns();
   if (!g->started) {
-    lua_pushvalue(g->L, 3);  /* (csp_exit_base, g, f, args...): see sched.c's base_push */
+    lua_pushvalue(g->L, 3);  /* (base, msgh, f, args...): see goexit.c's csp_exit_push */
     g->tname = fname(T, g->L, -1);
     name_track(T, g, T->slice0);
   }

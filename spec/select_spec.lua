@@ -169,6 +169,18 @@ describe("select default", function()
     assert.equal("x", csp.select { default = function() return "x" end })
   end)
 
+  it("finds default and ordered among other keys, and in a case list with a hole", function()
+    local t = { csp.recv(csp.chan()), note = "not an option", default = true, [10] = "far" }
+    t[10] = nil
+    assert.same({ n = 1, 0 }, pack(csp.select(t)))
+    local a, b = csp.chan(1), csp.chan(1)
+    a:send(1)
+    b:send(2)
+    local cases = { csp.recv(a), csp.recv(b), other = 1, ordered = true }
+    assert.equal(1, (csp.select(cases)))
+    assert.equal(2, (csp.select { csp.recv(csp.chan()), csp.recv(b), x = 0, default = true }))
+  end)
+
   it("never lets another goroutine run", function()
     local ran = false
     csp.go(function() ran = true end)
