@@ -198,8 +198,9 @@ struct csp_Sched {
   void (*undo)(csp_Sched *S, void *obj, uint64_t weight);
   void *undoobj;
   lua_State *mailbox;  /* main's results */
-  lua_State *loopL;    /* thread the loop runs on, while depth > 0 */
+  lua_State *loopL;    /* thread the loop runs on (its own: main's frames stay where wakers read them) */
   int depth;           /* loop nesting: 0 or 1 */
+  csp_G *starting;     /* the goroutine whose thread the loop is making (may raise: memory) */
   struct { lua_State *L; int slot; } *tpool; int ntpool;  /* idle threads */
   csp_G *gfree; int ngfree, ngrec;  /* idle records (linked by anext); records in all */
   int *freeslots; int nfree, freecap, nslots;  /* anchor slots */

@@ -11,7 +11,11 @@
 ** with a message pushed if it cannot start. */
 static int sched_start(lua_State *L, csp_Sched *S, csp_G *g) {
   if (g->L == NULL) {
-    if (!csp_sched_thread_attach(L, S, g)) {
+    int ok;
+    S->starting = g;  /* a memory error from here on: loop_error lets it go */
+    ok = csp_sched_thread_attach(L, S, g);
+    S->starting = NULL;
+    if (!ok) {
       lua_pushfstring(L, "goroutine %I: cannot create its thread", (LUAI_UACINT)g->id);
       csp_sched_pend_drop(L, S, g->nargs + 1);
       csp_sched_g_release(L, S, g, 0);
@@ -89,11 +93,19 @@ int csp_loop_poll(csp_Sched *S, int wait) {
   return 1;
 }
 
-/* Main's waiters go, and main leaves the run queue if something readied it meanwhile, so a
-** caught panic or deadlock leaves nothing dangling. */
-static int sched_abort(lua_State *L, csp_Sched *S) {
+/* After any error out of the loop body (a panic, a deadlock, Ctrl-C, a memory error): main's
+** waiters go, and main leaves the run queue if something readied it meanwhile, so nothing is
+** left dangling and the next blocking call runs the loop again. L: the loop's thread, empty. */
+static void loop_error(lua_State *L, csp_Sched *S) {
   uint32_t n = 0;
   int readied = 0;
+  if (S->starting) {  /* its thread could not be made: it never runs */
+    csp_G *g = S->starting;
+    S->starting = NULL;
+    csp_sched_pend_drop(L, S, g->nargs + 1);
+    csp_sched_g_release(L, S, g, 0);
+  }
+  S->cur = NULL;
   for (uint32_t i = 0; i < S->rqcount; i++) {
     csp_G *g = S->rq[(S->rqhead + i) & S->rqmask];
     if (g != &S->maing) S->rq[(S->rqhead + n++) & S->rqmask] = g;
@@ -106,9 +118,6 @@ static int sched_abort(lua_State *L, csp_Sched *S) {
   csp_sched_cancel(&S->maing);
   S->maing.state = CSP_G_RUNNING;
   lua_settop(S->mailbox, 0);
-  S->depth--;
-  if (S->trace) csp_trace_loop(S, 0);
-  return lua_error(L);
 }
 
 /* Goroutines whose parked thread was closed with coroutine.close (or resumed by a plain
@@ -128,8 +137,7 @@ int csp_loop_reap(lua_State *L, csp_Sched *S) {
   return n;
 }
 
-/* Room the loop needs on L, the blocking caller's thread (panic messages, dumps, anchors):
-** the caller's C function was only promised LUA_MINSTACK slots, part of them its own. */
+/* Room the loop needs on its thread (panic messages, dumps, anchors). */
 #define LOOP_STACK 40
 
 /* CSP_GCSTRESS (a testing mode): a collector step before every resume and a full collection
@@ -140,36 +148,54 @@ static void sched_gcstress(lua_State *L, csp_Sched *S) {
   else lua_gc(L, LUA_GCSTEP, 0);
 }
 
-void csp_loop_run(lua_State *L, csp_Sched *S) {
-  S->depth++;
-  if (!lua_checkstack(L, LOOP_STACK)) {  /* main's wait is undone: a plain error */
-    lua_pushliteral(L, "stack overflow (csp scheduler)");
-    sched_abort(L, S);
-  }
-  S->loopL = L;
-  if (S->trace) csp_trace_loop(S, 1);
+/* The loop proper, protected by csp_loop_run: ends when main is readied, raises otherwise. */
+static int loop_body(lua_State *L) {
+  csp_Sched *S = (csp_Sched *)lua_touserdata(L, 1);
+  if (!lua_checkstack(L, LOOP_STACK)) return luaL_error(L, "stack overflow (csp scheduler)");
   for (;;) {
     csp_G *g;
-    if (csp_sigpending && csp_signal_take(L, S)) sched_abort(L, S);  /* Ctrl-C: interrupted! */
+    if (csp_sigpending && csp_signal_take(L, S)) return lua_error(L);  /* Ctrl-C: interrupted! */
     g = csp_sched_rq_pop(S);
-    if (g == &S->maing) break;
+    if (g == &S->maing) return 0;
     if (g == NULL) {
       if (csp_loop_poll(S, 1) || S->rqcount > 0) continue;
       if (csp_loop_reap(L, S) && S->rqcount > 0) continue;
       csp_report_dump(L, S, "fatal error: all goroutines are asleep - deadlock!\n\n");
       if (S->port) csp_port_dumps(L, S);  /* other threads' goroutines, when they are all idle */
-      sched_abort(L, S);
+      return lua_error(L);
     }
     if ((++S->ticks & POLL_MASK) == 0) csp_loop_poll(S, 0);
     if (S->gcstress) sched_gcstress(L, S);
-    if (sched_resume(L, S, g)) sched_abort(L, S);
+    if (sched_resume(L, S, g)) return lua_error(L);
   }
-  if (S->maing.readyat) csp_metrics_lag(S, &S->maing);
-  S->maing.state = CSP_G_RUNNING;
+}
+
+/* Runs the loop until main is readied, on the loop's own thread, protected: main's frame stays
+** the top one of its thread (wakers read a parked main's values there by index), and whatever
+** error leaves the loop, a memory error included, it is left as a whole (loop_error: depth back
+** to 0, main's wait undone) before the error goes on to main's caller. One pcall per block. */
+void csp_loop_run(lua_State *L, csp_Sched *S) {
+  lua_State *T = S->loopL;
+  int st;
+  luaL_checkstack(L, 1, "csp scheduler");  /* room for the error */
+  S->depth++;
+  if (S->trace) csp_trace_loop(S, 1);
+  lua_settop(T, 0);
+  lua_pushcfunction(T, loop_body);
+  lua_pushlightuserdata(T, S);
+  st = lua_pcall(T, 1, 0, 0);
   S->depth--;
   S->ncalls = 0;  /* main's slice starts again */
   S->slice0 = 0;
+  if (st != LUA_OK) {
+    lua_xmove(T, L, 1);
+    loop_error(T, S);
+  } else if (S->maing.readyat) {
+    csp_metrics_lag(S, &S->maing);
+  }
+  S->maing.state = CSP_G_RUNNING;
   if (S->trace) csp_trace_loop(S, 0);
+  if (st != LUA_OK) lua_error(L);
 }
 
 /* ---------------------------------------------------------------- API */

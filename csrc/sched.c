@@ -117,10 +117,14 @@ int csp_sched_thread_attach(lua_State *L, csp_Sched *S, csp_G *g) {
       S->freeslots = nf;
       S->freecap = ncap;
     }
-    slot = S->nfree > 0 ? S->freeslots[--S->nfree] : ++S->nslots;
-    g->L = lua_newthread(L);
+    /* The slot is taken only once both allocations (which may raise) succeeded. */
+    slot = S->nfree > 0 ? S->freeslots[S->nfree - 1] : S->nslots + 1;
+    lua_State *co = lua_newthread(L);
     anchors_set(L, S, slot, -1);
     lua_pop(L, 1);
+    if (S->nfree > 0) S->nfree--;
+    else S->nslots++;
+    g->L = co;
     g->slot = slot;
   }
   return 1;
@@ -373,7 +377,7 @@ static uint64_t slice_ns(const char *v) {
 
 /* Creates the scheduler: leaves [module, sched] on the stack (module below). */
 void csp_sched_open(lua_State *L) {
-  csp_Sched *S = (csp_Sched *)lua_newuserdatauv(L, sizeof *S, 1);
+  csp_Sched *S = (csp_Sched *)lua_newuserdatauv(L, sizeof *S, 2);
   const char *seed = getenv("CSP_SEED");
   memset(S, 0, sizeof *S);
   S->all.anext = S->all.aprev = &S->all;
@@ -408,6 +412,8 @@ void csp_sched_open(lua_State *L) {
   S->mailbox = lua_newthread(L);  /* main's results wait here: never on main's own stack */
   lua_checkstack(S->mailbox, 16);
   lua_setiuservalue(L, -2, 1);
+  S->loopL = lua_newthread(L);  /* the loop runs here, above nobody's frame (loop.c) */
+  lua_setiuservalue(L, -2, 2);
   /* Integer keys: the registry's array part, cheaper to reach than a light userdata key. */
   lua_newtable(L);
   S->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
