@@ -189,6 +189,14 @@ typedef struct csp_Metrics {
   uint64_t lag[CSP_LAG_BUCKETS];
 } csp_Metrics;
 
+/* Something whose libuv handles own more than their own blocks (a process's pipe buffers): at
+** lua_close the scheduler calls close for each one linked, before it closes the leftover handles
+** with free(), so its handles close with its own callbacks. Unlinked by close (or before). */
+typedef struct csp_Teardown {
+  void (*close)(struct csp_Teardown *t);
+  struct csp_Teardown *next, *prev;
+} csp_Teardown;
+
 struct csp_Sched {
   csp_G **rq; uint32_t rqhead, rqcount, rqmask;
   csp_G *cur;          /* goroutine being resumed; NULL on main or in the loop */
@@ -211,6 +219,7 @@ struct csp_Sched {
   long ngor;           /* live goroutines, main excluded */
   csp_G all;           /* sentinel of the all-goroutines list */
   csp_WaitQ runwait;   /* csp.run waiting for every goroutine to end */
+  csp_Teardown teardown; /* sentinel of the list closed at lua_close */
   uv_loop_t *loop;
   uv_timer_t *tmr;     /* drives the timer heap; freed in its close callback */
   csp_TimerNode **heap; uint32_t nheap, heapcap;
@@ -486,6 +495,8 @@ void csp_loop_run(lua_State *L, csp_Sched *S);
 /* schedlua.c: the Lua bindings */
 extern const luaL_Reg csp_schedlua_funcs[];
 int csp_schedlua_gc(lua_State *L);
+void csp_teardown_add(csp_Sched *S, csp_Teardown *t);
+void csp_teardown_del(csp_Teardown *t);  /* a no-op if t is not linked */
 
 /* A userdata with a tag first: NULL unless the value at idx is one (never reads a foreign one).
 ** Inline: every method of every type starts with it. */

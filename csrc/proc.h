@@ -34,6 +34,7 @@ struct csp_Proc {
   int spawnerr;        /* libuv error of a failed spawn (then exited is set too) */
   char *cwd;           /* a copy of opts.cwd, for a failed spawn's message */
   csp_Sched *S;
+  csp_Teardown td;     /* linked while started and not closing: lua_close closes it */
   csp_Req req;         /* wait's: free_fn forgets the process once its waiter is gone */
   int waited;          /* wait parked on req (a second wait raises) */
   int refs;            /* handles not closed yet, this one included */

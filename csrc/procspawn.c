@@ -51,6 +51,7 @@ static void pipe_close(csp_Pipe *pp) {
 void csp_procspawn_close(csp_Proc *p) {
   if (p->closing) return;
   p->closing = 1;
+  csp_teardown_del(&p->td);
   pipe_close(p->in);
   pipe_close(p->out);
   pipe_close(p->err);
@@ -315,9 +316,16 @@ static csp_Proc *proc_new(csp_Sched *S, size_t inlen, int with_in) {
   return p;
 }
 
-/* Everything started: the reads, the write of stdin, the watch of the pidfd. */
+static void proc_teardown(csp_Teardown *t) {
+  csp_procspawn_close((csp_Proc *)(void *)((char *)t - offsetof(csp_Proc, td)));
+}
+
+/* Everything started: the reads, the write of stdin, the watch of the pidfd. From here on its
+** handles are open, and lua_close closes them with their callbacks (the buffers go too). */
 static void proc_start(csp_Proc *p) {
   int r;
+  p->td.close = proc_teardown;
+  csp_teardown_add(p->S, &p->td);
   if (!p->out->eof && (r = uv_read_start((uv_stream_t *)&p->out->h, alloc_cb, read_cb)) != 0)
     pipe_end(p->out, r);
   if (!p->err->eof && (r = uv_read_start((uv_stream_t *)&p->err->h, alloc_cb, read_cb)) != 0)

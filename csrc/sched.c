@@ -381,6 +381,7 @@ void csp_sched_open(lua_State *L) {
   const char *seed = getenv("CSP_SEED");
   memset(S, 0, sizeof *S);
   S->all.anext = S->all.aprev = &S->all;
+  S->teardown.next = S->teardown.prev = &S->teardown;
   S->maing.S = S;
   S->maing.id = 1;
   S->maing.w.g = &S->maing;

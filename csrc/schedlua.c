@@ -125,6 +125,20 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, csp_close_free);
 }
 
+void csp_teardown_add(csp_Sched *S, csp_Teardown *t) {
+  t->prev = S->teardown.prev;
+  t->next = &S->teardown;
+  S->teardown.prev->next = t;
+  S->teardown.prev = t;
+}
+
+void csp_teardown_del(csp_Teardown *t) {
+  if (t->next == NULL) return;
+  t->prev->next = t->next;
+  t->next->prev = t->prev;
+  t->next = t->prev = NULL;
+}
+
 /* At lua_close: the scheduler is finalized after every object made after it. */
 int csp_schedlua_gc(lua_State *L) {
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, 1);
@@ -138,6 +152,7 @@ int csp_schedlua_gc(lua_State *L) {
   ** calls back now and is freed, and csp_sched_wake refuses it (S->closing) without waking. */
   for (g = S->all.anext; g != &S->all; g = g->anext)
     if (g->req) csp_req_cancel(g);
+  while (S->teardown.next != &S->teardown) S->teardown.next->close(S->teardown.next);
   uv_walk(S->loop, close_walk, NULL);
   {
     int rc = uv_loop_close(S->loop);

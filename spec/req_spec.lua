@@ -208,6 +208,27 @@ describe("a process wait", function()
   end)
 end)
 
+describe("an unwaited process", function()
+  it("still running at the end of the script has its output buffers freed", function()
+    -- 100000 bytes do not fit in the pipe: the marker file exists once csp has read some
+    local out = child([[
+      local mark = os.tmpname()
+      os.remove(mark)
+      local p = assert(csp._spawn("sh", { "-c",
+        "head -c 100000 /dev/zero; head -c 100000 /dev/zero >&2; : > " .. mark .. "; exec sleep 100" }))
+      for _ = 1, 2000 do
+        local f = io.open(mark)
+        if f then f:close() break end
+        csp.sleep(0.01)
+      end
+      assert(os.remove(mark), "the process never got past its output")
+      p:kill()
+      print("ok")
+    ]])
+    assert.are.equal("ok\n", out)
+  end)
+end)
+
 describe("a stream write", function()
   local PAIR = [[
     local ln = assert(csp.net.listen("tcp4", "127.0.0.1:0"))
