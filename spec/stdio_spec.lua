@@ -255,3 +255,32 @@ describe("closed standard descriptors", function()
     assert.equal("0\n", status)
   end)
 end)
+
+describe("io.copy's end of input", function()
+  local csp = require "csp"
+  -- readers of Lua's own: chunks, then the failure they end with
+  local function reader(fail)
+    local chunks = { "ab", "cde" }
+    return { read = function()
+      if #chunks > 0 then return table.remove(chunks, 1) end
+      return fail()
+    end }
+  end
+  local function sink()
+    local t = {}
+    return t, { write = function(_, s) t[#t + 1] = s return #s end }
+  end
+
+  it("is the code EOF whatever the message, or the message EOF without a code", function()
+    local got, dst = sink()
+    assert.are.same({ 5 }, { csp.io.copy(dst, reader(function() return nil, "end of file", "EOF" end)) })
+    assert.are.equal("abcde", table.concat(got))
+    assert.are.same({ 5 }, { csp.io.copy(dst, reader(function() return nil, "EOF" end)) })
+  end)
+
+  it("is no other failure: its message comes back", function()
+    local _, dst = sink()
+    assert.are.same({ 5, "read: reset" },
+      { csp.io.copy(dst, reader(function() return nil, "read: reset", "ECONNRESET" end)) })
+  end)
+end)

@@ -19,9 +19,10 @@ function io.copy(dst, src)
   check.arg(method(src, "read"), 2, "copy", "reader expected, got " .. check.typename(src))
   local n = 0
   while true do
-    local s, err = src:read(65536)
+    local s, err, code = src:read(65536)
     if s == nil then
-      if err == "EOF" then return n end
+      -- the code, not the message; a reader of Lua's own may give "EOF" as its message alone
+      if (code or err) == "EOF" then return n end
       return n, err
     end
     local ok, werr = dst:write(s)
