@@ -193,12 +193,6 @@ static int runner_gc(lua_State *L) {
 
 /* ---------------------------------------------------------------- Lua API */
 
-static void checkfunc(lua_State *L, int arg) {
-  if (lua_type(L, arg) == LUA_TFUNCTION) return;
-  if (luaL_getmetafield(L, arg, "__call") == LUA_TNIL) luaL_typeerror(L, arg, "function");
-  lua_pop(L, 1);
-}
-
 static AfterRunner *runner_up(lua_State *L) {
   AfterRunner *r = (AfterRunner *)lua_touserdata(L, RUNNER);
   if (r->closed) luaL_error(L, "csp: after_func while the state closes");
@@ -211,7 +205,7 @@ static int after_func(lua_State *L) {
   uint64_t ns = csp_timer_ns(L, 1);
   AfterRunner *r;
   AfterHandle *h;
-  checkfunc(L, 2);
+  csp_sched_checkfunc(L, 2);
   r = runner_up(L);
   lua_settop(L, 2);
   lua_getiuservalue(L, RUNNER, 1);
@@ -234,7 +228,7 @@ static int after_func_internal(lua_State *L) {
   uint64_t ns = csp_timer_ns(L, 1);
   AfterRunner *r;
   AfterNode *n;
-  checkfunc(L, 2);
+  csp_sched_checkfunc(L, 2);
   r = runner_up(L);
   lua_settop(L, 3);
   lua_getiuservalue(L, RUNNER, 1);

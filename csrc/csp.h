@@ -483,6 +483,7 @@ void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable);
 void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n);
 void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n);
 csp_G *csp_sched_spawn(lua_State *L, csp_Sched *S, int first, int internal);
+void csp_sched_checkfunc(lua_State *L, int arg);  /* a function or a callable, else an error */
 /* report.c: dumps, a goroutine's panic, goexit */
 void csp_report_dump(lua_State *L, csp_Sched *S, const char *header);
 int csp_report_dump_l(lua_State *L);

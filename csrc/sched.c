@@ -278,7 +278,8 @@ csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n) {
 
 /* ---------------------------------------------------------------- spawning */
 
-static void check_callable(lua_State *L, int arg) {
+/* The argument at arg is a function or has __call, else luaL_typeerror's error. */
+void csp_sched_checkfunc(lua_State *L, int arg) {
   if (lua_type(L, arg) == LUA_TFUNCTION) return;
   if (luaL_getmetafield(L, arg, "__call") != LUA_TNIL) { lua_pop(L, 1); return; }
   luaL_typeerror(L, arg, "function");
@@ -288,7 +289,7 @@ static void check_callable(lua_State *L, int arg) {
 csp_G *csp_sched_spawn(lua_State *L, csp_Sched *S, int first, int internal) {
   int n = lua_gettop(L) - first + 1;
   csp_G *g;
-  check_callable(L, first);
+  csp_sched_checkfunc(L, first);
   g = g_get(L, S);
   if (S->ntpool > 0 && n <= LUA_MINSTACK - 2) {  /* a thread is at hand: no need to wait in the ring */
     csp_sched_thread_attach(L, S, g);
