@@ -302,6 +302,7 @@ static int handle_gc(lua_State *L) {
 void csp_after_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"stop", handle_stop}, {"reset", handle_reset}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", handle_gc}, {NULL, NULL}};
+  static const luaL_Reg runner_meta[] = {{"__gc", runner_gc}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
     {"after_func", after_func}, {"_after_func", after_func_internal},
     {"_after_stop", after_stop_internal}, {NULL, NULL}
@@ -314,9 +315,7 @@ void csp_after_open(lua_State *L) {
   r->S = (csp_Sched *)lua_touserdata(L, -2);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, runner_gc);
-  lua_setfield(L, -2, "__gc");
+  csp_newmeta(L, NULL, NULL, runner_meta);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &runner_key);  /* [module, sched, runner] */

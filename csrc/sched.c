@@ -407,10 +407,11 @@ void csp_sched_open(lua_State *L) {
   uv_timer_init(S->loop, S->steptmr);
   uv_unref((uv_handle_t *)S->steptmr);
   csp_timer_init(S);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, csp_schedlua_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  {
+    static const luaL_Reg meta[] = {{"__gc", csp_schedlua_gc}, {NULL, NULL}};
+    csp_newmeta(L, NULL, NULL, meta);
+    lua_setmetatable(L, -2);
+  }
   S->mailbox = lua_newthread(L);  /* main's results wait here: never on main's own stack */
   lua_checkstack(S->mailbox, 16);
   lua_setiuservalue(L, -2, 1);
