@@ -26,6 +26,7 @@ typedef struct csp_Trace {
   uint64_t t0, slice0, main0, nextflow;
   uint64_t lastend;    /* when the last slice ended; 0 once the loop woke something since */
   uint64_t flowin, mainflow;     /* the wake that started the open slice (main's), 0: none */
+  uint64_t flowout, mainout;     /* the flow its first wake continues (main's), 0: none yet */
   const char *flowname, *mainflowname;
   int mainrun;         /* main's slice is open (main runs Lua code, not the loop) */
   Buf *cur;
@@ -266,11 +267,18 @@ static const char *flowname(csp_G *g) {
 void csp_trace_ready(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
   uint32_t from;
+  uint64_t in, *out;
   Ev *e;
   if (g == S->cur || g->state == CSP_G_RUNNING) return;  /* a gosched, not a wake */
-  if (S->cur) from = (uint32_t)S->cur->id;
-  else if (S->depth == 0) from = 1;
-  else {  /* from the loop: a timer or an I/O completion */
+  if (S->cur) {
+    from = (uint32_t)S->cur->id;
+    in = T->flowin;
+    out = &T->flowout;
+  } else if (S->depth == 0) {
+    from = 1;
+    in = T->mainflow;
+    out = &T->mainout;
+  } else {  /* from the loop: a timer or an I/O completion */
     const char *r = g->reason ? g->reason : "";
     e = rec(T, CSP_EV_WAKE, (uint32_t)g->id, now_ns());
     e->s = strcmp(r, "IO wait") == 0 || strcmp(r, "syscall") == 0 ? "I/O ready" :
@@ -279,7 +287,10 @@ void csp_trace_ready(csp_Sched *S, csp_G *g) {
     T->lastend = 0;  /* the loop polled: time passed since the last slice */
     return;
   }
-  g->tflow = ++T->nextflow;
+  /* A slice's first wake continues the flow that started it (one id along a chain of wakes,
+  ** see CSP_TRACE_SIDE); the others are side flows. */
+  if (*out == 0) g->tflow = *out = in && !(in & CSP_TRACE_SIDE) ? in : ++T->nextflow;
+  else g->tflow = ++T->nextflow | CSP_TRACE_SIDE;
   e = rec(T, CSP_EV_FLOW, from, T->t0);
   e->flow = g->tflow;
   e->s = flowname(g);
@@ -298,6 +309,7 @@ void csp_trace_run(csp_Sched *S, csp_G *g) {
     name_track(T, g, T->slice0);
   }
   T->flowin = g->tflow;
+  T->flowout = 0;
   if (g->tflow) {
     T->flowname = flowname(g);
     g->tflow = 0;
@@ -346,12 +358,13 @@ void csp_trace_loop(csp_Sched *S, int enter) {
       e->s = why;
     }
     T->mainrun = 0;
-    T->mainflow = 0;
+    T->mainflow = T->mainout = 0;
     return;
   }
   T->mainrun = 1;
   T->main0 = now;
   T->mainflow = m->tflow;
+  T->mainout = 0;
   if (m->tflow) {
     T->mainflowname = flowname(m);
     m->tflow = 0;

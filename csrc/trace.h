@@ -23,12 +23,19 @@ typedef struct csp_TraceEv {
   uint32_t type;
 } csp_TraceEv;
 
+/* Flow ids: a slice's first wake continues the flow that started the slice (or starts one), so
+** a chain of wakes (ping-pong) is one id stepping from slice to slice, written in JSON as fields
+** of the slices themselves (flow events v2: bind_id, flow_in, flow_out); its other wakes are side
+** flows, ids with this bit, written as flow events of their own (v1: "s", "f"). In protobuf
+** every id is the same: a slice ends the flow that started it and starts the ones it made. */
+#define CSP_TRACE_SIDE (1ull << 62)
+
 /* The writer thread's output buffer; st is the format's own state. */
 typedef struct csp_TraceOut {
   int fd, err;
   size_t n;
   void *st;
-  unsigned char b[1 << 16];
+  unsigned char b[1 << 18];  /* 256 KiB a write(2) */
 } csp_TraceOut;
 
 /* Every record fits in this much room (names are cut to 255 bytes when interned); a packet that
