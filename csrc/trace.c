@@ -13,7 +13,7 @@
 
 typedef csp_TraceEv Ev;
 
-#define NEV 4096       /* events per buffer (224 KiB) */
+#define NEV 4096       /* events per buffer (256 KiB) */
 typedef struct Buf {
   struct Buf *next;
   int n;
@@ -288,9 +288,12 @@ void csp_trace_ready(csp_Sched *S, csp_G *g) {
     return;
   }
   /* A slice's first wake continues the flow that started it (one id along a chain of wakes,
-  ** see CSP_TRACE_SIDE); the others are side flows. */
-  if (*out == 0) g->tflow = *out = in && !(in & CSP_TRACE_SIDE) ? in : ++T->nextflow;
-  else g->tflow = ++T->nextflow | CSP_TRACE_SIDE;
+  ** see CSP_TRACE_SIDE), carried by the slice's record; the others are side flows. */
+  if (*out == 0 && (S->cur || T->mainrun)) {
+    g->tflow = *out = in && !(in & CSP_TRACE_SIDE) ? in : ++T->nextflow;
+    return;
+  }
+  g->tflow = ++T->nextflow | CSP_TRACE_SIDE;
   e = rec(T, CSP_EV_FLOW, from, T->t0);
   e->flow = g->tflow;
   e->s = flowname(g);
@@ -326,20 +329,21 @@ static const char *stopped(csp_G *g, int status) {
 
 /* A slice's record; why NULL: it is still running (the trace stops). */
 static void slice(csp_Trace *T, uint32_t tid, uint64_t start, uint64_t now, const char *name,
-                  const char *why, uint64_t flow, const char *flowname) {
+                  const char *why, uint64_t flow, const char *flowname, uint64_t out) {
   Ev *e = rec(T, CSP_EV_SLICE, tid, start);
   e->dur = now - start;
   e->s = name;
   e->why = why;
   e->flow = flow;
   e->fname = flowname;
+  e->out = out;
 }
 
 void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
   csp_Trace *T = S->trace;
   T->lastend = now_ns();
   slice(T, (uint32_t)g->id, T->slice0, T->lastend, g->tname ? g->tname : "?", stopped(g, status),
-        T->flowin, T->flowname);
+        T->flowin, T->flowname, T->flowout);
   T->flowin = 0;
 }
 
@@ -352,7 +356,7 @@ void csp_trace_loop(csp_Sched *S, int enter) {
     const char *why = m->reason ? m->reason : "wait";
     T->lastend = now;
     if (T->mainrun) {
-      slice(T, 1, T->main0, now, "main", why, T->mainflow, T->mainflowname);
+      slice(T, 1, T->main0, now, "main", why, T->mainflow, T->mainflowname, T->mainout);
     } else {
       Ev *e = rec(T, CSP_EV_BLOCK, 1, now);
       e->s = why;
@@ -400,8 +404,8 @@ static void trace_finish(csp_Trace *T) {
   csp_Sched *S = T->S;
   uint64_t now = now_ns();
   if (S->cur) slice(T, (uint32_t)S->cur->id, T->slice0, now, S->cur->tname ? S->cur->tname : "?",
-                    NULL, T->flowin, T->flowname);
-  if (T->mainrun) slice(T, 1, T->main0, now, "main", NULL, T->mainflow, T->mainflowname);
+                    NULL, T->flowin, T->flowname, T->flowout);
+  if (T->mainrun) slice(T, 1, T->main0, now, "main", NULL, T->mainflow, T->mainflowname, T->mainout);
   S->trace = NULL;
   submit(T);
   uv_mutex_lock(&T->mu);

@@ -11,11 +11,13 @@ enum { CSP_EV_SLICE, CSP_EV_BLOCK, CSP_EV_FLOW, CSP_EV_NAME, CSP_EV_WAKE, CSP_EV
 ** are literals or names interned by trace.c, alive until the writer has finished. A slice carries
 ** the wake that started it and the reason it stopped: one record for what a switch shows. A wake
 ** (CSP_EV_FLOW, no time: the clock is read twice a switch, not three times) leaves the slice of
-** its source goroutine when that slice ends. */
+** its source goroutine when that slice ends; the first wake of a slice is not a record but the
+** slice's out (64 bytes a record, one record a switch in a ping-pong). */
 typedef struct csp_TraceEv {
   uint64_t ts;          /* ns since the trace started; a slice's start (not read for CSP_EV_FLOW) */
   uint64_t dur;         /* CSP_EV_SLICE: its length */
   uint64_t flow;        /* CSP_EV_FLOW: its id; CSP_EV_SLICE: the flow that woke it (0: none) */
+  uint64_t out;         /* CSP_EV_SLICE: the flow its first wake continues (0: none) */
   const char *s;        /* the slice's, instant's, flow's or track's name */
   const char *why;      /* CSP_EV_SLICE: why it stopped (NULL: it had not, the trace ended) */
   const char *fname;    /* CSP_EV_SLICE: the name of the flow that woke it */

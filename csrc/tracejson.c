@@ -174,11 +174,9 @@ static void slice(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flow
   Json *J = o->st;
   unsigned char tid[32], ts[48], end[48], *p;
   size_t ntid = (size_t)(put_u64(tid, e->tid) - tid), nts, nend;
-  uint64_t in = e->flow & CSP_TRACE_SIDE ? 0 : e->flow, out = 0;
+  uint64_t in = e->flow & CSP_TRACE_SIDE ? 0 : e->flow, out = e->out;
   nts = (size_t)(put_tsc(J, ts, e->ts) - ts);
   nend = (size_t)(put_tsc(J, end, e->ts + e->dur) - end);
-  for (size_t i = 0; i < nflows; i++)  /* one at most: see csp_trace_ready */
-    if (!(flows[i].flow & CSP_TRACE_SIDE)) out = flows[i].flow;
   p = o->b + o->n;
   if (e->flow & CSP_TRACE_SIDE) p = side(J, p, "f\",\"bp\":\"e", tid, ntid, ts, nts, e->flow, e->fname);
   p = PUT(p, ",\n{\"ph\":\"X\",\"pid\":1,\"tid\":");
@@ -191,8 +189,7 @@ static void slice(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flow
     if (out) p = PUT(p, ",\"flow_out\":true");
   }
   *p++ = '}';
-  for (size_t i = 0; i < nflows; i++) {
-    if (!(flows[i].flow & CSP_TRACE_SIDE)) continue;
+  for (size_t i = 0; i < nflows; i++) {  /* side flows only: see csp_trace_ready */
     o->n = (size_t)(p - o->b);
     csp_trace_need(o, CSP_TRACE_ROOM);
     p = side(J, o->b + o->n, "s", tid, ntid, end, nend, flows[i].flow, flows[i].s);
