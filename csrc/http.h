@@ -67,9 +67,8 @@ typedef struct Req {
   Multi *M;               /* NULL once released (__gc) */
   CURL *e;                /* NULL once dropped */
   struct curl_slist *hdrs;
-  csp_G *g;               /* the parked goroutine, while parked */
-  csp_G *owner;           /* the goroutine that last parked on it (its continuation checks it) */
-  uint32_t ticket;
+  csp_Req wr;             /* the goroutine parked in req:wait (free_fn frees nothing: the
+                          ** record is Lua's, and detached from curl before it is collected) */
   uint8_t attached, parked, done, sink, cancelled;
   uint8_t weak;           /* the parked goroutine does not keep the loop alive (a watcher) */
   uint8_t too_large, hdr_too_large, recv_paused, send_paused, need, up_eof;

@@ -53,11 +53,9 @@ void csp_httpcurl_req_unpark(Req *r) {
 
 /* Wakes the goroutine parked on r (callable from inside curl's callbacks: no curl call here). */
 void csp_httpcurl_req_wake(Req *r) {
-  csp_G *g = r->g;
   if (!r->parked) return;
   csp_httpcurl_req_unpark(r);
-  r->g = NULL;
-  csp_sched_wake(r->M->S, g, r->ticket, 0);
+  csp_req_done(&r->wr, 0);  /* a wait cut by a caught panic let go of r: nobody to wake */
 }
 
 /* ---------------------------------------------------------------- curl's callbacks */
