@@ -206,8 +206,15 @@ static int req_setup(lua_State *L, Req *r, const char *method, const char *url, 
   SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, csp_httpcurl_close_cb);
   SETOPT(e, CURLOPT_CLOSESOCKETDATA, M);
   /* Over TLS a second request waits for the first connection's ALPN answer, to share it as
-  ** h2 streams; in clear text (HTTP/1.1 only) waiting would serialise concurrent requests. */
-  if (strncasecmp(url, "https:", 6) == 0) SETOPT(e, CURLOPT_PIPEWAIT, 1L);
+  ** h2 streams; in clear text (HTTP/1.1 only) waiting would serialise concurrent requests.
+  ** Requests that cannot multiplex keep their connections apart (Multi.h1); a handle keeps
+  ** its share through curl_easy_reset, so it is set every time. */
+  if (strncasecmp(url, "https:", 6) == 0 && !(ver && strcmp(ver, "1.1") == 0)) {
+    SETOPT(e, CURLOPT_PIPEWAIT, 1L);
+    SETOPT(e, CURLOPT_SHARE, (CURLSH *)NULL);
+  } else {
+    SETOPT(e, CURLOPT_SHARE, M->h1);
+  }
   SETOPT(e, CURLOPT_PREREQFUNCTION, csp_httpcurl_prereq_cb);
   SETOPT(e, CURLOPT_PREREQDATA, r);
   SETOPT(e, CURLOPT_TCP_NODELAY, 1L);

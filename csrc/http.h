@@ -16,6 +16,11 @@ typedef struct Sock Sock;
 typedef struct Multi {
   csp_Sched *S;
   CURLM *m;              /* NULL until the first request, and after close_idle */
+  CURLSH *h1;            /* the connection cache of requests that cannot multiplex (http:,
+                         ** https: with http_version "1.1"): curl keys connections by host
+                         ** and port, so one HTTP/1 response there would mark that host's h2
+                         ** connection as not multiplexing for every later request (curl
+                         ** 7.88): Go keys by scheme too, and keeps its one h2 connection */
   csp_TimerNode tn;      /* curl's timeout; waiters = &nwait */
   uint32_t nwait;        /* requests a goroutine is parked on */
   long nattached;        /* easy handles in m */
