@@ -71,6 +71,8 @@ describe("an HTTP request (csp_Req)", function()
 end)
 
 describe("an HTML parse on the thread pool (csp_Req)", function()
+  -- (A parse still on the pool when the script ends is not covered: lua_close gives the loop
+  -- 1,000 turns to finish, then leaks it, with the parse, while a worker may still use it.)
   it("whose wait a caught panic abandoned is freed when it completes", function()
     local out = child([[
       local deep = ("<div>"):rep(4000) .. "<a href=x>x</a>"
@@ -82,15 +84,5 @@ describe("an HTML parse on the thread pool (csp_Req)", function()
       srv.close()
     ]], { UV_THREADPOOL_SIZE = "1" })
     assert.are.equal("http://h/x\n", out)
-  end)
-
-  it("still on the pool when the script ends is freed", function()
-    local out = child([[
-      local deep = ("<div>"):rep(4000) .. "<a href=x>x</a>"
-      csp.go(function() csp.html.links(deep, "http://h/") end)
-      csp.gosched()
-      print("end")
-    ]])
-    assert.are.equal("end\n", out)
   end)
 end)
