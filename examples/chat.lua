@@ -58,9 +58,24 @@ local function broadcaster()
   end
 end
 
+-- The messages that queued up while the writer waited go out with the first one, as one write:
+-- a burst of broadcasts costs each client one syscall, not one per message.
 local function client_writer(conn, out)
+  local batch = {}
   for msg in out:range() do
-    conn:write(msg, "\n")  -- NOTE: ignoring network errors
+    local n = 1
+    batch[1] = msg
+    while n < QUEUE do
+      local more, ok = out:try_recv()
+      if not ok then break end  -- empty (or closed: the range ends next)
+      n = n + 1
+      batch[n] = more
+    end
+    if n == 1 then
+      conn:write(msg, "\n")  -- NOTE: ignoring network errors
+    else
+      conn:write(table.concat(batch, "\n", 1, n), "\n")
+    end
   end
 end
 

@@ -285,6 +285,29 @@ describe("chat", function()
     assert.equal("", stop())
   end)
 
+  it("lines that queue up for a client while its writer waits arrive whole and in order", function()
+    -- 200 lines in one write: the broadcaster queues them faster than b's writer sends, which
+    -- then sends what is queued as one write.
+    local addr, stop = server("chat.lua")
+    local a, b = dial(addr), dial(addr)
+    local A = a:local_addr()
+    assert.equal("You are " .. A, a:read_line())
+    assert.truthy(b:read_line():find("^You are "))
+    assert.truthy(a:read_line():find(" has arrived$"))
+    local lines = {}
+    for i = 1, 200 do lines[i] = "line " .. i end
+    assert(a:write(table.concat(lines, "\n"), "\n"))
+    b:set_read_deadline(csp.now() + 30)
+    for i = 1, 200 do
+      local line
+      repeat line = assert(b:read_line()) until not line:find(" has arrived$")
+      assert.equal(A .. ": line " .. i, line)
+    end
+    a:close()
+    b:close()
+    stop()
+  end)
+
   it("disconnects a client that stays silent longer than the idle timeout", function()
     local addr, stop = server("chat.lua", "0.4")
     local quiet = dial(addr)
