@@ -101,7 +101,8 @@ struct csp_XChan {
   csp_Shared h;
   uint32_t cap;
   int closed;              /* under mu */
-  csp_XSlot *ring;         /* cap > 0: the buffer (xring.c) */
+  csp_XSlot *ring;         /* cap > 0: the buffer (xring.c), in ringmem */
+  void *ringmem;
   /* Each in its own cache line: producers' tail, consumers' head, then what waits need. */
   _Alignas(64) _Atomic uint64_t tail;
   _Alignas(64) _Atomic uint64_t head;
