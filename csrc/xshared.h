@@ -98,8 +98,8 @@ typedef struct csp_XSlot {
 #define CSP_XR_CLOSED ((uint64_t)1 << 63)  /* in tail: closed, no push may start */
 
 struct csp_XChan {
-  csp_Shared h;
-  uint32_t cap;
+  csp_Shared h;            /* alone in its line: every park and wake moves refs (xwait.c) */
+  _Alignas(64) uint32_t cap;  /* read by every operation: with the fields written only at close */
   int closed;              /* under mu */
   csp_XSlot *ring;         /* cap > 0: the buffer (xring.c), in ringmem */
   void *ringmem;
