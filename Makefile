@@ -51,7 +51,7 @@ GCSTRESS_TIMEOUT ?= 900
 # (a shell started with libtsan preloaded crashes, so specs spawning processes are left out).
 TSAN_BUILD  = build-tsan
 TSAN_CFLAGS = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
-TSAN_SPECS  = spec/thread_spec.lua spec/xchan_spec.lua spec/syncmap_spec.lua spec/atomic_spec.lua \
+TSAN_SPECS  = spec/thread_spec.lua spec/xchan_spec.lua spec/xchan_gosuite_spec.lua spec/syncmap_spec.lua spec/atomic_spec.lua \
               spec/thread_examples_spec.lua
 
 # install: where `luarocks make` (or a packager) puts the modules.
