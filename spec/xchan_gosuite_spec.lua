@@ -232,7 +232,7 @@ describe("invariant fuzzer across threads", function()
           end
         end, chans, p, 300, seed)
       end
-      local seen, total, results = {}, 0, csp.chan(2)
+      local seen, results = {}, csp.chan(2)
       for _ = 1, 2 do
         csp.go(function()
           local cases, open, count, last = {}, nch, 0, {}
@@ -257,7 +257,7 @@ describe("invariant fuzzer across threads", function()
       threads[1]:join()
       threads[2]:join()
       for i = 1, nch do chans[i]:close() end
-      total = results:recv() + results:recv()
+      local total = results:recv() + results:recv()
       assert.equal(600, total)
     end
   end)
