@@ -108,7 +108,7 @@ asan: deps
 # The thread specs against a ThreadSanitizer build; any report fails (see tools/tsan-run.sh).
 tsan: deps
 	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) CFLAGS="$(TSAN_CFLAGS)" WARN="$(ASAN_WARN)" all
-	LUA_CPATH="$(CURDIR)/$(TSAN_BUILD)/?.so;;" bash tools/tsan-run.sh $(LUA) $$(command -v $(BUSTED)) --exclude-tags=subprocess $(TSAN_SPECS)
+	LUA_CPATH="$(CURDIR)/$(TSAN_BUILD)/?.so;;" bash tools/tsan-run.sh $(LUA) $$(command -v $(BUSTED)) --exclude-tags=subprocess,onethread $(TSAN_SPECS)
 
 race: deps
 	@$(MAKE) --no-print-directory all

@@ -207,7 +207,8 @@ end
 
 for kind, make in pairs(kinds) do
   describe("invariant fuzzer with " .. kind, function()
-    it("200 random programs keep every invariant", function()
+    -- one thread: nothing for make tsan to check, and its shadow stack overflows (a TSan CHECK)
+    it("200 random programs keep every invariant #onethread", function()
       for seed = 1, 200 do fuzz_once(make, seed, 1 + seed % 4, 1 + seed % 3, 50) end
     end)
   end)
