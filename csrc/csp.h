@@ -172,7 +172,6 @@ struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd p
   int nargs;           /* values a waker pushed onto R */
   int nsel, selcap;
   int nxdepth;
-  uint32_t ticket;     /* bumped when a wait is cancelled: stale csp_sched_wake calls see it moved */
   uint8_t state, wake, exiting, started;
   uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
   uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
@@ -287,10 +286,6 @@ static inline void csp_sched_grant(csp_G *g, void (*undo)(csp_Sched *, void *, u
     g->S->undoobj = obj;
   }
 }
-/* The ticket form of a request, for callers without a csp_Req (html.c, http.c): take
-** t = g->ticket before parking; the callback wakes g only if that wait is still current (a caught
-** panic or deadlock cancels main's wait while a request is in flight). Returns whether g was woken. */
-int csp_sched_wake(csp_Sched *S, csp_G *g, uint32_t t, int nargs);
 int csp_sched_yield(lua_State *L, csp_Sched *S); /* Gosched */
 
 /* Fairness: a call that may block yields first when its goroutine has run longer than a time

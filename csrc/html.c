@@ -98,9 +98,7 @@ static void arena_release(Arena *a) {
 ** while the worker still reads. Results: the hrefs, NUL-terminated, one after another in out. */
 typedef struct HtmlReq {
   uv_work_t work;          /* first member: libuv hands back the HtmlReq */
-  csp_Sched *S;
-  csp_G *g;
-  uint32_t ticket;
+  csp_Req req;             /* the parked goroutine's; the last of it and the pool frees r */
   int nomem;
   char *body;
   size_t len;
@@ -114,6 +112,10 @@ static void hreq_free(HtmlReq *r) {
   free(r->base_url);
   free(r->out);
   free(r);
+}
+
+static void hreq_release(csp_Req *q) {
+  hreq_free((HtmlReq *)((char *)q - offsetof(HtmlReq, req)));
 }
 
 static void hreq_add(HtmlReq *r, const char *s) {
@@ -198,13 +200,8 @@ static void hreq_work(uv_work_t *w) {
 }
 
 static void hreq_done(uv_work_t *w, int status) {
-  HtmlReq *r = (HtmlReq *)w;
   (void)status;
-  if (r->S->closing) {  /* lua_close: the goroutine records are gone */
-    hreq_free(r);
-    return;
-  }
-  if (!csp_sched_wake(r->S, r->g, r->ticket, 0)) hreq_free(r);  /* the wait was cancelled */
+  csp_req_done(&((HtmlReq *)w)->req, 0);  /* frees r if nobody waits for it any more */
 }
 
 /* Pushes { links }; frees r. */
@@ -227,7 +224,8 @@ static int hreq_push(lua_State *L, HtmlReq *r) {
 
 static int hrefs_k(lua_State *L, int status, lua_KContext ctx) {
   HtmlReq *r = (HtmlReq *)ctx;
-  if (status == LUA_YIELD) csp_sched_checkresume(L, r->g);
+  if (status == LUA_YIELD) csp_sched_checkresume(L, r->req.g);
+  csp_req_end(&r->req);  /* always done: nothing else wakes a parse */
   return hreq_push(L, r);
 }
 
@@ -266,14 +264,12 @@ static int html_hrefs(lua_State *L) {
     return hreq_push(L, r);
   }
   g = csp_sched_self(L, S);
-  r->S = S;
-  r->g = g;
-  r->ticket = g->ticket;
+  r->req.free_fn = hreq_release;
   if (uv_queue_work(S->loop, &r->work, hreq_work, hreq_done) != 0) {
     hreq_work(&r->work);
     return hreq_push(L, r);
   }
-  return csp_sched_park(L, g, "syscall", (lua_KContext)r, hrefs_k);
+  return csp_req_park(L, &r->req, g, "syscall", (lua_KContext)r, hrefs_k);
 }
 
 void csp_html_open(lua_State *L) {

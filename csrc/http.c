@@ -55,6 +55,7 @@ void csp_http_req_drop(Req *r) {
 static void req_free(Req *r) {
   csp_Stream *st = r->st;
   if (r->M == NULL) return;
+  csp_req_drop(&r->wr, -1);  /* lua_close: a goroutine still parked on r never resumes */
   if (r->M->m == NULL) r->attached = 0;  /* close_idle or lua_close took the multi: and the handles */
   csp_http_req_drop(r);
   r->st = NULL;
@@ -64,6 +65,10 @@ static void req_free(Req *r) {
     if (!r->handed) csp_stream_close(st, 0);
   }
   r->M = NULL;
+}
+
+static void req_release(csp_Req *q) {
+  (void)q;  /* the userdata: collected once unreachable, never while a goroutine waits on it */
 }
 
 static int req_gc(lua_State *L) {
@@ -201,8 +206,15 @@ static int req_setup(lua_State *L, Req *r, const char *method, const char *url, 
   SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, csp_httpcurl_close_cb);
   SETOPT(e, CURLOPT_CLOSESOCKETDATA, M);
   /* Over TLS a second request waits for the first connection's ALPN answer, to share it as
-  ** h2 streams; in clear text (HTTP/1.1 only) waiting would serialise concurrent requests. */
-  if (strncasecmp(url, "https:", 6) == 0) SETOPT(e, CURLOPT_PIPEWAIT, 1L);
+  ** h2 streams; in clear text (HTTP/1.1 only) waiting would serialise concurrent requests.
+  ** Requests that cannot multiplex keep their connections apart (Multi.h1); a handle keeps
+  ** its share through curl_easy_reset, so it is set every time. */
+  if (strncasecmp(url, "https:", 6) == 0 && !(ver && strcmp(ver, "1.1") == 0)) {
+    SETOPT(e, CURLOPT_PIPEWAIT, 1L);
+    SETOPT(e, CURLOPT_SHARE, (CURLSH *)NULL);
+  } else {
+    SETOPT(e, CURLOPT_SHARE, M->h1);
+  }
   SETOPT(e, CURLOPT_PREREQFUNCTION, csp_httpcurl_prereq_cb);
   SETOPT(e, CURLOPT_PREREQDATA, r);
   SETOPT(e, CURLOPT_TCP_NODELAY, 1L);
@@ -288,6 +300,7 @@ static int http_new(lua_State *L) {
   r = (Req *)lua_newuserdatauv(L, sizeof *r, 1);  /* index 6 */
   memset(r, 0, sizeof *r);
   r->tag = &req_tag;
+  r->wr.free_fn = req_release;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &req_tag);
   lua_setmetatable(L, -2);
   csp_httpcurl_multi_get(L, M);
@@ -345,12 +358,10 @@ static int req_wait(lua_State *L) {
   }
   S = csp_sched_get(L);
   g = csp_sched_self(L, S);
-  r->g = r->owner = g;
-  r->ticket = g->ticket;
   r->parked = 1;
   r->weak = r->handed;  /* a reader's watcher: the reader's own wait holds the loop */
   if (!r->weak && r->M->nwait++ == 0) csp_httpcurl_multi_refs(r->M, 1);
-  return csp_sched_park(L, g, "IO wait", (lua_KContext)r, req_wait_k);
+  return csp_req_park(L, &r->wr, g, "IO wait", (lua_KContext)r, req_wait_k);
 data:
   lua_pushliteral(L, "data");
   lua_pushlstring(L, r->body.p, r->body.len);
@@ -361,9 +372,9 @@ data:
 
 static int req_wait_k(lua_State *L, int status, lua_KContext ctx) {
   Req *r = (Req *)ctx;
-  if (status == LUA_YIELD) csp_sched_checkresume(L, r->owner);
+  if (status == LUA_YIELD) csp_sched_checkresume(L, r->wr.g);
+  csp_req_end(&r->wr);  /* always done: only curl's callbacks (or a cancel) wake it */
   csp_httpcurl_req_unpark(r);
-  r->g = NULL;
   return req_wait(L);
 }
 

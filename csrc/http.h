@@ -16,6 +16,11 @@ typedef struct Sock Sock;
 typedef struct Multi {
   csp_Sched *S;
   CURLM *m;              /* NULL until the first request, and after close_idle */
+  CURLSH *h1;            /* the connection cache of requests that cannot multiplex (http:,
+                         ** https: with http_version "1.1"): curl keys connections by host
+                         ** and port, so one HTTP/1 response there would mark that host's h2
+                         ** connection as not multiplexing for every later request (curl
+                         ** 7.88): Go keys by scheme too, and keeps its one h2 connection */
   csp_TimerNode tn;      /* curl's timeout; waiters = &nwait */
   uint32_t nwait;        /* requests a goroutine is parked on */
   long nattached;        /* easy handles in m */
@@ -67,9 +72,8 @@ typedef struct Req {
   Multi *M;               /* NULL once released (__gc) */
   CURL *e;                /* NULL once dropped */
   struct curl_slist *hdrs;
-  csp_G *g;               /* the parked goroutine, while parked */
-  csp_G *owner;           /* the goroutine that last parked on it (its continuation checks it) */
-  uint32_t ticket;
+  csp_Req wr;             /* the goroutine parked in req:wait (free_fn frees nothing: the
+                          ** record is Lua's, and detached from curl before it is collected) */
   uint8_t attached, parked, done, sink, cancelled;
   uint8_t weak;           /* the parked goroutine does not keep the loop alive (a watcher) */
   uint8_t too_large, hdr_too_large, recv_paused, send_paused, need, up_eof;

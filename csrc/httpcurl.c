@@ -53,11 +53,9 @@ void csp_httpcurl_req_unpark(Req *r) {
 
 /* Wakes the goroutine parked on r (callable from inside curl's callbacks: no curl call here). */
 void csp_httpcurl_req_wake(Req *r) {
-  csp_G *g = r->g;
   if (!r->parked) return;
   csp_httpcurl_req_unpark(r);
-  r->g = NULL;
-  csp_sched_wake(r->M->S, g, r->ticket, 0);
+  csp_req_done(&r->wr, 0);  /* a wait cut by a caught panic let go of r: nobody to wake */
 }
 
 /* ---------------------------------------------------------------- curl's callbacks */
@@ -450,6 +448,16 @@ CURLM *csp_httpcurl_multi_get(lua_State *L, Multi *M) {
   curl_multi_setopt(M->m, CURLMOPT_TIMERDATA, M);
   curl_multi_setopt(M->m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   curl_multi_setopt(M->m, CURLMOPT_MAXCONNECTS, 64L);
+  if (M->h1 == NULL && (M->h1 = curl_share_init()) != NULL &&
+      curl_share_setopt(M->h1, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
+    curl_share_cleanup(M->h1);
+    M->h1 = NULL;
+  }
+  if (M->h1 == NULL) {
+    curl_multi_cleanup(M->m);
+    M->m = NULL;
+    luaL_error(L, "not enough memory");
+  }
   return M->m;
 }
 
@@ -460,6 +468,9 @@ void csp_httpcurl_multi_close(Multi *M) {
   /* sockets of the cache are closed by the cleanup, through csp_httpcurl_close_cb */
   curl_multi_cleanup(M->m);  /* its socket callbacks close the polls */
   M->m = NULL;
+  /* A done request whose result was not taken yet still holds an easy handle on the share:
+  ** then the share (and its connections) stays for the next multi, or until lua_close. */
+  if (curl_share_cleanup(M->h1) == CURLSHE_OK) M->h1 = NULL;
   if (M->tn.pos) csp_timer_del(M->S, &M->tn);
 }
 

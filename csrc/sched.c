@@ -242,15 +242,8 @@ void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
   pend_shrink(L, S);
 }
 
-int csp_sched_wake(csp_Sched *S, csp_G *g, uint32_t t, int nargs) {
-  if (S->closing || g->state != CSP_G_WAITING || g->ticket != t) return 0;
-  csp_sched_ready(S, g, nargs);
-  return 1;
-}
-
 void csp_sched_cancel(csp_G *g) {
   g->heldby = NULL;
-  g->ticket++;
   csp_wq_unlink(&g->w);
   for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
   g->nsel = 0;
@@ -350,7 +343,7 @@ int csp_sched_park_main(lua_State *L, csp_G *g, lua_KContext ctx, lua_KFunction 
 
 /* Resumed by coroutine.resume through coroutine.running(), not by the scheduler. */
 void csp_sched_badresume(lua_State *L, csp_G *g) {
-  /* Its record stays (a libuv request may still hold it, its ticket now stale) until the
+  /* Its record stays (a libuv request may still hold it, let go of by csp_sched_cancel) until the
   ** thread is dead and nothing can be in flight: csp_loop_reap lets it go then. */
   csp_sched_cancel(g);
   luaL_error(L, "goroutine resumed outside the scheduler");

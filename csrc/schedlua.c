@@ -135,7 +135,7 @@ int csp_schedlua_gc(lua_State *L) {
   csp_port_teardown(S);  /* waits other threads could still complete */
   /* Goroutines let go of their requests (one done but not taken back is freed now); close every
   ** handle and drain the loop while the records still exist: a request cancelled by the close
-  ** calls back now and is freed, and csp_sched_wake refuses it (S->closing) without waking. */
+  ** calls back now and, nobody waiting for it, is freed. */
   for (g = S->all.anext; g != &S->all; g = g->anext)
     if (g->req) csp_req_cancel(g);
   uv_walk(S->loop, close_walk, NULL);

@@ -13,7 +13,7 @@
 
 typedef csp_TraceEv Ev;
 
-#define NEV 4096       /* events per buffer (224 KiB) */
+#define NEV 4096       /* events per buffer (256 KiB) */
 typedef struct Buf {
   struct Buf *next;
   int n;
@@ -26,6 +26,7 @@ typedef struct csp_Trace {
   uint64_t t0, slice0, main0, nextflow;
   uint64_t lastend;    /* when the last slice ended; 0 once the loop woke something since */
   uint64_t flowin, mainflow;     /* the wake that started the open slice (main's), 0: none */
+  uint64_t flowout, mainout;     /* the flow its first wake continues (main's), 0: none yet */
   const char *flowname, *mainflowname;
   int mainrun;         /* main's slice is open (main runs Lua code, not the loop) */
   Buf *cur;
@@ -266,11 +267,18 @@ static const char *flowname(csp_G *g) {
 void csp_trace_ready(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
   uint32_t from;
+  uint64_t in, *out;
   Ev *e;
   if (g == S->cur || g->state == CSP_G_RUNNING) return;  /* a gosched, not a wake */
-  if (S->cur) from = (uint32_t)S->cur->id;
-  else if (S->depth == 0) from = 1;
-  else {  /* from the loop: a timer or an I/O completion */
+  if (S->cur) {
+    from = (uint32_t)S->cur->id;
+    in = T->flowin;
+    out = &T->flowout;
+  } else if (S->depth == 0) {
+    from = 1;
+    in = T->mainflow;
+    out = &T->mainout;
+  } else {  /* from the loop: a timer or an I/O completion */
     const char *r = g->reason ? g->reason : "";
     e = rec(T, CSP_EV_WAKE, (uint32_t)g->id, now_ns());
     e->s = strcmp(r, "IO wait") == 0 || strcmp(r, "syscall") == 0 ? "I/O ready" :
@@ -279,7 +287,13 @@ void csp_trace_ready(csp_Sched *S, csp_G *g) {
     T->lastend = 0;  /* the loop polled: time passed since the last slice */
     return;
   }
-  g->tflow = ++T->nextflow;
+  /* A slice's first wake continues the flow that started it (one id along a chain of wakes,
+  ** see CSP_TRACE_SIDE), carried by the slice's record; the others are side flows. */
+  if (*out == 0 && (S->cur || T->mainrun)) {
+    g->tflow = *out = in && !(in & CSP_TRACE_SIDE) ? in : ++T->nextflow;
+    return;
+  }
+  g->tflow = ++T->nextflow | CSP_TRACE_SIDE;
   e = rec(T, CSP_EV_FLOW, from, T->t0);
   e->flow = g->tflow;
   e->s = flowname(g);
@@ -298,6 +312,7 @@ void csp_trace_run(csp_Sched *S, csp_G *g) {
     name_track(T, g, T->slice0);
   }
   T->flowin = g->tflow;
+  T->flowout = 0;
   if (g->tflow) {
     T->flowname = flowname(g);
     g->tflow = 0;
@@ -314,20 +329,21 @@ static const char *stopped(csp_G *g, int status) {
 
 /* A slice's record; why NULL: it is still running (the trace stops). */
 static void slice(csp_Trace *T, uint32_t tid, uint64_t start, uint64_t now, const char *name,
-                  const char *why, uint64_t flow, const char *flowname) {
+                  const char *why, uint64_t flow, const char *flowname, uint64_t out) {
   Ev *e = rec(T, CSP_EV_SLICE, tid, start);
   e->dur = now - start;
   e->s = name;
   e->why = why;
   e->flow = flow;
   e->fname = flowname;
+  e->out = out;
 }
 
 void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
   csp_Trace *T = S->trace;
   T->lastend = now_ns();
   slice(T, (uint32_t)g->id, T->slice0, T->lastend, g->tname ? g->tname : "?", stopped(g, status),
-        T->flowin, T->flowname);
+        T->flowin, T->flowname, T->flowout);
   T->flowin = 0;
 }
 
@@ -340,18 +356,19 @@ void csp_trace_loop(csp_Sched *S, int enter) {
     const char *why = m->reason ? m->reason : "wait";
     T->lastend = now;
     if (T->mainrun) {
-      slice(T, 1, T->main0, now, "main", why, T->mainflow, T->mainflowname);
+      slice(T, 1, T->main0, now, "main", why, T->mainflow, T->mainflowname, T->mainout);
     } else {
       Ev *e = rec(T, CSP_EV_BLOCK, 1, now);
       e->s = why;
     }
     T->mainrun = 0;
-    T->mainflow = 0;
+    T->mainflow = T->mainout = 0;
     return;
   }
   T->mainrun = 1;
   T->main0 = now;
   T->mainflow = m->tflow;
+  T->mainout = 0;
   if (m->tflow) {
     T->mainflowname = flowname(m);
     m->tflow = 0;
@@ -387,8 +404,8 @@ static void trace_finish(csp_Trace *T) {
   csp_Sched *S = T->S;
   uint64_t now = now_ns();
   if (S->cur) slice(T, (uint32_t)S->cur->id, T->slice0, now, S->cur->tname ? S->cur->tname : "?",
-                    NULL, T->flowin, T->flowname);
-  if (T->mainrun) slice(T, 1, T->main0, now, "main", NULL, T->mainflow, T->mainflowname);
+                    NULL, T->flowin, T->flowname, T->flowout);
+  if (T->mainrun) slice(T, 1, T->main0, now, "main", NULL, T->mainflow, T->mainflowname, T->mainout);
   S->trace = NULL;
   submit(T);
   uv_mutex_lock(&T->mu);

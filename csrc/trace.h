@@ -11,11 +11,13 @@ enum { CSP_EV_SLICE, CSP_EV_BLOCK, CSP_EV_FLOW, CSP_EV_NAME, CSP_EV_WAKE, CSP_EV
 ** are literals or names interned by trace.c, alive until the writer has finished. A slice carries
 ** the wake that started it and the reason it stopped: one record for what a switch shows. A wake
 ** (CSP_EV_FLOW, no time: the clock is read twice a switch, not three times) leaves the slice of
-** its source goroutine when that slice ends. */
+** its source goroutine when that slice ends; the first wake of a slice is not a record but the
+** slice's out (64 bytes a record, one record a switch in a ping-pong). */
 typedef struct csp_TraceEv {
   uint64_t ts;          /* ns since the trace started; a slice's start (not read for CSP_EV_FLOW) */
   uint64_t dur;         /* CSP_EV_SLICE: its length */
   uint64_t flow;        /* CSP_EV_FLOW: its id; CSP_EV_SLICE: the flow that woke it (0: none) */
+  uint64_t out;         /* CSP_EV_SLICE: the flow its first wake continues (0: none) */
   const char *s;        /* the slice's, instant's, flow's or track's name */
   const char *why;      /* CSP_EV_SLICE: why it stopped (NULL: it had not, the trace ended) */
   const char *fname;    /* CSP_EV_SLICE: the name of the flow that woke it */
@@ -23,12 +25,19 @@ typedef struct csp_TraceEv {
   uint32_t type;
 } csp_TraceEv;
 
+/* Flow ids: a slice's first wake continues the flow that started the slice (or starts one), so
+** a chain of wakes (ping-pong) is one id stepping from slice to slice, written in JSON as fields
+** of the slices themselves (flow events v2: bind_id, flow_in, flow_out); its other wakes are side
+** flows, ids with this bit, written as flow events of their own (v1: "s", "f"). In protobuf
+** every id is the same: a slice ends the flow that started it and starts the ones it made. */
+#define CSP_TRACE_SIDE (1ull << 62)
+
 /* The writer thread's output buffer; st is the format's own state. */
 typedef struct csp_TraceOut {
   int fd, err;
   size_t n;
   void *st;
-  unsigned char b[1 << 16];
+  unsigned char b[1 << 18];  /* 256 KiB a write(2) */
 } csp_TraceOut;
 
 /* Every record fits in this much room (names are cut to 255 bytes when interned); a packet that

@@ -109,19 +109,20 @@ static unsigned char *tsfield(unsigned char *p, const unsigned char *tid, size_t
   return p + nts;
 }
 
-static unsigned char *tail(unsigned char *p, const char *name) {
+static unsigned char *namef(unsigned char *p, const char *name) {
   p = PUT(p, ",\"name\":\"");
   p = put_s(p, name);
-  return PUT(p, "\"}");
+  *p++ = '"';
+  return p;
 }
 
-/* tail(), from the fragments remembered. */
-static unsigned char *tailc(Json *J, unsigned char *p, const char *name) {
+/* namef(), from the fragments remembered. */
+static unsigned char *namec(Json *J, unsigned char *p, const char *name) {
   Frag *f = &J->names[((uintptr_t)name >> 3) & 63];
   if (f->key != name) {
     unsigned char t[CSP_TRACE_ROOM / 2];
-    size_t n = (size_t)(tail(t, name) - t);
-    if (n > FRAG) return tail(p, name);
+    size_t n = (size_t)(namef(t, name) - t);
+    if (n > FRAG) return namef(p, name);
     memcpy(f->s, t, n);
     f->n = n;
     f->key = name;
@@ -149,41 +150,66 @@ static unsigned char *meta(unsigned char *p, uint32_t tid, const char *name) {
   return PUT(p, "}}");
 }
 
-/* A slice: the flow's finish that started it, the slice, the starts of the flows it made and
-** the instant saying why it stopped, in that order: Perfetto's importer takes events of one time
-** slices first, the others in file order, binding a flow to the slice on top of its track. */
+/* A side flow's start or finish (ph "s", or "f" with its binding point): an event of its own,
+** the id without CSP_TRACE_SIDE. */
+static unsigned char *side(Json *J, unsigned char *p, const char *ph, const unsigned char *tid,
+                           size_t ntid, const unsigned char *ts, size_t nts, uint64_t id,
+                           const char *name) {
+  p = PUT(p, ",\n{\"ph\":\"");
+  p = put_s(p, ph);
+  p = PUT(p, "\",\"cat\":\"flow\",\"pid\":1,\"tid\":");
+  p = tsfield(p, tid, ntid, ts, nts);
+  p = PUT(p, ",\"id\":");
+  p = namec(J, put_u64(p, id & ~CSP_TRACE_SIDE), name);
+  *p++ = '}';
+  return p;
+}
+
+/* A slice: the side flow that started it, the slice carrying the chain of wakes through it (its
+** bind_id: the flow that started it, flow_in, continued from its end, flow_out), the side flows
+** it made and the instant saying why it stopped, in that order: Perfetto's importer takes events
+** of one time slices first, the others in file order, binding a flow to the slice on top of its
+** track. */
 static void slice(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t nflows) {
   Json *J = o->st;
   unsigned char tid[32], ts[48], end[48], *p;
   size_t ntid = (size_t)(put_u64(tid, e->tid) - tid), nts, nend;
+  uint64_t in = e->flow & CSP_TRACE_SIDE ? 0 : e->flow, out = e->out;
   nts = (size_t)(put_tsc(J, ts, e->ts) - ts);
   nend = (size_t)(put_tsc(J, end, e->ts + e->dur) - end);
   p = o->b + o->n;
-  if (e->flow) {
-    p = PUT(p, ",\n{\"ph\":\"f\",\"bp\":\"e\",\"cat\":\"flow\",\"pid\":1,\"tid\":");
-    p = tsfield(p, tid, ntid, ts, nts);
-    p = PUT(p, ",\"id\":");
-    p = tailc(J, put_num(&J->id, p, e->flow), e->fname);
-  }
-  p = PUT(p, ",\n{\"ph\":\"X\",\"cat\":\"run\",\"pid\":1,\"tid\":");
+  if (e->flow & CSP_TRACE_SIDE) p = side(J, p, "f\",\"bp\":\"e", tid, ntid, ts, nts, e->flow, e->fname);
+  p = PUT(p, ",\n{\"ph\":\"X\",\"pid\":1,\"tid\":");
   p = tsfield(p, tid, ntid, ts, nts);
   p = PUT(p, ",\"dur\":");
-  p = tailc(J, put_ts(p, e->dur), e->s);
-  for (size_t i = 0; i < nflows; i++) {
+  p = namec(J, put_ts(p, e->dur), e->s);
+  if (in || out) {  /* the same id when both: the chain steps through */
+    p = put_num(&J->id, PUT(p, ",\"bind_id\":"), in ? in : out);
+    if (in) p = PUT(p, ",\"flow_in\":true");
+    if (out) p = PUT(p, ",\"flow_out\":true");
+  }
+  *p++ = '}';
+  for (size_t i = 0; i < nflows; i++) {  /* side flows only: see csp_trace_ready */
     o->n = (size_t)(p - o->b);
     csp_trace_need(o, CSP_TRACE_ROOM);
-    p = o->b + o->n;
-    p = PUT(p, ",\n{\"ph\":\"s\",\"cat\":\"flow\",\"pid\":1,\"tid\":");
-    p = tsfield(p, tid, ntid, end, nend);
-    p = PUT(p, ",\"id\":");
-    p = tailc(J, put_num(&J->id, p, flows[i].flow), flows[i].s);
+    p = side(J, o->b + o->n, "s", tid, ntid, end, nend, flows[i].flow, flows[i].s);
   }
   if (e->why) {
-    p = PUT(p, ",\n{\"ph\":\"i\",\"cat\":\"block\",\"pid\":1,\"tid\":");
+    p = PUT(p, ",\n{\"ph\":\"i\",\"pid\":1,\"tid\":");
     p = tsfield(p, tid, ntid, end, nend);
-    p = tailc(J, PUT(p, ",\"s\":\"t\""), e->why);
+    p = namec(J, p, e->why);
+    *p++ = '}';
   }
   o->n = (size_t)(p - o->b);
+}
+
+/* An instant on track tid, thread-scoped (the format's default scope). */
+static unsigned char *instant(unsigned char *p, const char *ph_cat, uint32_t tid, uint64_t ts,
+                              const char *name) {
+  p = head(p, ph_cat, tid, ts);
+  p = namef(p, name);
+  *p++ = '}';
+  return p;
 }
 
 static void json_event(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t nflows) {
@@ -195,19 +221,17 @@ static void json_event(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv 
       slice(o, e, flows, nflows);
       return;
     case CSP_EV_BLOCK:
-      p = head(p, "i\",\"cat\":\"block", e->tid, e->ts);
-      p = tail(PUT(p, ",\"s\":\"t\""), e->s);
+      p = instant(p, "i", e->tid, e->ts, e->s);
       break;
     case CSP_EV_WAKE:
-      p = head(p, "i\",\"cat\":\"wake", e->tid, e->ts);
-      p = tail(PUT(p, ",\"s\":\"t\""), e->s);
+      p = instant(p, "i\",\"cat\":\"wake", e->tid, e->ts, e->s);
       break;
     case CSP_EV_NAME:
       p = meta(p, e->tid, e->s);
       break;
     case CSP_EV_GC:
       p = head(p, "i\",\"cat\":\"gc", 0, e->ts);
-      p = tail(PUT(p, ",\"s\":\"g\""), "GC cycle");
+      p = PUT(p, ",\"s\":\"g\",\"name\":\"GC cycle\"}");
       break;
   }
   o->n = (size_t)(p - o->b);

@@ -200,25 +200,28 @@ static void instant(csp_TraceOut *o, uint64_t ts, uint32_t tid, int cat, const c
 }
 
 /* The slice's end carries the flows it started (the goroutines it woke): their arrows leave
-** it. Written in pieces when there are several (main starting thousands of goroutines). */
-static void slice_end(csp_TraceOut *o, uint64_t ts, uint32_t tid, const csp_TraceEv *flows, size_t n) {
+** it. Its chain flow (out, 0: none) and the side flows; in pieces when there are several (main
+** starting thousands of goroutines). */
+static void slice_end(csp_TraceOut *o, uint64_t ts, uint32_t tid, uint64_t out,
+                      const csp_TraceEv *flows, size_t n) {
   unsigned char *p;
-  if (n <= 1) {  /* the common case */
-    event(o, ts, SLICE_END, tid, 0, 0, TE_FLOW_IDS, n ? flows[0].flow : 0);
+  size_t k = n + (out != 0);
+  if (k <= 1) {  /* the common case */
+    event(o, ts, SLICE_END, tid, 0, 0, TE_FLOW_IDS, out ? out : n ? flows[0].flow : 0);
     return;
   }
   csp_trace_need(o, 64);
-  p = te_head(o->b + o->n, ts, 3 + vlen((uint64_t)tid + 1) + n * 10);
+  p = te_head(o->b + o->n, ts, 3 + vlen((uint64_t)tid + 1) + k * 10);
   *p++ = TE_TYPE;
   *p++ = SLICE_END;
   *p++ = TE_TRACK_UUID;
   p = varint(p, (uint64_t)tid + 1);
   o->n = (size_t)(p - o->b);
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < k; i++) {
     csp_trace_need(o, 10);
     p = o->b + o->n;
     memcpy(p, TE_FLOW_IDS, 2);
-    p = fixed64(p + 2, flows[i].flow);
+    p = fixed64(p + 2, out ? (i == 0 ? out : flows[i - 1].flow) : flows[i].flow);
     o->n = (size_t)(p - o->b);
   }
 }
@@ -226,7 +229,7 @@ static void slice_end(csp_TraceOut *o, uint64_t ts, uint32_t tid, const csp_Trac
 static void slice(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t n) {
   uint64_t end = e->ts + e->dur;
   event(o, e->ts, SLICE_BEGIN, e->tid, CAT_RUN, iid(o, e->s), TE_TERM_FLOW_IDS, e->flow);
-  slice_end(o, end, e->tid, flows, n);
+  slice_end(o, end, e->tid, e->out, flows, n);
   if (e->why) instant(o, end, e->tid, CAT_BLOCK, e->why);
 }
 

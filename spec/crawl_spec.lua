@@ -179,6 +179,17 @@ describe("crawlers on the https copy of the site", function()
       assert.matches("x509: certificate signed by unknown authority", err2)
     end)
   end
+
+  it("memo_http.lua and mirrored_http.lua fetch https URLs with SSL_CERT_FILE naming the CA", function()
+    local env = "SSL_CERT_FILE=" .. quote(s.ca)
+    local out, err, status = run("memo_http.lua", { s.start_url }, 30, env)
+    assert.equal(0, status, err)
+    assert.matches(s.start_url:gsub("%p", "%%%0") .. ", [%d.]+ ms, %d+ bytes\n", out)
+    assert.matches("1 URLs, f called 1 times", out)
+    out, err, status = run("mirrored_http.lua", { s.start_url, s.start_url }, 30, env)
+    assert.equal(0, status, err)
+    assert.matches(": status 200, %d+ bytes after %d+ ms: ", out)
+  end)
 end)
 
 -- An HTTP server in this process. route(path) -> seconds to wait, body, content type;

@@ -58,7 +58,6 @@ describe("csp.trace", function()
   for _, ext in ipairs({ ".json", ".pftrace" }) do
     it("records a known program in " .. ext .. ": tracks, slices, flows, blocks, timers and GC", function()
       local path = tmpname(ext)
-      local json = ext == ".json"  -- protobuf flows have no names
       local ch, done = csp.chan(), csp.chan()
       assert.is_true(csp.trace.start(path))
       local function producer(n)
@@ -117,11 +116,12 @@ describe("csp.trace", function()
         assert.is_truthy(f, "flow " .. fid .. " has no finish")
         assert.are.equal(s.name, f.name)
         assert.is_true(f.ts >= s.ts)
-        -- the first run of the producer; main woken from its receive
+        -- the first run of the producer; main woken from its receive (only JSON's side flows,
+        -- the second and later wakes of a slice, have names)
         local first = true
         for _, e in ipairs(evs) do if e.ph == "X" and e.tid == id and e.ts < f.ts then first = false end end
-        if (not json or s.name == "go") and s.tid == 1 and f.tid == id and first then go = true end
-        if (not json or s.name == "chan receive") and s.tid == id and f.tid == 1 then wake = true end
+        if (s.name == "" or s.name == "go") and s.tid == 1 and f.tid == id and first then go = true end
+        if (s.name == "" or s.name == "chan receive") and s.tid == id and f.tid == 1 then wake = true end
       end
       assert.is_true(go, "no flow from csp.go to the first run")
       assert.is_true(wake, "no flow from the producer's send to main's receive")
@@ -181,6 +181,47 @@ describe("csp.trace", function()
       os.remove(path)
     end)
   end
+
+  it("writes JSON compactly: a chain of wakes as the slices' flow fields, other wakes as flow events", function()
+    -- main's slice starts two goroutines: the first continues the chain that main's slice
+    -- carries (bind_id, flow_out; the woken slice's flow_in), the second is a side flow of its
+    -- own ("s" on main's track, "f" binding the woken slice); block instants are thread-scoped
+    -- by default and carry no category, nor do slices
+    local path = tmpname(".json")
+    local done = csp.chan()
+    assert.is_true(csp.trace.start(path))
+    local a = csp.go(function() done:send(1) end)
+    local b = csp.go(function() done:send(2) end)
+    done:recv()
+    done:recv()
+    assert.is_true(csp.trace.stop())
+    local py = [==[
+import json, sys
+ev = json.load(open(sys.argv[1]))
+a, b = int(sys.argv[2]), int(sys.argv[3])
+keys = {"X": {"ph", "pid", "tid", "ts", "dur", "name", "bind_id", "flow_in", "flow_out"},
+        "i": {"ph", "pid", "tid", "ts", "name", "cat", "s"}, "s": {"ph", "cat", "pid", "tid", "ts", "id", "name"},
+        "f": {"ph", "bp", "cat", "pid", "tid", "ts", "id", "name"}, "M": {"ph", "pid", "tid", "name", "args"}}
+for e in ev:
+    assert set(e) <= keys[e["ph"]], e
+    if e["ph"] == "i" and "cat" not in e:
+        assert "s" not in e, e
+main = [e for e in ev if e["ph"] == "X" and e["tid"] == 1 and e.get("flow_out")]
+chain = main[0]["bind_id"]
+assert [e for e in ev if e["ph"] == "X" and e["tid"] == a and e.get("bind_id") == chain and e.get("flow_in")], ev
+s = [e for e in ev if e["ph"] == "s" and e["tid"] == 1 and e["name"] == "go"]
+f = [e for e in ev if e["ph"] == "f" and e["tid"] == b and e["id"] == s[0]["id"]]
+assert f[0]["bp"] == "e" and f[0]["name"] == "go" and f[0]["cat"] == "flow", f
+assert [e for e in ev if e["ph"] == "X" and e["tid"] == b and e["ts"] == f[0]["ts"]], f
+assert [e for e in ev if e["ph"] == "i" and e["tid"] == a and e["name"] == "end"], ev
+print("ok")
+]==]
+    local p = assert(io.popen(("python3 -c %s %s %d %d 2>&1"):format(run.quote(py), run.quote(path), a, b)))
+    local out = p:read("a")
+    p:close()
+    os.remove(path)
+    assert.are.equal("ok\n", out)
+  end)
 
   it("picks the format by extension, or by start's second argument", function()
     local function format(path)

@@ -22,6 +22,7 @@ declare -A ARGS=(
   [crawl3.lua]="-" [memo_http.lua]="-" [mirrored_http.lua]="-"
   [du.lua]="-" [links.lua]="-" [demo.lua]="-" [flags.lua]="-" [memotest.lua]="-" [banktest.lua]="-"
   [thumbnails.lua]="-"
+  [trace.lua]="$tmp/trace.json"
 )
 fail=0 n=0 skipped=()
 for f in examples/*.lua; do

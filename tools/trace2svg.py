@@ -66,7 +66,7 @@ def main():
             names[e["tid"]] = e["args"]["name"]
         elif ph == "X":
             slices.append(e)
-        elif ph == "i" and e.get("cat") == "block":
+        elif ph == "i" and e.get("cat", "block") in ("", "block"):  # JSON block instants: no category
             blocks.append(e)
         elif ph == "i" and e.get("cat") == "wake":
             wakes.append(e)

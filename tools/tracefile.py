@@ -4,9 +4,13 @@
     python3 tools/tracefile.py TRACE      # checks it, prints its events as JSON lines
 
 load(path) returns the events as Chrome trace-event dicts (ph, tid, ts in microseconds, ...)
-whichever the format: a protobuf trace's slices become "X" events, its instants "i", its flows
-"s" (where a slice that woke another ends) and "f" (where the woken slice starts; protobuf
-flows have no name), its tracks "M" thread_name events. The protobuf reader is strict: only the
+whichever the format: a protobuf trace's slices become "X" events, its instants "i", its tracks
+"M" thread_name events. Flows, in either format, become one "s" (where a slice that woke another
+ends) and one "f" (where the woken slice starts) per arrow, numbered from 1 in file order: csp
+writes a chain of wakes as one id stepping from slice to slice (JSON: the slices' bind_id,
+flow_in and flow_out fields, Chrome's flow events v2; protobuf: flow_ids at a slice's end,
+terminating_flow_ids at the next one's start). Only side flows have names in JSON, none in
+protobuf. The protobuf reader is strict: only the
 fields csp writes, each with the wire type Perfetto's protos give it (perfetto.protos Trace,
 TracePacket, TrackEvent, TrackDescriptor, InternedData), every interned name and track defined
 before use, slices closed on their own track, flows ending after they start. Standard library
@@ -174,13 +178,13 @@ def load_protobuf(data):
             raise TraceError("event type %r" % kind)
         for f in te.get("flow_ids", []):
             if f in flows_begun:
-                raise TraceError("flow %d starts twice" % f)
+                raise TraceError("flow %d starts twice without ending" % f)
             flows_begun[f] = ts
             events.append({"ph": "s", "pid": 1, "tid": tid, "ts": ts, "id": f, "name": "", "cat": "flow"})
         for f in te.get("terminating_flow_ids", []):
             if f not in flows_begun:  # its start was not recorded: Perfetto ignores it too
                 continue
-            if flows_begun[f] > ts:
+            if flows_begun.pop(f) > ts:
                 raise TraceError("flow %d ends before it starts" % f)
             events.append({"ph": "f", "pid": 1, "tid": tid, "ts": ts, "id": f, "name": "", "cat": "flow", "bp": "e"})
     if open_slices:
@@ -188,13 +192,53 @@ def load_protobuf(data):
     return events
 
 
+def split_flows(events):
+    """The flows as one "s" and one "f" event per arrow, ids renumbered from 1 in file order."""
+    out, live, n = [], {}, 0
+    for e in events:
+        ph = e.get("ph")
+        if ph == "X" and "bind_id" in e:  # flow events v2: the slice is where arrows end and start
+            e = dict(e)
+            b, fin, fout = e.pop("bind_id"), e.pop("flow_in", False), e.pop("flow_out", False)
+            if not (fin or fout):
+                raise TraceError("bind_id %r without flow_in or flow_out" % b)
+            out.append(e)
+            key = ("v2", b)
+            if fin and key in live:
+                out.append({"ph": "f", "bp": "e", "cat": "flow", "pid": e["pid"], "tid": e["tid"],
+                            "ts": e["ts"], "id": live.pop(key), "name": ""})
+            if fout:
+                if key in live:
+                    raise TraceError("flow %r starts twice without ending" % b)
+                n += 1
+                live[key] = n
+                out.append({"ph": "s", "cat": "flow", "pid": e["pid"], "tid": e["tid"],
+                            "ts": round(e["ts"] + e["dur"], 3), "id": n, "name": ""})
+        elif ph in ("s", "f"):
+            key = ("v1", e["id"], e.get("cat"), e.get("name"))
+            e = dict(e)
+            if ph == "s":
+                if key in live:
+                    raise TraceError("flow %r starts twice without ending" % (key,))
+                n += 1
+                live[key] = e["id"] = n
+            elif key in live:
+                e["id"] = live.pop(key)
+            else:  # its start was not recorded (the trace started later): Perfetto ignores it too
+                continue
+            out.append(e)
+        else:
+            out.append(e)
+    return out
+
+
 def load(path):
     with open(path, "rb") as f:
         data = f.read()
     if data[:1] in (b"[", b"{"):
         events = json.loads(data)
-        return events["traceEvents"] if isinstance(events, dict) else events
-    return load_protobuf(data)
+        return split_flows(events["traceEvents"] if isinstance(events, dict) else events)
+    return split_flows(load_protobuf(data))
 
 
 if __name__ == "__main__":
