@@ -51,7 +51,7 @@ GCSTRESS_TIMEOUT ?= 900
 # (a shell started with libtsan preloaded crashes, so specs spawning processes are left out).
 TSAN_BUILD  = build-tsan
 TSAN_CFLAGS = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
-TSAN_SPECS  = spec/thread_spec.lua spec/xchan_spec.lua spec/syncmap_spec.lua spec/atomic_spec.lua \
+TSAN_SPECS  = spec/thread_spec.lua spec/xchan_spec.lua spec/xchan_gosuite_spec.lua spec/syncmap_spec.lua spec/atomic_spec.lua \
               spec/thread_examples_spec.lua
 
 # install: where `luarocks make` (or a packager) puts the modules.
@@ -108,7 +108,7 @@ asan: deps
 # The thread specs against a ThreadSanitizer build; any report fails (see tools/tsan-run.sh).
 tsan: deps
 	@$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) CFLAGS="$(TSAN_CFLAGS)" WARN="$(ASAN_WARN)" all
-	LUA_CPATH="$(CURDIR)/$(TSAN_BUILD)/?.so;;" bash tools/tsan-run.sh $(LUA) $$(command -v $(BUSTED)) --exclude-tags=subprocess $(TSAN_SPECS)
+	LUA_CPATH="$(CURDIR)/$(TSAN_BUILD)/?.so;;" bash tools/tsan-run.sh $(LUA) $$(command -v $(BUSTED)) --exclude-tags=subprocess,onethread $(TSAN_SPECS)
 
 race: deps
 	@$(MAKE) --no-print-directory all

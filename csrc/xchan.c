@@ -224,19 +224,19 @@ again:
     if (x->cap) {
       int st = csp_xring_push(x, m);
       if (st > 0) {
-        free(r);
+        csp_xrec_drop(S, r);
         after_op(S, x, &x->recvq, serve_recv);
         return 1;
       }
       if (st < 0) {
-        free(r);
+        csp_xrec_drop(S, r);
         csp_msg_free(m);
         luaL_error(L, "send on closed channel");
       }
     }
     pthread_mutex_lock(&x->mu);
     if (send_now(L, S, x, m)) {
-      free(r);
+      csp_xrec_drop(S, r);
       return 1;
     }
     if (r) break;
@@ -255,7 +255,7 @@ again:
     w->msg.tag = CSP_M_EMPTY;
     csp_xq_unlink(&x->sendq, w);
     pthread_mutex_unlock(&x->mu);
-    csp_xchan_rec_free(r);
+    csp_xrec_release(S, r);
     r = NULL;
     goto again;
   }
@@ -268,7 +268,7 @@ again:
 static int send_done(lua_State *L, csp_G *g) {
   csp_XRec *r = csp_xchan_rec_done(g);
   int closed = r->closed, retry = r->retry;
-  csp_xchan_rec_free(r);
+  csp_xrec_release(g->S, r);
   if (closed) return luaL_error(L, "send on closed channel");
   return retry ? -1 : 0;
 }
@@ -310,7 +310,7 @@ static int recv_try(lua_State *L, csp_Sched *S, csp_XChan *x, csp_G **pg) {
   int ok;
   for (;;) {
     if (x->cap && csp_xring_pop(x, &m)) {
-      free(r);
+      csp_xrec_drop(S, r);
       after_op(S, x, &x->sendq, serve_send);
       return csp_xchan_push_recv(L, &m, 1);
     }
@@ -328,7 +328,7 @@ static int recv_try(lua_State *L, csp_Sched *S, csp_XChan *x, csp_G **pg) {
       }
       csp_xq_unlink(&x->recvq, &r->w[0]);
       pthread_mutex_unlock(&x->mu);
-      csp_xchan_rec_free(r);  /* a value came meanwhile: r never waits */
+      csp_xrec_release(S, r);  /* a value came meanwhile: r never waits */
       r = NULL;
       continue;
     }
@@ -336,7 +336,7 @@ static int recv_try(lua_State *L, csp_Sched *S, csp_XChan *x, csp_G **pg) {
     r = csp_xchan_prepare(L, S, pg, 1);
   }
   pthread_mutex_unlock(&x->mu);
-  free(r);
+  csp_xrec_drop(S, r);
   if (woken) csp_port_rec_wake(S, woken);
   return csp_xchan_push_recv(L, &m, ok);
 }
@@ -347,7 +347,7 @@ static int recv_done(lua_State *L, csp_G *g) {
   csp_Msg m = r->val;
   int ok = !r->closed, retry = r->retry;
   r->val.tag = CSP_M_EMPTY;
-  csp_xchan_rec_free(r);
+  csp_xrec_release(g->S, r);
   if (retry) return -1;
   return csp_xchan_push_recv(L, &m, ok);
 }

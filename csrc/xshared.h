@@ -98,10 +98,11 @@ typedef struct csp_XSlot {
 #define CSP_XR_CLOSED ((uint64_t)1 << 63)  /* in tail: closed, no push may start */
 
 struct csp_XChan {
-  csp_Shared h;
-  uint32_t cap;
+  csp_Shared h;            /* alone in its line: every park and wake moves refs (xwait.c) */
+  _Alignas(64) uint32_t cap;  /* read by every operation: with the fields written only at close */
   int closed;              /* under mu */
-  csp_XSlot *ring;         /* cap > 0: the buffer (xring.c) */
+  csp_XSlot *ring;         /* cap > 0: the buffer (xring.c), in ringmem */
+  void *ringmem;
   /* Each in its own cache line: producers' tail, consumers' head, then what waits need. */
   _Alignas(64) _Atomic uint64_t tail;
   _Alignas(64) _Atomic uint64_t head;
@@ -150,6 +151,7 @@ struct csp_Port {
   uv_poll_t *poll;
   csp_Sched *S;
   int nwait;           /* owner-thread only: records of parked goroutines */
+  csp_XRec *spare;     /* owner-thread only: a free record of one waiter (xwait.c) */
   int refd;
   int asleep;          /* owner-thread only: not counted in nawake (port.c) */
   unsigned spinmiss, spinskip;  /* owner-thread only: fruitless spins in a row; parks since */
@@ -184,6 +186,8 @@ void csp_xchan_q_unlink(csp_XWaiter *w);
 csp_XWaiter *csp_xq_take(csp_XQ *q);   /* the first waiter whose record this caller wins */
 int csp_xq_live(csp_XQ *q);            /* drops claimed waiters at the head: is one left? */
 void csp_xchan_rec_free(csp_XRec *r);
+void csp_xrec_drop(csp_Sched *S, csp_XRec *r);     /* owner: r holds nothing; NULL is fine */
+void csp_xrec_release(csp_Sched *S, csp_XRec *r);  /* owner: a plain op's record after its wait */
 void csp_xchan_rec_arm(lua_State *L, csp_Sched *S, csp_G *g, csp_XRec *r);
 csp_XRec *csp_xchan_rec_done(csp_G *g);   /* the continuation takes its record */
 csp_XRec *csp_xchan_prepare(lua_State *L, csp_Sched *S, csp_G **g, int n);
