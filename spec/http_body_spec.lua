@@ -7,15 +7,10 @@ local util = require "spec.helpers.util"
 local proc = require "spec.helpers.run"
 
 -- Under `make asan` freed memory sits in ASan's quarantine: RSS says nothing there.
-local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
+local ASAN = util.ASAN
 local MB = 1024 * 1024
 
-local function rss_kb()
-  local f = assert(io.open("/proc/self/status"))
-  local s = f:read("a")
-  f:close()
-  return tonumber(s:match("VmRSS:%s*(%d+)"))
-end
+local rss_kb = util.rss_kb
 
 describe("csp.http body readers", function()
   local srv

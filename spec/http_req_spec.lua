@@ -6,11 +6,10 @@
 -- and a freed one touched again fails it too.
 local run = require "spec.helpers.run"
 
-local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
-
 local PRELUDE = ([[
 package.path = %q .. "/?.lua;" .. package.path
 local csp = require "csp"
+local util = require "spec.helpers.util"
 local httpd = require "spec.helpers.httpd"
 -- /hold: announces the request on `got`, answers once `release` is closed; /ok answers at once.
 local got, release = csp.chan(8), csp.chan()
@@ -24,12 +23,7 @@ end)
 ]]):format(run.root)
 
 local function child(code, env)
-  env = env or {}
-  if ASAN then env.ASAN_OPTIONS = "detect_leaks=1:halt_on_error=1:log_path=stderr" end
-  local r = run.run(PRELUDE .. code, env, 60)
-  assert.is_nil(r.stderr:find("Sanitizer", 1, true), r.stderr)
-  assert.are.equal(0, r.code, r.stderr)
-  return r.stdout
+  return run.checked(PRELUDE .. code, env)
 end
 
 describe("an HTTP request (csp_Req)", function()

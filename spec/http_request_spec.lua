@@ -8,14 +8,9 @@ local util = require "spec.helpers.util"
 
 -- Under `make asan` freed memory sits in ASan's quarantine: RSS says nothing there, and the
 -- big transfers are kept small so the rest of the suite keeps its memory.
-local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
+local ASAN = util.ASAN
 
-local function rss_kb()
-  local f = assert(io.open("/proc/self/status"))
-  local s = f:read("a")
-  f:close()
-  return tonumber(s:match("VmRSS:%s*(%d+)"))
-end
+local rss_kb = util.rss_kb
 
 describe("csp.http.request", function()
   local srv

@@ -1,18 +1,14 @@
 -- https and HTTP/2 through libcurl, against a local nginx (TLS with h2 by ALPN) whose CA and
 -- server certificate are made at test time by openssl (spec/helpers/tls.lua).
 local csp = require "csp"
+local util = require "spec.helpers.util"
 local site = require "spec.helpers.site"
 local proc = require "spec.helpers.run"
 local tls = require "spec.helpers.tls"
 
-local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
+local ASAN = util.ASAN
 
-local function rss_kb()
-  local f = assert(io.open("/proc/self/status"))
-  local st = f:read("a")
-  f:close()
-  return tonumber(st:match("VmRSS:%s*(%d+)"))
-end
+local rss_kb = util.rss_kb
 
 describe("csp.http over TLS (nginx)", function()
   local s

@@ -67,4 +67,17 @@ function M.run(code, env, timeout)
   }
 end
 
+-- checked(code [, env]) -> stdout: runs code in a child (60 s) that must exit 0; under `make asan`
+-- the child checks its own leaks at exit (LeakSanitizer) and any sanitizer report fails.
+function M.checked(code, env)
+  env = env or {}
+  if require("spec.helpers.util").ASAN then
+    env.ASAN_OPTIONS = "detect_leaks=1:halt_on_error=1:log_path=stderr"
+  end
+  local r = M.run(code, env, 60)
+  assert(not r.stderr:find("Sanitizer", 1, true), r.stderr)
+  assert(r.code == 0, r.stderr)
+  return r.stdout
+end
+
 return M

@@ -45,4 +45,15 @@ function M.shared_settles(base)
   return M.shared_alive()
 end
 
+-- Under `make asan` (libasan preloaded) freed memory sits in ASan's quarantine: RSS says nothing.
+M.ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") ~= nil
+
+-- This process's resident set, KiB.
+function M.rss_kb()
+  local f = assert(io.open("/proc/self/status"))
+  local st = f:read("a")
+  f:close()
+  return tonumber(st:match("VmRSS:%s*(%d+)"))
+end
+
 return M
