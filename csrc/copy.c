@@ -245,8 +245,9 @@ static void enc_value(Enc *e, int idx, int depth) {
       unsigned char o = (unsigned char)op;
       if (s == NULL) enc_fail(e, idx, e->key ? "syncmap" : "xchan");
       enc_byte(e, T_SHARED);
+      enc_byte(e, o);
+      while (e->n % sizeof s) enc_byte(e, 0);  /* zero padding: blobs compare bytewise */
       enc_put(e, &s, sizeof s);
-      enc_put(e, &o, 1);
       e->nshared++;
       break;
     }
@@ -269,6 +270,16 @@ static uint64_t dec_varint(const unsigned char **pp) {
   return v;
 }
 
+/* A shared object's op and pointer (p just after T_SHARED: the op byte, zero padding, the
+** pointer). The encoder pads by offset and a blob's data is aligned, so address works here. */
+static const unsigned char *dec_shared(const unsigned char *p, csp_Shared **s, int *op) {
+  uintptr_t a = (uintptr_t)(p + 1);
+  *op = *p;
+  a = (a + sizeof *s - 1) & ~(uintptr_t)(sizeof *s - 1);
+  memcpy(s, (const void *)a, sizeof *s);
+  return (const unsigned char *)a + sizeof *s;
+}
+
 /* Walks one value, calling f on each shared object in it; returns the byte after it. */
 static const unsigned char *walk(const unsigned char *p, void (*f)(csp_Shared *)) {
   switch (*p++) {
@@ -277,9 +288,10 @@ static const unsigned char *walk(const unsigned char *p, void (*f)(csp_Shared *)
     case T_REF: dec_varint(&p); return p;
     case T_SHARED: {
       csp_Shared *s;
-      memcpy(&s, p, sizeof s);
+      int op;
+      p = dec_shared(p, &s, &op);
       f(s);
-      return p + sizeof s + 1;
+      return p;
     }
     case T_TABLE: {
       uint64_t narr = dec_varint(&p);
@@ -350,7 +362,8 @@ int csp_blob_kind(const csp_Blob *b) {
   if (*p == T_FLT) return T_INT;     /* one kind: number */
   if (*p == T_SHARED) {
     csp_Shared *s;
-    memcpy(&s, p + 1, sizeof s);
+    int op;
+    dec_shared(p + 1, &s, &op);
     return 256 + s->type;
   }
   return *p;
@@ -388,9 +401,10 @@ static const unsigned char *dec_value(Dec *d, const unsigned char *p) {
       return p;
     case T_SHARED: {
       csp_Shared *s;
-      memcpy(&s, p, sizeof s);
-      csp_proxy_push(L, s, p[sizeof s]);
-      return p + sizeof s + 1;
+      int op;
+      p = dec_shared(p, &s, &op);
+      csp_proxy_push(L, s, op);
+      return p;
     }
     case T_TABLE: {
       uint64_t narr = dec_varint(&p);

@@ -38,11 +38,13 @@ void csp_proxy_meta(lua_State *L, int type, const char *name, const luaL_Reg *me
 
 /* --- copy.c: values copied between states --- */
 
-/* An encoded list of values: C memory only, holding one ref per shared object inside. */
+/* An encoded list of values: C memory only, holding one ref per shared object inside. data is
+** pointer-aligned and so is every shared-object pointer in it (copy.c pads before each): the
+** leak checker finds only aligned pointers, and these refs must not look like leaks. */
 typedef struct csp_Blob {
   size_t len;
   int nshared;
-  unsigned char data[];
+  _Alignas(void *) unsigned char data[];
 } csp_Blob;
 
 /* Encodes the n values from first; raises (leaking nothing) on a value that cannot cross. */
@@ -62,8 +64,9 @@ int csp_blob_hastable(const csp_Blob *b);
 #define CSP_MSG_INLINE 22
 enum { CSP_M_EMPTY = 0, CSP_M_NIL, CSP_M_FALSE, CSP_M_TRUE, CSP_M_INT, CSP_M_FLT, CSP_M_STR, CSP_M_BLOB };
 typedef struct csp_Msg {
+  /* an inline string, a number, or the blob pointer: aligned, so the leak checker sees it */
+  _Alignas(void *) unsigned char data[CSP_MSG_INLINE];
   unsigned char tag, len;
-  unsigned char data[CSP_MSG_INLINE];  /* an inline string, a number, or the blob pointer */
 } csp_Msg;
 
 /* Encodes the value at idx into m; raises (m untouched) on a value that cannot cross. */

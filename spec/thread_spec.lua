@@ -203,19 +203,27 @@ describe("deadlock across threads", function()
     .. " #subprocess", function()
     local r = run.run([[
       local csp = require "csp"
-      local x, y = csp.xchan(), csp.xchan()
-      csp.thread(function(x)  -- thread 1: a goroutine waits on an xchan, main sleeps
+      local x, y, ready = csp.xchan(), csp.xchan(), csp.xchan(3)
+      -- each thread says it is ready once its goroutine has run (and so parked): no sleep-and-hope
+      csp.thread(function(x, ready)  -- thread 1: a goroutine waits on an xchan, main sleeps
         local csp = require "csp"
         csp.go(function() x:recv() end)
+        csp.sleep(0.005)
+        ready:send(1)
         while true do csp.sleep(0.005) end
-      end, x)
-      csp.thread(function(y)  -- thread 2: yields in a loop while a goroutine waits to send
+      end, x, ready)
+      csp.thread(function(y, ready)  -- thread 2: yields in a loop while a goroutine waits to send
         local csp = require "csp"
         csp.go(function() y:send(1) end)
+        csp.gosched()
+        ready:send(2)
         while true do csp.gosched() end
-      end, y)
-      csp.thread(function() while true do end end)  -- thread 3: never reaches its scheduler
-      csp.sleep(0.05)
+      end, y, ready)
+      csp.thread(function(ready)  -- thread 3: never reaches its scheduler again
+        ready:send(3)
+        while true do end
+      end, ready)
+      for _ = 1, 3 do ready:recv() end
       local ok, err = pcall(function() csp.chan():recv() end)
       print(ok, (err:gsub("\t[^\n]*\n", "")))  -- without the traceback lines
     ]])
