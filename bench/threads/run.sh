@@ -4,7 +4,11 @@
 # items/s), the CPU-bound job farm on 2 threads against 1 (>= 1.8x; Go's farm at P=2 and P=1
 # beside it), du5 against GNU du and its Go twin (bench/du's tree).
 # Env: BENCH_RUNS (default 3, median reported), BENCH_QUICK=1 (smaller counts),
-#      DU_TREE (a tree from bench/du/mktree.lua: du5 is timed against GNU du and Go on it).
+#      DU_TREE (a tree from bench/du/mktree.lua: du5 is timed against GNU du and Go on it),
+#      BENCH_CHRT=1 (every timed run under chrt -f 10: SCHED_FIFO, quieter on a shared machine).
+# Beside xpingpong: the hardware floor (floor/pingpong.c: two pthreads handing one atomic back
+# and forth, spinning, or spinning then parking on a futex) and Go with each goroutine locked to
+# its own OS thread (go/pplocked), which crosses threads as csp does; Go's plain P=2 never does.
 set -u
 . "$(dirname "$0")/../lib.sh"
 RUNS=${BENCH_RUNS:-3}
@@ -14,23 +18,34 @@ go build -o build/bench/pingpong ./bench/go/pingpong/main.go || exit 1
 go build -o build/bench/xbuffered ./bench/threads/go/xbuffered/main.go || exit 1
 go build -o build/bench/xfarm ./bench/threads/go/xfarm/main.go || exit 1
 go build -o build/bench/du5 ./bench/threads/go/du5/main.go || exit 1
+go build -o build/bench/pplocked ./bench/threads/go/pplocked/main.go || exit 1
+${CC:-gcc} -O2 -pthread -o build/bench/floor bench/threads/floor/pingpong.c || exit 1
+FIFO=()
+[ "${BENCH_CHRT:-0}" = 1 ] && FIFO=(chrt -f 10)
+load0=$(cut -d' ' -f1 /proc/loadavg)
 
 val() { grep -m1 '^RESULT ' | awk '{ print $3 }'; }
 med() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 declare -A R
 for ((r = 1; r <= RUNS; r++)); do
-  R[xpp]+="$("$LUA" bench/threads/xpingpong.lua | val) "
-  R[gpp]+="$(GOMAXPROCS=2 build/bench/pingpong | val) "
-  R[xbuf]+="$("$LUA" bench/threads/xbuffered.lua | val) "
-  R[gbuf]+="$(GOMAXPROCS=2 build/bench/xbuffered | val) "
-  R[f1]+="$(CSP_THREADS=1 "$LUA" bench/threads/xfarm.lua | val) "
-  R[f2]+="$(CSP_THREADS=2 "$LUA" bench/threads/xfarm.lua | val) "
-  R[g1]+="$(GOMAXPROCS=1 build/bench/xfarm | val) "
-  R[g2]+="$(GOMAXPROCS=2 build/bench/xfarm | val) "
+  R[xpp]+="$("${FIFO[@]}" "$LUA" bench/threads/xpingpong.lua | val) "
+  R[gpp]+="$(GOMAXPROCS=2 "${FIFO[@]}" build/bench/pingpong | val) "
+  R[gppl]+="$(GOMAXPROCS=2 "${FIFO[@]}" build/bench/pplocked | val) "
+  R[fspin]+="$("${FIFO[@]}" build/bench/floor spin | val) "
+  R[fpin]+="$("${FIFO[@]}" build/bench/floor spin pin | val) "
+  R[fpark]+="$("${FIFO[@]}" build/bench/floor park | val) "
+  R[xbuf]+="$("${FIFO[@]}" "$LUA" bench/threads/xbuffered.lua | val) "
+  R[gbuf]+="$(GOMAXPROCS=2 "${FIFO[@]}" build/bench/xbuffered | val) "
+  R[f1]+="$(CSP_THREADS=1 "${FIFO[@]}" "$LUA" bench/threads/xfarm.lua | val) "
+  R[f2]+="$(CSP_THREADS=2 "${FIFO[@]}" "$LUA" bench/threads/xfarm.lua | val) "
+  R[g1]+="$(GOMAXPROCS=1 "${FIFO[@]}" build/bench/xfarm | val) "
+  R[g2]+="$(GOMAXPROCS=2 "${FIFO[@]}" build/bench/xfarm | val) "
 done
 m() { tr ' ' '\n' <<<"${R[$1]}" | grep . | med; }
-echo "median of $RUNS, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
+echo "median of $RUNS, $(nproc) CPUs${FIFO[*]:+, under ${FIFO[*]}}, load average $load0 before, $(cut -d' ' -f1 /proc/loadavg) after"
 awk -v a="$(m xpp)" -v b="$(m gpp)" 'BEGIN { r = a / b; printf "xpingpong  csp %.0f ns  go P=2 %.0f ns  ratio %.2f (target <= 1.5: %s)\n", a, b, r, (r <= 1.5) ? "met" : "MISSED" }'
+awk -v l="$(m gppl)" -v s="$(m fspin)" -v p="$(m fpin)" -v k="$(m fpark)" -v b="$(m gpp)" 'BEGIN {
+  printf "           go locked threads %.0f ns; floor spin %.0f ns, pinned %.0f ns, spin+futex %.0f ns; floor/go P=2 %.2f\n", l, s, p, k, s / b }'
 awk -v a="$(m xbuf)" -v b="$(m gbuf)" 'BEGIN { r = a / b; printf "xbuffered  csp %.0f items/s  go P=2 %.0f items/s  ratio %.2f (target >= 0.5: %s)\n", a, b, r, (r >= 0.5) ? "met" : "MISSED" }'
 awk -v a="$(m f2)" -v b="$(m f1)" -v c="$(m g2)" -v d="$(m g1)" 'BEGIN {
   r = a / b
