@@ -24,7 +24,7 @@ typedef struct Buf {
 typedef struct csp_Trace {
   csp_Sched *S;
   const csp_TraceFormat *fmt;
-  uint64_t t0, t0ns, slice0, main0, nextflow;  /* times in ticks (see ticks()), t0ns in ns */
+  uint64_t t0, t0ns, slice0, main0, nextflow;  /* times in csp_trace_ticks(); t0ns in ns */
   uint64_t lastend;    /* when the last slice ended; 0 once the loop woke something since */
   uint64_t flowin, mainflow;     /* the wake that started the open slice (main's), 0: none */
   uint64_t flowout, mainout;     /* the flow its first wake continues (main's), 0: none yet */
@@ -46,59 +46,6 @@ static csp_Trace *active;        /* the process's one trace (guarded by trace_mu
 static uv_mutex_t trace_mu;
 static uv_once_t trace_once = UV_ONCE_INIT;
 static int trace_gen;
-
-/* ---------------------------------------------------------------- the clock */
-
-/* The clock uv_hrtime reads, without libuv's call in between. */
-static inline uint64_t now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-/* What the scheduler's thread stamps records with, twice a switch: on x86 the time-stamp counter
-** (12 ns a read on this project's kvm guest, where clock_gettime takes 29), elsewhere now_ns().
-** Each buffer carries both clocks read at its submit; the writer maps ticks to ns linearly between
-** a buffer's submit and the previous one's, so the counter's rate needs no measuring and cannot
-** drift (an invariant counter is assumed, as the kernel's own kvm-clock and tsc clocksources do). */
-#if defined(__x86_64__) || defined(__i386__)
-#include <x86intrin.h>
-static inline uint64_t ticks(void) { return __rdtsc(); }
-static void calib(const csp_Trace *T, uint64_t *t, uint64_t *n) {
-  *t = ticks() - T->t0;
-  *n = now_ns() - T->t0ns;
-}
-#else
-static inline uint64_t ticks(void) { return now_ns(); }
-static void calib(const csp_Trace *T, uint64_t *t, uint64_t *n) { *n = *t = ticks() - T->t0; }
-#endif
-
-/* The writer's map from ticks to ns: n = pn + (t - pt) * scale, (pt, pn) the last calibration. */
-typedef struct Cal { uint64_t pt, pn; double scale; } Cal;
-
-/* Takes buffer b's calibration: the scale over the time since the last one, or since the start
-** when that is too short to measure (about 0.4 ms of a GHz counter). */
-static void cal_next(Cal *c, const Buf *b) {
-  if (b->calt >= c->pt + (1u << 20)) c->scale = (double)(b->caln - c->pn) / (double)(b->calt - c->pt);
-  else if (b->calt > 0) c->scale = (double)b->caln / (double)b->calt;
-}
-
-static uint64_t cal_ns(const Cal *c, uint64_t t) {
-  double d = (double)(int64_t)(t - c->pt) * c->scale;
-  return d <= -(double)c->pn ? 0 : c->pn + (uint64_t)(int64_t)d;
-}
-
-/* e with its times in ns (a record's ticks). */
-static Ev cal_ev(const Cal *c, const Ev *e) {
-  Ev r = *e;
-  if (e->type == CSP_EV_FLOW) return r;
-  r.ts = cal_ns(c, e->ts);
-  if (e->type == CSP_EV_SLICE) {
-    uint64_t end = cal_ns(c, e->ts + e->dur);
-    r.dur = end > r.ts ? end - r.ts : 0;
-  }
-  return r;
-}
 
 /* ---------------------------------------------------------------- the writer thread */
 
@@ -160,7 +107,7 @@ static void writer(void *arg) {
   csp_Trace *T = arg;
   csp_TraceOut *o = malloc(sizeof *o);
   Flows flows = {NULL, 0, 0};
-  Cal cal = {0, 0, 1.0};
+  csp_Cal cal = {0, 0, 1.0};
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);  /* SIGINT and SIGQUIT are for the scheduler's thread */
@@ -183,12 +130,12 @@ static void writer(void *arg) {
     T->qhead = b->next;
     if (T->qhead == NULL) T->qtail = NULL;
     uv_mutex_unlock(&T->mu);
-    cal_next(&cal, b);
+    csp_cal_next(&cal, b->calt, b->caln);
     for (int i = 0; o && i < b->n; i++) {
-      Ev e = cal_ev(&cal, &b->ev[i]);
+      Ev e = csp_cal_ev(&cal, &b->ev[i]);
       put(T->fmt, o, &flows, &e);
     }
-    if (b->calt >= cal.pt + (1u << 20)) {  /* the next buffer's segment starts here */
+    if (b->calt >= cal.pt + CSP_CAL_MIN) {  /* the next buffer's segment starts here */
       cal.pt = b->calt;
       cal.pn = b->caln;
     }
@@ -218,7 +165,7 @@ static void writer(void *arg) {
 #define MAXQ 64
 static void submit(csp_Trace *T) {
   Buf *b = T->cur, *nb;
-  calib(T, &b->calt, &b->caln);
+  csp_trace_calib(T->t0, T->t0ns, &b->calt, &b->caln);
   uv_mutex_lock(&T->mu);
   b->next = NULL;
   if (T->qtail) T->qtail->next = b;
@@ -338,7 +285,7 @@ void csp_trace_ready(csp_Sched *S, csp_G *g) {
     out = &T->mainout;
   } else {  /* from the loop: a timer or an I/O completion */
     const char *r = g->reason ? g->reason : "";
-    e = rec(T, CSP_EV_WAKE, (uint32_t)g->id, ticks());
+    e = rec(T, CSP_EV_WAKE, (uint32_t)g->id, csp_trace_ticks());
     e->s = strcmp(r, "IO wait") == 0 || strcmp(r, "syscall") == 0 ? "I/O ready" :
            strcmp(r, "sleep") == 0 || strncmp(r, "chan", 4) == 0 || strcmp(r, "select") == 0 ? "timer fired"
                                                                                          : "wake";
@@ -363,7 +310,7 @@ void csp_trace_ready(csp_Sched *S, csp_G *g) {
 ** read on some virtual machines, is read once a switch. */
 void csp_trace_run(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
-  T->slice0 = T->lastend ? T->lastend : ticks();
+  T->slice0 = T->lastend ? T->lastend : csp_trace_ticks();
   if (!g->started) {
     lua_pushvalue(g->L, 3);  /* (base, msgh, f, args...): see goexit.c's csp_exit_push */
     g->tname = fname(T, g->L, -1);
@@ -399,7 +346,7 @@ static void slice(csp_Trace *T, uint32_t tid, uint64_t start, uint64_t now, cons
 
 void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
   csp_Trace *T = S->trace;
-  T->lastend = ticks();
+  T->lastend = csp_trace_ticks();
   slice(T, (uint32_t)g->id, T->slice0, T->lastend, g->tname ? g->tname : "?", stopped(g, status),
         T->flowin, T->flowname, T->flowout);
   T->flowin = 0;
@@ -408,7 +355,7 @@ void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
 /* Main enters the loop (its slice ends: it waits) or leaves it (a slice starts). */
 void csp_trace_loop(csp_Sched *S, int enter) {
   csp_Trace *T = S->trace;
-  uint64_t now = enter || !T->lastend ? ticks() : T->lastend;
+  uint64_t now = enter || !T->lastend ? csp_trace_ticks() : T->lastend;
   csp_G *m = &S->maing;
   if (enter) {
     const char *why = m->reason ? m->reason : "wait";
@@ -449,7 +396,7 @@ static int gc_fin(lua_State *L) {
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
   int gen = *(int *)lua_touserdata(L, 1);
   if (S->closing || S->trace == NULL || S->trace->gen != gen) return 0;
-  rec(S->trace, CSP_EV_GC, 0, ticks());
+  rec(S->trace, CSP_EV_GC, 0, csp_trace_ticks());
   gc_sentinel(L, gen);
   return 0;
 }
@@ -460,7 +407,7 @@ static void init_mu(void) { uv_mutex_init(&trace_mu); }
 
 static void trace_finish(csp_Trace *T) {
   csp_Sched *S = T->S;
-  uint64_t now = ticks();
+  uint64_t now = csp_trace_ticks();
   if (S->cur) slice(T, (uint32_t)S->cur->id, T->slice0, now, S->cur->tname ? S->cur->tname : "?",
                     NULL, T->flowin, T->flowname, T->flowout);
   if (T->mainrun) slice(T, 1, T->main0, now, "main", NULL, T->mainflow, T->mainflowname, T->mainout);
@@ -527,8 +474,8 @@ static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path, cons
   T->fd = fd;
   T->cur->n = 0;
   T->gen = ++trace_gen;
-  T->t0ns = now_ns();
-  T->t0 = ticks();
+  T->t0ns = csp_trace_now_ns();
+  T->t0 = csp_trace_ticks();
   uv_mutex_init(&T->mu);
   uv_cond_init(&T->cv);
   if (uv_thread_create(&T->th, writer, T) != 0) {
