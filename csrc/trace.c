@@ -17,13 +17,14 @@ typedef csp_TraceEv Ev;
 typedef struct Buf {
   struct Buf *next;
   int n;
+  uint64_t calt, caln;  /* the clock at submit: ticks and ns since the trace started */
   Ev ev[NEV];
 } Buf;
 
 typedef struct csp_Trace {
   csp_Sched *S;
   const csp_TraceFormat *fmt;
-  uint64_t t0, slice0, main0, nextflow;
+  uint64_t t0, t0ns, slice0, main0, nextflow;  /* times in csp_trace_ticks(); t0ns in ns */
   uint64_t lastend;    /* when the last slice ended; 0 once the loop woke something since */
   uint64_t flowin, mainflow;     /* the wake that started the open slice (main's), 0: none */
   uint64_t flowout, mainout;     /* the flow its first wake continues (main's), 0: none yet */
@@ -106,6 +107,7 @@ static void writer(void *arg) {
   csp_Trace *T = arg;
   csp_TraceOut *o = malloc(sizeof *o);
   Flows flows = {NULL, 0, 0};
+  csp_Cal cal = {0, 0, 1.0};
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);  /* SIGINT and SIGQUIT are for the scheduler's thread */
@@ -128,7 +130,15 @@ static void writer(void *arg) {
     T->qhead = b->next;
     if (T->qhead == NULL) T->qtail = NULL;
     uv_mutex_unlock(&T->mu);
-    for (int i = 0; o && i < b->n; i++) put(T->fmt, o, &flows, &b->ev[i]);
+    csp_cal_next(&cal, b->calt, b->caln);
+    for (int i = 0; o && i < b->n; i++) {
+      Ev e = csp_cal_ev(&cal, &b->ev[i]);
+      put(T->fmt, o, &flows, &e);
+    }
+    if (b->calt >= cal.pt + CSP_CAL_MIN) {  /* the next buffer's segment starts here */
+      cal.pt = b->calt;
+      cal.pn = b->caln;
+    }
     b->n = 0;
     uv_mutex_lock(&T->mu);
     b->next = T->free;
@@ -155,6 +165,7 @@ static void writer(void *arg) {
 #define MAXQ 64
 static void submit(csp_Trace *T) {
   Buf *b = T->cur, *nb;
+  csp_trace_calib(T->t0, T->t0ns, &b->calt, &b->caln);
   uv_mutex_lock(&T->mu);
   b->next = NULL;
   if (T->qtail) T->qtail->next = b;
@@ -177,12 +188,6 @@ static void submit(csp_Trace *T) {
   T->cur = nb;
 }
 
-/* The clock uv_hrtime reads, without libuv's call in between (slow to read on some virtual machines). */
-static inline uint64_t now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 static inline Ev *rec(csp_Trace *T, int type, uint32_t tid, uint64_t now) {
   Ev *e;
@@ -280,7 +285,7 @@ void csp_trace_ready(csp_Sched *S, csp_G *g) {
     out = &T->mainout;
   } else {  /* from the loop: a timer or an I/O completion */
     const char *r = g->reason ? g->reason : "";
-    e = rec(T, CSP_EV_WAKE, (uint32_t)g->id, now_ns());
+    e = rec(T, CSP_EV_WAKE, (uint32_t)g->id, csp_trace_ticks());
     e->s = strcmp(r, "IO wait") == 0 || strcmp(r, "syscall") == 0 ? "I/O ready" :
            strcmp(r, "sleep") == 0 || strncmp(r, "chan", 4) == 0 || strcmp(r, "select") == 0 ? "timer fired"
                                                                                          : "wake";
@@ -305,7 +310,7 @@ void csp_trace_ready(csp_Sched *S, csp_G *g) {
 ** read on some virtual machines, is read once a switch. */
 void csp_trace_run(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
-  T->slice0 = T->lastend ? T->lastend : now_ns();
+  T->slice0 = T->lastend ? T->lastend : csp_trace_ticks();
   if (!g->started) {
     lua_pushvalue(g->L, 3);  /* (base, msgh, f, args...): see goexit.c's csp_exit_push */
     g->tname = fname(T, g->L, -1);
@@ -341,7 +346,7 @@ static void slice(csp_Trace *T, uint32_t tid, uint64_t start, uint64_t now, cons
 
 void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
   csp_Trace *T = S->trace;
-  T->lastend = now_ns();
+  T->lastend = csp_trace_ticks();
   slice(T, (uint32_t)g->id, T->slice0, T->lastend, g->tname ? g->tname : "?", stopped(g, status),
         T->flowin, T->flowname, T->flowout);
   T->flowin = 0;
@@ -350,7 +355,7 @@ void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
 /* Main enters the loop (its slice ends: it waits) or leaves it (a slice starts). */
 void csp_trace_loop(csp_Sched *S, int enter) {
   csp_Trace *T = S->trace;
-  uint64_t now = enter || !T->lastend ? now_ns() : T->lastend;
+  uint64_t now = enter || !T->lastend ? csp_trace_ticks() : T->lastend;
   csp_G *m = &S->maing;
   if (enter) {
     const char *why = m->reason ? m->reason : "wait";
@@ -391,7 +396,7 @@ static int gc_fin(lua_State *L) {
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
   int gen = *(int *)lua_touserdata(L, 1);
   if (S->closing || S->trace == NULL || S->trace->gen != gen) return 0;
-  rec(S->trace, CSP_EV_GC, 0, now_ns());
+  rec(S->trace, CSP_EV_GC, 0, csp_trace_ticks());
   gc_sentinel(L, gen);
   return 0;
 }
@@ -402,7 +407,7 @@ static void init_mu(void) { uv_mutex_init(&trace_mu); }
 
 static void trace_finish(csp_Trace *T) {
   csp_Sched *S = T->S;
-  uint64_t now = now_ns();
+  uint64_t now = csp_trace_ticks();
   if (S->cur) slice(T, (uint32_t)S->cur->id, T->slice0, now, S->cur->tname ? S->cur->tname : "?",
                     NULL, T->flowin, T->flowname, T->flowout);
   if (T->mainrun) slice(T, 1, T->main0, now, "main", NULL, T->mainflow, T->mainflowname, T->mainout);
@@ -469,7 +474,8 @@ static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path, cons
   T->fd = fd;
   T->cur->n = 0;
   T->gen = ++trace_gen;
-  T->t0 = now_ns();
+  T->t0ns = csp_trace_now_ns();
+  T->t0 = csp_trace_ticks();
   uv_mutex_init(&T->mu);
   uv_cond_init(&T->cv);
   if (uv_thread_create(&T->th, writer, T) != 0) {

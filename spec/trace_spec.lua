@@ -180,6 +180,22 @@ describe("csp.trace", function()
       assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == 2 end) >= 1)
       os.remove(path)
     end)
+
+    it("CSP_TRACE leaves a complete file when a goroutine's panic ends the program: " .. ext, function()
+      local path = tmpname(ext)
+      local r = run.run([[
+        local csp = require "csp"
+        local c = csp.chan()
+        csp.go(function() c:send(1); error("boom") end)
+        c:recv()
+        csp.sleep(1)
+      ]], { CSP_TRACE = path })
+      assert.are_not.equal(0, r.code)
+      assert.matches("boom", r.stderr)
+      local evs = assert(load(path))
+      assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == 2 end) >= 1)
+      os.remove(path)
+    end)
   end
 
   it("writes JSON compactly: a chain of wakes as the slices' flow fields, other wakes as flow events", function()
