@@ -69,7 +69,7 @@ all: $(SO)
 
 $(SO): $(SRC) $(HDR) | deps-check
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) -std=c11 -D_GNU_SOURCE -pthread -fPIC -fvisibility=hidden -shared $(PKGCFLAGS) $(EXTRA_I) -o $@ $(SRC) $(EXTRA_L) $(LIBS)
+	$(CC) $(CFLAGS) $(WARN) -std=c11 -D_GNU_SOURCE -pthread -fPIC -fno-plt -fvisibility=hidden -shared $(PKGCFLAGS) $(EXTRA_I) -o $@ $(SRC) $(EXTRA_L) $(LIBS)
 
 # Installs the Debian packages that are missing (as root), or says the command to run.
 deps:

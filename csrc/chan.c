@@ -37,7 +37,7 @@ csp_Chan *csp_chan_checkview(lua_State *L, int idx, int op) {
 
 /* ---------------------------------------------------------------- ring */
 
-static void ring_get(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {
+CSP_HOT void ring_get(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {
   if (!c->big) {
     lua_getiuservalue(L, chidx, (int)i + 1);
     return;
@@ -47,7 +47,7 @@ static void ring_get(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {
   lua_remove(L, -2);
 }
 
-static void ring_set(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {  /* pops the value */
+CSP_HOT void ring_set(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {  /* pops the value */
   if (!c->big) {
     lua_setiuservalue(L, chidx, (int)i + 1);
     return;
@@ -76,7 +76,7 @@ CSP_HOT void sender_value(lua_State *L, csp_Waiter *w) {
 }
 
 /* Into the buffer, which has room: the value on top of L, which it pops. */
-static void buf_send(lua_State *L, csp_Chan *c, int chidx) {
+CSP_HOT void buf_send(lua_State *L, csp_Chan *c, int chidx) {
   uint32_t tail = c->head + c->count;
   if (tail >= c->cap) tail -= c->cap;
   if (c->S->race) csp_race_slot(c->S, c, tail, NULL);
@@ -86,7 +86,7 @@ static void buf_send(lua_State *L, csp_Chan *c, int chidx) {
 }
 
 /* Out of the buffer, which holds a value (or a timer's tick): pushes it. */
-static void buf_recv(lua_State *L, csp_Chan *c, int chidx) {
+CSP_HOT void buf_recv(lua_State *L, csp_Chan *c, int chidx) {
   csp_Waiter *w;
   int t;
   if (c->timer && c->timer->pending) {

@@ -6,6 +6,7 @@
 #      BENCH_RUNS (runs per program, default 5; rounds interleaved, median reported),
 #      UV_THREADPOOL_SIZE (passed through to du3.lua; libuv's default is 4),
 #      CSP_BUILD (directory holding csp/core.so, default build).
+# Go du3 runs at the default GOMAXPROCS and at GOMAXPROCS=1 (issue 14 compares with P=1).
 # Prints one RESULT line per program (median wall ms) and a table with the ratios and targets
 # (du3.lua <= 1.0x GNU du, <= 0.8x Go du3).
 set -u
@@ -39,12 +40,14 @@ for ((r = 1; r <= RUNS; r++)); do
   echo "round $r/$RUNS" >&2
   T[lua]+=" $(wall "$LUA" examples/du3.lua -b "$TREE")"
   T[go]+=" $(wall build/bench/du3 -b "$TREE")"
+  T[go1]+=" $(wall env GOMAXPROCS=1 build/bench/du3 -b "$TREE")"
   T[du]+=" $(wall du -s --apparent-size "$TREE")"
 done
 
-lua=$(median "${T[lua]}") go=$(median "${T[go]}") du=$(median "${T[du]}")
+lua=$(median "${T[lua]}") go=$(median "${T[go]}") go1=$(median "${T[go1]}") du=$(median "${T[du]}")
 echo "RESULT du3_lua $lua ms"
 echo "RESULT du3_go $go ms"
+echo "RESULT du3_go_p1 $go1 ms"
 echo "RESULT du_gnu $du ms"
 echo
 echo "du on $FILES files in $DIRS directories ($TREE), warm cache, $(nproc) CPUs," \
@@ -52,8 +55,10 @@ echo "du on $FILES files in $DIRS directories ($TREE), warm cache, $(nproc) CPUs
 printf "%-28s | %8s | %s\n" program "wall ms" "runs (ms)"
 printf "%-28s | %8s | %s\n" "du3.lua (csp)" "$lua" "${T[lua]# }"
 printf "%-28s | %8s | %s\n" "Go du3 (GOMAXPROCS=$(nproc))" "$go" "${T[go]# }"
+printf "%-28s | %8s | %s\n" "Go du3 (GOMAXPROCS=1)" "$go1" "${T[go1]# }"
 printf "%-28s | %8s | %s\n" "du -s --apparent-size" "$du" "${T[du]# }"
-awk -v l="$lua" -v g="$go" -v d="$du" 'BEGIN {
+awk -v l="$lua" -v g="$go" -v g1="$go1" -v d="$du" 'BEGIN {
   printf "du3.lua / GNU du = %.2f (target <= 1.0: %s)\n", l / d, (l <= d ? "met" : "NOT met")
   printf "du3.lua / Go du3 = %.2f (target <= 0.8: %s)\n", l / g, (l <= 0.8 * g ? "met" : "NOT met")
+  printf "du3.lua / Go du3 (GOMAXPROCS=1) = %.2f (target <= 0.8: %s)\n", l / g1, (l <= 0.8 * g1 ? "met" : "NOT met")
 }'
