@@ -44,10 +44,10 @@ void csp_http_req_drop(Req *r) {
   r->e = NULL;
   curl_slist_free_all(r->hdrs);
   r->hdrs = NULL;
-  csp_httpcurl_buf_free(&r->body);
-  csp_httpcurl_buf_free(&r->head);
-  csp_httpcurl_buf_free(&r->trail);
-  csp_httpcurl_buf_free(&r->up);
+  csp_buf_free(&r->body);
+  csp_buf_free(&r->head);
+  csp_buf_free(&r->trail);
+  csp_buf_free(&r->up);
 }
 
 /* Lets r go for good: a body stream no conn took goes with it; one a conn owns forgets it (at
@@ -332,7 +332,7 @@ static int req_wait_k(lua_State *L, int status, lua_KContext ctx);
 static void req_unpause(Req *r) {
   int mask;
   if (!r->attached || !(r->recv_paused || r->send_paused)) return;
-  if (r->recv_paused && r->body.len < SINK_CHUNK) r->recv_paused = 0;
+  if (r->recv_paused && csp_buf_len(&r->body) < SINK_CHUNK) r->recv_paused = 0;
   if (r->send_paused && !r->need) r->send_paused = 0;
   mask = (r->recv_paused ? CURLPAUSE_RECV : 0) | (r->send_paused ? CURLPAUSE_SEND : 0);
   curl_easy_pause(r->e, mask);
@@ -346,12 +346,12 @@ static int req_wait(lua_State *L) {
   csp_Sched *S;
   csp_G *g;
   if (r->M == NULL || r->e == NULL || r->done || (r->st && r->ready && !r->handed) || (r->handed && !r->st)) {
-    if (r->sink && r->body.len > 0) goto data;
+    if (r->sink && csp_buf_len(&r->body) > 0) goto data;
     lua_pushliteral(L, "done");
     return 1;
   }
   if (r->parked) return luaL_error(L, "http: request already waited on");
-  if (r->sink && r->body.len >= SINK_CHUNK) goto data;
+  if (r->sink && csp_buf_len(&r->body) >= SINK_CHUNK) goto data;
   if (r->need) {
     lua_pushliteral(L, "need");
     return 1;
@@ -364,8 +364,8 @@ static int req_wait(lua_State *L) {
   return csp_req_park(L, &r->wr, g, "IO wait", (lua_KContext)r, req_wait_k);
 data:
   lua_pushliteral(L, "data");
-  lua_pushlstring(L, r->body.p, r->body.len);
-  r->body.len = 0;
+  lua_pushlstring(L, csp_buf_data(&r->body), csp_buf_len(&r->body));
+  csp_buf_clear(&r->body);
   req_unpause(r);
   return 2;
 }
@@ -385,10 +385,10 @@ static int req_feed(lua_State *L) {
   const char *s = luaL_optlstring(L, 2, NULL, &n);
   if (!r->need) return 0;
   r->need = 0;
-  r->up.len = 0;
+  csp_buf_clear(&r->up);
   r->up_off = 0;
   if (s == NULL || n == 0) r->up_eof = 1;
-  else if (!csp_httpcurl_buf_add(&r->up, s, n)) return luaL_error(L, "not enough memory");
+  else if (!csp_buf_put(&r->up, s, n)) return luaL_error(L, "not enough memory");
   req_unpause(r);
   return 0;
 }
