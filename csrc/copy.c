@@ -87,7 +87,7 @@ csp_Shared *csp_proxy_test(lua_State *L, int idx, int type, int *op) {
 
 csp_Shared *csp_proxy_check(lua_State *L, int idx, int type, const char *tname) {
   csp_Shared *s = csp_proxy_test(L, idx, type, NULL);
-  if (s == NULL) luaL_typeerror(L, idx, tname);
+  if (s == NULL) csp_tagerror(L, idx, tname);
   return s;
 }
 
