@@ -444,6 +444,7 @@ void csp_http_open(lua_State *L) {
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {{"__gc", req_gc}, {"__close", req_close}, {NULL, NULL}};
+  static const luaL_Reg multi_meta[] = {{"__gc", csp_httpcurl_multi_gc}, {NULL, NULL}};
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, -1);
   Multi **box = (Multi **)lua_newuserdatauv(L, sizeof *box, 0);
   Multi *M = calloc(1, sizeof *M);
@@ -453,10 +454,10 @@ void csp_http_open(lua_State *L) {
   M->S = S;
   M->tn.fire = csp_httpcurl_timer_fire;
   M->tn.waiters = &M->nwait;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, csp_httpcurl_multi_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  lua_pushnil(L);  /* the __gc's upvalue: none (not the box) */
+  csp_newmeta(L, NULL, NULL, multi_meta);
+  lua_setmetatable(L, -3);
+  lua_pop(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &csp_http_multi_key);
   csp_newmeta(L, "csp.http request", methods, meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &req_tag);
