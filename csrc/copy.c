@@ -93,9 +93,9 @@ csp_Shared *csp_proxy_check(lua_State *L, int idx, int type, const char *tname) 
 
 void csp_proxy_meta(lua_State *L, int type, const char *name, const luaL_Reg *methods,
                     const luaL_Reg *metas) {
+  static const luaL_Reg gc[] = {{"__gc", proxy_gc}, {NULL, NULL}};  /* every proxy type's */
   csp_newmeta(L, name, methods, metas);
-  lua_pushcfunction(L, proxy_gc);
-  lua_setfield(L, -2, "__gc");
+  luaL_setfuncs(L, gc, 0);
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__metatable");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &mt_keys[type]);
