@@ -292,11 +292,7 @@ static int http_new(lua_State *L) {
   Req *r;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 5);
-  if (url_refused(L, url)) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-  }
+  if (url_refused(L, url)) return csp_fail(L, "EINVAL", "%s", lua_tostring(L, -1));
   r = (Req *)lua_newuserdatauv(L, sizeof *r, 1);  /* index 6 */
   memset(r, 0, sizeof *r);
   r->tag = &req_tag;
