@@ -21,11 +21,7 @@ static ChanView *view_test(lua_State *L, int idx) {
 }
 
 csp_Chan *csp_chan_checkview(lua_State *L, int idx, int op) {
-  ChanView *v;
-  if ((v = view_test(L, idx)) == NULL) {
-    luaL_typeerror(L, idx, "channel");
-    return NULL;
-  }
+  ChanView *v = (ChanView *)csp_checktag(L, idx, &view_tag, sizeof(ChanView), "channel");
   if (v->op == CSP_OP_SEND && op == CSP_OP_RECV) luaL_error(L, "recv from send-only channel");
   if (v->op == CSP_OP_RECV && op == CSP_OP_SEND) luaL_error(L, "send to receive-only channel");
   if (v->op == CSP_OP_RECV && op == CSP_OP_CLOSE) luaL_error(L, "close of receive-only channel");

@@ -26,11 +26,11 @@ static int err_wtimeout(lua_State *L, size_t n) {
 
 /* What a read can return from the buffer now: results pushed (count), or -1 to wait. */
 static int try_bytes(lua_State *L, csp_Conn *c, csp_Stream *s, size_t n) {
-  size_t avail = s->tail - s->head;
+  size_t avail = csp_buf_len(&s->rb);
   s->skip = 0;  /* raw reads see raw bytes, the rest of a too-long line included */
   if (avail > 0) {
     if (n > avail) n = avail;
-    lua_pushlstring(L, s->buf + s->head, n);
+    lua_pushlstring(L, csp_buf_data(&s->rb), n);
     csp_stream_take(s, n);
     return 1;
   }
@@ -50,8 +50,8 @@ static int too_long(lua_State *L, int iter) {
 /* A too-long line is dropped up to its newline; what follows it is kept. */
 static int try_line(lua_State *L, csp_Conn *c, csp_Stream *s, int iter) {
   for (;;) {
-    size_t avail = s->tail - s->head, len;
-    char *base = s->buf + s->head, *nl;
+    size_t avail = csp_buf_len(&s->rb), len;
+    char *base = csp_buf_data(&s->rb), *nl;
     if (s->skip) {
       nl = avail ? memchr(base, '\n', avail) : NULL;
       if (nl == NULL) {

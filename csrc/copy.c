@@ -87,15 +87,15 @@ csp_Shared *csp_proxy_test(lua_State *L, int idx, int type, int *op) {
 
 csp_Shared *csp_proxy_check(lua_State *L, int idx, int type, const char *tname) {
   csp_Shared *s = csp_proxy_test(L, idx, type, NULL);
-  if (s == NULL) luaL_typeerror(L, idx, tname);
+  if (s == NULL) csp_tagerror(L, idx, tname);
   return s;
 }
 
 void csp_proxy_meta(lua_State *L, int type, const char *name, const luaL_Reg *methods,
                     const luaL_Reg *metas) {
+  static const luaL_Reg gc[] = {{"__gc", proxy_gc}, {NULL, NULL}};  /* every proxy type's */
   csp_newmeta(L, name, methods, metas);
-  lua_pushcfunction(L, proxy_gc);
-  lua_setfield(L, -2, "__gc");
+  luaL_setfuncs(L, gc, 0);
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__metatable");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &mt_keys[type]);

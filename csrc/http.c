@@ -44,10 +44,10 @@ void csp_http_req_drop(Req *r) {
   r->e = NULL;
   curl_slist_free_all(r->hdrs);
   r->hdrs = NULL;
-  csp_httpcurl_buf_free(&r->body);
-  csp_httpcurl_buf_free(&r->head);
-  csp_httpcurl_buf_free(&r->trail);
-  csp_httpcurl_buf_free(&r->up);
+  csp_buf_free(&r->body);
+  csp_buf_free(&r->head);
+  csp_buf_free(&r->trail);
+  csp_buf_free(&r->up);
 }
 
 /* Lets r go for good: a body stream no conn took goes with it; one a conn owns forgets it (at
@@ -292,11 +292,7 @@ static int http_new(lua_State *L) {
   Req *r;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 5);
-  if (url_refused(L, url)) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;
-  }
+  if (url_refused(L, url)) return csp_fail(L, "EINVAL", "%s", lua_tostring(L, -1));
   r = (Req *)lua_newuserdatauv(L, sizeof *r, 1);  /* index 6 */
   memset(r, 0, sizeof *r);
   r->tag = &req_tag;
@@ -332,7 +328,7 @@ static int req_wait_k(lua_State *L, int status, lua_KContext ctx);
 static void req_unpause(Req *r) {
   int mask;
   if (!r->attached || !(r->recv_paused || r->send_paused)) return;
-  if (r->recv_paused && r->body.len < SINK_CHUNK) r->recv_paused = 0;
+  if (r->recv_paused && csp_buf_len(&r->body) < SINK_CHUNK) r->recv_paused = 0;
   if (r->send_paused && !r->need) r->send_paused = 0;
   mask = (r->recv_paused ? CURLPAUSE_RECV : 0) | (r->send_paused ? CURLPAUSE_SEND : 0);
   curl_easy_pause(r->e, mask);
@@ -346,12 +342,12 @@ static int req_wait(lua_State *L) {
   csp_Sched *S;
   csp_G *g;
   if (r->M == NULL || r->e == NULL || r->done || (r->st && r->ready && !r->handed) || (r->handed && !r->st)) {
-    if (r->sink && r->body.len > 0) goto data;
+    if (r->sink && csp_buf_len(&r->body) > 0) goto data;
     lua_pushliteral(L, "done");
     return 1;
   }
   if (r->parked) return luaL_error(L, "http: request already waited on");
-  if (r->sink && r->body.len >= SINK_CHUNK) goto data;
+  if (r->sink && csp_buf_len(&r->body) >= SINK_CHUNK) goto data;
   if (r->need) {
     lua_pushliteral(L, "need");
     return 1;
@@ -364,8 +360,8 @@ static int req_wait(lua_State *L) {
   return csp_req_park(L, &r->wr, g, "IO wait", (lua_KContext)r, req_wait_k);
 data:
   lua_pushliteral(L, "data");
-  lua_pushlstring(L, r->body.p, r->body.len);
-  r->body.len = 0;
+  lua_pushlstring(L, csp_buf_data(&r->body), csp_buf_len(&r->body));
+  csp_buf_clear(&r->body);
   req_unpause(r);
   return 2;
 }
@@ -385,10 +381,10 @@ static int req_feed(lua_State *L) {
   const char *s = luaL_optlstring(L, 2, NULL, &n);
   if (!r->need) return 0;
   r->need = 0;
-  r->up.len = 0;
+  csp_buf_clear(&r->up);
   r->up_off = 0;
   if (s == NULL || n == 0) r->up_eof = 1;
-  else if (!csp_httpcurl_buf_add(&r->up, s, n)) return luaL_error(L, "not enough memory");
+  else if (!csp_buf_put(&r->up, s, n)) return luaL_error(L, "not enough memory");
   req_unpause(r);
   return 0;
 }
@@ -444,6 +440,7 @@ void csp_http_open(lua_State *L) {
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {{"__gc", req_gc}, {"__close", req_close}, {NULL, NULL}};
+  static const luaL_Reg multi_meta[] = {{"__gc", csp_httpcurl_multi_gc}, {NULL, NULL}};
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, -1);
   Multi **box = (Multi **)lua_newuserdatauv(L, sizeof *box, 0);
   Multi *M = calloc(1, sizeof *M);
@@ -453,10 +450,10 @@ void csp_http_open(lua_State *L) {
   M->S = S;
   M->tn.fire = csp_httpcurl_timer_fire;
   M->tn.waiters = &M->nwait;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, csp_httpcurl_multi_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  lua_pushnil(L);  /* the __gc's upvalue: none (not the box) */
+  csp_newmeta(L, NULL, NULL, multi_meta);
+  lua_setmetatable(L, -3);
+  lua_pop(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &csp_http_multi_key);
   csp_newmeta(L, "csp.http request", methods, meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &req_tag);

@@ -53,11 +53,6 @@ struct Poll {
   Poll *next, *prev;
 };
 
-typedef struct Buf {
-  char *p;
-  size_t len, cap;
-} Buf;
-
 #define SINK_CHUNK (256 * 1024)      /* a sink receives the body in pieces of about this size */
 #define HEADER_MAX (64 * 1024)       /* response header section (each block, trailers apart) */
 
@@ -89,7 +84,7 @@ typedef struct Req {
   CURLcode result;
   int64_t max_body;       /* -1: none */
   int64_t got;            /* body bytes received */
-  Buf body, head, trail, up;
+  csp_Buf body, head, trail, up;
   size_t up_off, hblock;
   csp_Stream *st;         /* body reader: the body's bytes; NULL once its conn closed */
   struct Req *unext;      /* next on M->unpause */
@@ -103,8 +98,6 @@ typedef struct Req {
 extern const char csp_http_multi_key;
 
 /* httpcurl.c */
-int csp_httpcurl_buf_add(Buf *b, const char *p, size_t n);   /* 0 without memory */
-void csp_httpcurl_buf_free(Buf *b);
 void csp_httpcurl_multi_refs(Multi *M, int on);   /* the polls and timer keep the loop alive or not */
 void csp_httpcurl_req_unpark(Req *r);
 void csp_httpcurl_timer_fire(csp_Sched *S, csp_TimerNode *t);

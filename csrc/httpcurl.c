@@ -13,28 +13,6 @@
 
 const char csp_http_multi_key = 0;
 
-/* ---------------------------------------------------------------- buffers */
-
-int csp_httpcurl_buf_add(Buf *b, const char *p, size_t n) {
-  if (b->len + n > b->cap) {
-    size_t ncap = b->cap ? b->cap : 1024;
-    char *np;
-    while (ncap < b->len + n) ncap *= 2;
-    if ((np = realloc(b->p, ncap)) == NULL) return 0;
-    b->p = np;
-    b->cap = ncap;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-  return 1;
-}
-
-void csp_httpcurl_buf_free(Buf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
 /* ---------------------------------------------------------------- keeping the loop alive */
 
 void csp_httpcurl_multi_refs(Multi *M, int on) {
@@ -265,7 +243,7 @@ int csp_httpcurl_prereq_cb(void *u, char *rip, char *lip, int rport, int lport) 
 ** reader empties it (csp_httpbody_src's want). */
 static size_t write_stream(Req *r, const char *p, size_t len) {
   csp_Stream *st = r->st;
-  if (st->tail - st->head >= csp_stream_hw(st)) {
+  if (csp_buf_len(&st->rb) >= csp_stream_hw(st)) {
     r->recv_paused = 1;
     return CURL_WRITEFUNC_PAUSE;
   }
@@ -287,7 +265,7 @@ size_t csp_httpcurl_write_cb(char *p, size_t size, size_t n, void *u) {
   Req *r = (Req *)u;
   size_t len = size * n;
   if (r->st != NULL) return write_stream(r, p, len);
-  if (r->sink && r->body.len >= SINK_CHUNK) {  /* the goroutine has not taken the last piece */
+  if (r->sink && csp_buf_len(&r->body) >= SINK_CHUNK) {  /* the goroutine has not taken it */
     r->recv_paused = 1;
     csp_httpcurl_req_wake(r);
     return CURL_WRITEFUNC_PAUSE;
@@ -296,9 +274,9 @@ size_t csp_httpcurl_write_cb(char *p, size_t size, size_t n, void *u) {
     r->too_large = 1;
     return 0;
   }
-  if (!csp_httpcurl_buf_add(&r->body, p, len)) return 0;
+  if (!csp_buf_put(&r->body, p, len)) return 0;
   r->got += (int64_t)len;
-  if (r->sink && r->body.len >= SINK_CHUNK) csp_httpcurl_req_wake(r);
+  if (r->sink && csp_buf_len(&r->body) >= SINK_CHUNK) csp_httpcurl_req_wake(r);
   return len;
 }
 
@@ -327,10 +305,11 @@ static int cl_check(Req *r, const char *v, size_t n) {
 /* Whether the header block just ended is the response's last: not a 1xx, nor a 3xx curl may
 ** follow (one it does not follow shows as a body or as the end). */
 static int block_final(Req *r) {
-  const char *sp = r->head.len > 0 ? memchr(r->head.p, ' ', r->head.len) : NULL;
+  size_t len = csp_buf_len(&r->head);
+  const char *p = csp_buf_data(&r->head), *sp = len > 0 ? memchr(p, ' ', len) : NULL;
   int code = 0;
   if (sp == NULL) return 0;
-  for (sp++; sp < r->head.p + r->head.len && *sp >= '0' && *sp <= '9' && code < 1000; sp++)
+  for (sp++; sp < p + len && *sp >= '0' && *sp <= '9' && code < 1000; sp++)
     code = code * 10 + (*sp - '0');
   return code >= 200 && !(r->follow > 0 && code >= 300 && code < 400);
 }
@@ -341,8 +320,8 @@ size_t csp_httpcurl_header_cb(char *p, size_t size, size_t n, void *u) {
   Req *r = (Req *)u;
   size_t len = size * n;
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-    r->head.len = 0;
-    r->trail.len = 0;
+    csp_buf_clear(&r->head);
+    csp_buf_clear(&r->trail);
     r->hblock = 0;
     r->in_trailers = 0;
     r->cl[0] = '\0';
@@ -361,16 +340,16 @@ size_t csp_httpcurl_header_cb(char *p, size_t size, size_t n, void *u) {
     r->hdr_too_large = 1;
     return 0;
   }
-  if (!csp_httpcurl_buf_add(r->in_trailers ? &r->trail : &r->head, p, len)) return 0;
+  if (!csp_buf_put(r->in_trailers ? &r->trail : &r->head, p, len)) return 0;
   return len;
 }
 
 size_t csp_httpcurl_read_cb(char *p, size_t size, size_t n, void *u) {
   Req *r = (Req *)u;
-  size_t want = size * n, have = r->up.len - r->up_off;
+  size_t want = size * n, have = csp_buf_len(&r->up) - r->up_off;
   if (have > 0) {
     if (have > want) have = want;
-    memcpy(p, r->up.p + r->up_off, have);
+    memcpy(p, csp_buf_data(&r->up) + r->up_off, have);
     r->up_off += have;
     return have;
   }
@@ -388,7 +367,9 @@ void csp_httpcurl_req_finish(Req *r, CURLcode result) {
     r->retried = 1;
     r->stale = 0;
     curl_multi_remove_handle(r->M->m, r->e);
-    r->head.len = r->trail.len = r->hblock = 0;
+    csp_buf_clear(&r->head);
+    csp_buf_clear(&r->trail);
+    r->hblock = 0;
     curl_easy_setopt(r->e, CURLOPT_FRESH_CONNECT, 1L);
     if (curl_multi_add_handle(r->M->m, r->e) == CURLM_OK) return;
     r->attached = 0;

@@ -78,7 +78,7 @@ static void push_error(lua_State *L, Req *r) {
       break;
     }
     case CURLE_OPERATION_TIMEDOUT:
-      lua_pushstring(L, r->head.len == 0
+      lua_pushstring(L, csp_buf_len(&r->head) == 0
         ? "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
         : "context deadline exceeded (Client.Timeout or context cancellation while reading body)");
       code = "ETIMEDOUT";
@@ -202,8 +202,8 @@ static void push_lower(lua_State *L, const char *p, size_t n) {
 }
 
 /* Pushes the header lines of b as a table: lower-case names, repeated ones joined with ", ". */
-static void push_headers(lua_State *L, const Buf *b, int skip_status) {
-  const char *p = b->p, *end = b->p + b->len;
+static void push_headers(lua_State *L, const csp_Buf *b, int skip_status) {
+  const char *p = csp_buf_data(b), *end = csp_buf_data(b) + csp_buf_len(b);
   int nlines = 0;
   for (const char *q = p; q != NULL && q < end; q = memchr(q, '\n', (size_t)(end - q)))
     nlines++, q++;
@@ -244,9 +244,9 @@ static const char *proto_name(long v) {
 }
 
 /* The reason phrase of an HTTP/1 status line; h2 has none. */
-static void push_reason(lua_State *L, const Buf *h) {
-  const char *p = h->p, *le, *sp, *e;
-  if (p == NULL || h->len <= 13 || (le = memchr(p, '\n', h->len)) == NULL ||
+static void push_reason(lua_State *L, const csp_Buf *h) {
+  const char *p = csp_buf_data(h), *le, *sp, *e;
+  if (p == NULL || csp_buf_len(h) <= 13 || (le = memchr(p, '\n', csp_buf_len(h))) == NULL ||
       (sp = memchr(p, ' ', (size_t)(le - p))) == NULL ||
       (sp = memchr(sp + 1, ' ', (size_t)(le - sp - 1))) == NULL) {
     lua_pushliteral(L, "");
@@ -283,7 +283,7 @@ int csp_httpresp_result(lua_State *L, Req *r, int urlidx) {
   lua_setfield(L, -2, "reason");
   push_headers(L, &r->head, 1);
   lua_setfield(L, -2, "headers");
-  if (r->trail.len > 0) {
+  if (csp_buf_len(&r->trail) > 0) {
     push_headers(L, &r->trail, 0);
     lua_setfield(L, -2, "trailers");
   }
@@ -295,7 +295,7 @@ int csp_httpresp_result(lua_State *L, Req *r, int urlidx) {
     r->handed = 1;
     lua_setfield(L, -2, "body_reader");
   } else if (!r->sink) {
-    lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
+    lua_pushlstring(L, csp_buf_len(&r->body) ? csp_buf_data(&r->body) : "", csp_buf_len(&r->body));
     lua_setfield(L, -2, "body");
   }
   push_url(L, eff, urlidx);

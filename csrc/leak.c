@@ -59,6 +59,8 @@ static int fin(lua_State *L) {
   return 0;
 }
 
+static const luaL_Reg fin_meta[] = {{"__gc", fin}, {NULL, NULL}};
+
 /* Links g's sentinel T (on top) as the value of each object g waits on in E (ephemeron at e).
 ** Returns 0 (T popped) if g cannot be judged: then it stays a root. */
 static int link_objects(lua_State *L, csp_G *g, int e) {
@@ -276,10 +278,7 @@ void csp_leak_open(lua_State *L) {
   lua_pushliteral(L, "k");
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
-  lua_createtable(L, 0, 1);  /* the sentinels' metatable */
-  lua_pushvalue(L, -2);
-  lua_pushcclosure(L, fin, 1);
-  lua_setfield(L, -2, "__gc");
+  csp_newmeta(L, NULL, NULL, fin_meta);  /* the sentinels' metatable: fin's upvalue the table */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &fin_key);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &leaked_key);
   csp_setfuncs(L, funcs);

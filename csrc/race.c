@@ -459,6 +459,8 @@ static int race_gc(lua_State *L) {
 }
 
 static void race_enable(lua_State *L, csp_Sched *S, const char *mode) {
+  static const luaL_Reg box_meta[] = {{"__gc", race_gc}, {NULL, NULL}};
+  static const luaL_Reg var_meta[] = {{"__gc", var_gc}, {NULL, NULL}};
   csp_Race *R, **box;
   if (S->race) return;
   race_report_only = mode && strcmp(mode, "report") == 0;
@@ -468,15 +470,13 @@ static void race_enable(lua_State *L, csp_Sched *S, const char *mode) {
   R->nslots = 1;
   box = (csp_Race **)lua_newuserdatauv(L, sizeof *box, 0);
   *box = R;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, race_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &race_key);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, var_gc);
-  lua_setfield(L, -2, "__gc");
+  lua_pushnil(L);  /* the __gc functions' upvalue: none */
+  csp_newmeta(L, NULL, NULL, box_meta);
+  lua_setmetatable(L, -3);
+  csp_newmeta(L, NULL, NULL, var_meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &var_mt);
+  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &race_key);
   S->race = R;
   csp_raceclock_rg_of(S, &S->maing);
   if (!race_exit_registered) {

@@ -5,7 +5,6 @@
 #include <sys/socket.h>
 #include "stream.h"
 
-#define BUF_INIT 4096   /* a stream's first read buffer: 10,000 idle conns must stay cheap */
 #define BUF_READ 2048   /* smallest free space worth handing to a read */
 /* ---------------------------------------------------------------- large buffers */
 
@@ -57,7 +56,7 @@ csp_Stream *csp_stream_alloc(csp_Sched *S, int kind) {
 }
 
 static void st_free(csp_Stream *s) {
-  free(s->buf);
+  csp_buf_free(&s->rb);
   free(s);
 }
 
@@ -129,63 +128,25 @@ static size_t st_hw(csp_Stream *s) {
   return s->linemax + 1 > 65536 ? s->linemax + 1 : 65536;
 }
 
-/* Free space at the buffer's tail for the next read: compacts, then grows up to the bound. */
-static size_t buf_room(csp_Stream *s) {
-  size_t used = s->tail - s->head, hw = st_hw(s), ncap;
-  char *nb;
-  if (s->cap - s->tail >= BUF_READ) return s->cap - s->tail;
-  if (s->head > 0) {
-    memmove(s->buf, s->buf + s->head, used);
-    s->head = 0;
-    s->tail = used;
-    if (s->cap - s->tail >= BUF_READ) return s->cap - s->tail;
-  }
-  if (used >= hw) return s->cap - s->tail;
-  ncap = s->cap ? s->cap * 2 : BUF_INIT;
-  while (ncap < used + BUF_READ) ncap *= 2;
-  if (ncap > hw + BUF_READ) ncap = hw + BUF_READ;
-  if (ncap <= s->cap || (nb = realloc(s->buf, ncap)) == NULL) return s->cap - s->tail;
-  s->buf = nb;
-  s->cap = ncap;
-  return ncap - s->tail;
-}
-
 size_t csp_stream_hw(csp_Stream *s) {
   return st_hw(s);
 }
 
 /* A source's bytes: the buffer grows past the bound if it must (its producer pauses there). */
 int csp_stream_put(csp_Stream *s, const char *p, size_t n) {
-  size_t used = s->tail - s->head;
-  if (s->cap - s->tail < n && s->head > 0) {
-    memmove(s->buf, s->buf + s->head, used);
-    s->head = 0;
-    s->tail = used;
-  }
-  if (s->cap - s->tail < n) {
-    size_t ncap = s->cap ? s->cap : BUF_INIT;
-    char *nb;
-    while (ncap - s->tail < n) ncap *= 2;
-    if ((nb = realloc(s->buf, ncap)) == NULL) return 0;
-    s->buf = nb;
-    s->cap = ncap;
-  }
-  memcpy(s->buf + s->tail, p, n);
-  s->tail += n;
-  return 1;
+  return csp_buf_put(&s->rb, p, n);
 }
 
 void csp_stream_take(csp_Stream *s, size_t n) {
-  s->head += n;
+  csp_buf_take(&s->rb, n);
   s->scan = 0;
-  if (s->head == s->tail) s->head = s->tail = 0;
 }
 
 static void st_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   csp_Stream *s = (csp_Stream *)h;
-  size_t room = buf_room(s);
+  size_t room = csp_buf_room(&s->rb, BUF_READ, st_hw(s));
   (void)suggested;
-  *b = uv_buf_init(room ? s->buf + s->tail : NULL, (unsigned)room);
+  *b = uv_buf_init(room ? s->rb.p + s->rb.tail : NULL, (unsigned)room);
 }
 
 static void st_read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
@@ -193,9 +154,9 @@ static void st_read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   (void)b;
   if (n == 0) return;  /* EAGAIN */
   if (n > 0) {
-    s->tail += (size_t)n;
-    if (s->tail - s->head < st_hw(s)) goto wake;
-  } else if (n != UV_ENOBUFS || s->tail - s->head < st_hw(s)) {
+    s->rb.tail += (size_t)n;
+    if (csp_buf_len(&s->rb) < st_hw(s)) goto wake;
+  } else if (n != UV_ENOBUFS || csp_buf_len(&s->rb) < st_hw(s)) {
     s->rerr = (int)n;  /* EOF, an error, or no memory for the buffer */
   }
   uv_read_stop(h);     /* end of stream, or the buffer is full: the kernel holds the rest */
@@ -214,7 +175,7 @@ static void fs_read_cb(uv_fs_t *req) {
     st_release(s);
     return;
   }
-  if (n > 0) s->tail += (size_t)n;
+  if (n > 0) s->rb.tail += (size_t)n;
   else s->rerr = n == 0 ? UV_EOF : (int)n;
   csp_stream_wake_all(s->S, &s->rq, CSP_WAKE_OK);
 }
@@ -228,10 +189,10 @@ int csp_stream_start_read(csp_Stream *s) {
     return 0;
   }
   if (s->kind == CSP_ST_FILE) {
-    size_t room = buf_room(s);
+    size_t room = csp_buf_room(&s->rb, BUF_READ, st_hw(s));
     uv_buf_t b;
     if (room == 0) return UV_ENOBUFS;
-    b = uv_buf_init(s->buf + s->tail, (unsigned)room);
+    b = uv_buf_init(s->rb.p + s->rb.tail, (unsigned)room);
     s->rfs.data = s;
     r = uv_fs_read(s->S->loop, &s->rfs, s->fd, &b, 1, -1, fs_read_cb);
   } else {

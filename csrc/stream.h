@@ -4,6 +4,7 @@
 #define CSP_STREAM_H
 
 #include "csp.h"
+#include "buf.h"
 
 #define CSP_LINEMAX 65536  /* default longest line read_line returns */
 
@@ -35,8 +36,8 @@ struct csp_Stream {
   int fd;            /* stdio: the descriptor; -1 otherwise */
   int rerr;          /* sticky: UV_EOF or the read error */
   int wstatus, sstatus;
-  char *buf;         /* read buffer: data in [head, tail); scan bytes after head hold no newline */
-  size_t cap, head, tail, scan;
+  csp_Buf rb;        /* read buffer */
+  size_t scan;       /* the first scan bytes of rb hold no newline */
   size_t linemax;
   uint64_t rdl, wdl; /* deadlines, uv_hrtime() ns; 0 = none */
   csp_WaitQ rq;      /* readers waiting for data */

@@ -63,14 +63,13 @@ static void set_part(lua_State *L, const char *k, Part v) {
   lua_setfield(L, -2, k);
 }
 
-/* Parses s strictly; on failure pushes nil, 'parse "s": ...' and returns 0. */
+/* Parses s strictly; on failure pushes nil, 'parse "s": ...', "EINVAL" and returns 0. */
 static int url_parse_into(lua_State *L, const char *s, size_t n, UriUriA *u) {
   const char *err = NULL;
   if (memchr(s, '\0', n) != NULL || uriParseSingleUriExA(u, s, s + n, &err) != URI_SUCCESS) {
     long at = err ? (long)(err - s) : (long)(strlen(s));
     if (memchr(s, '\0', n) != NULL) at = (long)strlen(s);
-    lua_pushnil(L);
-    lua_pushfstring(L, "parse \"%s\": invalid character at offset %d", s, (int)at);
+    csp_fail(L, "EINVAL", "parse \"%s\": invalid character at offset %d", s, (int)at);
     return 0;
   }
   return 1;
@@ -82,7 +81,7 @@ static int url_parse(lua_State *L) {
   const char *s = check_str(L, 1, "parse", &n);
   UriUriA u;
   Split sp;
-  if (!url_parse_into(L, s, n, &u)) return 2;
+  if (!url_parse_into(L, s, n, &u)) return 3;
   url_split(s, n, &sp);
   lua_createtable(L, 0, 7);
   if (sp.scheme.len >= 0) {
@@ -113,9 +112,7 @@ static int url_parse(lua_State *L) {
         port[pl > 15 ? 15 : pl] = '\0';
         uriFreeUriMembersA(&u);
         lua_pop(L, 1);
-        lua_pushnil(L);
-        lua_pushfstring(L, "parse \"%s\": invalid port \":%s\" after host", s, port);
-        return 2;
+        return csp_fail(L, "EINVAL", "parse \"%s\": invalid port \":%s\" after host", s, port);
       }
       lua_pushinteger(L, v);
       lua_setfield(L, -2, "port");
@@ -135,16 +132,14 @@ static int url_resolve(lua_State *L) {
   UriUriA b, r, t;
   int len = 0, ok;
   char *out;
-  if (!url_parse_into(L, base, bn, &b)) return 2;
+  if (!url_parse_into(L, base, bn, &b)) return 3;
   if (b.scheme.first == NULL) {
     uriFreeUriMembersA(&b);
-    lua_pushnil(L);
-    lua_pushfstring(L, "resolve \"%s\": base URL is not absolute", base);
-    return 2;
+    return csp_fail(L, "EINVAL", "resolve \"%s\": base URL is not absolute", base);
   }
   if (!url_parse_into(L, ref, rn, &r)) {
     uriFreeUriMembersA(&b);
-    return 2;
+    return 3;
   }
   ok = uriAddBaseUriExA(&t, &r, &b, URI_RESOLVE_STRICTLY) == URI_SUCCESS;
   uriFreeUriMembersA(&b);

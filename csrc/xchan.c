@@ -159,7 +159,7 @@ void csp_xchan_closeall(csp_XChan *x) {
 static csp_XChan *xcheck(lua_State *L, int idx, int op) {
   int vop = CSP_OP_ANY;
   csp_XChan *x = (csp_XChan *)csp_proxy_test(L, idx, CSP_X_XCHAN, &vop);
-  if (x == NULL) luaL_typeerror(L, idx, "xchan");
+  if (x == NULL) csp_tagerror(L, idx, "xchan");
   if (vop == CSP_OP_SEND && op == CSP_OP_RECV) luaL_error(L, "recv from send-only channel");
   if (vop == CSP_OP_RECV && op == CSP_OP_SEND) luaL_error(L, "send to receive-only channel");
   if (vop == CSP_OP_RECV && op == CSP_OP_CLOSE) luaL_error(L, "close of receive-only channel");
@@ -483,7 +483,7 @@ static int x_cap(lua_State *L) {
 static int x_view(lua_State *L, int op) {
   int vop = CSP_OP_ANY;
   csp_XChan *x = (csp_XChan *)csp_proxy_test(L, 1, CSP_X_XCHAN, &vop);
-  if (x == NULL) return luaL_typeerror(L, 1, "xchan");
+  if (x == NULL) csp_tagerror(L, 1, "xchan");
   if (vop != CSP_OP_ANY && vop != op)
     return luaL_error(L, "cannot convert %s channel to %s", vop == CSP_OP_SEND ? "send-only" : "receive-only",
                       op == CSP_OP_SEND ? "send-only" : "receive-only");
@@ -503,7 +503,7 @@ static int x_base(lua_State *L) {
 static int x_tostring(lua_State *L) {
   int vop = CSP_OP_ANY;
   csp_XChan *x = (csp_XChan *)csp_proxy_test(L, 1, CSP_X_XCHAN, &vop);
-  if (x == NULL) return luaL_typeerror(L, 1, "xchan");
+  if (x == NULL) csp_tagerror(L, 1, "xchan");
   lua_pushfstring(L, "%s: %p (%d/%d)", vop == CSP_OP_SEND ? "xchan<-" : vop == CSP_OP_RECV ? "<-xchan" : "xchan",
                   (void *)x, (int)(x->cap ? csp_xring_len(x) : 0), (int)x->cap);
   return 1;

@@ -419,11 +419,11 @@ describe("csp.http.get", function()
     end)
 
     it("rejects URLs it cannot request", function()
-      assert.same({ nil, 'Get "ftp://x/": unsupported protocol scheme "ftp"' },
+      assert.same({ nil, 'Get "ftp://x/": unsupported protocol scheme "ftp"', "EINVAL" },
         { csp.http.get("ftp://x/") })
-      assert.same({ nil, 'Get "/relative": unsupported protocol scheme ""' },
+      assert.same({ nil, 'Get "/relative": unsupported protocol scheme ""', "EINVAL" },
         { csp.http.get("/relative") })
-      assert.same({ nil, 'Get "http:///p": http: no Host in request URL' },
+      assert.same({ nil, 'Get "http:///p": http: no Host in request URL', "EINVAL" },
         { csp.http.get("http:///p") })
       local _, err = csp.http.get("http://127.0.0.1:99999/")
       assert.matches("invalid port", err)

@@ -61,10 +61,15 @@ describe("url.resolve", function()
     assert.are.equal("http://h/c", url.resolve("http://h/a?b#frag", "c"))
   end)
 
-  it("returns nil, err for a relative base and raises for non-strings", function()
-    local r, err = url.resolve("/a/b", "c")
+  it("returns nil, err, \"EINVAL\" for a relative base or a bad ref; raises for non-strings", function()
+    local r, err, code = url.resolve("/a/b", "c")
     assert.is_nil(r)
     assert.matches("not absolute", err)
+    assert.are.equal("EINVAL", code)
+    r, err, code = url.resolve(BASE, "ht tp:x")
+    assert.is_nil(r)
+    assert.is_string(err)
+    assert.are.equal("EINVAL", code)
     assert.matches("bad argument #1 to 'resolve'", raises(url.resolve, nil, "x"))
     assert.matches("bad argument #2 to 'resolve'", raises(url.resolve, BASE, 3))
   end)
@@ -100,7 +105,7 @@ describe("url.parse", function()
     end
   end)
 
-  it("returns nil, err for strings that are not URI references", function()
+  it("returns nil, err, \"EINVAL\" for strings that are not URI references", function()
     for _, s in ipairs {
       "1http://h/", "ht tp://h/", "http://h:port/", "http://h:99999/", "http://h:1:2/",
       "http://[::1/", "http://[1:2:3:4:5:6:7:8:9]/", "http://[1::2::3]/", "http://[::g]/",
@@ -108,10 +113,11 @@ describe("url.parse", function()
       "http://h/%4", "http://h/?q=<x>", "http://h/#a#b", "a:b:c d", "x y:z", "/a\0b",
       "http://h/\xff", "http://[::1]x/",
     } do
-      local t, err = url.parse(s)
+      local t, err, code = url.parse(s)
       assert.is_nil(t, s)
       assert.is_string(err, s)
       assert.matches("^parse ", err)
+      assert.are.equal("EINVAL", code, s)
     end
   end)
 
