@@ -102,6 +102,9 @@ typedef struct Req {
 /* Registry key of the per-scheduler Multi box. */
 extern const char csp_http_multi_key;
 
+/* httpdl.c */
+void csp_httpdl_load(lua_State *L);   /* binds and initialises libcurl (once per process); raises */
+
 /* httpcurl.c */
 int csp_httpcurl_buf_add(Buf *b, const char *p, size_t n);   /* 0 without memory */
 void csp_httpcurl_buf_free(Buf *b);
