@@ -97,6 +97,9 @@ typedef struct Req {
 /* Registry key of the per-scheduler Multi box. */
 extern const char csp_http_multi_key;
 
+/* httpdl.c */
+void csp_httpdl_load(lua_State *L);   /* binds and initialises libcurl (once per process); raises */
+
 /* httpcurl.c */
 void csp_httpcurl_multi_refs(Multi *M, int on);   /* the polls and timer keep the loop alive or not */
 void csp_httpcurl_req_unpark(Req *r);

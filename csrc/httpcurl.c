@@ -1,7 +1,6 @@
 /* httpcurl.c: libcurl's multi handle driven by the scheduler's loop: its sockets on uv_poll, its
 ** timeout on the timer heap, curl's callbacks filling requests, and finished requests waking. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -411,17 +410,9 @@ static void multi_action(Multi *M, curl_socket_t fd, int flags) {
   }
 }
 
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc;
-
-static void global_init(void) {
-  global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 CURLM *csp_httpcurl_multi_get(lua_State *L, Multi *M) {
   if (M->m != NULL) return M->m;
-  pthread_once(&global_once, global_init);
-  if (global_rc != CURLE_OK) luaL_error(L, "http: curl_global_init failed");
+  csp_httpdl_load(L);  /* libcurl itself, once per process */
   if ((M->m = curl_multi_init()) == NULL) luaL_error(L, "not enough memory");
   curl_multi_setopt(M->m, CURLMOPT_SOCKETFUNCTION, socket_cb);
   curl_multi_setopt(M->m, CURLMOPT_SOCKETDATA, M);

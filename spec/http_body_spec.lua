@@ -10,20 +10,13 @@ local proc = require "spec.helpers.run"
 local ASAN = util.ASAN
 local MB = 1024 * 1024
 
-local rss_kb = util.rss_kb
-
 describe("csp.http body readers", function()
   local srv
-
-  after_each(function()
-    if srv then srv:close() end
-    srv = nil
-    csp.http.close_idle()
-  end)
+  local start = httpd.each_test(after_each)
 
   it("returns at the headers; the body arrives through the reader", function()
     local more = csp.chan()
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       c:write("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nX-A: 1\r\n\r\nhello")
       more:recv()   -- the rest only once the client has the response
       c:write(" world")
@@ -44,7 +37,7 @@ describe("csp.http body readers", function()
   end)
 
   it("reads lines, and refuses writes", function()
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       httpd.chunked(c, 200, { "one\r\ntw", "o\nthree" })
     end)
     local r = assert(csp.http.get(srv.url, { stream = true, timeout = 5 }))
@@ -62,7 +55,7 @@ describe("csp.http body readers", function()
   it("streams a big body in bounded memory: the transfer waits for the reader", function()
     local size = (ASAN and 16 or 64) * MB
     local piece = string.rep("b", MB)
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       c:write(("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"):format(size))
       for _ = 1, size // MB do if not c:write(piece) then break end end
     end)
@@ -72,18 +65,18 @@ describe("csp.http body readers", function()
     local mode = collectgarbage("incremental")
     local _ <close> = csp.defer(collectgarbage, mode)
     collectgarbage()
-    local before = rss_kb()
+    local before = util.rss_kb()
     local r = assert(csp.http.get(srv.url .. "/big", { stream = true, timeout = 60 }))
     -- nobody reads for a while: without backpressure the whole body would pour in meanwhile
     csp.sleep(0.2)
-    local idle = rss_kb() - before
+    local idle = util.rss_kb() - before
     local total, peak, heap, n = 0, 0, 0, 0
     while true do
       local s = r.body_reader:read(64 * 1024)
       if not s then break end
       total, n = total + #s, n + 1
       if n % 64 == 0 then
-        peak = math.max(peak, rss_kb() - before)
+        peak = math.max(peak, util.rss_kb() - before)
         heap = math.max(heap, collectgarbage("count"))
       end
     end
@@ -98,7 +91,7 @@ describe("csp.http body readers", function()
 
   it("closing the reader early stops the transfer and lets the connection go", function()
     local failed = csp.chan(1)
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       c:write("HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
       local piece = string.rep("e", 64 * 1024)
       while c:write(piece) do end
@@ -113,13 +106,13 @@ describe("csp.http body readers", function()
     assert.is_true(failed:recv())
     -- and the pool works on
     srv:close()
-    srv = httpd.start(function(req, c) httpd.reply(c, 200, "next") end)
+    srv = start(function(req, c) httpd.reply(c, 200, "next") end)
     assert.equal("next", assert(csp.http.get(srv.url, { timeout = 5 })).body)
   end)
 
   it("an unreferenced reader is collected and its transfer stopped", function()
     local failed = csp.chan(1)
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       c:write("HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
       local piece = string.rep("g", 64 * 1024)
       while c:write(piece) do end
@@ -137,7 +130,7 @@ describe("csp.http body readers", function()
   end)
 
   it("a body cut short fails the read after the bytes that came", function()
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       c:write("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" .. string.rep("t", 100))
       return "close"
     end)
@@ -154,7 +147,7 @@ describe("csp.http body readers", function()
   end)
 
   it("a context's cancel stops a reader waiting for the body", function()
-    srv = httpd.start(function(req, c, s)
+    srv = start(function(req, c, s)
       c:write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsome")
       s.closing:recv()
       return "close"
@@ -174,7 +167,7 @@ describe("csp.http body readers", function()
   end)
 
   it("a timeout covers the body read through the reader", function()
-    srv = httpd.start(function(req, c, s)
+    srv = start(function(req, c, s)
       c:write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsome")
       s.closing:recv()
       return "close"
@@ -189,7 +182,7 @@ describe("csp.http body readers", function()
 
   it("a read deadline on the reader times the read out, the transfer going on", function()
     local more = csp.chan()
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       c:write("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nab")
       more:recv()
       c:write("cdef")
@@ -213,7 +206,7 @@ describe("csp.http body readers", function()
   end)
 
   it("follows redirects and returns at the final response's headers", function()
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       if req.path == "/from" then return httpd.redirect(c, 302, "/to") end
       httpd.reply(c, 200, "arrived")
     end)
@@ -225,7 +218,7 @@ describe("csp.http body readers", function()
 
   it("a reader waiting keeps the program alive; a reader nobody reads hides no deadlock", function()
     local more = csp.chan()
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       c:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\na")
       more:recv()
       c:write("b")

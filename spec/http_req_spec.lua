@@ -80,3 +80,58 @@ describe("an HTML parse on the thread pool (csp_Req)", function()
     assert.are.equal("http://h/x\n", out)
   end)
 end)
+
+-- Issue 12: libcurl is loaded at the first HTTP request (csrc/httpdl.c), not by require "csp".
+describe("libcurl, loaded lazily", function()
+  local MAPPED = [[
+    local function curl_mapped()
+      for l in io.lines("/proc/self/maps") do
+        if l:find("libcurl", 1, true) then return true end
+      end
+      return false
+    end
+  ]]
+
+  it("is not mapped after require, and is after the first request, which works", function()
+    local out = child(MAPPED .. [[
+      print(curl_mapped())
+      -- the server above is the child's own (csp.net): still no curl
+      print(curl_mapped())
+      print(assert(csp.http.get(srv.url .. "/ok")).body, curl_mapped())
+      srv.close()
+    ]])
+    assert.are.equal("false\nfalse\nok /ok\ttrue\n", out)
+  end)
+
+  it("loads from two csp.threads' first requests at once, and from the main state's after", function()
+    -- Not under LeakSanitizer: OpenSSL 3 (initialised by curl_global_init) leaves a 904-byte
+    -- CRYPTO_zalloc of each ended thread that used it unfreed; any other sanitizer report fails.
+    local r = run.run(PRELUDE .. MAPPED .. [[
+      local function get(url)
+        local csp = require "csp"
+        local r, err = csp.http.get(url)
+        return r and r.body or err
+      end
+      local ts = {}
+      for i = 1, 2 do ts[i] = csp.thread(get, srv.url .. "/ok") end
+      for i = 1, 2 do print(ts[i]:join()) end
+      print(assert(csp.http.get(srv.url .. "/ok")).body, curl_mapped())
+      srv.close()
+    ]], { ASAN_OPTIONS = "detect_leaks=0:halt_on_error=1:log_path=stderr" }, 60)
+    assert(not r.stderr:find("Sanitizer", 1, true), r.stderr)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.equal("ok /ok\nok /ok\nok /ok\ttrue\n", r.stdout)
+  end)
+
+  it("that cannot be loaded fails each request with a Lua error naming it", function()
+    -- CSP_LIBCURL names the library to load instead of the soname libcurl.so.4
+    local out = child([[
+      for _ = 1, 2 do
+        local ok, err = pcall(csp.http.get, srv.url .. "/ok")
+        print(ok, err:match("http: cannot load libcurl: /nonexistent/libcurl.so.4: ") ~= nil)
+      end
+      srv.close()
+    ]], { CSP_LIBCURL = "/nonexistent/libcurl.so.4" })
+    assert.are.equal("false\ttrue\nfalse\ttrue\n", out)
+  end)
+end)

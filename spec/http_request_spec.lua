@@ -10,20 +10,13 @@ local util = require "spec.helpers.util"
 -- big transfers are kept small so the rest of the suite keeps its memory.
 local ASAN = util.ASAN
 
-local rss_kb = util.rss_kb
-
 describe("csp.http.request", function()
   local srv
-
-  after_each(function()
-    if srv then srv:close() end
-    srv = nil
-    csp.http.close_idle()
-  end)
+  local start = httpd.each_test(after_each)
 
   it("sends any method with a string body and returns status, headers, body, url, proto", function()
     local seen = {}
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       seen[#seen + 1] = req
       httpd.reply(c, 201, req.method == "HEAD" and "" or "got " .. #req.body,
         { { "Set-Cookie", "a=1" }, { "Set-Cookie", "b=2" } })
@@ -43,7 +36,7 @@ describe("csp.http.request", function()
 
   it("post sends the content type and body; an empty body is still a POST", function()
     local seen = {}
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       seen[#seen + 1] = req
       httpd.reply(c, 200, "ok")
     end)
@@ -57,7 +50,7 @@ describe("csp.http.request", function()
 
   it("streams a body from a function and from a reader, chunked", function()
     local bodies = {}
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       bodies[#bodies + 1] = { req.body, req.headers["transfer-encoding"] }
       httpd.reply(c, 200, "ok")
     end)
@@ -82,15 +75,15 @@ describe("csp.http.request", function()
   it("delivers a big body to the sink in pieces with flat memory", function()
     local piece = string.rep("s", 1024 * 1024)
     local MB = ASAN and 32 or 300
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       c:write(("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"):format(MB * #piece))
       for _ = 1, MB do if not c:write(piece) then break end end
     end)
     collectgarbage()
-    local before, peak, total, n = rss_kb(), 0, 0, 0
+    local before, peak, total, n = util.rss_kb(), 0, 0, 0
     local r = assert(csp.http.get(srv.url .. "/big", { timeout = 60, sink = function(chunk)
       total, n = total + #chunk, n + 1
-      if n % 64 == 0 then peak = math.max(peak, rss_kb()) end
+      if n % 64 == 0 then peak = math.max(peak, util.rss_kb()) end
     end }))
     assert.equal(200, r.status)
     assert.is_nil(r.body)
@@ -103,7 +96,7 @@ describe("csp.http.request", function()
 
   it("limits a body to 64 MiB by default; max_body = false lifts it", function()
     local size = 64 * 1024 * 1024 + 1
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       local endless = req.path == "/endless"
       c:write("HTTP/1.1 200 OK\r\n" .. (endless and "" or "Content-Length: " .. size .. "\r\n") .. "\r\n")
       local piece, left = string.rep("m", 1024 * 1024), size
@@ -127,7 +120,7 @@ describe("csp.http.request", function()
 
   it("a context's cancel or deadline stops a request", function()
     local arrived = csp.chan(1)
-    srv = httpd.start(function(req, c, s)
+    srv = start(function(req, c, s)
       arrived:send(true)
       s.closing:recv()
       return "close"
@@ -155,7 +148,7 @@ describe("csp.http.request", function()
   it("decodes gzip when it asked for it, and leaves it alone when the caller did", function()
     local gz = assert(io.popen("printf 'hello, gzip' | gzip -c")):read("a")
     local ae
-    srv = httpd.start(function(req, c)
+    srv = start(function(req, c)
       ae = req.headers["accept-encoding"]
       httpd.reply(c, 200, gz, { { "Content-Encoding", "gzip" } })
     end)
@@ -172,7 +165,7 @@ describe("csp.http.request", function()
     local FORGED = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
 
     it("bytes after Content-Length in the same segment", function()
-      srv = httpd.start(function(req, c)
+      srv = start(function(req, c)
         if req.path == "/first" then
           c:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" .. FORGED)
         else
@@ -185,7 +178,7 @@ describe("csp.http.request", function()
 
     it("bytes after Content-Length arriving once the response was read", function()
       local go_on, sent = csp.chan(), csp.chan()
-      srv = httpd.start(function(req, c)
+      srv = start(function(req, c)
         if req.path == "/first" then
           httpd.reply(c, 200, "ok")
           go_on:recv()
@@ -216,7 +209,7 @@ describe("csp.http.request", function()
   end)
 
   it("follow = 0 returns the redirect itself", function()
-    srv = httpd.start(function(req, c) httpd.redirect(c, 302, "/elsewhere") end)
+    srv = start(function(req, c) httpd.redirect(c, 302, "/elsewhere") end)
     local r = assert(csp.http.request { url = srv.url .. "/", follow = 0, timeout = 5 })
     assert.same({ 302, "/elsewhere" }, { r.status, r.headers.location })
   end)

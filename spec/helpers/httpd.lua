@@ -134,4 +134,20 @@ function M.start(handler)
   return srv
 end
 
+-- For a describe block whose tests start servers, given busted's after_each (a spec file's,
+-- not a global): returns start(handler), httpd.start that also has after_each close the last
+-- server started and drop csp.http's idle connections: no test meets another's leftovers.
+function M.each_test(after_each)
+  local srv
+  after_each(function()
+    if srv then srv:close() end
+    srv = nil
+    csp.http.close_idle()
+  end)
+  return function(handler)
+    srv = M.start(handler)
+    return srv
+  end
+end
+
 return M
