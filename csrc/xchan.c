@@ -3,6 +3,7 @@
 ** queues of waiters from any scheduler, xwait.c) and the Lua API. */
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include "xshared.h"
 
 /* ---------------------------------------------------------------- the channel */
@@ -33,15 +34,8 @@ static csp_XRec *fire(csp_XWaiter *w, int closed, int retry) {
   w->rec->fsend = w->send;
   w->rec->closed = closed;
   w->rec->retry = retry;
+  w->rec->cnext = NULL;
   return w->rec;
-}
-
-/* Under x->mu, buffered, after a push: the first parked receiver gets the oldest value (or,
-** if another consumer took it meanwhile, tries again). Returns the record to wake, or NULL. */
-static csp_XRec *serve_recv(csp_XChan *x) {
-  csp_XWaiter *w = csp_xq_take(&x->recvq);
-  if (w == NULL) return NULL;
-  return fire(w, 0, !csp_xring_pop(x, &w->rec->val));
 }
 
 /* Under x->mu, buffered, after a pop: the first parked sender's value takes the free slot. */
@@ -51,18 +45,19 @@ static csp_XRec *serve_send(csp_XChan *x) {
   return fire(w, 0, csp_xring_push(x, &w->msg) <= 0);
 }
 
-/* After a lock-free push or pop: serve the other side if it has parked. The fence pairs with
-** the one a waiter passes between linking itself and looking at the ring again, so either it
-** sees this value (or slot) or this sees it parked. */
-static void after_op(csp_Sched *S, csp_XChan *x, csp_XQ *q, csp_XRec *(*serve)(csp_XChan *)) {
-  csp_XRec *woken;
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&q->n, memory_order_relaxed) == 0) return;
-  pthread_mutex_lock(&x->mu);
-  woken = serve(x);
-  pthread_mutex_unlock(&x->mu);
-  if (woken) csp_port_rec_wake(S, woken);
+/* Under x->mu, buffered, after a push: the first parked receiver gets the oldest value (or,
+** if another consumer took it meanwhile, tries again); the slot its pop frees goes to a parked
+** sender, as after any pop. Returns the records to wake, listed through cnext, or NULL. */
+static csp_XRec *serve_recv(csp_XChan *x) {
+  csp_XWaiter *w = csp_xq_take(&x->recvq);
+  csp_XRec *r, *s = NULL;
+  if (w == NULL) return NULL;
+  r = fire(w, 0, !csp_xring_pop(x, &w->rec->val));
+  if (!r->retry && atomic_load_explicit(&x->sendq.n, memory_order_relaxed)) s = serve_send(x);
+  r->cnext = s;
+  return r;
 }
+
 
 int csp_xchan_sendready(csp_XChan *x) {
   return x->closed || (x->cap ? csp_xring_room(x) : csp_xq_live(&x->recvq));
@@ -83,6 +78,10 @@ int csp_xchan_recv_locked(csp_XChan *x, csp_Msg *out, csp_XRec **woken) {
     if (x->cap && csp_xring_pop(x, out)) {
       if (atomic_load_explicit(&x->sendq.n, memory_order_relaxed)) *woken = serve_send(x);
       return 1;
+    }
+    if (x->cap && csp_xring_len(x) > 0) {  /* a push between its reservation and its store: */
+      sched_yield();                       /* its value goes before any parked sender's */
+      continue;
     }
     if ((w = csp_xq_take(&x->sendq)) != NULL) {  /* unbuffered, or its slot not free yet: hand over */
       *out = w->msg;
@@ -138,7 +137,8 @@ static csp_XRec *x_close_locked(csp_XChan *x) {
   return list;
 }
 
-static void wake_list(csp_Sched *S, csp_XRec *list) {
+/* Wakes the records a channel operation completed (a list through cnext; NULL: none). */
+void csp_xchan_wake(csp_Sched *S, csp_XRec *list) {
   while (list) {
     csp_XRec *next = list->cnext;
     csp_port_rec_wake(S, list);
@@ -146,12 +146,25 @@ static void wake_list(csp_Sched *S, csp_XRec *list) {
   }
 }
 
+/* After a lock-free push or pop: serve the other side if it has parked. The fence pairs with
+** the one a waiter passes between linking itself and looking at the ring again, so either it
+** sees this value (or slot) or this sees it parked. */
+static void after_op(csp_Sched *S, csp_XChan *x, csp_XQ *q, csp_XRec *(*serve)(csp_XChan *)) {
+  csp_XRec *woken;
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&q->n, memory_order_relaxed) == 0) return;
+  pthread_mutex_lock(&x->mu);
+  woken = serve(x);
+  pthread_mutex_unlock(&x->mu);
+  csp_xchan_wake(S, woken);
+}
+
 void csp_xchan_closeall(csp_XChan *x) {
   csp_XRec *list = NULL;
   pthread_mutex_lock(&x->mu);
   if (!x->closed) list = x_close_locked(x);
   pthread_mutex_unlock(&x->mu);
-  wake_list(NULL, list);
+  csp_xchan_wake(NULL, list);
 }
 
 /* ---------------------------------------------------------------- Lua API */
@@ -211,7 +224,7 @@ static int send_now(lua_State *L, csp_Sched *S, csp_XChan *x, csp_Msg *m) {
   }
   if (!csp_xchan_send_locked(x, m, &woken)) return 0;
   pthread_mutex_unlock(&x->mu);
-  if (woken) csp_port_rec_wake(S, woken);
+  csp_xchan_wake(S, woken);
   return 1;
 }
 
@@ -337,7 +350,7 @@ static int recv_try(lua_State *L, csp_Sched *S, csp_XChan *x, csp_G **pg) {
   }
   pthread_mutex_unlock(&x->mu);
   csp_xrec_drop(S, r);
-  if (woken) csp_port_rec_wake(S, woken);
+  csp_xchan_wake(S, woken);
   return csp_xchan_push_recv(L, &m, ok);
 }
 
@@ -448,7 +461,7 @@ static int x_try_recv(lua_State *L) {
       lua_pushboolean(L, 0);
       return 3;
     }
-    if (woken) csp_port_rec_wake(S, woken);
+    csp_xchan_wake(S, woken);
   }
   csp_xchan_push_recv(L, &m, ok);
   lua_pushboolean(L, 1);
@@ -465,7 +478,7 @@ static int x_close(lua_State *L) {
   }
   list = x_close_locked(x);
   pthread_mutex_unlock(&x->mu);
-  wake_list(csp_sched_get(L), list);
+  csp_xchan_wake(csp_sched_get(L), list);
   return 0;
 }
 

@@ -132,7 +132,7 @@ static int xsel_fire(lua_State *L, csp_Sched *S, XSelBox *bx, int pick) {
     }
     unlock_all(bx);
     free_msgs(bx);
-    if (woken) csp_port_rec_wake(S, woken);
+    csp_xchan_wake(S, woken);
     lua_pushinteger(L, pick + 1);
     return csp_select_finish(L, pick + 1, 1);
   } else {
@@ -141,7 +141,7 @@ static int xsel_fire(lua_State *L, csp_Sched *S, XSelBox *bx, int pick) {
     unlock_all(bx);
     if (ok < 0) return XSEL_RETRY;
     free_msgs(bx);
-    if (woken) csp_port_rec_wake(S, woken);
+    csp_xchan_wake(S, woken);
     lua_pushinteger(L, pick + 1);
     csp_xchan_push_recv(L, &m, ok);
     return csp_select_finish(L, pick + 1, 3);

@@ -201,6 +201,7 @@ int csp_xchan_sendready(csp_XChan *x);
 int csp_xchan_recvready(csp_XChan *x);
 int csp_xchan_recv_locked(csp_XChan *x, csp_Msg *out, csp_XRec **woken);
 int csp_xchan_send_locked(csp_XChan *x, csp_Msg *m, csp_XRec **woken);
+void csp_xchan_wake(csp_Sched *S, csp_XRec *list);  /* after unlocking: what *woken listed */
 int csp_xchan_push_recv(lua_State *L, csp_Msg *m, int ok);
 /* A receive (thread.c's join too): pushes (v, ok) and returns 2, or parks for reason; the
 ** continuation k must call csp_xchan_recv_k(..., k) first, which pushes (v, ok) or parks again. */
