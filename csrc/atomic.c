@@ -85,17 +85,10 @@ static int box_gc(lua_State *L) {
 }
 
 static csp_Blob **new_box(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__gc", box_gc}, {NULL, NULL}};
   csp_Blob **box = (csp_Blob **)lua_newuserdatauv(L, 2 * sizeof *box, 0);
   box[0] = box[1] = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &box_mt) != LUA_TTABLE) {
-    static const luaL_Reg meta[] = {{"__gc", box_gc}, {NULL, NULL}};
-    lua_pop(L, 1);
-    lua_pushnil(L);  /* box_gc's upvalue: none (not the box, which it would keep alive) */
-    csp_newmeta(L, NULL, NULL, meta);
-    lua_remove(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &box_mt);
-  }
+  csp_keptmeta(L, &box_mt, meta);
   lua_setmetatable(L, -2);
   return box;
 }

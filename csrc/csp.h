@@ -529,6 +529,9 @@ void csp_newmeta(lua_State *L, const char *name, const luaL_Reg *methods, const 
 ** the metamethods the value at sched. csp_newmethods pushes an empty methods table sized for n. */
 void csp_newmeta_index(lua_State *L, const char *name, int idx, int sched, const luaL_Reg *meta);
 void csp_newmethods(lua_State *L, int n);
+/* Pushes the metatable (metamethods meta, no upvalue) kept in the registry at key, made on first
+** use: for the private boxes a raise must not leak (their only metamethod a __gc). */
+void csp_keptmeta(lua_State *L, const void *key, const luaL_Reg *meta);
 
 /* For the few static functions of a hot path that GCC would otherwise keep out of line. */
 #define CSP_HOT static inline __attribute__((always_inline))

@@ -306,8 +306,7 @@ int csp_httpresp_result(lua_State *L, Req *r, int urlidx) {
 }
 
 void csp_httpresp_open(lua_State *L) {
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, hdr_index);
-  lua_setfield(L, -2, "__index");
+  static const luaL_Reg meta[] = {{"__index", hdr_index}, {NULL, NULL}};
+  csp_newmeta(L, NULL, NULL, meta);  /* hdr_index ignores its upvalue */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &hdr_mt_key);
 }

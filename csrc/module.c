@@ -55,6 +55,18 @@ void csp_newmeta_index(lua_State *L, const char *name, int idx, int sched, const
   }
 }
 
+/* Pushes the metatable kept in the registry at key; the first call makes it (csp_newmeta with
+** nil as the upvalue: a cached metatable must keep no value alive). */
+void csp_keptmeta(lua_State *L, const void *key, const luaL_Reg *meta) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  csp_newmeta(L, NULL, NULL, meta);
+  lua_remove(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
 /* A methods table for csp_newmeta_index: as sparse as csp_newmeta's. */
 void csp_newmethods(lua_State *L, int n) {
   lua_createtable(L, 0, SPARSE(n));

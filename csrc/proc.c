@@ -50,9 +50,9 @@ static int proc_results(lua_State *L, Exec *e, csp_Proc *p) {
     lua_pushinteger(L, p->sig);
     lua_setfield(L, -2, "signal");
   }
-  lua_pushlstring(L, p->out->buf ? p->out->buf : "", p->out->len);
+  lua_pushlstring(L, p->out->buf.p ? csp_buf_data(&p->out->buf) : "", csp_buf_len(&p->out->buf));
   lua_setfield(L, -2, "stdout");
-  lua_pushlstring(L, p->err->buf ? p->err->buf : "", p->err->len);
+  lua_pushlstring(L, p->err->buf.p ? csp_buf_data(&p->err->buf) : "", csp_buf_len(&p->err->buf));
   lua_setfield(L, -2, "stderr");
   csp_procspawn_close(p);  /* the buffers go in the close callbacks, after the copies above */
   return 1;

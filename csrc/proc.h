@@ -3,6 +3,7 @@
 #define CSP_PROC_H
 
 #include <sys/types.h>
+#include "buf.h"
 #include "csp.h"
 
 #define CSP_PROC_OUTMAX ((size_t)64 << 20)  /* captured bytes per stream; more fails the call */
@@ -12,8 +13,7 @@ typedef struct csp_Proc csp_Proc;
 typedef struct csp_Pipe {
   uv_pipe_t h;         /* first member: freed with free() if left open at lua_close */
   csp_Proc *p;
-  char *buf;           /* output captured so far */
-  size_t len, cap;
+  csp_Buf buf;         /* output captured so far */
   int eof;             /* no more reads: end of stream, an error, or overflow */
   int err;             /* 0 or the libuv error that ended it (not EOF) */
   uv_write_t wr;       /* stdin: the one write of data */

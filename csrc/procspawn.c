@@ -34,7 +34,7 @@ static void pipe_close_cb(uv_handle_t *h) {
   csp_Pipe *pp = (csp_Pipe *)h;
   csp_Proc *p = pp->p;
   if (p->in == pp) p->in = NULL;  /* stdin closes early, once written */
-  free(pp->buf);
+  csp_buf_free(&pp->buf);
   free(pp);
   proc_unref(p);
 }
@@ -127,19 +127,13 @@ static void sigchld_cb(uv_signal_t *h, int signum) {
   proc_reap((csp_Proc *)h);
 }
 
+/* Free space for the next read, growing past CSP_PROC_OUTMAX by at most one read: more shows an
+** overflow. None without memory: the read then fails with UV_ENOBUFS. */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   csp_Pipe *pp = (csp_Pipe *)h;
+  size_t room = csp_buf_room(&pp->buf, OUT_READ, CSP_PROC_OUTMAX + 1);
   (void)suggested;
-  if (pp->cap - pp->len < OUT_READ && pp->cap < CSP_PROC_OUTMAX + 1) {
-    size_t ncap = pp->cap ? pp->cap * 2 : OUT_READ;
-    char *nb;
-    if (ncap > CSP_PROC_OUTMAX + 1) ncap = CSP_PROC_OUTMAX + 1;  /* one byte more shows an overflow */
-    if ((nb = realloc(pp->buf, ncap)) != NULL) {
-      pp->buf = nb;
-      pp->cap = ncap;
-    }
-  }
-  *b = uv_buf_init(pp->cap > pp->len ? pp->buf + pp->len : NULL, (unsigned)(pp->cap - pp->len));
+  *b = uv_buf_init(room ? pp->buf.p + pp->buf.tail : NULL, (unsigned)room);  /* <= 64 MiB */
 }
 
 static void read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
@@ -148,8 +142,8 @@ static void read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   (void)b;
   if (n == 0) return;
   if (n > 0) {
-    pp->len += (size_t)n;
-    if (pp->len <= CSP_PROC_OUTMAX) return;
+    pp->buf.tail += (size_t)n;
+    if (csp_buf_len(&pp->buf) <= CSP_PROC_OUTMAX) return;
     n = UV_ENOBUFS;
   } else if (n == UV_ENOBUFS) {
     n = UV_ENOMEM;  /* the buffer could not grow */

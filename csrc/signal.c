@@ -115,6 +115,7 @@ static int signal_gc(lua_State *L) {
 
 /* Stack: [module, sched]. Only the first state to load csp takes the signals. */
 void csp_signal_open(lua_State *L) {
+  static const luaL_Reg sig_meta[] = {{"__gc", signal_gc}, {NULL, NULL}};
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, -1);
   const char *q = getenv("CSP_SIGQUIT");
   if (sig_S != NULL) return;
@@ -131,9 +132,9 @@ void csp_signal_open(lua_State *L) {
   lua_pop(L, 1);
   sig_S = S;
   lua_newuserdatauv(L, 1, 0);  /* made after the scheduler: finalized before it */
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, signal_gc);
-  lua_setfield(L, -2, "__gc");
+  lua_pushvalue(L, -2);  /* signal_gc's upvalue: the scheduler */
+  csp_newmeta(L, NULL, NULL, sig_meta);
+  lua_remove(L, -2);
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &sig_S);
   taken(SIGINT, &old_int);

@@ -99,17 +99,11 @@ static int box_gc(lua_State *L) {
 }
 
 /* Encoded values owned by a userdata until taken, so a raise while encoding leaks nothing. */
-static csp_Blob **new_box(lua_State *L, const char *key, lua_CFunction gc) {
+static csp_Blob **new_box(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__gc", box_gc}, {NULL, NULL}};
   csp_Blob **box = (csp_Blob **)lua_newuserdatauv(L, 3 * sizeof *box, 0);
   box[0] = box[1] = box[2] = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-  }
+  csp_keptmeta(L, &box_mt, meta);
   lua_setmetatable(L, -2);
   return box;
 }
@@ -139,7 +133,7 @@ static int sm_op(lua_State *L, int op) {
   lua_settop(L, op == OP_CAS ? 4 : 3);
   if (op == OP_CAS && lua_istable(L, 3))
     return luaL_error(L, "syncmap: compare_and_swap of an incomparable value (a table)");
-  box = new_box(L, &box_mt, box_gc);
+  box = new_box(L);
   box[0] = csp_blob_key(L, 2);
   if (op == OP_STORE || op == OP_LOAD_OR_STORE || op == OP_SWAP) box[2] = csp_blob_encode(L, 3, 1);
   if (op == OP_CAS) {
@@ -235,6 +229,8 @@ static int snap_gc(lua_State *L) {
   return 0;
 }
 
+static const luaL_Reg snap_meta[] = {{"__gc", snap_gc}, {NULL, NULL}};
+
 /* range(f): f(k, v) over a snapshot taken under the lock; stops when f returns false. */
 static int sm_range(lua_State *L) {
   SyncMap *m = sm_check(L);
@@ -246,14 +242,7 @@ static int sm_range(lua_State *L) {
   s = (Snap *)lua_newuserdatauv(L, sizeof *s, 0);
   s->n = 0;
   s->items = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &snap_mt) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, snap_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &snap_mt);
-  }
+  csp_keptmeta(L, &snap_mt, snap_meta);
   lua_setmetatable(L, -2);
   pthread_mutex_lock(&m->mu);
   if (m->n && (s->items = (csp_Blob **)calloc(2 * m->n, sizeof *s->items)) == NULL) oom = 1;

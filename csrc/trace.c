@@ -557,12 +557,10 @@ void csp_trace_free(csp_Sched *S) {
 /* Stack: [module, sched]. */
 void csp_trace_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"start", trace_start_l}, {"stop", trace_stop_l}, {NULL, NULL}};
+  static const luaL_Reg gcmt[] = {{"__gc", gc_fin}, {NULL, NULL}};
   const char *env = getenv("CSP_TRACE");
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, -1);
-  lua_createtable(L, 0, 1);
-  lua_pushvalue(L, -2);
-  lua_pushcclosure(L, gc_fin, 1);
-  lua_setfield(L, -2, "__gc");
+  csp_newmeta(L, NULL, NULL, gcmt);  /* gc_fin's upvalue: the scheduler */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &gcmt_key);
   lua_newtable(L);  /* module.trace */
   lua_pushvalue(L, -2);

@@ -197,6 +197,9 @@ static int msgbox_gc(lua_State *L) {
   return 0;
 }
 
+static const char msgbox_mt = 0;  /* registry: the boxes' metatable */
+static const luaL_Reg msgbox_meta[] = {{"__gc", msgbox_gc}, {NULL, NULL}};
+
 /* A record for a send of *m: while getting it may raise, a box owns a blob value. */
 static csp_XRec *prepare_send(lua_State *L, csp_Sched *S, csp_G **g, csp_Msg *m) {
   csp_XRec *r;
@@ -204,9 +207,7 @@ static csp_XRec *prepare_send(lua_State *L, csp_Sched *S, csp_G **g, csp_Msg *m)
   if (m->tag != CSP_M_BLOB) return csp_xchan_prepare(L, S, g, 1);
   box = (csp_Msg *)lua_newuserdatauv(L, sizeof *box, 0);
   *box = *m;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, msgbox_gc);
-  lua_setfield(L, -2, "__gc");
+  csp_keptmeta(L, &msgbox_mt, msgbox_meta);
   lua_setmetatable(L, -2);
   r = csp_xchan_prepare(L, S, g, 1);
   box->tag = CSP_M_EMPTY;

@@ -209,19 +209,13 @@ static int xsel_park(lua_State *L, csp_Sched *S, XSelBox *bx, csp_G *g, csp_XRec
 }
 
 static XSelBox *xsel_box(lua_State *L, int n) {
+  static const luaL_Reg xselbox_meta[] = {{"__gc", xselbox_gc}, {NULL, NULL}};
   size_t sz = sizeof(XSelBox) + (size_t)n * (sizeof(XCase) + sizeof(void *) + sizeof(int));
   XSelBox *bx = (XSelBox *)lua_newuserdatauv(L, sz, 0);
   memset(bx, 0, sz);
   bx->n = n;
   bx->locks = (csp_XChan **)(bx->cs + n);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &xselbox_mt) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, xselbox_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &xselbox_mt);
-  }
+  csp_keptmeta(L, &xselbox_mt, xselbox_meta);
   lua_setmetatable(L, -2);
   return bx;
 }
