@@ -324,10 +324,13 @@ void csp_trace_run(csp_Sched *S, csp_G *g) {
   }
 }
 
+/* Why g's slice stopped. A panic and a goexit that unwinds end with LUA_OK (their base caught the
+** error: goexit.c), so the flags tell them from a return; a <close> handler that blocks while
+** goexit unwinds shows its wait reason. */
 static const char *stopped(csp_G *g, int status) {
-  if (status == LUA_OK) return "end";
+  if (status == LUA_OK) return g->panicking ? "panic" : g->exiting ? "goexit" : "end";
   if (status != LUA_YIELD) return "panic";
-  if (g->exiting) return "goexit";
+  if (g->exiting == CSP_EXIT_RESET) return "goexit";
   if (g->state == CSP_G_WAITING) return g->reason ? g->reason : "wait";
   return "gosched";
 }

@@ -194,6 +194,52 @@ describe("csp.trace", function()
       assert.matches("boom", r.stderr)
       local evs = assert(load(path))
       assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == 2 end) >= 1)
+      -- its last slice ends with a panic (Go's trace shows how a goroutine ended), not an "end"
+      local why = select_ev(evs, function(e)
+        return e.ph == "i" and e.tid == 2 and (e.cat == "" or e.cat == "block")
+      end)
+      assert.are.equal("panic", why[#why].name)
+      assert.are.equal(0, #select_ev(evs, function(e) return e.ph == "i" and e.name == "end" end))
+      os.remove(path)
+    end)
+
+    it("marks how goroutines ended: end, panic, goexit (unwinding or under xpcall): " .. ext, function()
+      local path = tmpname(ext)
+      local r = run.run([[
+        local csp = require "csp"
+        local wg = csp.waitgroup()
+        local order = csp.chan(8)
+        local function g(f)
+          wg:add(1)
+          csp.go(function() local _ <close> = csp.defer(wg.done, wg); f() end)
+        end
+        g(function() order:send("end") end)                      -- G2: returns
+        g(function()                                             -- G3: unwinds, blocks in a <close>
+          local _ <close> = csp.defer(function() csp.sleep(0.001) end)
+          order:send("goexit"); csp.goexit()
+        end)
+        g(function()                                             -- G4: goexit under xpcall
+          xpcall(function() order:send("goexit"); csp.goexit() end, debug.traceback)
+        end)
+        wg:wait()
+        csp.go(function() error("boom") end)                                 -- G5
+        csp.sleep(1)
+      ]], { CSP_TRACE = path })
+      assert.are_not.equal(0, r.code)
+      assert.matches("boom", r.stderr)
+      local evs = assert(load(path))
+      local function last(tid)
+        local why = select_ev(evs, function(e)  -- block instants: no category in JSON
+          return e.ph == "i" and e.tid == tid and (e.cat == "" or e.cat == "block")
+        end)
+        return why[#why] and why[#why].name, why
+      end
+      assert.are.equal("end", (last(2)))
+      local g3, all3 = last(3)
+      assert.are.equal("goexit", g3)
+      assert.are.equal("sleep", all3[#all3 - 1].name)  -- the <close> handler's wait, not "goexit"
+      assert.are.equal("goexit", (last(4)))
+      assert.are.equal("panic", (last(5)))
       os.remove(path)
     end)
   end
