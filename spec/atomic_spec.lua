@@ -106,4 +106,20 @@ describe("csp.atomic.value", function()
     assert.equal("main", t:join())
     assert.equal("thread", v:load().from)
   end)
+
+  it("both kinds are freed when the last handle in any state is collected", function()
+    local base = util.shared_settles(0)
+    do
+      local n, v = csp.atomic.int(5), csp.atomic.value()
+      v:store("kept")
+      local t = csp.thread(function(n, v)  -- the thread's handles die with its state
+        n:add(1)
+        return v:load()
+      end, n, v)
+      assert.equal("kept", t:join())
+      assert.equal(6, n:load())
+      assert.is_true(util.shared_alive() > base)
+    end
+    assert.equal(base, util.shared_settles(base))
+  end)
 end)
