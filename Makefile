@@ -68,9 +68,20 @@ ROCK_TREE   ?= $(CURDIR)/build-rock/tree
 
 all: $(SO)
 
-$(SO): $(SRC) $(HDR) | deps-check
+# The module is rebuilt when a source, a header, this Makefile or the compile command (CC, CFLAGS,
+# WARN, ... given on the command line) changes: $(BUILD)/.cmd holds the last command, rewritten
+# only when it differs, so an unchanged build stays up to date.
+SO_CMD = $(CC) $(CFLAGS) $(WARN) -std=c11 -D_GNU_SOURCE -pthread -fPIC -fno-plt -fvisibility=hidden -shared $(PKGCFLAGS) $(EXTRA_I) -o $(SO) $(SRC) $(EXTRA_L) $(LIBS)
+
+$(BUILD)/.cmd: FORCE
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) -std=c11 -D_GNU_SOURCE -pthread -fPIC -fno-plt -fvisibility=hidden -shared $(PKGCFLAGS) $(EXTRA_I) -o $@ $(SRC) $(EXTRA_L) $(LIBS)
+	@echo '$(SO_CMD)' | cmp -s - $@ || echo '$(SO_CMD)' > $@
+
+$(SO): $(SRC) $(HDR) Makefile $(BUILD)/.cmd | deps-check
+	@mkdir -p $(@D)
+	$(SO_CMD)
+
+FORCE:
 
 # Installs the Debian packages that are missing (as root), or says the command to run.
 deps:
