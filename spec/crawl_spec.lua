@@ -8,13 +8,7 @@ local site = require "spec.helpers.site"
 local proc = require "spec.helpers.run"
 local quote, root, ENV = proc.quote, proc.root, proc.env
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = proc.slurp
 
 -- Runs examples/<name> with args (a list) in the background, `limit` seconds at most, after
 -- the shell prefix `pre` (e.g. a ulimit); this process keeps running its goroutines (in-process
