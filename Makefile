@@ -5,7 +5,8 @@ CC       ?= gcc
 PKGS      = lua5.4 libuv
 DEBS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-check luarocks libgumbo-dev pkg-config gcc make \
             netcat-openbsd python3 cppcheck valgrind imagemagick \
-            libcurl4-openssl-dev liburiparser-dev openssl nginx
+            libcurl4-openssl-dev libcurl4 liburiparser-dev openssl nginx \
+            golang-go golang-golang-x-net-dev
 CFLAGS   ?= -O2 -g
 WARN     ?= -Wall -Wextra -Werror -Wno-unused-parameter
 # csrc/html.c wraps libgumbo; link it only once that file exists.
@@ -154,7 +155,7 @@ lint-c: $(SO)
 	  --inline-suppr --suppress=missingIncludeSystem --suppress=readdirCalled --library=posix -D_GNU_SOURCE \
 	  -DLLONG_MAX=9223372036854775807LL $(shell pkg-config --cflags-only-I lua5.4 2>/dev/null) -Icsrc csrc
 
-# Go is only needed here (the Go twins of the workloads): not in DEBS, to keep CI installs small.
+# Go and x/net are in DEBS (make deps installs them: the Go twins of the benchmarks need them).
 bench: all
 	@command -v go >/dev/null || $(MAKE) --no-print-directory deps DEBS=golang-go
 	@$(MAKE) --no-print-directory deps DEBS="golang-golang-x-net-dev nginx"

@@ -8,13 +8,7 @@ local site = require "spec.helpers.site"
 local proc = require "spec.helpers.run"
 local quote, root, ENV = proc.quote, proc.root, proc.env
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = proc.slurp
 
 -- Runs examples/<name> with args (a list) in the background, `limit` seconds at most, after
 -- the shell prefix `pre` (e.g. a ulimit); this process keeps running its goroutines (in-process
@@ -179,6 +173,19 @@ describe("crawlers on the https copy of the site", function()
       assert.matches("x509: certificate signed by unknown authority", err2)
     end)
   end
+
+  it("crawl1.lua crawls https URLs, then reports the deadlock as over http", function()
+    local out, err, status = run("crawl1.lua", { "-host", s.host, s.start_url }, 30,
+      "SSL_CERT_FILE=" .. quote(s.ca))
+    local want = site.reachable(s, { s.start_url }, { host = s.host })
+    local got, n = printed(out)
+    for u in pairs(got) do assert.is_true(want[u], u) end
+    assert.is_true(n >= 0.9 * count(want), n .. " of " .. count(want))
+    assert.is_true(status ~= 0, "crawl1 ended normally")
+    if status ~= 124 then
+      assert.matches("all goroutines are asleep %- deadlock!", err)
+    end
+  end)
 
   it("memo_http.lua and mirrored_http.lua fetch https URLs with SSL_CERT_FILE naming the CA", function()
     local env = "SSL_CERT_FILE=" .. quote(s.ca)

@@ -227,13 +227,7 @@ describe("csp.http and the scheduler", function()
     f:close()
     os.execute(("(%s timeout -k 1 20 lua5.4 %s >%s 2>%s; echo $? >%s) &"):format(proc.env,
       proc.quote(script), proc.quote(out), proc.quote(err), proc.quote(st)))
-    local function slurp(p)
-      local h = io.open(p)
-      if not h then return "" end
-      local x = h:read("a")
-      h:close()
-      return x
-    end
+    local slurp = proc.slurp
     while slurp(st) == "" do csp.sleep(0.02) end
     local r = { code = tonumber(slurp(st):match("%d+")), stdout = slurp(out), stderr = slurp(err) }
     for _, p in ipairs { script, out, err, st } do os.remove(p) end

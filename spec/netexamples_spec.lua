@@ -6,13 +6,7 @@ local csp = require "csp"
 local run = require "spec.helpers.run"
 local quote, root, ENV = run.quote, run.root, run.env
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = run.slurp
 
 local function free_addr()
   local ln = assert(csp.net.listen("tcp", "127.0.0.1:0"))

@@ -6,6 +6,7 @@
 # report from a child whose stderr a spec swallowed still fails the run. (UBSan ignores
 # log_path when the ASan runtime hosts it and writes to stderr: the output is searched too.)
 # Usage: tools/asan-run.sh CMD [ARGS...]
+# tools/lsan.supp names the leaks that are not csp's (OpenSSL's per-thread state).
 # ASAN_LEAKS=1 turns leak detection on (a diagnostic, off by default: uninstrumented programs
 # that specs spawn report their own leaks too). It also preloads a no-op dlclose, because Lua
 # unloads csp/core.so in lua_close, before LeakSanitizer runs, which would leave its frames
@@ -38,7 +39,11 @@ log_path=$logdir/asan:log_exe_name=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 ubsan_opts="halt_on_error=1:print_stacktrace=1:log_path=$logdir/ubsan:log_exe_name=1\
 ${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 
-env LD_PRELOAD="$preload" ASAN_OPTIONS="$asan_opts" UBSAN_OPTIONS="$ubsan_opts" "$@" 2>&1 | tee "$out"
+# LSAN_OPTIONS reaches children whose ASAN_OPTIONS a spec replaces (spec/helpers/run.lua).
+lsan_opts="suppressions=$(cd "$(dirname "$0")" && pwd)/lsan.supp:print_suppressions=0\
+${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+
+env LD_PRELOAD="$preload" ASAN_OPTIONS="$asan_opts" UBSAN_OPTIONS="$ubsan_opts" LSAN_OPTIONS="$lsan_opts" "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 
 pattern='ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:'

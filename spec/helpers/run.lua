@@ -34,10 +34,19 @@ M.quote = quote
 M.env = ("LUA_PATH=%s LUA_CPATH=%s"):format(
   quote(M.root .. "/lua/?.lua;" .. M.root .. "/lua/?/init.lua;;"), quote(cpath(M.root)))
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
+-- slurp(path) -> the file's contents, "" when it does not exist (yet): for the specs that run
+-- a child in the background and poll the file its exit status goes to.
+function M.slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
   local s = f:read("a")
   f:close()
+  return s
+end
+
+-- The file's contents (it must exist), then removes it.
+local function take(path)
+  local s = assert(io.open(path, "rb")):read("a")
   os.remove(path)
   return s
 end
@@ -62,8 +71,8 @@ function M.run(code, env, timeout)
   os.remove(script)
   return {
     code = how == "exit" and status or 128 + status,
-    stdout = slurp(out),
-    stderr = slurp(err),
+    stdout = take(out),
+    stderr = take(err),
   }
 end
 
