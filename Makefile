@@ -146,11 +146,13 @@ lint-lua:
 # <limits.h> that luaconf.h checks. uv.h and gumbo.h are in /usr/include, which stays unseen.
 # readdirCalled is off: glibc deprecates readdir_r, and readdir on a stream of one's own is safe.
 # Then issue 11's shape rules: no C file over 600 lines, no handle closed by a cast free(),
-# core.so exports luaopen_csp_core alone.
+# core.so exports luaopen_csp_core alone, only module.c sets a metamethod or __mode by hand.
 lint-c: $(SO)
 	@big=$$(wc -l csrc/*.c | awk '$$2 != "total" && $$1 > 600 {print $$2}'); \
 	  [ -z "$$big" ] || { echo "lint-c: over 600 lines: $$big"; exit 1; }
 	@! grep -n '(uv_close_cb) *free' csrc/*.c || { echo "lint-c: use csp_close_free"; exit 1; }
+	@! grep -nE '(lua_setfield|lua_pushliteral|lua_pushstring)\(.*"__(gc|index|newindex|close|mode)"' \
+	  $$(ls csrc/*.c | grep -v module.c) || { echo "lint-c: metatables via csp_newmeta (module.c)"; exit 1; }
 	@syms=$$(nm -D --defined-only $(SO) | awk '$$2 == "T" {print $$3}'); \
 	  [ "$$syms" = luaopen_csp_core ] || { echo "lint-c: core.so exports: $$syms"; exit 1; }
 	cppcheck -q --std=c11 --enable=warning,performance,portability --error-exitcode=1 \

@@ -93,18 +93,17 @@ csp_Shared *csp_proxy_check(lua_State *L, int idx, int type, const char *tname) 
 
 void csp_proxy_meta(lua_State *L, int type, const char *name, const luaL_Reg *methods,
                     const luaL_Reg *metas) {
-  static const luaL_Reg gc[] = {{"__gc", proxy_gc}, {NULL, NULL}};  /* every proxy type's */
-  csp_newmeta(L, name, methods, metas);
-  luaL_setfuncs(L, gc, 0);
+  luaL_Reg all[8] = {{"__gc", proxy_gc}};  /* every proxy type's, then the type's own */
+  int n = 1;
+  for (; metas && metas[n - 1].name && n < 7; n++) all[n] = metas[n - 1];
+  all[n].name = NULL;
+  csp_newmeta(L, name, methods, all);
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__metatable");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &mt_keys[type]);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key) != LUA_TTABLE) {
     lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
+    csp_setweak(L, -1, "v");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &cache_key);
   }
   lua_pop(L, 1);

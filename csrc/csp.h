@@ -17,9 +17,11 @@ typedef struct csp_TimerNode csp_TimerNode;
 /* --- wait.c: the one way anything parks and wakes a goroutine: queues, requests, deadlines --- */
 
 /* A goroutine waits in one of two ways, each with or without a deadline (csp_wait_deadline): on an
-** object's wait queue (channels, select, sync, streams, accept, csp.run), woken by whoever
-** completes its operation; or on a request (a pool job, a libuv request, a process), woken by the
-** libuv callback that finishes it. A wait with only a deadline is a sleep. */
+** object's wait queue (channels, select, sync, stream readers and writers awaiting their turn,
+** close_write, accept, csp.run), woken by whoever completes its operation; or on a request (csp_Req:
+** a filesystem call or html parse on the pool, a lookup or connect, a process, a stream write in
+** flight, a curl transfer), woken by the callback that finishes it. A wait with only a deadline is
+** a sleep. Waits other threads may complete (xchan) add a record of their own (xwait.c). */
 
 /* A waiter links a goroutine into the queue of the object it waits on.
 ** Invariant: w->q != NULL exactly while w is linked in w->q. */
@@ -532,6 +534,11 @@ void csp_newmethods(lua_State *L, int n);
 /* Pushes the metatable (metamethods meta, no upvalue) kept in the registry at key, made on first
 ** use: for the private boxes a raise must not leak (their only metamethod a __gc). */
 void csp_keptmeta(lua_State *L, const void *key, const luaL_Reg *meta);
+/* A metatable that is no type's: its metamethods meta close over the nup values on the stack top
+** (popped); pushed. csp_setweak gives the table at idx a weak mode ("k", "v", "kv"). No other
+** file sets __gc, __index or __mode by hand. */
+void csp_newmeta_up(lua_State *L, const luaL_Reg *meta, int nup);
+void csp_setweak(lua_State *L, int idx, const char *mode);
 
 /* For the few static functions of a hot path that GCC would otherwise keep out of line. */
 #define CSP_HOT static inline __attribute__((always_inline))

@@ -123,10 +123,7 @@ static void leaks(lua_State *L, csp_Sched *S) {
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) total++;
   cand = (csp_G **)lua_newuserdatauv(L, total * sizeof *cand, 0);  /* collected, even on error */
   lua_newtable(L);  /* E */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, e);
+  csp_setweak(L, e, "k");
   lua_rawgetp(L, LUA_REGISTRYINDEX, &leaked_key);  /* found: thread -> true, kept weakly */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &fin_key);
   lua_createtable(L, 1, 0);  /* session: [1] = true while this call collects */
@@ -274,10 +271,7 @@ void csp_leak_open(lua_State *L) {
   csp_newmeta(L, "csp.leaks", NULL, list_meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &list_key);
   lua_newtable(L);  /* the set of leaked threads, weak keys */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  csp_setweak(L, -1, "k");
   csp_newmeta(L, NULL, NULL, fin_meta);  /* the sentinels' metatable: fin's upvalue the table */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &fin_key);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &leaked_key);

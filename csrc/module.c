@@ -67,6 +67,23 @@ void csp_keptmeta(lua_State *L, const void *key, const luaL_Reg *meta) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
+/* Stack: the nup upvalues on top (popped). Pushes a metatable whose metamethods meta close over
+** them: for a metatable that is not a type's (race.c's proxy of a watched table). */
+void csp_newmeta_up(lua_State *L, const luaL_Reg *meta, int nup) {
+  lua_createtable(L, 0, SPARSE(reg_count(meta) + 2));
+  lua_insert(L, -(nup + 1));
+  luaL_setfuncs(L, meta, nup);
+}
+
+/* Gives the table at idx a metatable making it weak (mode "k", "v" or "kv"). */
+void csp_setweak(lua_State *L, int idx, const char *mode) {
+  idx = lua_absindex(L, idx);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, idx);
+}
+
 /* A methods table for csp_newmeta_index: as sparse as csp_newmeta's. */
 void csp_newmethods(lua_State *L, int n) {
   lua_createtable(L, 0, SPARSE(n));

@@ -391,27 +391,19 @@ static void proxy(lua_State *L, int idx, csp_Sched *S, const char *name, int mov
       lua_rawset(L, idx);
     }
   }
-  lua_createtable(L, 0, 6);
   {
-    static const struct { const char *name; lua_CFunction f; } mm[] = {
-      {"__index", race_index}, {"__newindex", race_newindex}, {"__len", race_len},
-      {"__pairs", race_pairs}};
-    for (int i = 0; i < 4; i++) {
-      lua_rawgetp(L, LUA_REGISTRYINDEX, S);
-      lua_pushvalue(L, hidden);
-      lua_pushvalue(L, shadow);
-      if (name) lua_pushstring(L, name);
-      else lua_pushnil(L);
-      if (mm[i].f == race_pairs) {  /* pairs: upvalues raw table, hidden */
-        lua_pop(L, 4);
-        lua_pushvalue(L, idx);
-        lua_pushvalue(L, hidden);
-        lua_pushcclosure(L, race_pairs, 2);
-      } else {
-        lua_pushcclosure(L, mm[i].f, 4);
-      }
-      lua_setfield(L, -2, mm[i].name);
-    }
+    static const luaL_Reg mm[] = {
+      {"__index", race_index}, {"__newindex", race_newindex}, {"__len", race_len}, {NULL, NULL}};
+    lua_rawgetp(L, LUA_REGISTRYINDEX, S);
+    lua_pushvalue(L, hidden);
+    lua_pushvalue(L, shadow);
+    if (name) lua_pushstring(L, name);
+    else lua_pushnil(L);
+    csp_newmeta_up(L, mm, 4);
+    lua_pushvalue(L, idx);  /* pairs: upvalues raw table, hidden */
+    lua_pushvalue(L, hidden);
+    lua_pushcclosure(L, race_pairs, 2);
+    lua_setfield(L, -2, "__pairs");
   }
   if (name) {  /* a watched table keeps its proxy; _G does not (test harnesses restore it) */
     lua_pushliteral(L, "csp.race.watched");

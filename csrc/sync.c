@@ -552,6 +552,7 @@ void csp_sync_open(lua_State *L) {
   static const luaL_Reg cond_m[] = {
     {"wait", cond_wait}, {"signal", cond_signal}, {"broadcast", cond_broadcast}, {NULL, NULL}};
   static const luaL_Reg once_m[] = {{"call", once_call}, {NULL, NULL}};
+  static const luaL_Reg closer_meta[] = {{"__close", closer_close}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
     {"mutex", mutex_new}, {"rwmutex", rw_new}, {"waitgroup", wg_new}, {"semaphore", sem_new},
     {"cond", cond_new}, {"once", once_new}, {NULL, NULL}};
@@ -561,9 +562,7 @@ void csp_sync_open(lua_State *L) {
   sync_meta(L, &sem_tag, "csp.semaphore", sem_m);
   sync_meta(L, &cond_tag, "csp.cond", cond_m);
   sync_meta(L, &once_tag, "csp.once", once_m);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, closer_close);
-  lua_setfield(L, -2, "__close");
+  csp_newmeta(L, NULL, NULL, closer_meta);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &closer_tag);
   csp_setfuncs(L, funcs);
 }

@@ -75,7 +75,7 @@ static int url_parse_into(lua_State *L, const char *s, size_t n, UriUriA *u) {
   return 1;
 }
 
-/* parse(s) -> {scheme=, userinfo=, host=, port=, path=, query=, fragment=} or nil, err */
+/* parse(s) -> {scheme=, userinfo=, host=, port=, path=, query=, fragment=} or nil, err, "EINVAL" */
 static int url_parse(lua_State *L) {
   size_t n;
   const char *s = check_str(L, 1, "parse", &n);
@@ -125,7 +125,7 @@ static int url_parse(lua_State *L) {
   return 1;
 }
 
-/* resolve(base, ref) -> the target URI (section 5.2, strict), or nil, err. */
+/* resolve(base, ref) -> the target URI (section 5.2, strict), or nil, err, "EINVAL". */
 static int url_resolve(lua_State *L) {
   size_t bn, rn;
   const char *base = check_str(L, 1, "resolve", &bn), *ref = check_str(L, 2, "resolve", &rn);
