@@ -163,7 +163,7 @@ struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd p
   csp_Waiter *sel;     /* select waiters, grown on demand, kept */
   csp_TimerNode tn;    /* its deadline: a sleep's or an I/O wait's (csp_wait_deadline) */
   csp_G *anext, *aprev;/* all live goroutines, by id */
-  int *xdepth;         /* goexit: depths of the pcalls it still has to pass (goexit.c) */
+  int *xdepth;         /* goexit: [0] how many pcalls it still has to pass, [1..] their depths */
   lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
   const char *tname;   /* trace.c: the function that started it, while a trace runs */
   uint64_t tflow;      /* trace.c: flow id of the wake not yet shown as run */
@@ -173,7 +173,6 @@ struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd p
   int slot;            /* anchor slot; 0 for main */
   int nargs;           /* values a waker pushed onto R */
   int nsel, selcap;
-  int nxdepth;
   uint8_t state, wake, exiting, started;
   uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
   uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */

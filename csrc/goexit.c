@@ -164,11 +164,12 @@ static int stack_depth(lua_State *L) {
 static void exit_hook(lua_State *L, lua_Debug *ar) {
   csp_G *g = csp_exit_self(L);
   int depth;
-  if (g == NULL || g->exiting != CSP_EXIT_UNWIND || g->nxdepth == 0 || ar->event != LUA_HOOKRET)
+  if (g == NULL || g->exiting != CSP_EXIT_UNWIND || g->xdepth == NULL || g->xdepth[0] == 0 ||
+      ar->event != LUA_HOOKRET)
     return;
   depth = stack_depth(L) - 1;
-  if (depth != g->xdepth[g->nxdepth - 1]) return;
-  g->nxdepth--;
+  if (depth != g->xdepth[g->xdepth[0]]) return;
+  g->xdepth[0]--;
   if (!lua_getinfo(L, "r", ar) || ar->ntransfer < 2) return;
   lua_getlocal(L, ar, ar->ftransfer + 1);  /* nil, or what a __close raised meanwhile */
   lua_error(L);
@@ -184,33 +185,31 @@ int csp_exit_goexit(lua_State *L, csp_G *g) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &xpcall_key);
   free(g->xdepth);
   g->xdepth = NULL;
-  g->nxdepth = 0;
   for (int level = 0; level < n && lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "f", &ar);
     if (lua_rawequal(L, -1, -2)) {  /* xpcall */
       lua_pop(L, 3);
       free(g->xdepth);
       g->xdepth = NULL;
-      g->nxdepth = 0;
       g->exiting = CSP_EXIT_RESET;
       return lua_yield(L, 0);
     }
     if (lua_rawequal(L, -1, -3)) {
-      if (g->xdepth == NULL && (g->xdepth = malloc((size_t)n * sizeof *g->xdepth)) == NULL) {
+      if (g->xdepth == NULL && (g->xdepth = malloc((size_t)(n + 1) * sizeof *g->xdepth)) == NULL) {
         lua_pop(L, 3);
         return luaL_error(L, "not enough memory");
       }
-      g->xdepth[k++] = n - 1 - level;  /* innermost first: popped from the end, so reversed */
+      g->xdepth[1 + k++] = n - 1 - level;  /* innermost first: popped from the end, so reversed */
     }
     lua_pop(L, 1);
   }
   lua_pop(L, 2);
-  for (int i = 0; i < k / 2; i++) {
+  for (int i = 1; i <= k / 2; i++) {
     int t = g->xdepth[i];
-    g->xdepth[i] = g->xdepth[k - 1 - i];
-    g->xdepth[k - 1 - i] = t;
+    g->xdepth[i] = g->xdepth[k + 1 - i];
+    g->xdepth[k + 1 - i] = t;
   }
-  g->nxdepth = k;
+  if (k > 0) g->xdepth[0] = k;
   g->exiting = CSP_EXIT_UNWIND;
   if (k > 0) lua_sethook(L, exit_hook, LUA_MASKRET, 0);
   lua_pushnil(L);

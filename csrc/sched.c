@@ -151,7 +151,6 @@ void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
   all_unlink(g);
   free(g->xdepth);
   g->xdepth = NULL;
-  g->nxdepth = 0;
   g->state = CSP_G_FREE;
   if (!g->internal && --S->ngor == 0) {
     csp_Waiter *w = csp_wq_take(&S->runwait);
