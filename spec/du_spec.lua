@@ -5,13 +5,8 @@
 -- the lstat sizes of all non-directories, symlinks not followed.
 local csp = require "csp"
 
--- The repository, as an absolute path (the FIFO test runs its script elsewhere).
-local root_dir = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$") or "."
-if root_dir:sub(1, 1) ~= "/" then root_dir = os.getenv("PWD") .. "/" .. root_dir end
-
-local function q(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local helpers = require "spec.helpers.run"
+local root_dir, q, slurp = helpers.root, helpers.quote, helpers.slurp
 
 local function sh(cmd)
   assert(os.execute(cmd), "command failed: " .. cmd)
@@ -23,17 +18,9 @@ local function put(path, data)
   f:close()
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 local IS_ROOT = io.popen("id -u"):read("l") == "0"
--- The child finds this tree's modules; LUA_CPATH is inherited (make asan points it elsewhere).
-local ENV = ("LUA_PATH=%s "):format(q(root_dir .. "/lua/?.lua;" .. root_dir .. "/lua/?/init.lua;;"))
-  .. (os.getenv("LUA_CPATH") and "" or ("LUA_CPATH=%s "):format(q(root_dir .. "/build/?.so;;")))
+-- The child finds this tree's modules (under make asan, the sanitized build).
+local ENV = helpers.env .. " "
 
 local T, R -- the temp dir, and the tree's root in it
 local want -- { files =, bytes = } from find

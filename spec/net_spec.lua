@@ -29,15 +29,7 @@ local function spawn(f, ...)
   return done
 end
 
-local quote, ENV = run.quote, run.env
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local quote, ENV, slurp = run.quote, run.env, run.slurp
 
 -- Waits (parked, not spinning) until the file has a first line; returns it.
 local function wait_line(path, limit)
