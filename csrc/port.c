@@ -15,8 +15,8 @@
 static atomic_int nawake;  /* schedulers with a port that are not asleep in their loop */
 static int ncpu;
 static atomic_long nidle;  /* schedulers idle: when all are (main included), the process deadlocks */
-static atomic_uint dumpround;
-static atomic_int nlate;   /* ports whose wake was left for later (late set) */  /* main asks idle threads for their goroutines (deadlock report) */
+static atomic_uint dumpround;  /* main asks idle threads for their goroutines (deadlock report) */
+static atomic_int nlate;   /* ports whose wake was left for later (late set) */
 
 /* Whoever makes an idle scheduler runnable (a poster, or the owner waking) uncounts it first,
 ** so no wake-up is in flight while every scheduler counts as idle. */
