@@ -9,11 +9,14 @@
 
 #define SPIN_NS 20000   /* poll the inbox this long before sleeping (a wake across vCPUs costs ~70 us) */
 #define SPIN_MISSES 8   /* after this many spins in a row found nothing, spin once in 8 parks */
+#define LATE_NS 1000000 /* a wake left for later goes out at the poster's first xchan call after this */
+#define BACKSTOP_MS 10  /* and in any case this late (Go preempts a goroutine after 10 ms) */
 
 static atomic_int nawake;  /* schedulers with a port that are not asleep in their loop */
 static int ncpu;
 static atomic_long nidle;  /* schedulers idle: when all are (main included), the process deadlocks */
 static atomic_uint dumpround;  /* main asks idle threads for their goroutines (deadlock report) */
+static atomic_int nlate;   /* ports whose wake was left for later (late set) */
 
 /* Whoever makes an idle scheduler runnable (a poster, or the owner waking) uncounts it first,
 ** so no wake-up is in flight while every scheduler counts as idle. */
@@ -53,10 +56,13 @@ csp_Port *csp_port_get(lua_State *L, csp_Sched *S) {
   P = (csp_Port *)calloc(1, sizeof *P);
   if (P == NULL) luaL_error(L, "not enough memory");
   P->poll = (uv_poll_t *)malloc(sizeof *P->poll);
+  P->backstop = (uv_timer_t *)malloc(sizeof *P->backstop);
   P->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (P->poll == NULL || P->efd < 0 || uv_poll_init(S->loop, P->poll, P->efd) != 0) {
+  if (P->poll == NULL || P->backstop == NULL || P->efd < 0 ||
+      uv_poll_init(S->loop, P->poll, P->efd) != 0) {
     if (P->efd >= 0) close(P->efd);
     free(P->poll);
+    free(P->backstop);
     free(P);
     luaL_error(L, "xchan: cannot create the scheduler's inbox");
   }
@@ -68,6 +74,9 @@ csp_Port *csp_port_get(lua_State *L, csp_Sched *S) {
   P->poll->data = P;
   uv_poll_start(P->poll, UV_READABLE, poll_cb);
   uv_unref((uv_handle_t *)P->poll);
+  uv_timer_init(S->loop, P->backstop);  /* cannot fail */
+  P->backstop->data = P;
+  uv_unref((uv_handle_t *)P->backstop);
   csp_port_register(P, 1);
   S->port = P;
   return P;
@@ -111,17 +120,94 @@ static int port_drain(csp_Port *P) {
     csp_sched_ready(P->S, r->g, 0);
     n++;
   }
+  if (n) P->lateoff = 0;
   return n;
 }
 
-static void port_post(csp_Port *P, csp_XRec *r) {
+/* ---------------------------------------------------------------- wakes left for later */
+
+/* Whether the poster (S) leaves P's sleeping owner asleep a while: only when every CPU already has
+** an awake scheduler, so the wake would take a CPU from one (a woken main preempts a worker, and
+** each sleep and wake costs both sides kernel time: ~2 results a wake in the job farm); Go, too,
+** readies into the waker's P and starts no thread when no P is idle. The record is in P's inbox
+** already; the wake goes out when the poster blocks or ends, at its first xchan call LATE_NS
+** later, when any scheduler goes to sleep (a CPU frees), or at P's backstop timer (BACKSTOP_MS),
+** which P arms when it sleeps while the others fill the CPUs: without it nobody may defer. */
+static int port_defer(csp_Sched *S, csp_Port *P) {
+  csp_Port *me = S ? (csp_Port *)S->port : NULL;  /* no S: a thread's end closing its xchans */
+  if (me == NULL || me->asleep || !atomic_load(&P->parked) || !atomic_load(&P->lateok)) return 0;
+  if (atomic_load(&nawake) < ncpu || atomic_load(&P->dead)) return 0;
+  if (!atomic_exchange(&P->late, 1)) atomic_fetch_add(&nlate, 1);
+  if (me->late0 == 0) me->late0 = uv_hrtime();
+  return 1;
+}
+
+static int flush_one(void *port, void *arg) {
+  csp_Port *P = (csp_Port *)port;
+  (void)arg;
+  if (atomic_load_explicit(&P->late, memory_order_relaxed) && atomic_exchange(&P->late, 0)) {
+    atomic_fetch_sub(&nlate, 1);
+    if (atomic_exchange(&P->parked, 0)) csp_port_signal(P);
+  }
+  return 1;
+}
+
+/* Sends every wake left for later, whoever left it (the registry keeps the ports alive). */
+static void port_flush(csp_Port *me) {
+  me->late0 = 0;
+  if (atomic_load(&nlate) > 0) csp_ports_all(flush_one, NULL);
+}
+
+void csp_port_flushdue(csp_Port *P) {
+  if (uv_hrtime() - P->late0 >= LATE_NS) port_flush(P);
+}
+
+/* The owner is awake: nothing of its own is left late any more. */
+static void port_unlate(csp_Port *P) {
+  if (atomic_load_explicit(&P->late, memory_order_relaxed) && atomic_exchange(&P->late, 0))
+    atomic_fetch_sub(&nlate, 1);
+}
+
+/* It may go off before the poll (a loop whose clock was stale): uv_stop keeps uv_run from
+** then blocking, so the owner always looks at its inbox. */
+static void backstop_cb(uv_timer_t *t) {
+  ((csp_Port *)t->data)->fired = 1;
+  uv_stop(t->loop);
+}
+
+/* Before sleeping: arms the backstop, and so lets posters defer, when the other awake schedulers
+** fill the CPUs, unless the last one found nothing (an idle thread pays one early wake a post). */
+static int port_arm(csp_Port *P) {
+  if (P->lateoff || atomic_load(&nawake) <= ncpu) return 0;
+  if (!P->armed) {
+    uv_update_time(P->backstop->loop);  /* from now, not from the loop's last poll */
+    uv_timer_start(P->backstop, backstop_cb, BACKSTOP_MS, 0);
+  }
+  P->armed = 1;
+  return 1;
+}
+
+/* Awake again: the backstop stops; one that went off with nothing come turns arming off. */
+static void port_disarm(csp_Port *P, int got) {
+  if (P->armed) {
+    uv_timer_stop(P->backstop);
+    P->armed = 0;
+  }
+  if (got) P->lateoff = 0;
+  else if (P->fired) P->lateoff = 1;
+  P->fired = 0;
+}
+
+/* ---------------------------------------------------------------- posting */
+
+static void port_post(csp_Sched *S, csp_Port *P, csp_XRec *r) {
   csp_XRec *head;
   atomic_fetch_add_explicit(&P->refs, 1, memory_order_relaxed);  /* r's ref keeps P alive here */
   head = atomic_load_explicit(&P->inbox, memory_order_relaxed);
   do r->inext = head;
   while (!atomic_compare_exchange_weak(&P->inbox, &head, r));
   port_busy(P);
-  if (atomic_exchange(&P->parked, 0)) csp_port_signal(P);
+  if (!port_defer(S, P) && atomic_exchange(&P->parked, 0)) csp_port_signal(P);
   if (atomic_load(&P->dead)) {  /* the owner is gone: nobody else will free what we posted */
     csp_XRec *x = csp_port_take(P), *next;
     for (; x; x = next) { next = x->inext; csp_xchan_rec_free(x); }
@@ -136,7 +222,7 @@ void csp_port_rec_wake(csp_Sched *S, csp_XRec *r) {
     csp_port_unlink_locals(r->g);
     csp_sched_ready(S, r->g, 0);
   } else {
-    port_post(r->port, r);
+    port_post(S, r->port, r);
   }
 }
 
@@ -257,7 +343,9 @@ static void port_awake(csp_Port *P) {
 
 void csp_port_retire(csp_Port *P) {
   if (!P->asleep) atomic_fetch_sub(&nawake, 1);
-  P->asleep = 1;
+  P->asleep = 1;  /* from here on this scheduler defers no wake */
+  port_flush(P);
+  port_unlate(P);
 }
 
 static void cpu_relax(void) {
@@ -295,6 +383,8 @@ int csp_port_poll(csp_Sched *S, int wait) {
   int alone;
   port_awake(P);
   port_dump(S, P);
+  if (wait) port_flush(P);  /* it may sleep: what it deferred goes out, and a CPU may free */
+  else if (P->late0) csp_port_flushdue(P);
   if (port_drain(P)) return 0;
   if (!wait) return 0;
   port_setref(P, 0);
@@ -326,6 +416,7 @@ int csp_port_poll(csp_Sched *S, int wait) {
     }
   }
   port_setref(P, 1);
+  atomic_store(&P->lateok, port_arm(P));  /* before parked: a poster seeing parked sees this */
   atomic_store(&P->parked, 1);
   if (atomic_load(&P->inbox) != NULL) {
     atomic_store(&P->parked, 0);
@@ -340,6 +431,7 @@ void csp_port_after(csp_Sched *S) {
   csp_Port *P = (csp_Port *)S->port;
   port_awake(P);
   atomic_store(&P->parked, 0);
+  port_unlate(P);
   port_busy(P);
-  port_drain(P);
+  port_disarm(P, port_drain(P));
 }

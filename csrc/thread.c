@@ -73,13 +73,21 @@ lua_Integer csp_thread_id(void) {
   return self_id();
 }
 
-int csp_ports_foreach(int (*f)(void *port, void *arg), void *arg) {
+static int ports_each(int (*f)(void *port, void *arg), void *arg, int withmain) {
   int r = 1;
   pthread_mutex_lock(&ports_mu);
   for (int i = 0; i < nports && r; i++)
-    if (ports[i] != main_port) r = f(ports[i], arg);
+    if (withmain || ports[i] != main_port) r = f(ports[i], arg);
   pthread_mutex_unlock(&ports_mu);
   return r;
+}
+
+int csp_ports_foreach(int (*f)(void *port, void *arg), void *arg) {
+  return ports_each(f, arg, 0);
+}
+
+int csp_ports_all(int (*f)(void *port, void *arg), void *arg) {
+  return ports_each(f, arg, 1);
 }
 
 void csp_thread_signal_main(void) {

@@ -292,6 +292,7 @@ static int xsend_k(lua_State *L, int status, lua_KContext ctx);
 /* Stack: [xchan, value]. */
 static int send_run(lua_State *L, csp_XChan *x) {
   csp_Sched *S = csp_sched_get(L);
+  csp_port_due(S);
   for (;;) {
     csp_G *g = NULL;
     csp_Msg m;
@@ -368,6 +369,7 @@ static int recv_done(lua_State *L, csp_G *g) {
 
 int csp_xchan_recv(lua_State *L, csp_XChan *x, const char *reason, lua_KFunction k) {
   csp_Sched *S = csp_sched_get(L);
+  csp_port_due(S);
   for (;;) {
     csp_G *g = NULL;
     int n = recv_try(L, S, x, &g);

@@ -280,6 +280,7 @@ static int xsel_run(lua_State *L, csp_Sched *S, int n, int ordered, csp_G **pg) 
 /* select.c hands over a select with at least one xchan case (stack: see select.c). Returns -1
 ** when nothing is ready and there is a default, which select.c runs. */
 int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered) {
+  csp_port_due(S);
   for (;;) {
     csp_G *g = NULL;
     int nres = xsel_run(L, S, n, ordered, &g);

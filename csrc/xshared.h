@@ -157,6 +157,13 @@ struct csp_Port {
   csp_XRec *spare;     /* owner-thread only: a free record of one waiter (xwait.c) */
   int refd;
   int asleep;          /* owner-thread only: not counted in nawake (port.c) */
+  /* Deferred wakes (port.c): a poster may leave this owner asleep (lateok: it sleeps with its
+  ** backstop armed); late: a wake was left, counted in nlate. */
+  atomic_int lateok, late;
+  uv_timer_t *backstop;
+  uint64_t late0;      /* owner-thread only: when this scheduler first left a wake unflushed (0: none) */
+  int armed, fired;    /* owner-thread only: the backstop runs; it went off */
+  int lateoff;         /* owner-thread only: the last backstop found nothing: arm none until a post comes */
   unsigned spinmiss, spinskip;  /* owner-thread only: fruitless spins in a row; parks since */
   atomic_uint dumpgen; /* the deadlock-report round dump was made for (release: dump is set) */
   char *dump;          /* "thread N:" and its goroutines, for main's deadlock report */
@@ -171,6 +178,12 @@ csp_Port *csp_port_get(lua_State *L, csp_Sched *S);   /* S's port, created on fi
 csp_XRec *csp_port_take(csp_Port *P);
 void csp_port_unlink_locals(csp_G *g);
 void csp_port_rec_wake(csp_Sched *S, csp_XRec *r);
+void csp_port_flushdue(csp_Port *P);
+/* xchan operations: the wakes this scheduler left (port.c) go out once they are LATE_NS old. */
+static inline void csp_port_due(csp_Sched *S) {
+  csp_Port *P = (csp_Port *)S->port;
+  if (P != NULL && P->late0 != 0) csp_port_flushdue(P);
+}
 /* xring.c: a buffered xchan's lock-free queue of values */
 int csp_xring_init(csp_XChan *x);
 void csp_xring_free(csp_XChan *x);
@@ -220,7 +233,8 @@ int csp_thread_main(void);
 lua_Integer csp_thread_id(void);       /* this OS thread's csp.thread id; 0 on main */
 /* Calls f(port, arg) for every registered port but main's; returns 0 as soon as f does, else 1.
 ** The ports stay registered (alive) meanwhile. */
-int csp_ports_foreach(int (*f)(void *port, void *arg), void *arg);             /* is this OS thread the one that did not start as a csp.thread? */
+int csp_ports_foreach(int (*f)(void *port, void *arg), void *arg);
+int csp_ports_all(int (*f)(void *port, void *arg), void *arg);  /* main's too */
 void csp_thread_signal_main(void);     /* wakes main's scheduler to re-check for a deadlock */
 
 #endif

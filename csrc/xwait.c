@@ -152,6 +152,7 @@ void csp_port_teardown(csp_Sched *S) {
     for (; x; x = next) { next = x->inext; csp_xchan_rec_free(x); }
   }
   uv_close((uv_handle_t *)P->poll, csp_close_free);
+  uv_close((uv_handle_t *)P->backstop, csp_close_free);
   free(P->spare);
   S->port = NULL;
   csp_port_unref(P);

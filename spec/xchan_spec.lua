@@ -346,6 +346,66 @@ describe("csp.xchan", function()
     assert.is_true(used < busy / 4, ("%.3f s of CPU idle, %.3f s busy, in 0.3 s"):format(used, busy))
   end)
 
+  -- Threads spinning on the atomic a until it is set: with them every CPU has an awake
+  -- scheduler, so a wake to a sleeping thread may be left for later (port.c's deferred wakes).
+  local function fill_cpus(a)
+    local ready, ts = csp.xchan(), {}
+    for i = 1, csp.nthreads() do
+      ts[i] = csp.thread(function(ready, a) ready:send(true) while a:load() == 0 do end end, ready, a)
+    end
+    for _ = 1, #ts do ready:recv() end
+    return ts
+  end
+
+  it("a wake left for later arrives although its poster then stalls outside csp", function()
+    -- every CPU busy, the poster hands a value to main (asleep in the select: try_send succeeds
+    -- only then) and stalls 1 s in a call csp cannot see; the backstop (10 ms) delivers it
+    local a, go, x = csp.atomic.int(0), csp.xchan(), csp.xchan()
+    local busy = fill_cpus(a)
+    local poster = csp.thread(function(go, x)
+      go:recv()
+      while not x:try_send("value") do end
+      os.execute("sleep 1")
+      return true
+    end, go, x)
+    go:send(true)
+    local t0 = csp.now()
+    local got = csp.select{ csp.recv(x, function(v) return v end),
+                            csp.recv(csp.after(5), function() return "timeout" end) }
+    local waited = csp.now() - t0
+    a:store(1)
+    for _, t in ipairs(busy) do t:join() end
+    assert.is_true(poster:join())
+    assert.equal("value", got)
+    assert.is_true(waited < 0.5, ("the value took %.3f s"):format(waited))
+  end)
+
+  it("a thread waiting with nothing coming while every CPU is busy wakes at most once or twice", function()
+    -- its backstop goes off once, finds nothing and is not armed again until a post comes
+    local a, ready, x = csp.atomic.int(0), csp.xchan(), csp.xchan()
+    local busy = fill_cpus(a)
+    local t = csp.thread(function(ready, x)
+      local function switches()
+        for line in io.lines("/proc/thread-self/status") do
+          local n = line:match("^voluntary_ctxt_switches:%s*(%d+)")
+          if n then return tonumber(n) end
+        end
+      end
+      local s0 = switches()
+      ready:send(true)
+      local v = x:recv()
+      return v, switches() - s0
+    end, ready, x)
+    ready:recv()
+    csp.sleep(0.3)   -- the span measured: a backstop armed at every park would go off ~30 times
+    x:send("done")
+    local v, n = t:join()
+    a:store(1)
+    for _, b in ipairs(busy) do b:join() end
+    assert.equal("done", v)
+    assert.is_true(n <= 8, n .. " voluntary context switches while waiting 0.3 s")
+  end)
+
   it("csp.stats counts goroutines waiting on other threads, by reason", function()
     local x, full, gate = csp.xchan(), csp.xchan(1), csp.xchan()
     full:send(0)
