@@ -13,6 +13,16 @@ typedef struct Poll Poll;
 
 typedef struct Sock Sock;
 
+/* What a plain request (a GET with no body, header lines, timeout, TLS option nor body
+** reader, sink or producer) set on its easy handle beyond the per-request pointers: a spare
+** handle whose last request had the same needs neither curl_easy_reset nor those options again
+** (~7k instructions a request). plain 0: the handle must be reset. */
+typedef struct Prof {
+  int64_t max_body;
+  int follow, flags;
+  uint8_t plain, https;
+} Prof;
+
 typedef struct Multi {
   csp_Sched *S;
   CURLM *m;              /* NULL until the first request, and after close_idle */
@@ -26,13 +36,17 @@ typedef struct Multi {
   long nattached;        /* easy handles in m */
   long nsock;            /* connection sockets curl holds open */
   Poll *polls;           /* every poll handle, for ref/unref */
-  CURL *spare[64];       /* easy handles of finished requests, reset, for the next ones */
+  CURL *spare[64];       /* easy handles of finished requests, for the next ones */
+  Prof sprof[64];        /* what each spare handle still has set (plain 0: it was reset) */
   int nspare;
+  struct curl_slist *expect;  /* "Expect:" alone: the header list of requests with no lines */
   Sock *socks;           /* by descriptor: the connection sockets curl opened */
   int nsocks;            /* length of socks */
   struct Req *unpause;   /* body readers wanting more: resumed by the next timer fire */
   char *cafile, *capath; /* $SSL_CERT_FILE (if readable) and $SSL_CERT_DIR, read once */
   uint8_t env_read;
+  uint8_t noproxy;       /* no proxy variable curl reads is set: curl is told so, rather than
+                         ** reading five each request (Go reads them once per process too) */
 } Multi;
 
 /* A connection socket curl opened (through csp_httpcurl_open_cb; closed through close_cb). */
@@ -66,7 +80,8 @@ typedef struct Req {
   const void *tag;
   Multi *M;               /* NULL once released (__gc) */
   CURL *e;                /* NULL once dropped */
-  struct curl_slist *hdrs;
+  struct curl_slist *hdrs;  /* the caller's header lines (NULL: M->expect is used) */
+  Prof prof;
   csp_Req wr;             /* the goroutine parked in req:wait (free_fn frees nothing: the
                           ** record is Lua's, and detached from curl before it is collected) */
   uint8_t attached, parked, done, sink, cancelled;
