@@ -23,6 +23,16 @@ typedef struct Prof {
   uint8_t plain, https;
 } Prof;
 
+/* An easy handle and what csp keeps beside it (the request holds the same fields meanwhile). */
+typedef struct Handle {
+  CURL *e;
+  Prof prof;             /* what it still has set (plain 0: it was reset) */
+  char *url;             /* the URL its last plain request was set with, or NULL */
+  CURLU *uh;             /* that URL parsed, set as CURLOPT_CURLU: from the second plain GET of
+                         ** one URL on, curl neither parses nor rebuilds it (its state.url
+                         ** still names it) */
+} Handle;
+
 typedef struct Multi {
   csp_Sched *S;
   CURLM *m;              /* NULL until the first request, and after close_idle */
@@ -36,8 +46,7 @@ typedef struct Multi {
   long nattached;        /* easy handles in m */
   long nsock;            /* connection sockets curl holds open */
   Poll *polls;           /* every poll handle, for ref/unref */
-  CURL *spare[64];       /* easy handles of finished requests, for the next ones */
-  Prof sprof[64];        /* what each spare handle still has set (plain 0: it was reset) */
+  Handle spare[64];      /* easy handles of finished requests, for the next ones */
   int nspare;
   struct curl_slist *expect;  /* "Expect:" alone: the header list of requests with no lines */
   Sock *socks;           /* by descriptor: the connection sockets curl opened */
@@ -81,7 +90,9 @@ typedef struct Req {
   Multi *M;               /* NULL once released (__gc) */
   CURL *e;                /* NULL once dropped */
   struct curl_slist *hdrs;  /* the caller's header lines (NULL: M->expect is used) */
-  Prof prof;
+  Prof prof;              /* with url and uh: Handle's fields for e */
+  char *url;
+  CURLU *uh;
   csp_Req wr;             /* the goroutine parked in req:wait (free_fn frees nothing: the
                           ** record is Lua's, and detached from curl before it is collected) */
   uint8_t attached, parked, done, sink, cancelled;
@@ -138,6 +149,13 @@ int csp_httpresp_result(lua_State *L, Req *r, int urlidx);  /* req:result's valu
 int csp_httpresp_fail(lua_State *L, Req *r);      /* nil, message (no 'Get "URL": '), code */
 void csp_httpresp_open(lua_State *L);             /* the headers' metatable */
 void csp_http_req_drop(Req *r);                   /* http.c: detached, easy handle given back */
+
+/* httpopt.c */
+enum { F_PRODUCER = 1, F_SINK = 2, F_DECODE = 4, F_READER = 8 };  /* _new's flags */
+lua_Integer csp_httpopt_int(lua_State *L, const char *k, lua_Integer def, lua_Integer none);
+int csp_httpopt_setup(lua_State *L, Req *r, const char *method, const char *url, int flags);
+void csp_httpopt_give_back(Req *r);
+void csp_httpopt_handle_free(Handle *h);
 
 /* httpbody.c */
 extern const csp_StreamSrc csp_httpbody_src;      /* the hooks of a response body's stream */

@@ -38,6 +38,22 @@ describe("csp.http's reused easy handles", function()
     assert.equal(2, srv.accepted)  -- kept alive, but for the body over max_body, cut
   end)
 
+  it("fetch one URL again and again as curl first read it, others and redirects between", function()
+    srv = start(function(req, c)
+      if req.path == "/moved" then return httpd.redirect(c, 302, "/there") end
+      httpd.reply(c, 200, "ok " .. req.path)
+    end)
+    local base = srv.url
+    local seq = { "/a", "/a", "/a", "/b", "/a", "/a", "/moved", "/moved", "/moved", "/a", "", "", "", "/a#x", "/a#x" }
+    for i, p in ipairs(seq) do
+      local r = assert(csp.http.get(base .. p))
+      local want = p == "/moved" and "/there" or p == "" and "/" or p:gsub("#.*", "")
+      assert.equal("ok " .. want, r.body, "request " .. i)
+      -- the final URL: the request's own spelling, or curl's (a path added, a redirect's)
+      assert.equal(p == "" and base .. "/" or base .. (p == "/moved" and "/there" or p), r.url, "request " .. i)
+    end
+  end)
+
   it("follow the proxy variables as they were at the first request", function()
     local code = ([[
       package.path = %q .. "/?.lua;" .. package.path
