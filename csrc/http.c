@@ -4,12 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 #include "http.h"
 
 static const char req_tag = 0;
-
-enum { F_PRODUCER = 1, F_SINK = 2, F_DECODE = 4, F_READER = 8 };  /* _new's flags */
 
 #define MAX_BODY ((int64_t)64 * 1024 * 1024)  /* default body limit (Go has none; a crawler needs one) */
 #define MAX_REDIRECTS 10                       /* as Go's Client */
@@ -35,13 +32,7 @@ void csp_http_req_drop(Req *r) {
     M->nattached--;
     curl_multi_remove_handle(M->m, r->e);
   }
-  if (M->m != NULL && M->nspare < (int)(sizeof M->spare / sizeof M->spare[0])) {
-    curl_easy_reset(r->e);
-    M->spare[M->nspare++] = r->e;
-  } else {
-    curl_easy_cleanup(r->e);
-  }
-  r->e = NULL;
+  csp_httpopt_give_back(r);
   curl_slist_free_all(r->hdrs);
   r->hdrs = NULL;
   csp_buf_free(&r->body);
@@ -134,153 +125,6 @@ static int url_refused(lua_State *L, const char *u) {
   return 0;
 }
 
-/* o[k] on the stack: its type, LUA_TNIL for nil or false. */
-static int opt_get(lua_State *L, const char *k) {
-  int t = lua_getfield(L, 1, k);
-  return t == LUA_TBOOLEAN && !lua_toboolean(L, -1) ? LUA_TNIL : t;
-}
-
-static const char *opt_str(lua_State *L, const char *k) {
-  const char *s = NULL;
-  int t = opt_get(L, k);
-  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
-  else if (t != LUA_TNIL) luaL_error(L, "http: field %s must be a string", k);
-  lua_pop(L, 1);  /* anchored by the table */
-  return s;
-}
-
-/* An integer option: def when nil, none when false. */
-static lua_Integer opt_int(lua_State *L, const char *k, lua_Integer def, lua_Integer none) {
-  lua_Integer v = def;
-  int t = lua_getfield(L, 1, k);
-  if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) v = none;
-  else if (t != LUA_TNIL && (!lua_isinteger(L, -1) || (v = lua_tointeger(L, -1)) < 0))
-    luaL_error(L, "http: field %s must be a non-negative integer", k);
-  lua_pop(L, 1);
-  return v;
-}
-
-/* opts.timeout in seconds -> ms, at least 1; 0: none (a huge one, math.huge, 1e308 or 2^53 s,
-** is none too, as for every other deadline). */
-static long opt_timeout(lua_State *L) {
-  lua_Number t = 0, ms;
-  if (opt_get(L, "timeout") != LUA_TNIL && !((t = lua_tonumber(L, -1)) > 0))
-    luaL_error(L, "http: field timeout must be a positive number");
-  lua_pop(L, 1);
-  if (!(t > 0) || t >= 1099511627776.0) return 0;
-  ms = t * 1000;
-  return ms <= 1 ? 1 : (long)ms + ((lua_Number)(long)ms < ms);
-}
-
-/* Go's crypto/x509 on Linux: $SSL_CERT_FILE replaces the default CA file, and one it cannot
-** read is skipped (the directories still count); $SSL_CERT_DIR replaces the directories. */
-static void certs_from_env(Multi *M) {
-  const char *f = getenv("SSL_CERT_FILE"), *d = getenv("SSL_CERT_DIR");
-  if (M->env_read) return;
-  M->env_read = 1;
-  if (f != NULL && *f && access(f, R_OK) == 0) M->cafile = strdup(f);
-  if (d != NULL && *d) M->capath = strdup(d);
-}
-
-#define SETOPT(e, o, v) do { if (curl_easy_setopt(e, o, v) != CURLE_OK) goto fail; } while (0)
-
-/* The options every request sets, and the ones of the request's own. */
-static int req_setup(lua_State *L, Req *r, const char *method, const char *url, int flags) {
-  Multi *M = r->M;
-  CURL *e = r->e;
-  const char *cainfo = opt_str(L, "cainfo"), *ver = opt_str(L, "http_version");
-  long timeout = opt_timeout(L);
-  SETOPT(e, CURLOPT_PRIVATE, (char *)r);
-  SETOPT(e, CURLOPT_NOSIGNAL, 1L);
-  SETOPT(e, CURLOPT_ERRORBUFFER, r->err);
-  SETOPT(e, CURLOPT_URL, url);
-  SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  SETOPT(e, CURLOPT_USERAGENT, "csp");
-  SETOPT(e, CURLOPT_WRITEFUNCTION, csp_httpcurl_write_cb);
-  SETOPT(e, CURLOPT_WRITEDATA, r);
-  SETOPT(e, CURLOPT_HEADERFUNCTION, csp_httpcurl_header_cb);
-  SETOPT(e, CURLOPT_HEADERDATA, r);
-  SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, csp_httpcurl_open_cb);
-  SETOPT(e, CURLOPT_OPENSOCKETDATA, r);
-  SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, csp_httpcurl_close_cb);
-  SETOPT(e, CURLOPT_CLOSESOCKETDATA, M);
-  /* Over TLS a second request waits for the first connection's ALPN answer, to share it as
-  ** h2 streams; in clear text (HTTP/1.1 only) waiting would serialise concurrent requests.
-  ** Requests that cannot multiplex keep their connections apart (Multi.h1); a handle keeps
-  ** its share through curl_easy_reset, so it is set every time. */
-  if (strncasecmp(url, "https:", 6) == 0 && !(ver && strcmp(ver, "1.1") == 0)) {
-    SETOPT(e, CURLOPT_PIPEWAIT, 1L);
-    SETOPT(e, CURLOPT_SHARE, (CURLSH *)NULL);
-  } else {
-    SETOPT(e, CURLOPT_SHARE, M->h1);
-  }
-  SETOPT(e, CURLOPT_PREREQFUNCTION, csp_httpcurl_prereq_cb);
-  SETOPT(e, CURLOPT_PREREQDATA, r);
-  SETOPT(e, CURLOPT_TCP_NODELAY, 1L);
-  if (r->follow > 0) {
-    SETOPT(e, CURLOPT_FOLLOWLOCATION, 1L);
-    SETOPT(e, CURLOPT_MAXREDIRS, (long)r->follow);
-  }
-  if (timeout > 0) SETOPT(e, CURLOPT_TIMEOUT_MS, timeout);
-  if (r->max_body >= 0) SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
-  if (flags & F_DECODE) SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
-  if (opt_get(L, "insecure") != LUA_TNIL) {
-    SETOPT(e, CURLOPT_SSL_VERIFYPEER, 0L);
-    SETOPT(e, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  lua_pop(L, 1);
-  certs_from_env(M);
-  if (cainfo || M->cafile) SETOPT(e, CURLOPT_CAINFO, cainfo ? cainfo : M->cafile);
-  if (!cainfo && M->capath) SETOPT(e, CURLOPT_CAPATH, M->capath);
-  SETOPT(e, CURLOPT_HTTP_VERSION,
-         ver && strcmp(ver, "1.1") == 0 ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
-  /* Headers: Go sends no Expect; curl would add one to larger bodies. */
-  if ((r->hdrs = curl_slist_append(NULL, "Expect:")) == NULL) goto fail;
-  if (lua_type(L, 4) == LUA_TTABLE) {
-    for (lua_Integer i = 1; lua_geti(L, 4, i) == LUA_TSTRING; i++) {
-      struct curl_slist *n = curl_slist_append(r->hdrs, lua_tostring(L, -1));
-      lua_pop(L, 1);
-      if (n == NULL) goto fail;
-      r->hdrs = n;
-    }
-    lua_pop(L, 1);
-  }
-  SETOPT(e, CURLOPT_HTTPHEADER, r->hdrs);
-  /* Method and body: a string body is read in place, anchored by the request. */
-  if (lua_getfield(L, 1, "body") == LUA_TSTRING) {
-    size_t blen;
-    const char *b = lua_tolstring(L, -1, &blen);
-    lua_setiuservalue(L, -2, 1);
-    SETOPT(e, CURLOPT_POST, 1L);
-    SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-    SETOPT(e, CURLOPT_POSTFIELDS, b);
-  } else {
-    lua_pop(L, 1);
-    if (flags & F_PRODUCER) {
-      r->streamed = 1;
-      SETOPT(e, CURLOPT_POST, 1L);
-      SETOPT(e, CURLOPT_READFUNCTION, csp_httpcurl_read_cb);
-      SETOPT(e, CURLOPT_READDATA, r);
-    } else if (strcmp(method, "POST") == 0) {
-      SETOPT(e, CURLOPT_POST, 1L);  /* an empty body, still a POST */
-      SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-      SETOPT(e, CURLOPT_POSTFIELDS, "");
-    } else if (strcmp(method, "GET") == 0) {
-      SETOPT(e, CURLOPT_HTTPGET, 1L);
-    }
-  }
-  if (strcmp(method, "HEAD") == 0) SETOPT(e, CURLOPT_NOBODY, 1L);
-  else if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0) SETOPT(e, CURLOPT_CUSTOMREQUEST, method);
-  else if (strcmp(method, "GET") == 0 && (r->streamed || lua_getiuservalue(L, 6, 1) != LUA_TNIL))
-    SETOPT(e, CURLOPT_CUSTOMREQUEST, method);  /* a GET with a body */
-  lua_settop(L, 6);
-  return 1;
-fail:
-  lua_settop(L, 6);
-  return 0;
-}
-
 /* _new(opts, METHOD, url, header_lines|nil, flags) -> request | nil, err (a URL Go refuses).
 ** The Lua glue has checked opts and made the header lines; this checks what memory safety
 ** needs. opts: timeout (s), max_body, follow (false: none), insecure, cainfo, http_version,
@@ -300,18 +144,16 @@ static int http_new(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &req_tag);
   lua_setmetatable(L, -2);
   csp_httpcurl_multi_get(L, M);
-  if ((r->e = M->nspare > 0 ? M->spare[--M->nspare] : curl_easy_init()) == NULL)
-    return luaL_error(L, "not enough memory");
   r->M = M;
   r->sink = (flags & F_SINK) != 0;
-  r->follow = (int)opt_int(L, "follow", MAX_REDIRECTS, 0);
-  r->max_body = opt_int(L, "max_body", flags & (F_SINK | F_READER) ? -1 : MAX_BODY, -1);
+  r->follow = (int)csp_httpopt_int(L, "follow", MAX_REDIRECTS, 0);
+  r->max_body = csp_httpopt_int(L, "max_body", flags & (F_SINK | F_READER) ? -1 : MAX_BODY, -1);
   if (flags & F_READER) {
     if ((r->st = csp_stream_alloc(M->S, CSP_ST_SRC)) == NULL) return luaL_error(L, "not enough memory");
     r->st->src = &csp_httpbody_src;
     r->st->srcdata = r;
   }
-  if (!req_setup(L, r, method, url, flags) || curl_multi_add_handle(M->m, r->e) != CURLM_OK) {
+  if (!csp_httpopt_setup(L, r, method, url, flags) || curl_multi_add_handle(M->m, r->e) != CURLM_OK) {
     req_free(r);
     return luaL_error(L, "http: cannot set up the request (out of memory?)");
   }

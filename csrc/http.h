@@ -13,6 +13,26 @@ typedef struct Poll Poll;
 
 typedef struct Sock Sock;
 
+/* What a plain request (a GET with no body, header lines, timeout, TLS option nor body
+** reader, sink or producer) set on its easy handle beyond the per-request pointers: a spare
+** handle whose last request had the same needs neither curl_easy_reset nor those options again
+** (~7k instructions a request). plain 0: the handle must be reset. */
+typedef struct Prof {
+  int64_t max_body;
+  int follow, flags;
+  uint8_t plain, https;
+} Prof;
+
+/* An easy handle and what csp keeps beside it (the request holds the same fields meanwhile). */
+typedef struct Handle {
+  CURL *e;
+  Prof prof;             /* what it still has set (plain 0: it was reset) */
+  char *url;             /* the URL its last plain request was set with, or NULL */
+  CURLU *uh;             /* that URL parsed, set as CURLOPT_CURLU: from the second plain GET of
+                         ** one URL on, curl neither parses nor rebuilds it (its state.url
+                         ** still names it) */
+} Handle;
+
 typedef struct Multi {
   csp_Sched *S;
   CURLM *m;              /* NULL until the first request, and after close_idle */
@@ -26,13 +46,16 @@ typedef struct Multi {
   long nattached;        /* easy handles in m */
   long nsock;            /* connection sockets curl holds open */
   Poll *polls;           /* every poll handle, for ref/unref */
-  CURL *spare[64];       /* easy handles of finished requests, reset, for the next ones */
+  Handle spare[64];      /* easy handles of finished requests, for the next ones */
   int nspare;
+  struct curl_slist *expect;  /* "Expect:" alone: the header list of requests with no lines */
   Sock *socks;           /* by descriptor: the connection sockets curl opened */
   int nsocks;            /* length of socks */
   struct Req *unpause;   /* body readers wanting more: resumed by the next timer fire */
   char *cafile, *capath; /* $SSL_CERT_FILE (if readable) and $SSL_CERT_DIR, read once */
   uint8_t env_read;
+  uint8_t noproxy;       /* no proxy variable curl reads is set: curl is told so, rather than
+                         ** reading five each request (Go reads them once per process too) */
 } Multi;
 
 /* A connection socket curl opened (through csp_httpcurl_open_cb; closed through close_cb). */
@@ -66,7 +89,10 @@ typedef struct Req {
   const void *tag;
   Multi *M;               /* NULL once released (__gc) */
   CURL *e;                /* NULL once dropped */
-  struct curl_slist *hdrs;
+  struct curl_slist *hdrs;  /* the caller's header lines (NULL: M->expect is used) */
+  Prof prof;              /* with url and uh: Handle's fields for e */
+  char *url;
+  CURLU *uh;
   csp_Req wr;             /* the goroutine parked in req:wait (free_fn frees nothing: the
                           ** record is Lua's, and detached from curl before it is collected) */
   uint8_t attached, parked, done, sink, cancelled;
@@ -123,6 +149,13 @@ int csp_httpresp_result(lua_State *L, Req *r, int urlidx);  /* req:result's valu
 int csp_httpresp_fail(lua_State *L, Req *r);      /* nil, message (no 'Get "URL": '), code */
 void csp_httpresp_open(lua_State *L);             /* the headers' metatable */
 void csp_http_req_drop(Req *r);                   /* http.c: detached, easy handle given back */
+
+/* httpopt.c */
+enum { F_PRODUCER = 1, F_SINK = 2, F_DECODE = 4, F_READER = 8 };  /* _new's flags */
+lua_Integer csp_httpopt_int(lua_State *L, const char *k, lua_Integer def, lua_Integer none);
+int csp_httpopt_setup(lua_State *L, Req *r, const char *method, const char *url, int flags);
+void csp_httpopt_give_back(Req *r);
+void csp_httpopt_handle_free(Handle *h);
 
 /* httpbody.c */
 extern const csp_StreamSrc csp_httpbody_src;      /* the hooks of a response body's stream */

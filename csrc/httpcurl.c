@@ -436,7 +436,7 @@ CURLM *csp_httpcurl_multi_get(lua_State *L, Multi *M) {
 /* Closes every connection (and the multi handle itself; the next request makes a new one). */
 void csp_httpcurl_multi_close(Multi *M) {
   if (M->m == NULL) return;
-  while (M->nspare > 0) curl_easy_cleanup(M->spare[--M->nspare]);
+  while (M->nspare > 0) csp_httpopt_handle_free(&M->spare[--M->nspare]);
   /* sockets of the cache are closed by the cleanup, through csp_httpcurl_close_cb */
   curl_multi_cleanup(M->m);  /* its socket callbacks close the polls */
   M->m = NULL;
@@ -458,6 +458,7 @@ int csp_httpcurl_multi_gc(lua_State *L) {
   Multi **box = (Multi **)lua_touserdata(L, 1);
   if (*box != NULL) {
     csp_httpcurl_multi_close(*box);
+    if ((*box)->expect != NULL) curl_slist_free_all((*box)->expect);  /* set once curl loaded */
     free((*box)->socks);
     free((*box)->cafile);
     free((*box)->capath);

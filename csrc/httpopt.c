@@ -1,0 +1,311 @@
+/* httpopt.c: a request's easy handle set up from its options, and the spare handles kept
+** between requests (a plain GET's still set for the next one). */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include "http.h"
+
+/* r's handle to curl's defaults; the URL it names goes (curl's reset drops CURLOPT_CURLU). */
+static void handle_reset(Req *r) {
+  curl_easy_reset(r->e);
+  r->prof.plain = 0;
+  curl_url_cleanup(r->uh);
+  free(r->url);
+  r->uh = NULL;
+  r->url = NULL;
+}
+
+void csp_httpopt_handle_free(Handle *h) {
+  curl_easy_cleanup(h->e);
+  curl_url_cleanup(h->uh);  /* after the handle that pointed at it */
+  free(h->url);
+}
+
+/* o[k] on the stack: its type, LUA_TNIL for nil or false. */
+static int opt_get(lua_State *L, const char *k) {
+  int t = lua_getfield(L, 1, k);
+  return t == LUA_TBOOLEAN && !lua_toboolean(L, -1) ? LUA_TNIL : t;
+}
+
+static const char *opt_str(lua_State *L, const char *k) {
+  const char *s = NULL;
+  int t = opt_get(L, k);
+  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "http: field %s must be a string", k);
+  lua_pop(L, 1);  /* anchored by the table */
+  return s;
+}
+
+/* An integer option: def when nil, none when false. */
+lua_Integer csp_httpopt_int(lua_State *L, const char *k, lua_Integer def, lua_Integer none) {
+  lua_Integer v = def;
+  int t = lua_getfield(L, 1, k);
+  if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) v = none;
+  else if (t != LUA_TNIL && (!lua_isinteger(L, -1) || (v = lua_tointeger(L, -1)) < 0))
+    luaL_error(L, "http: field %s must be a non-negative integer", k);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* opts.timeout in seconds -> ms, at least 1; 0: none (a huge one, math.huge, 1e308 or 2^53 s,
+** is none too, as for every other deadline). */
+static long opt_timeout(lua_State *L) {
+  lua_Number t = 0, ms;
+  if (opt_get(L, "timeout") != LUA_TNIL && !((t = lua_tonumber(L, -1)) > 0))
+    luaL_error(L, "http: field timeout must be a positive number");
+  lua_pop(L, 1);
+  if (!(t > 0) || t >= 1099511627776.0) return 0;
+  ms = t * 1000;
+  return ms <= 1 ? 1 : (long)ms + ((lua_Number)(long)ms < ms);
+}
+
+/* Go's crypto/x509 on Linux: $SSL_CERT_FILE replaces the default CA file, and one it cannot
+** read is skipped (the directories still count); $SSL_CERT_DIR replaces the directories. */
+static void certs_from_env(Multi *M) {
+  const char *f, *d;
+  M->env_read = 1;
+  f = getenv("SSL_CERT_FILE");
+  d = getenv("SSL_CERT_DIR");
+  if (f != NULL && *f && access(f, R_OK) == 0) M->cafile = strdup(f);
+  if (d != NULL && *d) M->capath = strdup(d);
+}
+
+/* The variables curl 7.88 reads for the proxy of an http(s) request (curl_getenv: an empty
+** one is none). Read once, as Go's ProxyFromEnvironment does. */
+static void proxy_from_env(Multi *M) {
+  static const char *const vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+  M->noproxy = 1;
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *v = getenv(vars[i]);
+    if (v != NULL && *v) M->noproxy = 0;
+  }
+}
+
+#define SETOPT(e, o, v) do { if (curl_easy_setopt(e, o, v) != CURLE_OK) goto fail; } while (0)
+
+/* The URL. A plain request's handle names the URL its last one was set with: the same again
+** is parsed once (as curl would, into the CURLU curl then uses: its state.url, rebuilt from
+** that CURLU at the next request, is the URL curl had made of the string); from then on it is
+** set already. Any other URL drops the CURLU (curl would keep its state.url otherwise). */
+static int req_url(Req *r, const char *url) {
+  if (r->prof.plain && r->url != NULL && strcmp(r->url, url) == 0) {
+    CURLU *u;
+    if (r->uh != NULL) return 1;
+    if ((u = curl_url()) != NULL &&
+        curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+        curl_easy_setopt(r->e, CURLOPT_CURLU, u) == CURLE_OK) {
+      r->uh = u;
+      return 1;
+    }
+    curl_url_cleanup(u);
+  }
+  if (r->uh != NULL) {
+    curl_easy_setopt(r->e, CURLOPT_CURLU, (CURLU *)NULL);
+    curl_url_cleanup(r->uh);
+    r->uh = NULL;
+  }
+  free(r->url);
+  r->url = r->prof.plain ? strdup(url) : NULL;  /* none without memory: set each time */
+  return curl_easy_setopt(r->e, CURLOPT_URL, url) == CURLE_OK;
+}
+
+/* The options that point at r itself, and the URL: set for every request. */
+static int req_bind(Req *r, const char *url) {
+  CURL *e = r->e;
+  SETOPT(e, CURLOPT_PRIVATE, (char *)r);
+  SETOPT(e, CURLOPT_ERRORBUFFER, r->err);
+  if (!req_url(r, url)) goto fail;
+  SETOPT(e, CURLOPT_WRITEDATA, r);
+  SETOPT(e, CURLOPT_HEADERDATA, r);
+  SETOPT(e, CURLOPT_OPENSOCKETDATA, r);
+  SETOPT(e, CURLOPT_PREREQDATA, r);
+  return 1;
+fail:
+  return 0;
+}
+
+/* The options every request sets alike (after a reset), but for the connection cache. */
+static int req_common(Req *r) {
+  Multi *M = r->M;
+  CURL *e = r->e;
+  SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+  SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  SETOPT(e, CURLOPT_USERAGENT, "csp");
+  SETOPT(e, CURLOPT_WRITEFUNCTION, csp_httpcurl_write_cb);
+  SETOPT(e, CURLOPT_HEADERFUNCTION, csp_httpcurl_header_cb);
+  SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, csp_httpcurl_open_cb);
+  SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, csp_httpcurl_close_cb);
+  SETOPT(e, CURLOPT_CLOSESOCKETDATA, M);
+  SETOPT(e, CURLOPT_PREREQFUNCTION, csp_httpcurl_prereq_cb);
+  SETOPT(e, CURLOPT_TCP_NODELAY, 1L);
+  if (M->noproxy) {
+    SETOPT(e, CURLOPT_PROXY, "");
+    SETOPT(e, CURLOPT_NOPROXY, "");
+  }
+  return 1;
+fail:
+  return 0;
+}
+
+/* The request's header lines (lua index 4, or none: Go sends no Expect, curl would add one to
+** larger bodies). */
+static int req_headers(lua_State *L, Req *r) {
+  struct curl_slist *l = r->M->expect;
+  if (lua_type(L, 4) == LUA_TTABLE) {
+    if ((l = r->hdrs = curl_slist_append(NULL, "Expect:")) == NULL) return 0;
+    for (lua_Integer i = 1; lua_geti(L, 4, i) == LUA_TSTRING; i++) {
+      struct curl_slist *n = curl_slist_append(r->hdrs, lua_tostring(L, -1));
+      lua_pop(L, 1);
+      if (n == NULL) return 0;
+    }
+    lua_pop(L, 1);
+  }
+  return curl_easy_setopt(r->e, CURLOPT_HTTPHEADER, l) == CURLE_OK;
+}
+
+/* Method and body: a string body is read in place, anchored by the request. */
+static int req_body(lua_State *L, Req *r, const char *method, int flags) {
+  CURL *e = r->e;
+  if (lua_getfield(L, 1, "body") == LUA_TSTRING) {
+    size_t blen;
+    const char *b = lua_tolstring(L, -1, &blen);
+    lua_setiuservalue(L, 6, 1);
+    SETOPT(e, CURLOPT_POST, 1L);
+    SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    SETOPT(e, CURLOPT_POSTFIELDS, b);
+  } else {
+    lua_pop(L, 1);
+    if (flags & F_PRODUCER) {
+      r->streamed = 1;
+      SETOPT(e, CURLOPT_POST, 1L);
+      SETOPT(e, CURLOPT_READFUNCTION, csp_httpcurl_read_cb);
+      SETOPT(e, CURLOPT_READDATA, r);
+    } else if (strcmp(method, "POST") == 0) {
+      SETOPT(e, CURLOPT_POST, 1L);  /* an empty body, still a POST */
+      SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+      SETOPT(e, CURLOPT_POSTFIELDS, "");
+    } else if (strcmp(method, "GET") == 0) {
+      SETOPT(e, CURLOPT_HTTPGET, 1L);
+    }
+  }
+  if (strcmp(method, "HEAD") == 0) SETOPT(e, CURLOPT_NOBODY, 1L);
+  else if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0) SETOPT(e, CURLOPT_CUSTOMREQUEST, method);
+  else if (strcmp(method, "GET") == 0 && (r->streamed || lua_getiuservalue(L, 6, 1) != LUA_TNIL))
+    SETOPT(e, CURLOPT_CUSTOMREQUEST, method);  /* a GET with a body */
+  return 1;
+fail:
+  return 0;
+}
+
+/* The request's own options, on a handle reset to curl's defaults. */
+static int req_options(lua_State *L, Req *r, const char *method, const char *url, int flags) {
+  Multi *M = r->M;
+  CURL *e = r->e;
+  const char *cainfo = opt_str(L, "cainfo"), *ver = opt_str(L, "http_version");
+  long timeout = opt_timeout(L);
+  if (!req_common(r)) goto fail;
+  /* Over TLS a second request waits for the first connection's ALPN answer, to share it as
+  ** h2 streams; in clear text (HTTP/1.1 only) waiting would serialise concurrent requests.
+  ** Requests that cannot multiplex keep their connections apart (Multi.h1); a handle keeps
+  ** its share through curl_easy_reset, so it is set every time. */
+  if (strncasecmp(url, "https:", 6) == 0 && !(ver && strcmp(ver, "1.1") == 0)) {
+    SETOPT(e, CURLOPT_PIPEWAIT, 1L);
+    SETOPT(e, CURLOPT_SHARE, (CURLSH *)NULL);
+  } else {
+    SETOPT(e, CURLOPT_SHARE, M->h1);
+  }
+  if (r->follow > 0) {
+    SETOPT(e, CURLOPT_FOLLOWLOCATION, 1L);
+    SETOPT(e, CURLOPT_MAXREDIRS, (long)r->follow);
+  }
+  if (timeout > 0) SETOPT(e, CURLOPT_TIMEOUT_MS, timeout);
+  if (r->max_body >= 0) SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+  if (flags & F_DECODE) SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
+  if (opt_get(L, "insecure") != LUA_TNIL) {
+    SETOPT(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    SETOPT(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  lua_pop(L, 1);
+  if (cainfo || M->cafile) SETOPT(e, CURLOPT_CAINFO, cainfo ? cainfo : M->cafile);
+  if (!cainfo && M->capath) SETOPT(e, CURLOPT_CAPATH, M->capath);
+  SETOPT(e, CURLOPT_HTTP_VERSION,
+         ver && strcmp(ver, "1.1") == 0 ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
+  if (!req_headers(L, r) || !req_body(L, r, method, flags)) goto fail;
+  lua_settop(L, 6);
+  return 1;
+fail:
+  lua_settop(L, 6);
+  return 0;
+}
+
+static int opt_absent(lua_State *L, const char *k) {
+  int t = lua_getfield(L, 1, k);
+  lua_pop(L, 1);
+  return t == LUA_TNIL;
+}
+
+/* r->prof: what r sets beyond req_bind's. */
+static void req_profile(lua_State *L, Req *r, const char *method, const char *url, int flags) {
+  Prof *p = &r->prof;
+  memset(p, 0, sizeof *p);
+  p->max_body = r->max_body;
+  p->follow = r->follow;
+  p->flags = flags;
+  p->https = strncasecmp(url, "https:", 6) == 0;
+  p->plain = !(flags & (F_PRODUCER | F_SINK | F_READER)) && strcmp(method, "GET") == 0 &&
+             lua_type(L, 4) != LUA_TTABLE && opt_absent(L, "body") && opt_absent(L, "timeout") &&
+             opt_absent(L, "insecure") && opt_absent(L, "cainfo") && opt_absent(L, "http_version");
+}
+
+static int prof_same(const Prof *a, const Prof *b) {
+  return a->plain && b->plain && a->max_body == b->max_body && a->follow == b->follow &&
+         a->flags == b->flags && a->https == b->https;
+}
+
+/* r's easy handle, set up: a spare one still set for the same profile takes only req_bind. */
+int csp_httpopt_setup(lua_State *L, Req *r, const char *method, const char *url, int flags) {
+  Multi *M = r->M;
+  if (!M->env_read) {
+    certs_from_env(M);
+    proxy_from_env(M);
+  }
+  if (M->expect == NULL && (M->expect = curl_slist_append(NULL, "Expect:")) == NULL) return 0;
+  req_profile(L, r, method, url, flags);
+  if (M->nspare > 0) {
+    Handle *h = &M->spare[--M->nspare];
+    Prof want = r->prof;
+    r->e = h->e;
+    r->prof = h->prof;
+    r->url = h->url;
+    r->uh = h->uh;
+    if (prof_same(&r->prof, &want)) return req_bind(r, url);
+    if (r->prof.plain) handle_reset(r);
+    r->prof = want;
+  } else if ((r->e = curl_easy_init()) == NULL) {
+    return 0;
+  }
+  return req_bind(r, url) && req_options(L, r, method, url, flags);
+}
+
+/* r's easy handle back to the spares (or cleaned up when they are full or the multi went). */
+void csp_httpopt_give_back(Req *r) {
+  Multi *M = r->M;
+  if (M->m != NULL && M->nspare < (int)(sizeof M->spare / sizeof M->spare[0])) {
+    Handle *h = &M->spare[M->nspare++];
+    /* Kept as set only after a clean transfer: no retry's FRESH_CONNECT, no pause, no abort. */
+    if (!(r->prof.plain && r->done && r->result == CURLE_OK && !r->retried && !r->cancelled))
+      handle_reset(r);
+    h->e = r->e;
+    h->prof = r->prof;
+    h->url = r->url;
+    h->uh = r->uh;
+  } else {
+    Handle h = {r->e, r->prof, r->url, r->uh};
+    csp_httpopt_handle_free(&h);
+  }
+  r->e = NULL;
+  r->url = NULL;
+  r->uh = NULL;
+}
