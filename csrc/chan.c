@@ -33,14 +33,14 @@ csp_Chan *csp_chan_checkview(lua_State *L, int idx, int op) {
 
 /* ---------------------------------------------------------------- ring */
 
-CSP_HOT void ring_get(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {
-  if (!c->big) {
-    lua_getiuservalue(L, chidx, (int)i + 1);
-    return;
-  }
+/* Pushes slot i; returns its type (the getters give it: no lua_type call on the hot path). */
+CSP_HOT int ring_get(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {
+  int t;
+  if (!c->big) return lua_getiuservalue(L, chidx, (int)i + 1);
   lua_getiuservalue(L, chidx, 1);
-  lua_rawgeti(L, -1, (lua_Integer)i + 1);
+  t = lua_rawgeti(L, -1, (lua_Integer)i + 1);
   lua_remove(L, -2);
+  return t;
 }
 
 CSP_HOT void ring_set(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {  /* pops the value */
@@ -91,8 +91,7 @@ CSP_HOT void buf_recv(lua_State *L, csp_Chan *c, int chidx) {
     csp_chan_drain_tick(c);
     return;
   }
-  ring_get(L, c, chidx, c->head);
-  t = lua_type(L, -1);
+  t = ring_get(L, c, chidx, c->head);
   csp_metrics_buf(c->S, L, -1, t, -1);
   if (c->S->race) csp_race_slot(c->S, c, c->head, NULL);
   if ((w = csp_wq_take(&c->sendq)) != NULL) {  /* full: the sender's value takes the slot */
@@ -355,8 +354,8 @@ static int chan_gc(lua_State *L) {
   c->finalized = 1;
   c->S->nchans--;
   for (uint32_t i = 0; i < c->count && !(c->timer && c->timer->pending); i++) {
-    ring_get(L, c, 1, (c->head + i) % c->cap);  /* metrics: its values leave the buffers */
-    csp_metrics_buf(c->S, L, -1, lua_type(L, -1), -1);
+    int t = ring_get(L, c, 1, (c->head + i) % c->cap);  /* metrics: its values leave the buffers */
+    csp_metrics_buf(c->S, L, -1, t, -1);
     lua_pop(L, 1);
   }
   if (c->S->race) csp_race_forget(c->S, c);
