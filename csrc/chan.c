@@ -64,10 +64,12 @@ CSP_HOT void wake_sender(csp_Sched *S, csp_Waiter *w) {
 }
 
 /* Pushes onto L the value of w, a parked sender. A plain send parked with its value on its stack
-** top gives it up by a move (its call returns nothing); a select's values stay where they are. */
+** top (chan_send trims its stack to [ch, v] before it parks, and nothing pushes onto a parked
+** thread but its one waker, this) gives it up by a move: its call returns nothing. A select's
+** values stay where they are. */
 CSP_HOT void sender_value(lua_State *L, csp_Waiter *w) {
   lua_State *SL = w->g->L;
-  if (w->caseidx != 0 || lua_gettop(SL) != w->validx) lua_pushvalue(SL, w->validx);
+  if (w->caseidx != 0) lua_pushvalue(SL, w->validx);
   lua_xmove(SL, L, 1);
 }
 
