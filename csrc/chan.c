@@ -33,14 +33,14 @@ csp_Chan *csp_chan_checkview(lua_State *L, int idx, int op) {
 
 /* ---------------------------------------------------------------- ring */
 
-CSP_HOT void ring_get(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {
-  if (!c->big) {
-    lua_getiuservalue(L, chidx, (int)i + 1);
-    return;
-  }
+/* Pushes slot i; returns its type (the getters give it: no lua_type call on the hot path). */
+CSP_HOT int ring_get(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {
+  int t;
+  if (!c->big) return lua_getiuservalue(L, chidx, (int)i + 1);
   lua_getiuservalue(L, chidx, 1);
-  lua_rawgeti(L, -1, (lua_Integer)i + 1);
+  t = lua_rawgeti(L, -1, (lua_Integer)i + 1);
   lua_remove(L, -2);
+  return t;
 }
 
 CSP_HOT void ring_set(lua_State *L, csp_Chan *c, int chidx, uint32_t i) {  /* pops the value */
@@ -64,10 +64,12 @@ CSP_HOT void wake_sender(csp_Sched *S, csp_Waiter *w) {
 }
 
 /* Pushes onto L the value of w, a parked sender. A plain send parked with its value on its stack
-** top gives it up by a move (its call returns nothing); a select's values stay where they are. */
+** top (chan_send trims its stack to [ch, v] before it parks, and nothing pushes onto a parked
+** thread but its one waker, this) gives it up by a move: its call returns nothing. A select's
+** values stay where they are. */
 CSP_HOT void sender_value(lua_State *L, csp_Waiter *w) {
   lua_State *SL = w->g->L;
-  if (w->caseidx != 0 || lua_gettop(SL) != w->validx) lua_pushvalue(SL, w->validx);
+  if (w->caseidx != 0) lua_pushvalue(SL, w->validx);
   lua_xmove(SL, L, 1);
 }
 
@@ -91,8 +93,7 @@ CSP_HOT void buf_recv(lua_State *L, csp_Chan *c, int chidx) {
     csp_chan_drain_tick(c);
     return;
   }
-  ring_get(L, c, chidx, c->head);
-  t = lua_type(L, -1);
+  t = ring_get(L, c, chidx, c->head);
   csp_metrics_buf(c->S, L, -1, t, -1);
   if (c->S->race) csp_race_slot(c->S, c, c->head, NULL);
   if ((w = csp_wq_take(&c->sendq)) != NULL) {  /* full: the sender's value takes the slot */
@@ -221,7 +222,7 @@ static int chan_recv(lua_State *L) {
   csp_Chan *c = csp_chan_check(L, 1, CSP_OP_RECV);
   csp_G *g;
   CSP_PREEMPT(L, c->S, chan_recv);
-  if (csp_chan_ready(c, 0) && chan_tryrecv(L, c, 1)) return 2;
+  if (chan_tryrecv(L, c, 1)) return 2;  /* it tests readiness itself: no second test */
   g = csp_sched_self(L, c->S);
   g->w.caseidx = 0;
   csp_wq_push(&c->recvq, &g->w);
@@ -238,7 +239,7 @@ static int range_iter(lua_State *L) {
   csp_Chan *c = csp_chan_check(L, 1, CSP_OP_RECV);
   csp_G *g;
   CSP_PREEMPT(L, c->S, range_iter);
-  if (csp_chan_ready(c, 0) && chan_tryrecv(L, c, 1)) {
+  if (chan_tryrecv(L, c, 1)) {
     lua_pop(L, 1);
     return 1;
   }
@@ -355,8 +356,8 @@ static int chan_gc(lua_State *L) {
   c->finalized = 1;
   c->S->nchans--;
   for (uint32_t i = 0; i < c->count && !(c->timer && c->timer->pending); i++) {
-    ring_get(L, c, 1, (c->head + i) % c->cap);  /* metrics: its values leave the buffers */
-    csp_metrics_buf(c->S, L, -1, lua_type(L, -1), -1);
+    int t = ring_get(L, c, 1, (c->head + i) % c->cap);  /* metrics: its values leave the buffers */
+    csp_metrics_buf(c->S, L, -1, t, -1);
     lua_pop(L, 1);
   }
   if (c->S->race) csp_race_forget(c->S, c);

@@ -17,7 +17,7 @@ typedef struct SelCase {
 typedef struct CaseInfo {
   csp_Chan *c;
   int order;  /* a permutation of the enabled cases, when parking */
-  uint8_t send, ready;
+  uint8_t send, ready, handler;
 } CaseInfo;
 
 static SelCase *case_test(lua_State *L, int idx) {
@@ -65,11 +65,9 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
 ** values of parked send cases. Cases stay on the stack: a parked select finds them unchanged. */
 #define CASE(i) (3 + (i))
 
-/* The case i fired and its results (i [, v, ok]) are the top nres values: run its handler. */
-int csp_select_finish(lua_State *L, int i, int nres) {
+/* The case i, with a handler, fired and its results (i [, v, ok]) are the top nres values. */
+static int finish_handler(lua_State *L, int i, int nres) {
   int base;
-  SelCase *sc = (SelCase *)lua_touserdata(L, CASE(i));  /* checked when the select began */
-  if (!sc->handler) return nres;
   lua_getiuservalue(L, CASE(i), 3);
   base = lua_gettop(L) - 1;
   if (nres == 3) {
@@ -78,6 +76,12 @@ int csp_select_finish(lua_State *L, int i, int nres) {
   }
   lua_callk(L, nres - 1, LUA_MULTRET, base, call_k);
   return lua_gettop(L) - base;
+}
+
+/* The case i fired and its results (i [, v, ok]) are the top nres values: run its handler. */
+int csp_select_finish(lua_State *L, int i, int nres) {
+  SelCase *sc = (SelCase *)lua_touserdata(L, CASE(i));  /* checked when the select began */
+  return sc->handler ? finish_handler(L, i, nres) : nres;
 }
 
 static int select_k(lua_State *L, int status, lua_KContext ctx) {
@@ -95,7 +99,7 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
 static int sel_do(lua_State *L, int i, CaseInfo *ci);
 
 int csp_select_do(lua_State *L, int i, csp_Chan *c, int send) {
-  CaseInfo ci = {c, 0, (uint8_t)send, 1};
+  CaseInfo ci = {c, 0, (uint8_t)send, 1, 0};  /* sel_do reads no handler */
   return sel_do(L, i, &ci);
 }
 
@@ -174,8 +178,8 @@ static int sel_select(lua_State *L) {
   int n, nready = 0, pick = -1, ordered, deftype, nres, hasx = 0;
   CaseInfo *cs;
   CSP_PREEMPT(L, S, sel_select);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
+  if (lua_type(L, 1) != LUA_TTABLE) luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_gettop(L) != 1) lua_settop(L, 1);  /* the test costs less than lua_settop */
   n = (int)lua_rawlen(L, 1);
   /* The options are keys past the cases: without any (the usual case) lua_next from the last
   ** case finds nothing, which costs less than looking both up. */
@@ -184,18 +188,20 @@ static int sel_select(lua_State *L) {
   if (lua_next(L, 1) == 0) {
     lua_pushnil(L);                        /* 2: default */
     lua_pushnil(L);                        /* 3: ordered */
+    ordered = 0;
+    deftype = LUA_TNIL;
   } else {
     lua_settop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(2)); /* raw lookups with interned keys: no metamethods */
     lua_rawget(L, 1);                      /* 2: default */
     lua_pushvalue(L, lua_upvalueindex(3));
     lua_rawget(L, 1);                      /* 3: ordered */
+    ordered = lua_toboolean(L, 3);
+    deftype = lua_type(L, 2);
+    if (deftype != LUA_TNIL && deftype != LUA_TBOOLEAN && deftype != LUA_TFUNCTION)
+      return luaL_argerror(L, 1, lua_pushfstring(L, "field 'default': function or boolean "
+                                                    "expected, got %s", luaL_typename(L, 2)));
   }
-  ordered = lua_toboolean(L, 3);
-  deftype = lua_type(L, 2);
-  if (deftype != LUA_TNIL && deftype != LUA_TBOOLEAN && deftype != LUA_TFUNCTION)
-    return luaL_argerror(L, 1, lua_pushfstring(L, "field 'default': function or boolean expected, "
-                                                  "got %s", luaL_typename(L, 2)));
   /* the cases, then a case's results (channel, i, v, ok) and its handler's call */
   if (n > LUA_MINSTACK - 16 && !lua_checkstack(L, n + 16))
     return luaL_error(L, "select: too many cases");
@@ -209,6 +215,7 @@ again:
                                                  i + 1, csp_typename(L, -1)));
     cs[i].c = sc->c;
     cs[i].send = sc->send;
+    cs[i].handler = sc->handler;
     hasx |= sc->x != NULL;
     cs[i].ready = sc->c != NULL &&
                   (S->port ? csp_xsel_ready(sc->c, sc->send) : csp_chan_ready(sc->c, sc->send));
@@ -229,7 +236,7 @@ again:
       pick = -1;
       goto again;
     }
-    return csp_select_finish(L, pick + 1, nres);
+    return cs[pick].handler ? finish_handler(L, pick + 1, nres) : nres;
   }
   if (deftype == LUA_TFUNCTION) {
     int base = lua_gettop(L);
