@@ -120,6 +120,18 @@ describe("csp.defer", function()
       assert.is_nil(got)
     end
     assert.same({ n = 3, 1, nil, 3 }, got)
+    for _, args in ipairs({ pack(), pack(nil), pack("x"), pack(nil, nil) }) do
+      do local _ <close> = csp.defer(function(...) got = pack(...) end, table.unpack(args, 1, args.n)) end
+      assert.same(args, got)
+    end
+  end)
+
+  it("accepts a callable table and names a bad f", function()
+    local got
+    local callable = setmetatable({}, { __call = function(_, x) got = x end })
+    do local _ <close> = csp.defer(callable, 7) end
+    assert.equal(7, got)
+    assert.error_matches(function() csp.defer(42) end, "bad argument #1 to 'defer'")
   end)
 
   it("runs on error exits, in reverse order", function()

@@ -8,16 +8,17 @@ for k, v in pairs(core) do
   if k ~= "chan_methods" then csp[k] = v end  -- core._go_internal stays, for csp's own modules
 end
 
-local unpack = table.unpack
-local defer_mt = {
-  __close = function(d) d.f(unpack(d, 1, d.n)) end,
-  __name = "csp.defer",
-}
+local unpack, select, setmetatable = table.unpack, select, setmetatable
+-- One argument (`csp.defer(wg.done, wg)`, the common case) gets an array-only table and no
+-- unpack: 6,400 -> 4,000 instructions per deferred call, collection included (callgrind).
+local defer1_mt = { __close = function(d) d[1](d[2]) end, __name = "csp.defer" }
+local defer_mt = { __close = function(d) d[1](unpack(d, 2, d.n)) end, __name = "csp.defer" }
 
 --- A to-be-closed value that calls f(...) when closed: `local _ <close> = csp.defer(f, x)`.
 function csp.defer(f, ...)
-  check.type(f, "function", 1, "defer")
-  return setmetatable({ f = f, n = select("#", ...), ... }, defer_mt)
+  if type(f) ~= "function" then check.type(f, "function", 1, "defer") end
+  if select("#", ...) == 1 then return setmetatable({ f, ... }, defer1_mt) end
+  return setmetatable({ f, n = select("#", ...) + 1, ... }, defer_mt)
 end
 
 --- Go's sync.OnceValues: calls f once; every call returns its cached results or re-raises its error.
