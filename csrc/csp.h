@@ -153,6 +153,18 @@ void csp_after_open(lua_State *L);  /* afterfunc.c: after_func, and _after_func/
 enum { CSP_G_FREE, CSP_G_RUNNABLE, CSP_G_RUNNING, CSP_G_WAITING };
 enum { CSP_WAKE_OK, CSP_WAKE_CLOSED, CSP_WAKE_TIMEOUT };
 
+/* What few goroutines use (goexit under a pcall, a mutex wait, a trace, the race detector),
+** behind one pointer: the record stays in a smaller malloc size class. Made on first need
+** (csp_sched_ext), kept with the record while it is pooled (cleared when its goroutine ends),
+** freed with it. */
+typedef struct csp_GExt {
+  int *xdepth;         /* goexit: [0] how many pcalls it still has to pass, [1..] their depths */
+  lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
+  const char *tname;   /* trace.c: the function that started it, while a trace runs */
+  uint64_t tflow;      /* trace.c: flow id of the wake not yet shown as run */
+  void *race;          /* race detector's clock (race.c); NULL while it is off */
+} csp_GExt;
+
 struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd per goroutine) */
   lua_State *L;        /* its thread, anchored while the record lives */
   csp_Sched *S;
@@ -163,13 +175,9 @@ struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd p
   csp_Waiter *sel;     /* select waiters, grown on demand, kept */
   csp_TimerNode tn;    /* its deadline: a sleep's or an I/O wait's (csp_wait_deadline) */
   csp_G *anext, *aprev;/* all live goroutines, by id */
-  int *xdepth;         /* goexit: [0] how many pcalls it still has to pass, [1..] their depths */
-  lua_Integer *heldby; /* parked on a mutex: its holder's id, for the deadlock report */
-  const char *tname;   /* trace.c: the function that started it, while a trace runs */
-  uint64_t tflow;      /* trace.c: flow id of the wake not yet shown as run */
+  csp_GExt *ext;       /* NULL until first needed */
   uint64_t readyat;    /* metrics.c: when it was readied (sampled; 0: not timed) */
   void *xw;            /* xchan.c: its wait another thread may complete (NULL: none) */
-  void *race;          /* race detector's clock (race.c); NULL while it is off */
   int slot;            /* anchor slot; 0 for main */
   int nargs;           /* values a waker pushed onto R */
   int nsel, selcap;
@@ -177,6 +185,8 @@ struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd p
   uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
   uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
 };
+/* 200 B: malloc's 208-byte chunks (a parked goroutine's cost, see docs/design.md). */
+_Static_assert(sizeof(csp_G) <= 200, "csp_G outgrew its malloc size class");
 
 /* metrics.c: counters kept always (a few instructions each), read by csp.stats(). */
 #define CSP_LAG_BUCKETS 192  /* ready-to-run delays: 4 buckets per power of two of ns */
@@ -311,6 +321,7 @@ int csp_sched_preempt(lua_State *L, csp_Sched *S, lua_CFunction fn);
       return csp_sched_preempt(L, S, fn); \
   } while (0)
 void csp_sched_cancel(csp_G *g);        /* unlinks every waiter and deadline of g */
+csp_GExt *csp_sched_ext(csp_G *g);      /* g's extension, made if need be; NULL: no memory */
 csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n);
 uint64_t csp_sched_rand(csp_Sched *S);
 void csp_sched_open(lua_State *L);

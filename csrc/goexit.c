@@ -163,16 +163,33 @@ static int stack_depth(lua_State *L) {
 ** during Goexit). A pcall of a <close> handler's own is deeper: it behaves as usual. */
 static void exit_hook(lua_State *L, lua_Debug *ar) {
   csp_G *g = csp_exit_self(L);
-  int depth;
-  if (g == NULL || g->exiting != CSP_EXIT_UNWIND || g->xdepth == NULL || g->xdepth[0] == 0 ||
-      ar->event != LUA_HOOKRET)
+  int depth, *xd;
+  if (g == NULL || g->exiting != CSP_EXIT_UNWIND || g->ext == NULL ||
+      (xd = g->ext->xdepth) == NULL || xd[0] == 0 || ar->event != LUA_HOOKRET)
     return;
   depth = stack_depth(L) - 1;
-  if (depth != g->xdepth[g->xdepth[0]]) return;
-  g->xdepth[0]--;
+  if (depth != xd[xd[0]]) return;
+  xd[0]--;
   if (!lua_getinfo(L, "r", ar) || ar->ntransfer < 2) return;
   lua_getlocal(L, ar, ar->ftransfer + 1);  /* nil, or what a __close raised meanwhile */
   lua_error(L);
+}
+
+/* Where goexit keeps the depths (n + 1 ints), in g's extension; raises without memory. */
+static int *xdepth_new(lua_State *L, csp_G *g, int n) {
+  csp_GExt *x = csp_sched_ext(g);
+  if (x == NULL || (x->xdepth = malloc((size_t)(n + 1) * sizeof *x->xdepth)) == NULL) {
+    lua_pop(L, 3);
+    luaL_error(L, "not enough memory");
+  }
+  return x->xdepth;
+}
+
+static void xdepth_free(csp_G *g) {
+  if (g->ext) {
+    free(g->ext->xdepth);
+    g->ext->xdepth = NULL;
+  }
 }
 
 /* Ends goroutine g: records the depth of every pcall between here and the base, then raises nil
@@ -180,36 +197,31 @@ static void exit_hook(lua_State *L, lua_Debug *ar) {
 ** the scheduler resets the thread (<close> handlers cannot block then). */
 int csp_exit_goexit(lua_State *L, csp_G *g) {
   lua_Debug ar;
-  int n = stack_depth(L), k = 0;
+  int n = stack_depth(L), k = 0, *xd = NULL;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &pcall_key);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &xpcall_key);
-  free(g->xdepth);
-  g->xdepth = NULL;
+  xdepth_free(g);
   for (int level = 0; level < n && lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "f", &ar);
     if (lua_rawequal(L, -1, -2)) {  /* xpcall */
       lua_pop(L, 3);
-      free(g->xdepth);
-      g->xdepth = NULL;
+      xdepth_free(g);
       g->exiting = CSP_EXIT_RESET;
       return lua_yield(L, 0);
     }
     if (lua_rawequal(L, -1, -3)) {
-      if (g->xdepth == NULL && (g->xdepth = malloc((size_t)(n + 1) * sizeof *g->xdepth)) == NULL) {
-        lua_pop(L, 3);
-        return luaL_error(L, "not enough memory");
-      }
-      g->xdepth[1 + k++] = n - 1 - level;  /* innermost first: popped from the end, so reversed */
+      if (xd == NULL) xd = xdepth_new(L, g, n);
+      xd[1 + k++] = n - 1 - level;  /* innermost first: popped from the end, so reversed */
     }
     lua_pop(L, 1);
   }
   lua_pop(L, 2);
   for (int i = 1; i <= k / 2; i++) {
-    int t = g->xdepth[i];
-    g->xdepth[i] = g->xdepth[k + 1 - i];
-    g->xdepth[k + 1 - i] = t;
+    int t = xd[i];
+    xd[i] = xd[k + 1 - i];
+    xd[k + 1 - i] = t;
   }
-  if (k > 0) g->xdepth[0] = k;
+  if (k > 0) xd[0] = k;
   g->exiting = CSP_EXIT_UNWIND;
   if (k > 0) lua_sethook(L, exit_hook, LUA_MASKRET, 0);
   lua_pushnil(L);

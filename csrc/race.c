@@ -427,15 +427,21 @@ static void race_exit(int status, void *arg) {
   if (status == 0 && !race_report_only) _exit(66);  /* Go's exitcode: only a clean exit changes */
 }
 
+static void race_gfree(csp_G *g) {
+  RaceG *r = g->ext ? (RaceG *)g->ext->race : NULL;
+  if (r == NULL) return;
+  free(r->vc.c);
+  free(r);
+  g->ext->race = NULL;
+}
+
 static int race_gc(lua_State *L) {
   csp_Race *R = *(csp_Race **)lua_touserdata(L, 1);
   csp_Sched *S;
   if (R == NULL) return 0;
   S = R->S;
-  for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {
-    if (g->race) { free(((RaceG *)g->race)->vc.c); free(g->race); g->race = NULL; }
-  }
-  if (S->maing.race) { free(((RaceG *)S->maing.race)->vc.c); free(S->maing.race); S->maing.race = NULL; }
+  for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) race_gfree(g);
+  race_gfree(&S->maing);
   for (uint32_t i = 0; R->objmask && i <= R->objmask; i++) {
     RaceObj *o = R->objs[i], *next;
     for (; o; o = next) { next = o->next; free(o->vc.c); free(o); }

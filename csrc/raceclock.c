@@ -44,15 +44,27 @@ static void tick(RaceG *g) {
   if (g->slot) g->vc.c[g->slot]++;
 }
 
+/* g's extension, where its clock lives: as for the clocks, no memory is fatal. */
+static csp_GExt *rg_ext(csp_G *g) {
+  csp_GExt *x = csp_sched_ext(g);
+  if (x == NULL) {
+    fputs("csp race detector: out of memory\n", stderr);
+    abort();
+  }
+  return x;
+}
+
 RaceG *csp_raceclock_rg_of(csp_Sched *S, csp_G *g) {
+  csp_GExt *x;
   if (g == NULL) g = S->cur ? S->cur : &S->maing;
-  if (g->race == NULL) {  /* started before the detector was */
+  x = rg_ext(g);
+  if (x->race == NULL) {  /* started before the detector was */
     RaceG *r = csp_raceclock_xrealloc(NULL, sizeof *r);
     memset(r, 0, sizeof *r);
     r->id = g->id;
-    g->race = r;
+    x->race = r;
   }
-  return (RaceG *)g->race;
+  return (RaceG *)x->race;
 }
 
 void csp_raceclock_rg_slot(csp_Race *R, RaceG *g) {
@@ -201,21 +213,22 @@ void csp_race_once(csp_Sched *S, const void *o, csp_WaitQ *q) {
 /* The child starts with its parent's clock; where it was made is kept for reports. */
 void csp_race_spawn(lua_State *L, csp_Sched *S, csp_G *g) {
   RaceG *p = csp_raceclock_rg_of(S, NULL), *c;
-  if (g->race) {  /* a record reused before its end was seen */
-    free(((RaceG *)g->race)->vc.c);
-    free(g->race);
+  csp_GExt *x = rg_ext(g);
+  if (x->race) {  /* a record reused before its end was seen */
+    free(((RaceG *)x->race)->vc.c);
+    free(x->race);
   }
   c = csp_raceclock_xrealloc(NULL, sizeof *c);
   memset(c, 0, sizeof *c);
   c->id = g->id;
   vc_copy(&c->vc, &p->vc);
   c->created = csp_race_loc_here(S->race, L);
-  g->race = c;
+  x->race = c;
   tick(p);
 }
 
 void csp_race_gend(csp_Sched *S, csp_G *g) {
-  RaceG *r = (RaceG *)g->race;
+  RaceG *r = g->ext ? (RaceG *)g->ext->race : NULL;
   csp_Race *R = S->race;
   if (r == NULL) return;
   if (!g->internal) {  /* csp.run (or main's goexit) returns after every goroutine ended */
@@ -224,7 +237,7 @@ void csp_race_gend(csp_Sched *S, csp_G *g) {
   }
   free(r->vc.c);
   free(r);
-  g->race = NULL;
+  g->ext->race = NULL;
 }
 
 /* An unbuffered exchange orders both ways (Go's racesync). A buffered channel whose receiver

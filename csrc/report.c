@@ -33,8 +33,8 @@ void csp_sched_dumpg(lua_State *L, luaL_Buffer *b, csp_G *g) {
   if (g->started && g->L != L) add_traceback(b, L, g->L, 0);
   else if (g->L == L) add_traceback(b, L, L, 1);
   else luaL_addstring(b, "\t(not started yet)");
-  if (g->state == CSP_G_WAITING && g->heldby) {
-    lua_pushfstring(L, "\n\t(held by goroutine %I)", (LUAI_UACINT)*g->heldby);
+  if (g->state == CSP_G_WAITING && g->ext && g->ext->heldby) {
+    lua_pushfstring(L, "\n\t(held by goroutine %I)", (LUAI_UACINT)*g->ext->heldby);
     luaL_addvalue(b);
   }
   lua_pushfstring(L, "\ncreated by goroutine %I", (LUAI_UACINT)g->parent);
@@ -50,8 +50,8 @@ void csp_report_dump(lua_State *L, csp_Sched *S, const char *header) {
   lua_pushfstring(L, "goroutine 1 [%s]:\n", g_statename(S, &S->maing));
   luaL_addvalue(&b);
   add_traceback(&b, L, mainL, 0);
-  if (S->maing.state == CSP_G_WAITING && S->maing.heldby) {
-    lua_pushfstring(L, "\n\t(held by goroutine %I)", (LUAI_UACINT)*S->maing.heldby);
+  if (S->maing.state == CSP_G_WAITING && S->maing.ext && S->maing.ext->heldby) {
+    lua_pushfstring(L, "\n\t(held by goroutine %I)", (LUAI_UACINT)*S->maing.ext->heldby);
     luaL_addvalue(&b);
   }
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {

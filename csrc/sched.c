@@ -88,9 +88,24 @@ static csp_G *g_get(lua_State *L, csp_Sched *S) {
   return g;
 }
 
+csp_GExt *csp_sched_ext(csp_G *g) {
+  if (g->ext == NULL) g->ext = calloc(1, sizeof *g->ext);
+  return g->ext;
+}
+
+/* Its goroutine ended: the extension goes back to blank (the race clock is csp_race_gend's). */
+static void ext_clear(csp_GExt *x) {
+  free(x->xdepth);
+  x->xdepth = NULL;
+  x->heldby = NULL;
+  x->tname = NULL;
+  x->tflow = 0;
+}
+
 static void g_put(csp_Sched *S, csp_G *g) {
   if (S->ngfree >= GFREE_MAX) {
     free(g->sel);
+    free(g->ext);
     free(g);
     S->ngrec--;
     return;
@@ -149,8 +164,7 @@ static void thread_detach(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
 void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
   if (S->race) csp_race_gend(S, g);
   all_unlink(g);
-  free(g->xdepth);
-  g->xdepth = NULL;
+  if (g->ext) ext_clear(g->ext);
   g->state = CSP_G_FREE;
   if (!g->internal && --S->ngor == 0) {
     csp_Waiter *w = csp_wq_take(&S->runwait);
@@ -246,7 +260,7 @@ void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
 }
 
 void csp_sched_cancel(csp_G *g) {
-  g->heldby = NULL;
+  if (g->ext) g->ext->heldby = NULL;
   csp_wq_unlink(&g->w);
   for (int i = 0; i < g->nsel; i++) csp_wq_unlink(&g->sel[i]);
   g->nsel = 0;

@@ -165,15 +165,18 @@ int csp_schedlua_gc(lua_State *L) {
   for (g = S->all.anext; g != &S->all; g = next) {
     next = g->anext;
     free(g->sel);
-    free(g->xdepth);
+    if (g->ext) free(g->ext->xdepth);
+    free(g->ext);
     free(g);
   }
   while ((g = S->gfree) != NULL) {
     S->gfree = g->anext;
     free(g->sel);
+    free(g->ext);
     free(g);
   }
   free(S->maing.sel);
+  free(S->maing.ext);
   csp_timer_free(S);
   free(S->rq);
   free(S->tpool);

@@ -103,7 +103,7 @@ static int mutex_lock_k(lua_State *L, int status, lua_KContext ctx) {
   csp_G *g = (csp_G *)ctx;  /* NULL when the lock was free */
   if (g == NULL) return 0;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  g->heldby = NULL;
+  if (g->ext) g->ext->heldby = NULL;
   return 0;
 }
 
@@ -118,7 +118,7 @@ static int mutex_acquire(lua_State *L, Mutex *m, lua_KContext ctx, lua_KFunction
   }
   g = csp_sched_self(L, m->h.S);
   g->w.caseidx = 0;
-  g->heldby = &m->holder;
+  if (csp_sched_ext(g)) g->ext->heldby = &m->holder;  /* without memory: a report without it */
   csp_wq_push(&m->q, &g->w);
   return csp_sched_park(L, g, "sync.Mutex.Lock", ctx, k);
 }
@@ -447,7 +447,7 @@ static int cond_new(lua_State *L) {
 static int cond_relock_k(lua_State *L, int status, lua_KContext ctx) {
   csp_G *g = (csp_G *)ctx;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
-  g->heldby = NULL;
+  if (g->ext) g->ext->heldby = NULL;
   return 0;
 }
 

@@ -249,16 +249,32 @@ static const char *fname(csp_Trace *T, lua_State *co, int lvl) {
   return intern(T, T->fmt->escape ? json_escape(buf, esc, sizeof esc) : buf);
 }
 
+/* g's trace fields live in its extension (csp.h): without memory for one, g goes unnamed ("?")
+** and its wakes without flows. */
+static const char *tname_of(csp_G *g) {
+  return g->ext && g->ext->tname ? g->ext->tname : "?";
+}
+
+static void tname_set(csp_G *g, const char *name) {
+  if (csp_sched_ext(g)) g->ext->tname = name;
+}
+
+static uint64_t tflow_take(csp_G *g) {
+  uint64_t f = g->ext ? g->ext->tflow : 0;
+  if (f) g->ext->tflow = 0;
+  return f;
+}
+
 static void name_track(csp_Trace *T, csp_G *g, uint64_t now) {
   Ev *e = rec(T, CSP_EV_NAME, (uint32_t)g->id, now);
-  e->s = g->tname;
+  e->s = tname_of(g);
 }
 
 static void name_started(csp_Trace *T, csp_G *g, uint64_t now) {
   int lvl = 0;
   lua_Debug ar;
   while (lua_getstack(g->L, lvl + 1, &ar)) lvl++;  /* the bottom frame: the base (goexit.c) */
-  g->tname = fname(T, g->L, lvl > 0 ? lvl - 1 : lvl);  /* the goroutine's function, just above */
+  tname_set(g, fname(T, g->L, lvl > 0 ? lvl - 1 : lvl));  /* the goroutine's function, just above */
   name_track(T, g, now);
 }
 
@@ -273,6 +289,7 @@ void csp_trace_ready(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
   uint32_t from;
   uint64_t in, *out;
+  csp_GExt *x;
   Ev *e;
   if (g == S->cur || g->state == CSP_G_RUNNING) return;  /* a gosched, not a wake */
   if (S->cur) {
@@ -294,13 +311,14 @@ void csp_trace_ready(csp_Sched *S, csp_G *g) {
   }
   /* A slice's first wake continues the flow that started it (one id along a chain of wakes,
   ** see CSP_TRACE_SIDE), carried by the slice's record; the others are side flows. */
+  if ((x = csp_sched_ext(g)) == NULL) return;
   if (*out == 0 && (S->cur || T->mainrun)) {
-    g->tflow = *out = in && !(in & CSP_TRACE_SIDE) ? in : ++T->nextflow;
+    x->tflow = *out = in && !(in & CSP_TRACE_SIDE) ? in : ++T->nextflow;
     return;
   }
-  g->tflow = ++T->nextflow | CSP_TRACE_SIDE;
+  x->tflow = ++T->nextflow | CSP_TRACE_SIDE;
   e = rec(T, CSP_EV_FLOW, from, T->t0);
-  e->flow = g->tflow;
+  e->flow = x->tflow;
   e->s = flowname(g);
 }
 
@@ -313,15 +331,12 @@ void csp_trace_run(csp_Sched *S, csp_G *g) {
   T->slice0 = T->lastend ? T->lastend : csp_trace_ticks();
   if (!g->started) {
     lua_pushvalue(g->L, 3);  /* (base, msgh, f, args...): see goexit.c's csp_exit_push */
-    g->tname = fname(T, g->L, -1);
+    tname_set(g, fname(T, g->L, -1));
     name_track(T, g, T->slice0);
   }
-  T->flowin = g->tflow;
+  T->flowin = tflow_take(g);
   T->flowout = 0;
-  if (g->tflow) {
-    T->flowname = flowname(g);
-    g->tflow = 0;
-  }
+  if (T->flowin) T->flowname = flowname(g);
 }
 
 /* Why g's slice stopped. A panic and a goexit that unwinds end with LUA_OK (their base caught the
@@ -350,7 +365,7 @@ static void slice(csp_Trace *T, uint32_t tid, uint64_t start, uint64_t now, cons
 void csp_trace_ran(csp_Sched *S, csp_G *g, int status) {
   csp_Trace *T = S->trace;
   T->lastend = csp_trace_ticks();
-  slice(T, (uint32_t)g->id, T->slice0, T->lastend, g->tname ? g->tname : "?", stopped(g, status),
+  slice(T, (uint32_t)g->id, T->slice0, T->lastend, tname_of(g), stopped(g, status),
         T->flowin, T->flowname, T->flowout);
   T->flowin = 0;
 }
@@ -375,12 +390,9 @@ void csp_trace_loop(csp_Sched *S, int enter) {
   }
   T->mainrun = 1;
   T->main0 = now;
-  T->mainflow = m->tflow;
+  T->mainflow = tflow_take(m);
   T->mainout = 0;
-  if (m->tflow) {
-    T->mainflowname = flowname(m);
-    m->tflow = 0;
-  }
+  if (T->mainflow) T->mainflowname = flowname(m);
 }
 
 /* ---------------------------------------------------------------- GC cycles */
@@ -411,7 +423,7 @@ static void init_mu(void) { uv_mutex_init(&trace_mu); }
 static void trace_finish(csp_Trace *T) {
   csp_Sched *S = T->S;
   uint64_t now = csp_trace_ticks();
-  if (S->cur) slice(T, (uint32_t)S->cur->id, T->slice0, now, S->cur->tname ? S->cur->tname : "?",
+  if (S->cur) slice(T, (uint32_t)S->cur->id, T->slice0, now, tname_of(S->cur),
                     NULL, T->flowin, T->flowname, T->flowout);
   if (T->mainrun) slice(T, 1, T->main0, now, "main", NULL, T->mainflow, T->mainflowname, T->mainout);
   S->trace = NULL;
@@ -497,10 +509,10 @@ static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path, cons
   rec(T, CSP_EV_NAME, 0, T->t0)->s = "GC";
   rec(T, CSP_EV_NAME, 1, T->t0)->s = "main";
   for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {  /* names of those already running */
-    g->tflow = 0;
+    tflow_take(g);
     if (g->started && g->L && (g == S->cur || lua_status(g->L) == LUA_YIELD)) name_started(T, g, T->t0);
   }
-  S->maing.tflow = 0;
+  tflow_take(&S->maing);
   T->mainrun = S->cur == NULL && S->depth == 0;
   T->main0 = T->slice0 = T->t0;
   S->trace = T;

@@ -348,6 +348,34 @@ print("ok")
       assert.is_true(#select_ev(evs, function(e) return e.ph == "X" and e.tid == early end) >= 1)
     end)
 
+    it("names goroutines on records reused from an earlier trace's: " .. ext, function()
+      -- a goroutine's trace name and flow live in its record's extension, kept with the record
+      local path1, path2 = tmpname(ext), tmpname(ext)
+      local function first() csp.gosched() end
+      local function second() csp.gosched() end
+      assert.is_true(csp.trace.start(path1))
+      local a = csp.go(first)
+      csp.run()
+      assert.is_true(csp.trace.stop())
+      assert.is_true(csp.trace.start(path2))
+      local b = csp.go(second)  -- the record first ran on, first in the pool
+      csp.run()
+      assert.is_true(csp.trace.stop())
+      local e1, e2 = assert(load(path1)), assert(load(path2))
+      os.remove(path1)
+      os.remove(path2)
+      local function name(evs, tid)
+        local named = select_ev(evs, function(e) return e.ph == "N" and e.tid == tid end)
+        assert.are.equal(1, #named)
+        return named[1].name
+      end
+      assert.are.equal("trace_spec.lua:" .. debug.getinfo(first, "S").linedefined, name(e1, a):match("[^/]+$"))
+      assert.are.equal("trace_spec.lua:" .. debug.getinfo(second, "S").linedefined, name(e2, b):match("[^/]+$"))
+      assert.are.equal(0, #select_ev(e2, function(e) return e.tid == a end))
+      -- its wake by its own gosched is no flow; main's start of it is one
+      assert.is_true(#select_ev(e2, function(e) return e.ph == "f" and e.tid == b end) >= 1)
+    end)
+
     it("draws every wake of a slice that starts thousands of goroutines: " .. ext, function()
       -- in protobuf a slice's end carries the flows it started (one packet, written in pieces);
       -- past 4096 waiting for their slice's end, the rest start at instants of their own
