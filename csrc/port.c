@@ -13,7 +13,7 @@
 #define BACKSTOP_MS 10  /* and in any case this late (Go preempts a goroutine after 10 ms) */
 
 static atomic_int nawake;  /* schedulers with a port that are not asleep in their loop */
-static int ncpu;            /* set once (ncpu_once), before any port exists */
+static int ncpu;            /* set once (ncpu_once), before the first port exists */
 static pthread_once_t ncpu_once = PTHREAD_ONCE_INIT;
 static atomic_long nidle;  /* schedulers idle: when all are (main included), the process deadlocks */
 static atomic_uint dumpround;  /* main asks idle threads for their goroutines (deadlock report) */
@@ -23,8 +23,7 @@ static atomic_int nlate;   /* ports whose wake was left for later (late set) */
 ** so no wake-up is in flight while every scheduler counts as idle. */
 static void port_busy(csp_Port *P) {
   int one = 1;
-  if (atomic_load_explicit(&P->idle, memory_order_relaxed) &&  /* no write: the line stays shared */
-      atomic_compare_exchange_strong(&P->idle, &one, 0)) atomic_fetch_sub(&nidle, 1);
+  if (atomic_compare_exchange_strong(&P->idle, &one, 0)) atomic_fetch_sub(&nidle, 1);
 }
 
 static void port_setref(csp_Port *P, int ref) {
@@ -59,10 +58,9 @@ static void ncpu_init(void) {
 csp_Port *csp_port_get(lua_State *L, csp_Sched *S) {
   csp_Port *P = (csp_Port *)S->port;
   if (P) return P;
-  pthread_once(&ncpu_once, ncpu_init);
-  P = (csp_Port *)aligned_alloc(_Alignof(csp_Port), sizeof *P);  /* its lines are its own */
+  pthread_once(&ncpu_once, ncpu_init);  /* every thread's first port: one writer, then reads */
+  P = (csp_Port *)calloc(1, sizeof *P);
   if (P == NULL) luaL_error(L, "not enough memory");
-  memset(P, 0, sizeof *P);
   P->poll = (uv_poll_t *)malloc(sizeof *P->poll);
   P->backstop = (uv_timer_t *)malloc(sizeof *P->backstop);
   P->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -214,10 +212,7 @@ static void port_post(csp_Sched *S, csp_Port *P, csp_XRec *r) {
   do r->inext = head;
   while (!atomic_compare_exchange_weak(&P->inbox, &head, r));
   port_busy(P);
-  /* A plain load first (seq_cst, after the CAS: the owner stores parked, then looks at the
-  ** inbox): a spinning owner's flags line is not taken from it on every post. */
-  if (atomic_load(&P->parked) && !port_defer(S, P) && atomic_exchange(&P->parked, 0))
-    csp_port_signal(P);
+  if (!port_defer(S, P) && atomic_exchange(&P->parked, 0)) csp_port_signal(P);
   if (atomic_load(&P->dead)) {  /* the owner is gone: nobody else will free what we posted */
     csp_XRec *x = csp_port_take(P), *next;
     for (; x; x = next) { next = x->inext; csp_xchan_rec_free(x); }
@@ -373,10 +368,8 @@ static int port_spin(csp_Sched *S, csp_Port *P) {
   if (S->nheap > 0 || atomic_load(&nawake) > ncpu) return 0;
   if (P->spinmiss >= SPIN_MISSES && (++P->spinskip & 7) != 0) return 0;
   until = uv_hrtime() + SPIN_NS;
-  for (unsigned i = 1; atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL; i++) {
-    cpu_relax();  /* the clock (~50 ns in a VM) read once in 32 turns: a post is seen sooner */
-    if ((i & 31) == 0 && uv_hrtime() >= until) break;
-  }
+  while (atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL && uv_hrtime() < until)
+    cpu_relax();
   if (atomic_load_explicit(&P->inbox, memory_order_relaxed) == NULL) {
     P->spinmiss++;
     return 0;

@@ -129,7 +129,7 @@ struct csp_XRec {
   atomic_int done;
   csp_XRec *inext;         /* inbox link */
   csp_XRec *cnext;         /* a closer's list of claimed records */
-  csp_Port *port;          /* the owner's port: the owner keeps it alive, else pref's ref */
+  csp_Port *port;          /* the owner's port, ref held */
   csp_G *g;
   csp_Sched *S;
   int fired, fsend, closed;
@@ -137,33 +137,29 @@ struct csp_XRec {
   int ncases, ordered; /* a select's, to run it again */
   int delivered;       /* owner-thread only: g was readied for this record */
   int orphan;          /* owner-thread only: the wait was cancelled after a remote win */
-  int pref;            /* holds a ref on port: taken when orphaned (the owner may end first) */
   csp_Msg val;         /* a receive's value */
   int n;
   csp_XWaiter w[];
 };
 
 /* Each scheduler's inbox: a lock-free stack of records that other threads completed, and an
-** eventfd written only when the owner sleeps. Cache lines: a poster's ref count and the fd it
-** writes; the inbox alone (the owner spins reading it, a poster does one CAS on it); the flags
-** posters read and the owner writes only to sleep or wake; then the owner's own fields, so the
-** owner's per-park writes never take a line away from a poster or the other way round. */
+** eventfd written only when the owner sleeps. */
 struct csp_Port {
-  atomic_long refs;    /* the owner, each orphaned record (pref), each poster in flight */
-  int efd;
-  _Alignas(64) _Atomic(csp_XRec *) inbox;
-  _Alignas(64) atomic_int parked;
+  atomic_long refs;    /* the owner, each record, each poster in flight */
+  _Atomic(csp_XRec *) inbox;
+  atomic_int parked;
   atomic_int idle;     /* counted in nidle: asleep with nothing but other threads to wake it */
   atomic_int dead;
-  /* Deferred wakes (port.c): a poster may leave this owner asleep (lateok: it sleeps with its
-  ** backstop armed); late: a wake was left, counted in nlate. */
-  atomic_int lateok, late;
-  _Alignas(64) uv_poll_t *poll;
+  int efd;
+  uv_poll_t *poll;
   csp_Sched *S;
   int nwait;           /* owner-thread only: records of parked goroutines */
   csp_XRec *spare;     /* owner-thread only: a free record of one waiter (xwait.c) */
   int refd;
   int asleep;          /* owner-thread only: not counted in nawake (port.c) */
+  /* Deferred wakes (port.c): a poster may leave this owner asleep (lateok: it sleeps with its
+  ** backstop armed); late: a wake was left, counted in nlate. */
+  atomic_int lateok, late;
   uv_timer_t *backstop;
   uint64_t late0;      /* owner-thread only: when this scheduler first left a wake unflushed (0: none) */
   int armed, fired;    /* owner-thread only: the backstop runs; it went off */

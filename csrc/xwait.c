@@ -58,7 +58,7 @@ void csp_xchan_rec_free(csp_XRec *r) {
     csp_shared_unref(&w->ch->h);
   }
   csp_msg_free(&r->val);
-  if (r->pref) csp_port_unref(r->port);
+  if (r->port) csp_port_unref(r->port);
   free(r);
 }
 
@@ -85,7 +85,7 @@ void csp_xrec_release(csp_Sched *S, csp_XRec *r) {
     csp_shared_unref(&w->ch->h);
   }
   csp_msg_free(&r->val);
-  if (r->pref) csp_port_unref(r->port);
+  if (r->port) csp_port_unref(r->port);
   csp_xrec_drop(S, r);
 }
 
@@ -134,11 +134,7 @@ void csp_xchan_cancel(csp_G *g) {
   g->xw = NULL;
   r->port->nwait--;
   if (atomic_compare_exchange_strong(&r->done, &zero, 1) || r->delivered) csp_xchan_rec_free(r);
-  else {  /* a post is in flight: the drain frees it, or the poster if the owner has ended */
-    atomic_fetch_add_explicit(&r->port->refs, 1, memory_order_relaxed);
-    r->pref = 1;
-    r->orphan = 1;
-  }
+  else r->orphan = 1;  /* a post is in flight: the drain frees it */
 }
 
 /* sched.c, the scheduler's end: cancel every wait, then retire the port. */
@@ -185,7 +181,8 @@ int csp_xchan_park(lua_State *L, csp_G *g, const char *reason, lua_KFunction k) 
 /* Parks g on r (its waiters linked, their channels locked by the caller, who unlocks next). */
 void csp_xchan_rec_arm(lua_State *L, csp_Sched *S, csp_G *g, csp_XRec *r) {
   csp_Port *P = csp_port_get(L, S);
-  r->port = P;  /* no ref: one would move P's count between threads at every park and post */
+  atomic_fetch_add_explicit(&P->refs, 1, memory_order_relaxed);
+  r->port = P;
   r->g = g;
   g->xw = r;
   P->nwait++;
