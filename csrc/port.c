@@ -13,7 +13,8 @@
 #define BACKSTOP_MS 10  /* and in any case this late (Go preempts a goroutine after 10 ms) */
 
 static atomic_int nawake;  /* schedulers with a port that are not asleep in their loop */
-static int ncpu;
+static int ncpu;            /* set once (ncpu_once), before the first port exists */
+static pthread_once_t ncpu_once = PTHREAD_ONCE_INIT;
 static atomic_long nidle;  /* schedulers idle: when all are (main included), the process deadlocks */
 static atomic_uint dumpround;  /* main asks idle threads for their goroutines (deadlock report) */
 static atomic_int nlate;   /* ports whose wake was left for later (late set) */
@@ -50,9 +51,14 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
   while (read(P->efd, &v, sizeof v) < 0 && errno == EINTR) {}
 }
 
+static void ncpu_init(void) {
+  ncpu = (int)uv_available_parallelism();
+}
+
 csp_Port *csp_port_get(lua_State *L, csp_Sched *S) {
   csp_Port *P = (csp_Port *)S->port;
   if (P) return P;
+  pthread_once(&ncpu_once, ncpu_init);  /* every thread's first port: one writer, then reads */
   P = (csp_Port *)calloc(1, sizeof *P);
   if (P == NULL) luaL_error(L, "not enough memory");
   P->poll = (uv_poll_t *)malloc(sizeof *P->poll);
@@ -67,7 +73,6 @@ csp_Port *csp_port_get(lua_State *L, csp_Sched *S) {
     luaL_error(L, "xchan: cannot create the scheduler's inbox");
   }
   atomic_init(&P->refs, 1);
-  if (ncpu == 0) ncpu = (int)uv_available_parallelism();
   atomic_fetch_add(&nawake, 1);
   P->S = S;
   P->id = csp_thread_id();

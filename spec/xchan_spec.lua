@@ -308,6 +308,35 @@ describe("csp.xchan", function()
     assert.is_false(x:try_send(1))  -- no receiver left
   end)
 
+  it("a panic cancelling main's wait after another thread completed it frees the value and the wait", function()
+    -- The thread hands main a value (its send returns: main's wait is won and posted) while a
+    -- goroutine of main's runs; that goroutine then panics before the loop takes the post in,
+    -- so the cancelled wait is left to the drain (a record the owner gave up, with its value).
+    local base = settles(0)
+    local ok, err
+    do
+      local x, parked, sent = csp.xchan(), csp.atomic.int(), csp.atomic.int()
+      local t = csp.thread(function(x, parked, sent)
+        while parked:load() == 0 do end
+        x:send({ "a table: a blob in flight" })
+        sent:store(1)
+      end, x, parked, sent)
+      ok, err = pcall(function()
+        csp.go(function()  -- runs once main has parked on x
+          parked:store(1)
+          while sent:load() == 0 do end
+          error("boom")
+        end)
+        x:recv()
+      end)
+      t:join()
+      assert.is_false(x:try_send(1))  -- no receiver left behind
+    end
+    assert.is_false(ok)
+    assert.matches("boom", err)
+    assert.equal(base, settles(base))  -- the drain freed the record: it held x
+  end)
+
   it("frees channels and queued values when the last handle in any state is collected", function()
     local base = settles(0)
     do
