@@ -1,4 +1,4 @@
--- csp.http's easy handles, kept between requests (csrc/http.c): a plain GET reuses a handle its
+-- csp.http's easy handles, kept between requests (csrc/httpopt.c): a plain GET reuses a handle its
 -- last plain GET left set, and no option of one request (headers, method, body, limits,
 -- redirects) shows in the next; the proxy variables are read once, at the first request.
 local csp = require "csp"
