@@ -16,6 +16,7 @@ export GOCACHE="$ROOT/build/gocache" GO111MODULE=on GOFLAGS='' GOTOOLCHAIN=local
 # label | Lua script | Go program | target (csp / go P=1)
 ROWS=(
   "pingpong|pingpong|pingpong|0.6"
+  "pingpong (main blocking)|pingpong_main|pingpong|-"
   "buffered|buffered|buffered|1.5"
   "buffered (range)|buffered_range|buffered|1.2"
   "spawn|spawn|spawn|0.3"

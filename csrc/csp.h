@@ -133,6 +133,13 @@ struct csp_TimerNode {
   const uint32_t *waiters; /* how many wait for it (a timer channel's receivers); NULL: one */
 };
 
+/* A heap slot keeps its deadline beside the node, so sifting compares within the heap array and
+** never reads the nodes (scattered over goroutine records) it passes. */
+typedef struct csp_HeapSlot {
+  uint64_t when;
+  csp_TimerNode *t;
+} csp_HeapSlot;
+
 /* L may be NULL (a libuv or curl callback): then, without memory to grow, t is not added. */
 void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when);
 void csp_timer_del(csp_Sched *S, csp_TimerNode *t);
@@ -232,7 +239,7 @@ struct csp_Sched {
   csp_Teardown teardown; /* sentinel of the list closed at lua_close */
   uv_loop_t *loop;
   uv_timer_t *tmr;     /* drives the timer heap; freed in its close callback */
-  csp_TimerNode **heap; uint32_t nheap, heapcap;
+  csp_HeapSlot *heap; uint32_t nheap, heapcap;
   uint32_t ntimed;     /* heap nodes someone waits for: the uv_timer is ref'd while > 0 */
   uint64_t rng;
   uint64_t switches;

@@ -8,40 +8,40 @@ static const char timer_mt_key = 0;
 
 /* ---------------------------------------------------------------- heap */
 
-static void heap_put(csp_Sched *S, uint32_t i, csp_TimerNode *t) {
-  S->heap[i] = t;
-  t->pos = i + 1;
+static void heap_put(csp_Sched *S, uint32_t i, csp_HeapSlot e) {
+  S->heap[i] = e;
+  e.t->pos = i + 1;
 }
 
 static void heap_up(csp_Sched *S, uint32_t i) {
-  csp_TimerNode *t = S->heap[i];
+  csp_HeapSlot e = S->heap[i];
   while (i > 0) {
     uint32_t p = (i - 1) / 4;
-    if (S->heap[p]->when <= t->when) break;
+    if (S->heap[p].when <= e.when) break;
     heap_put(S, i, S->heap[p]);
     i = p;
   }
-  heap_put(S, i, t);
+  heap_put(S, i, e);
 }
 
 static void heap_down(csp_Sched *S, uint32_t i) {
-  csp_TimerNode *t = S->heap[i];
+  csp_HeapSlot e = S->heap[i];
   for (;;) {
     uint32_t c = 4 * i + 1, best = c;
     if (c >= S->nheap) break;
     for (uint32_t j = c + 1; j < c + 4 && j < S->nheap; j++)
-      if (S->heap[j]->when < S->heap[best]->when) best = j;
-    if (S->heap[best]->when >= t->when) break;
+      if (S->heap[j].when < S->heap[best].when) best = j;
+    if (S->heap[best].when >= e.when) break;
     heap_put(S, i, S->heap[best]);
     i = best;
   }
-  heap_put(S, i, t);
+  heap_put(S, i, e);
 }
 
 void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when) {
   if (S->nheap == S->heapcap) {
     uint32_t ncap = S->heapcap ? S->heapcap * 2 : 64;
-    csp_TimerNode **nh = realloc(S->heap, ncap * sizeof *nh);
+    csp_HeapSlot *nh = realloc(S->heap, ncap * sizeof *nh);
     if (nh == NULL) {
       if (L != NULL) luaL_error(L, "not enough memory");
       return;  /* from a callback (no Lua state to raise in): the node stays out of the heap */
@@ -51,18 +51,19 @@ void csp_timer_add(lua_State *L, csp_Sched *S, csp_TimerNode *t, uint64_t when) 
   }
   t->when = when;
   if (t->waiters == NULL || *t->waiters > 0) S->ntimed++;
-  heap_put(S, S->nheap++, t);
-  heap_up(S, S->nheap - 1);
+  S->heap[S->nheap].when = when;
+  S->heap[S->nheap].t = t;
+  heap_up(S, S->nheap++);
 }
 
 void csp_timer_del(csp_Sched *S, csp_TimerNode *t) {
   uint32_t i = t->pos - 1;
-  csp_TimerNode *last = S->heap[--S->nheap];
+  csp_HeapSlot last = S->heap[--S->nheap];
   if (t->waiters == NULL || *t->waiters > 0) S->ntimed--;
   t->pos = 0;
   if (i < S->nheap) {
-    heap_put(S, i, last);
-    if (i > 0 && S->heap[(i - 1) / 4]->when > last->when) heap_up(S, i);
+    S->heap[i] = last;
+    if (i > 0 && S->heap[(i - 1) / 4].when > last.when) heap_up(S, i);
     else heap_down(S, i);
   }
 }
@@ -72,8 +73,8 @@ int csp_timer_run(csp_Sched *S) {
   uint64_t now;
   if (S->nheap == 0) return 0;
   now = uv_hrtime();
-  while (S->nheap > 0 && S->heap[0]->when <= now) {
-    csp_TimerNode *t = S->heap[0];
+  while (S->nheap > 0 && S->heap[0].when <= now) {
+    csp_TimerNode *t = S->heap[0].t;
     csp_timer_del(S, t);
     t->fire(S, t);
     n++;
@@ -106,7 +107,7 @@ static void timer_arm(csp_Sched *S, uint64_t minms) {
     return;
   }
   now = uv_hrtime();
-  when = S->heap[0]->when;
+  when = S->heap[0].when;
   ms = when > now ? (when - now + 999999) / 1000000 : 0;
   if (ms < minms) ms = minms;
   uv_update_time(S->loop);

@@ -362,6 +362,64 @@ describe("csp.timer", function()
     local i = csp.select { csp.recv(csp.chan()), csp.recv(t.c) }
     assert.equal(2, i)
   end)
+
+  -- The deadline heap under churn: timers added, stopped and reset at random positions of a
+  -- 4-ary heap several levels deep. Each timer's deadline lies in [lo, hi] (csp.now() read just
+  -- before and after the call that set it), and its tick carries the time it fired: fired in
+  -- that order, a timer must never come before one whose deadline is surely earlier (its hi
+  -- below the first's lo), nor fire before its own deadline.
+  it("fires 600 timers in deadline order through stops and resets, the stopped never", function()
+    math.randomseed(7)
+    local n, fired, done = 600, {}, csp.chan()
+    local timers, lo, hi, stopped = {}, {}, {}, {}
+    local function arm(i, f)
+      local d = 0.002 + math.random() * 0.06
+      lo[i] = csp.now() + d
+      local r = f(d)
+      hi[i] = csp.now() + d
+      return r
+    end
+    for i = 1, n do
+      timers[i] = arm(i, csp.timer)
+    end
+    for i = 1, n do
+      local r = math.random(3)
+      if r == 1 then
+        assert.is_true(timers[i]:stop())
+        stopped[i] = true
+      elseif r == 2 then
+        assert.is_true(arm(i, function(d) return timers[i]:reset(d) end))
+      end
+    end
+    local live = {}
+    for i = 1, n do
+      if not stopped[i] then
+        live[#live + 1] = i
+        csp.go(function()
+          fired[i] = timers[i].c:recv()
+          done:send(true)
+        end)
+      end
+    end
+    for _ = 1, #live do done:recv() end
+    table.sort(live, function(i, j) return fired[i] < fired[j] end)
+    for a = 1, #live do
+      local i = live[a]
+      assert(fired[i] >= lo[i] - 1e-9, ("timer %d fired before its deadline"):format(i))
+      for b = a + 1, #live do
+        local j = live[b]
+        assert(fired[j] == fired[i] or not (hi[j] < lo[i]),
+          ("timer %d fired before timer %d, due earlier"):format(i, j))
+      end
+    end
+    local latest = 0
+    for i in pairs(stopped) do latest = math.max(latest, hi[i]) end
+    if csp.now() < latest then csp.sleep(latest - csp.now() + 0.005) end  -- past every one's deadline
+    for i in pairs(stopped) do
+      local _, _, got = timers[i].c:try_recv()
+      assert.is_false(got, "a stopped timer delivered")
+    end
+  end)
 end)
 
 describe("csp.after_func", function()
