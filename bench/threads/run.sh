@@ -5,7 +5,8 @@
 # beside it), du5 against GNU du and its Go twin (bench/du's tree).
 # Env: BENCH_RUNS (default 3, median reported), BENCH_QUICK=1 (smaller counts),
 #      DU_TREE (a tree from bench/du/mktree.lua: du5 is timed against GNU du and Go on it),
-#      BENCH_CHRT=1 (every timed run under chrt -f 10: SCHED_FIFO, quieter on a shared machine).
+#      BENCH_CHRT=1 (every timed run but the C floor under chrt -f 10: SCHED_FIFO, quieter on a
+#      shared machine).
 # Beside xpingpong: the hardware floor (floor/pingpong.c: two pthreads handing one atomic back
 # and forth, spinning, or spinning then parking on a futex) and Go with each goroutine locked to
 # its own OS thread (go/pplocked), which crosses threads as csp does; Go's plain P=2 never does.
@@ -22,6 +23,9 @@ go build -o build/bench/pplocked ./bench/threads/go/pplocked/main.go || exit 1
 ${CC:-gcc} -O2 -pthread -o build/bench/floor bench/threads/floor/pingpong.c || exit 1
 FIFO=()
 [ "${BENCH_CHRT:-0}" = 1 ] && FIFO=(chrt -f 10)
+# The C floor never runs under SCHED_FIFO: two real-time threads spinning on the only two vCPUs
+# livelocked (2026-12-06), and a plain kill could not get a CPU to stop them. Killed at 60 s.
+floor() { timeout -s KILL 60 build/bench/floor "$@"; }
 load0=$(cut -d' ' -f1 /proc/loadavg)
 
 val() { grep -m1 '^RESULT ' | awk '{ print $3 }'; }
@@ -31,9 +35,9 @@ for ((r = 1; r <= RUNS; r++)); do
   R[xpp]+="$("${FIFO[@]}" "$LUA" bench/threads/xpingpong.lua | val) "
   R[gpp]+="$(GOMAXPROCS=2 "${FIFO[@]}" build/bench/pingpong | val) "
   R[gppl]+="$(GOMAXPROCS=2 "${FIFO[@]}" build/bench/pplocked | val) "
-  R[fspin]+="$("${FIFO[@]}" build/bench/floor spin | val) "
-  R[fpin]+="$("${FIFO[@]}" build/bench/floor spin pin | val) "
-  R[fpark]+="$("${FIFO[@]}" build/bench/floor park | val) "
+  R[fspin]+="$(floor spin | val) "
+  R[fpin]+="$(floor spin pin | val) "
+  R[fpark]+="$(floor park | val) "
   R[xbuf]+="$("${FIFO[@]}" "$LUA" bench/threads/xbuffered.lua | val) "
   R[gbuf]+="$(GOMAXPROCS=2 "${FIFO[@]}" build/bench/xbuffered | val) "
   R[f1]+="$(CSP_THREADS=1 "${FIFO[@]}" "$LUA" bench/threads/xfarm.lua | val) "
