@@ -2,6 +2,8 @@
 -- usage: lua5.4 bench/http/get.lua URL [N]
 -- seq: N sequential gets on one pooled keep-alive connection.
 -- par8: 8 goroutines each doing N/8 gets (connections taken from and returned to the pool).
+-- par8u: the same with a distinct URL per request (URL?i=K: nginx serves the same file), so no
+-- client can reuse a parsed URL from the request before.
 -- Every response must be 200 with a 1024-byte body. Prints requests/s and the process CPU time
 -- (os.clock: user+sys of all threads) per request for each variant.
 local csp = require "csp"
@@ -34,14 +36,20 @@ csp.run(function()
   measure("seq", function()
     for _ = 1, N do check(get(url)) end
   end)
-  measure("par8", function()
-    local wg = csp.waitgroup()
-    for _ = 1, PAR do
-      wg:go(function()
-        for _ = 1, N // PAR do check(get(url)) end
-      end)
-    end
-    wg:wait()
-  end)
+  local function par8(name, distinct)
+    measure(name, function()
+      local wg = csp.waitgroup()
+      for w = 1, PAR do
+        wg:go(function()
+          for i = 1, N // PAR do
+            check(get(distinct and ("%s?i=%d"):format(url, w * N + i) or url))
+          end
+        end)
+      end
+      wg:wait()
+    end)
+  end
+  par8("par8", false)
+  par8("par8u", true)
   csp.http.close_idle()
 end)

@@ -2,7 +2,8 @@
 # HTTP client benchmark (issue 6): csp.http.get (bench/http/get.lua) against Go's net/http
 # client (bench/http/goget, GOMAXPROCS=1 and default) fetching a 1 KB file over keep-alive from
 # one local nginx on 127.0.0.1 (temporary prefix and config), in the same run.
-# Each client: N sequential gets on one connection, then 8 goroutines doing N/8 gets each.
+# Each client: N sequential gets on one connection, then 8 goroutines doing N/8 gets each, then
+# the same with a distinct URL per request (par8u: URL?i=K, the same file).
 # Env: BENCH_RUNS (3; rounds interleaved, median reported), BENCH_QUICK=1 (N=2000, else 20000),
 #      HTTP_N (overrides N), CSP_BUILD (directory holding csp/core.so, default build).
 set -u
@@ -67,7 +68,7 @@ kill -0 "$PID" 2>/dev/null || { echo "nginx did not start: $(cat "$DIR"/server.l
 echo "nginx $PID serving $URL, N=$N, $RUNS runs" >&2
 
 accepts() { curl -s "http://127.0.0.1:$PORT/status" | awk 'NR == 3 {print $1}'; }
-declare -A SEQ PAR CPU CPUP CONNS
+declare -A SEQ PAR PARU CPU CPUP CPUPU CONNS
 # run NAME CMD...: one run, appending its numbers to the NAME lists.
 run() {
   local name=$1 out a0
@@ -77,8 +78,10 @@ run() {
   CONNS[$name]+=" $(($(accepts) - a0 - 1))"  # minus the status request's own connection
   SEQ[$name]+=" $(awk '$2 == "http_seq" {print $3}' <<<"$out")"
   PAR[$name]+=" $(awk '$2 == "http_par8" {print $3}' <<<"$out")"
+  PARU[$name]+=" $(awk '$2 == "http_par8u" {print $3}' <<<"$out")"
   CPU[$name]+=" $(awk '$2 == "http_seq_cpu" {print $3}' <<<"$out")"
   CPUP[$name]+=" $(awk '$2 == "http_par8_cpu" {print $3}' <<<"$out")"
+  CPUPU[$name]+=" $(awk '$2 == "http_par8u_cpu" {print $3}' <<<"$out")"
 }
 NAMES=(csp "go P=1" "go P=$(nproc)")
 for ((r = 1; r <= RUNS; r++)); do
@@ -89,22 +92,25 @@ for ((r = 1; r <= RUNS; r++)); do
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }'; }
-declare -A MS MP MC MCP
+declare -A MS MP MPU MC MCP MCPU
 for name in "${NAMES[@]}"; do
   MS[$name]=$(median "${SEQ[$name]:-}") MP[$name]=$(median "${PAR[$name]:-}")
   MC[$name]=$(median "${CPU[$name]:-}") MCP[$name]=$(median "${CPUP[$name]:-}")
+  MPU[$name]=$(median "${PARU[$name]:-}") MCPU[$name]=$(median "${CPUPU[$name]:-}")
   echo "RESULT http_seq_${name// /_} ${MS[$name]} req/s  runs:${SEQ[$name]:-}"
   echo "RESULT http_par8_${name// /_} ${MP[$name]} req/s  runs:${PAR[$name]:-}"
+  echo "RESULT http_par8u_${name// /_} ${MPU[$name]} req/s  runs:${PARU[$name]:-}"
   echo "connections opened per run by $name:${CONNS[$name]:-}"
 done
 echo
 echo "GET of a 1 KB file over keep-alive, nginx (1 worker) on 127.0.0.1, N=$N, $(nproc) CPUs, median of $RUNS"
-echo "CPU us/req: client process user+sys per request, seq / par8. csp/Go(P=1): req/s ratio, seq / par8 (higher is better)."
+echo "CPU us/req: client process user+sys per request, seq / par8 / par8u. csp/Go(P=1): req/s ratio, seq / par8 / par8u (higher is better)."
 echo
-echo "| client | seq req/s | par8 req/s | CPU us/req | csp/Go(P=1) |"
-echo "|---|---|---|---|---|"
+echo "| client | seq req/s | par8 req/s | par8u req/s | CPU us/req | csp/Go(P=1) |"
+echo "|---|---|---|---|---|---|"
 for name in "${NAMES[@]}"; do
-  printf '| %s | %s | %s | %s / %s | %s / %s |\n' "$name" "${MS[$name]}" "${MP[$name]}" \
-    "${MC[$name]}" "${MCP[$name]}" \
-    "$(ratio "${MS[csp]}" "${MS[$name]}")" "$(ratio "${MP[csp]}" "${MP[$name]}")"
+  printf '| %s | %s | %s | %s | %s / %s / %s | %s / %s / %s |\n' "$name" "${MS[$name]}" "${MP[$name]}" \
+    "${MPU[$name]}" "${MC[$name]}" "${MCP[$name]}" "${MCPU[$name]}" \
+    "$(ratio "${MS[csp]}" "${MS[$name]}")" "$(ratio "${MP[csp]}" "${MP[$name]}")" \
+    "$(ratio "${MPU[csp]}" "${MPU[$name]}")"
 done

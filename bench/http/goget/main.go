@@ -1,6 +1,7 @@
 // Go twin of bench/http/get.lua: net/http GETs of a 1 KB page over keep-alive.
 // usage: goget URL [N]
-// seq: N sequential gets on one keep-alive connection; par8: 8 goroutines each doing N/8 gets.
+// seq: N sequential gets on one keep-alive connection; par8: 8 goroutines each doing N/8 gets;
+// par8u: the same with a distinct URL per request (URL?i=K).
 // The transport keeps up to 4 idle connections per host, as csp.http's pool does (Go's default
 // of 2 would make par8 open and close connections csp keeps). Every response must be 200 with a
 // 1024-byte body. Prints requests/s and process CPU time (user+sys, getrusage) per request.
@@ -68,18 +69,26 @@ func main() {
 			get(url)
 		}
 	})
-	measure("par8", n, func() {
-		var wg sync.WaitGroup
-		for g := 0; g < par; g++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; i < n/par; i++ {
-					get(url)
-				}
-			}()
-		}
-		wg.Wait()
-	})
+	par8 := func(name string, distinct bool) {
+		measure(name, n, func() {
+			var wg sync.WaitGroup
+			for g := 0; g < par; g++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					for i := 1; i <= n/par; i++ {
+						if distinct {
+							get(fmt.Sprintf("%s?i=%d", url, w*n+i))
+						} else {
+							get(url)
+						}
+					}
+				}(g + 1)
+			}
+			wg.Wait()
+		})
+	}
+	par8("par8", false)
+	par8("par8u", true)
 	tr.CloseIdleConnections()
 }
