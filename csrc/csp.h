@@ -263,6 +263,7 @@ csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
 /* The hot half of the scheduler is inline below: a channel operation that parks or wakes pays
 ** for no call into sched.c unless it is main's, and none into trace.c unless a trace runs. */
 csp_G *csp_sched_self_slow(lua_State *L, csp_Sched *S);
+int csp_sched_in_finalizer(lua_State *L);  /* whether L runs a __gc metamethod */
 int csp_sched_park_main(lua_State *L, csp_G *g, lua_KContext ctx, lua_KFunction k);
 void csp_sched_ready_timed(csp_G *g);
 void csp_trace_ready(csp_Sched *S, csp_G *g);  /* trace.c: a trace runs */

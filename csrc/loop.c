@@ -230,7 +230,7 @@ int csp_sched_slice_over(lua_State *L, csp_Sched *S) {
   }
   if (now - S->slice0 < S->slice) return 0;
   if (S->cur) return S->cur->L == L && lua_isyieldable(L);  /* never where blocking would raise */
-  return S->depth == 0 && lua_gc(L, LUA_GCISRUNNING) == 1;   /* main, outside the loop and __gc */
+  return S->depth == 0 && !csp_sched_in_finalizer(L);  /* main, outside the loop and __gc */
 }
 
 /* ctx: the preempted call, run again. Rare (once per slice), so the check that the scheduler

@@ -66,6 +66,25 @@ describe("blocking where it cannot be done", function()
     has(got[2], "non-yieldable")
   end)
 
+  -- collectgarbage("stop") makes LUA_GCISRUNNING answer 0 outside finalizers: main still blocks
+  -- there, and a finalizer run by an explicit full collection is still recognised.
+  it("with the collector stopped: main blocks, a finalizer still raises", function()
+    collectgarbage("stop")
+    local ok, err = pcall(function()
+      local ch, got = csp.chan(), nil
+      csp.go(function() ch:send(7) end)
+      assert.equal(7, ch:recv())
+      csp.sleep(0.001)
+      setmetatable({}, { __gc = function() got = table.pack(pcall(csp.sleep, 0.01)) end })
+      collectgarbage()
+      collectgarbage()
+      assert.is_false(got[1])
+      has(got[2], "non-yieldable context (__gc)")
+    end)
+    collectgarbage("restart")
+    assert(ok, err)
+  end)
+
   it("raises inside a plain coroutine running in a goroutine", function()
     local msg
     csp.run(function()
