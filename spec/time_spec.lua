@@ -408,7 +408,7 @@ describe("csp.timer", function()
       assert(fired[i] >= lo[i] - 1e-9, ("timer %d fired before its deadline"):format(i))
       for b = a + 1, #live do
         local j = live[b]
-        assert(fired[j] == fired[i] or not (hi[j] < lo[i]),
+        assert(fired[j] == fired[i] or hi[j] >= lo[i],
           ("timer %d fired before timer %d, due earlier"):format(i, j))
       end
     end
