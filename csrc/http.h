@@ -28,9 +28,9 @@ typedef struct Handle {
   CURL *e;
   Prof prof;             /* what it still has set (plain 0: it was reset) */
   char *url;             /* the URL its last plain request was set with, or NULL */
-  CURLU *uh;             /* that URL parsed, set as CURLOPT_CURLU: from the second plain GET of
-                         ** one URL on, curl neither parses nor rebuilds it (its state.url
-                         ** still names it) */
+  CURLU *uh;             /* that URL parsed, set as CURLOPT_CURLU (NULL with url) */
+  uint32_t upre;         /* url's "scheme://authority" length if url is curl's normal form of
+                         ** uh (a new path and query may then be set as parts), else 0 */
 } Handle;
 
 typedef struct Multi {
@@ -90,9 +90,10 @@ typedef struct Req {
   Multi *M;               /* NULL once released (__gc) */
   CURL *e;                /* NULL once dropped */
   struct curl_slist *hdrs;  /* the caller's header lines (NULL: M->expect is used) */
-  Prof prof;              /* with url and uh: Handle's fields for e */
+  Prof prof;              /* with url, uh and upre: Handle's fields for e */
   char *url;
   CURLU *uh;
+  uint32_t upre;
   csp_Req wr;             /* the goroutine parked in req:wait (free_fn frees nothing: the
                           ** record is Lua's, and detached from curl before it is collected) */
   uint8_t attached, parked, done, sink, cancelled;

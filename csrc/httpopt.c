@@ -1,5 +1,6 @@
 /* httpopt.c: a request's easy handle set up from its options, and the spare handles kept
 ** between requests (a plain GET's still set for the next one). */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -84,30 +85,93 @@ static void proxy_from_env(Multi *M) {
 
 #define SETOPT(e, o, v) do { if (curl_easy_setopt(e, o, v) != CURLE_OK) goto fail; } while (0)
 
-/* The URL. A plain request's handle names the URL its last one was set with: the same again
-** is parsed once (as curl would, into the CURLU curl then uses: its state.url, rebuilt from
-** that CURLU at the next request, is the URL curl had made of the string); from then on it is
-** set already. Any other URL drops the CURLU (curl would keep its state.url otherwise). */
-static int req_url(Req *r, const char *url) {
-  if (r->prof.plain && r->url != NULL && strcmp(r->url, url) == 0) {
-    CURLU *u;
-    if (r->uh != NULL) return 1;
-    if ((u = curl_url()) != NULL &&
-        curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
-        curl_easy_setopt(r->e, CURLOPT_CURLU, u) == CURLE_OK) {
-      r->uh = u;
-      return 1;
+/* The end of url's "scheme://authority" (the index of its path's '/'), or 0. */
+static uint32_t url_origin_len(const char *url) {
+  const char *a = strstr(url, "://"), *p = a != NULL ? strchr(a + 3, '/') : NULL;
+  return p != NULL && p - url < 4096 ? (uint32_t)(p - url) : 0;
+}
+
+/* Whether curl's parse would store the path and query of tail ("/...") as they are: printable
+** ASCII but '#' (a fragment), no dot segment ("/." starts every one), no upper-case percent escape
+** (setting a part lower-cases those, a parse keeps them), a query not empty. */
+static int url_tail_plain(const char *tail, size_t *qi) {
+  const char *p = tail;
+  *qi = 0;
+  if (*p != '/') return 0;
+  for (; *p != '\0'; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c <= 0x20 || c >= 0x7f || c == '#') return 0;
+    if (c == '/' && *qi == 0 && p[1] == '.') return 0;
+    if (c == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]) &&
+        (isupper((unsigned char)p[1]) || isupper((unsigned char)p[2])))
+      return 0;
+    if (c == '?' && *qi == 0) {
+      if (p[1] == '\0') return 0;
+      *qi = (size_t)(p - tail);
     }
-    curl_url_cleanup(u);
   }
+  return p - tail < 65536;
+}
+
+/* url into r->uh by updating its path and query: when r->url is curl's normal form of r->uh
+** (r->upre > 0) and url differs from it only in a plain tail, that is what curl's parse of url
+** would hold; CURLOPT_URL names it (curl's state.url, not rebuilt while set). */
+static int url_update(Req *r, const char *url) {
+  uint32_t n = r->upre;
+  size_t qi;
+  char *copy;
+  int ok;
+  if (n == 0 || strncmp(r->url, url, n) != 0 || !url_tail_plain(url + n, &qi)) return 0;
+  if ((copy = strdup(url)) == NULL) return 0;
+  if (qi > 0) copy[n + qi] = '\0';
+  ok = curl_url_set(r->uh, CURLUPART_PATH, copy + n, 0) == CURLUE_OK &&
+       curl_url_set(r->uh, CURLUPART_QUERY, qi > 0 ? copy + n + qi + 1 : NULL, 0) == CURLUE_OK;
+  if (qi > 0) copy[n + qi] = '?';
+  if (!ok || curl_easy_setopt(r->e, CURLOPT_URL, copy) != CURLE_OK) {
+    free(copy);
+    return 0;
+  }
+  free(r->url);
+  r->url = copy;
+  return 1;
+}
+
+/* url parsed into a new r->uh, as curl would parse it, and named by its normal form. */
+static int url_parse(Req *r, const char *url) {
+  CURLU *u = curl_url();
+  char *norm = NULL, *copy = NULL;
+  if (u == NULL ||
+      curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_URL, &norm, 0) != CURLUE_OK || (copy = strdup(url)) == NULL ||
+      curl_easy_setopt(r->e, CURLOPT_URL, norm) != CURLE_OK ||
+      curl_easy_setopt(r->e, CURLOPT_CURLU, u) != CURLE_OK) {
+    curl_url_cleanup(u);
+    curl_free(norm);
+    free(copy);
+    return 0;
+  }
+  r->uh = u;
+  r->url = copy;
+  r->upre = strcmp(norm, url) == 0 ? url_origin_len(url) : 0;
+  curl_free(norm);
+  return 1;
+}
+
+/* The URL. A plain request's handle keeps the URL it was last set with (url) and parsed (uh,
+** set as CURLOPT_CURLU: curl copies it rather than parse). The same URL again sets nothing; one
+** with a new plain path or query updates those parts; any other is parsed whole, once: curl
+** parses a URL string at every transfer (~12k instructions with its rebuild). A URL csp cannot
+** parse is left to curl, to fail as curl fails it. */
+static int req_url(Req *r, const char *url) {
+  if (r->prof.plain && r->uh != NULL && (strcmp(r->url, url) == 0 || url_update(r, url))) return 1;
   if (r->uh != NULL) {
     curl_easy_setopt(r->e, CURLOPT_CURLU, (CURLU *)NULL);
     curl_url_cleanup(r->uh);
+    free(r->url);
     r->uh = NULL;
+    r->url = NULL;
   }
-  free(r->url);
-  r->url = r->prof.plain ? strdup(url) : NULL;  /* none without memory: set each time */
-  return curl_easy_setopt(r->e, CURLOPT_URL, url) == CURLE_OK;
+  return (r->prof.plain && url_parse(r, url)) || curl_easy_setopt(r->e, CURLOPT_URL, url) == CURLE_OK;
 }
 
 /* The options that point at r itself, and the URL: set for every request. */
@@ -280,6 +344,7 @@ int csp_httpopt_setup(lua_State *L, Req *r, const char *method, const char *url,
     r->prof = h->prof;
     r->url = h->url;
     r->uh = h->uh;
+    r->upre = h->upre;
     if (prof_same(&r->prof, &want)) return req_bind(r, url);
     if (r->prof.plain) handle_reset(r);
     r->prof = want;
@@ -301,8 +366,9 @@ void csp_httpopt_give_back(Req *r) {
     h->prof = r->prof;
     h->url = r->url;
     h->uh = r->uh;
+    h->upre = r->upre;
   } else {
-    Handle h = {r->e, r->prof, r->url, r->uh};
+    Handle h = {r->e, r->prof, r->url, r->uh, 0};
     csp_httpopt_handle_free(&h);
   }
   r->e = NULL;

@@ -54,6 +54,40 @@ describe("csp.http's reused easy handles", function()
     end
   end)
 
+  it("send each URL of one origin as curl's own parse of it would, whatever came before", function()
+    -- A plain GET after one to the same origin sets only the new path and query (url_update in
+    -- csrc/httpopt.c) when curl's parse would keep them as they are; the oracle is a request
+    -- with a header line, whose handle is reset and given the URL string for curl to parse.
+    srv = start(function(req, c) httpd.reply(c, 200, req.target .. " " .. req.headers.host) end)
+    local tails = { "/start", "/a", "/a?x=1", "/a?x=1", "/b", "/a?", "/", "/?q", "/a/./b", "/a/../b",
+      "/a/.", "/a/..", "/.well-known/x", "/a%2Fb", "/a%2fb", "/a?%2F", "/a?b?c", "/a?b/../c", "/a#f",
+      "/a?b#f", "/a\\b", "/a b", "/\xc3\xa4", "/a;b=c/~u/*!$&'()+,:@", "/a?x=1", "", "?x", "/z" }
+    local function see(r, err) return r and { r.status, r.body, r.url } or { err } end
+    local function run_all(list)
+      local got = {}
+      for i, t in ipairs(list) do got[i] = see(csp.http.get(srv.url .. t)) end
+      return got
+    end
+    local want = {}
+    for i, t in ipairs(tails) do
+      want[i] = see(csp.http.request { url = srv.url .. t, headers = { ["X-Oracle"] = "1" } })
+    end
+    local host = srv.url:match("//(.*)")
+    assert.same({ 200, "/a?x=1 " .. host, srv.url .. "/a?x=1" }, want[3])  -- the oracle itself
+    assert.same(want, run_all(tails))
+    local rev, rwant = {}, {}
+    for i = #tails, 1, -1 do rev[#rev + 1], rwant[#rwant + 1] = tails[i], want[i] end
+    assert.same(rwant, run_all(rev))
+    -- another origin between (a host's other spelling), and one curl spells otherwise
+    local other, upper = srv.url:gsub("127%.0%.0%.1", "localhost"), srv.url:gsub("^http", "HTTP")
+    for _, u in ipairs { srv.url .. "/a?1", other .. "/b?2", other .. "/c", srv.url .. "/d",
+      upper .. "/e", upper .. "/f?3", srv.url .. "/g" } do
+      local r = assert(csp.http.get(u))
+      local h, path = u:match("^%a+://([^/]+)(.*)$")
+      assert.same({ path .. " " .. h, (u:gsub("^HTTP", "http")) }, { r.body, r.url })
+    end
+  end)
+
   it("follow the proxy variables as they were at the first request", function()
     local code = ([[
       package.path = %q .. "/?.lua;" .. package.path
