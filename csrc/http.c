@@ -83,8 +83,9 @@ static int req_close(lua_State *L) {
 /* ---------------------------------------------------------------- options */
 
 /* Go's refusals of URLs no request can be made for, before curl sees them: pushes the message
-** and returns 1, or returns 0. */
-static int url_refused(lua_State *L, const char *u) {
+** and returns 1, or returns 0. A NUL among u's n bytes is a control character too (curl would
+** read the URL up to it). */
+static int url_refused(lua_State *L, const char *u, size_t n) {
   const char *p = u, *auth, *aend, *host, *port;
   size_t i;
   if (!isalpha((unsigned char)*p)) return lua_pushliteral(L, "unsupported protocol scheme \"\""), 1;
@@ -119,7 +120,7 @@ static int url_refused(lua_State *L, const char *u) {
       return 1;
     }
   }
-  for (p = u; *p; p++)
+  for (p = u; p < u + n; p++)
     if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
       return lua_pushliteral(L, "invalid character in URL"), 1;
   return 0;
@@ -131,12 +132,13 @@ static int url_refused(lua_State *L, const char *u) {
 ** body (a string). flags: F_*. */
 static int http_new(lua_State *L) {
   Multi *M = csp_httpcurl_multi_of(L);
-  const char *method = luaL_checkstring(L, 2), *url = luaL_checkstring(L, 3);
+  size_t ulen;
+  const char *method = luaL_checkstring(L, 2), *url = luaL_checklstring(L, 3, &ulen);
   int flags = (int)luaL_checkinteger(L, 5);
   Req *r;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 5);
-  if (url_refused(L, url)) return csp_fail(L, "EINVAL", "%s", lua_tostring(L, -1));
+  if (url_refused(L, url, ulen)) return csp_fail(L, "EINVAL", "%s", lua_tostring(L, -1));
   r = (Req *)lua_newuserdatauv(L, sizeof *r, 1);  /* index 6 */
   memset(r, 0, sizeof *r);
   r->tag = &req_tag;

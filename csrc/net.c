@@ -54,8 +54,10 @@ typedef struct NetReq {
 /* ---------------------------------------------------------------- addresses */
 
 static const char *check_net(lua_State *L, int *family) {
-  const char *net = luaL_checkstring(L, 1);
-  if (strcmp(net, "tcp") == 0) *family = AF_UNSPEC;
+  size_t n;
+  const char *net = luaL_checklstring(L, 1, &n);
+  if (strlen(net) != n) luaL_argerror(L, 1, "unknown network (a NUL byte in it)");
+  else if (strcmp(net, "tcp") == 0) *family = AF_UNSPEC;
   else if (strcmp(net, "tcp4") == 0) *family = AF_INET;
   else if (strcmp(net, "tcp6") == 0) *family = AF_INET6;
   else luaL_argerror(L, 1, lua_pushfstring(L, "unknown network %s", net));
@@ -290,12 +292,17 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
   csp_Sched *S = csp_sched_get(L);
   int family = AF_UNSPEC, port = 0;
   const char *net = check_net(L, &family);
-  const char *addr = luaL_checkstring(L, 2);
+  size_t alen;
+  const char *addr = luaL_checklstring(L, 2, &alen);
   const char *bad;
   char host[256];
   struct sockaddr_storage sa;
   csp_G *g = NULL;
   NetReq *r;
+  if (strlen(addr) != alen) {  /* the address would be read up to the NUL */
+    csp_fail(L, "EINVAL", "%s %s: address with a NUL byte", op == 'd' ? "dial" : "listen", net);
+    return NULL;
+  }
   if ((bad = split_hostport(addr, host, sizeof host, &port)) != NULL) {
     csp_fail(L, "EINVAL", "%s %s: address %s: %s", op == 'd' ? "dial" : "listen", net, addr, bad);
     return NULL;

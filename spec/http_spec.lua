@@ -427,6 +427,10 @@ describe("csp.http.get", function()
         { csp.http.get("http:///p") })
       local _, err = csp.http.get("http://127.0.0.1:99999/")
       assert.matches("invalid port", err)
+      -- a control character anywhere, NUL too (curl would have requested /a)
+      for _, u in ipairs { "http://127.0.0.1:1/a\0b", "http://127.0.0.1:1/a\nb", "http://127.0.0.1:1/a b" } do
+        assert.same({ nil, ('Get "%s": invalid character in URL'):format(u), "EINVAL" }, { csp.http.get(u) })
+      end
     end)
 
     it("raises on bad arguments", function()

@@ -2,6 +2,7 @@
 -- on 127.0.0.1. Every test ends the goroutines it starts: later files use csp.run.
 local csp = require "csp"
 local run = require "spec.helpers.run"
+local util = require "spec.helpers.util"
 
 local SLACK = 0.5
 
@@ -120,6 +121,11 @@ describe("csp.net.listen", function()
     assert.equal("EINVAL", code)
     assert.is_nil((csp.net.listen("tcp", "127.0.0.1:99999")))
     assert.has_error(function() csp.net.listen("udp", "127.0.0.1:0") end)
+    -- a NUL byte: C would read the address up to it (listening on, dialling 127.0.0.1:0)
+    assert.same({ nil, "listen tcp: address with a NUL byte", "EINVAL" }, { csp.net.listen("tcp", "127.0.0.1:0\0x") })
+    assert.same({ nil, "dial tcp: address with a NUL byte", "EINVAL" }, { csp.net.dial("tcp", "127.0.0.1:0\0x") })
+    assert.matches("bad argument #1 .*unknown network %(a NUL byte",
+      util.raises(csp.net.listen, "tcp\0x", "127.0.0.1:0"))
   end)
 
   it("close() wakes a goroutine blocked in accept with nil, err", function()
