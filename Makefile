@@ -171,6 +171,7 @@ bench: all
 	bash bench/crawl/run.sh
 	CRAWL_TLS=1 bash bench/crawl/run.sh
 	bash bench/http/run.sh
+	bash bench/tls/run.sh
 	bash bench/race/run.sh
 
 install: all

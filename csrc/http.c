@@ -292,6 +292,7 @@ void csp_http_open(lua_State *L) {
   if (M == NULL) luaL_error(L, "not enough memory");
   *box = M;
   M->S = S;
+  M->cafile_alone = -1;
   M->tn.fire = csp_httpcurl_timer_fire;
   M->tn.waiters = &M->nwait;
   lua_pushnil(L);  /* the __gc's upvalue: none (not the box) */

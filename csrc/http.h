@@ -54,6 +54,7 @@ typedef struct Multi {
   struct Req *unpause;   /* body readers wanting more: resumed by the next timer fire */
   char *cafile, *capath; /* $SSL_CERT_FILE (if readable) and $SSL_CERT_DIR, read once */
   uint8_t env_read;
+  int8_t cafile_alone;   /* httpopt.c's cafile_alone: -1 until the first TLS options */
   uint8_t noproxy;       /* no proxy variable curl reads is set: curl is told so, rather than
                          ** reading five each request (Go reads them once per process too) */
 } Multi;

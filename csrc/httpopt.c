@@ -72,6 +72,21 @@ static void certs_from_env(Multi *M) {
   if (d != NULL && *d) M->capath = strdup(d);
 }
 
+/* Whether the CA file alone is the trust store (no $SSL_CERT_DIR, the file readable): then
+** curl's default directory is dropped, for curl (>= 7.87) keeps the certificates read from a
+** file in the multi handle only when no directory is set; with one, each new TLS connection
+** read the whole system file again (~250M instructions, 19 ms). Go reads them once too. The
+** directory on Debian holds the file's certificates, linked by hash. */
+static int cafile_alone(Multi *M, CURL *e) {
+  if (M->cafile_alone < 0) {
+    char *def = NULL;
+    M->cafile_alone = M->capath == NULL &&
+                      (M->cafile != NULL || (curl_easy_getinfo(e, CURLINFO_CAINFO, &def) == CURLE_OK &&
+                                             def != NULL && access(def, R_OK) == 0));
+  }
+  return M->cafile_alone;
+}
+
 /* The variables curl 7.88 reads for the proxy of an http(s) request (curl_getenv: an empty
 ** one is none). Read once, as Go's ProxyFromEnvironment does. */
 static void proxy_from_env(Multi *M) {
@@ -294,6 +309,7 @@ static int req_options(lua_State *L, Req *r, const char *method, const char *url
   lua_pop(L, 1);
   if (cainfo || M->cafile) SETOPT(e, CURLOPT_CAINFO, cainfo ? cainfo : M->cafile);
   if (!cainfo && M->capath) SETOPT(e, CURLOPT_CAPATH, M->capath);
+  else if (cainfo || cafile_alone(M, e)) SETOPT(e, CURLOPT_CAPATH, (char *)NULL);
   SETOPT(e, CURLOPT_HTTP_VERSION,
          ver && strcmp(ver, "1.1") == 0 ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
   if (!req_headers(L, r) || !req_body(L, r, method, flags)) goto fail;

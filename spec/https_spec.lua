@@ -128,6 +128,28 @@ describe("csp.http over TLS (nginx)", function()
     r = proc.run(code, { no_proxy = "*" })
     assert.matches("x509", r.stdout)
   end)
+
+  it("verifies every new connection against the CA file it read once", function()
+    -- a system-sized file (Debian's bundle and the test CA): curl keeps what it read in the
+    -- multi handle (csrc/httpopt.c cafile_alone), so each connection after the first uses it
+    local bundle = s.root .. "/bundle.pem"
+    local f = assert(io.open(bundle, "w"))
+    f:write(proc.slurp("/etc/ssl/certs/ca-certificates.crt") or "", proc.slurp(s.ca))
+    f:close()
+    local code = ([[
+      local csp = require "csp"
+      local out = {}
+      for i = 1, 4 do  -- each on a new connection
+        local r, err = csp.http.get(%q, { timeout = 10, http_version = "1.1",
+          headers = { Connection = "close" } })
+        out[i] = r and r.status or err
+      end
+      print(table.concat(out, " "))
+    ]]):format(s.start_url)
+    local r = proc.run(code, { SSL_CERT_FILE = bundle, SSL_CERT_DIR = "", no_proxy = "*" })
+    assert.equal("200 200 200 200\n", r.stdout, r.stderr)
+  end)
+
 end)
 
 describe("csp.http over TLS with HTTP/1.1: keep-alive framing (issue 9.4)", function()
