@@ -75,7 +75,7 @@ static void certs_from_env(Multi *M) {
 /* Whether the CA file alone is the trust store (no $SSL_CERT_DIR, the file readable): then
 ** curl's default directory is dropped, for curl (>= 7.87) keeps the certificates read from a
 ** file in the multi handle only when no directory is set; with one, each new TLS connection
-** read the whole system file again (~250M instructions, 19 ms). Go reads them once too. The
+** read the whole system file again (~250M instructions, ~20 ms). Go reads them once too. The
 ** directory on Debian holds the file's certificates, linked by hash. */
 static int cafile_alone(Multi *M, CURL *e) {
   if (M->cafile_alone < 0) {
