@@ -25,3 +25,9 @@ median() {
   tr ' ' '\n' <<<"$1" | grep -E '^[0-9.]+$' | sort -g |
     awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "FAIL") }'
 }
+
+# result NAME <<<"$out": the value of the program's "RESULT NAME value ..." line (nothing if none).
+result() { awk -v k="$1" '$2 == k {print $3}'; }
+
+# ratio A B: A / B to two decimals, or "-" unless both are positive numbers.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }'; }

@@ -129,7 +129,7 @@ describe("csp.http over TLS (nginx)", function()
     assert.matches("x509", r.stdout)
   end)
 
-  it("verifies every new connection against the CA file it read once", function()
+  it("verifies every new connection against the CA file it read once, a cainfo= file alone", function()
     -- a system-sized file (Debian's bundle and the test CA): curl keeps what it read in the
     -- multi handle (csrc/httpopt.c cafile_alone), so each connection after the first uses it
     local bundle = s.root .. "/bundle.pem"
@@ -144,10 +144,15 @@ describe("csp.http over TLS (nginx)", function()
           headers = { Connection = "close" } })
         out[i] = r and r.status or err
       end
+      -- cainfo= is the whole trust store of its request (Go's RootCAs), the kept one aside
+      for _, ca in ipairs { "/etc/ssl/certs/ca-certificates.crt", %q } do
+        local r, err, code = csp.http.get(%q, { timeout = 10, cainfo = ca })
+        out[#out + 1] = r and r.status or code
+      end
       print(table.concat(out, " "))
-    ]]):format(s.start_url)
+    ]]):format(s.start_url, s.root .. "/missing.pem", s.start_url)
     local r = proc.run(code, { SSL_CERT_FILE = bundle, SSL_CERT_DIR = "", no_proxy = "*" })
-    assert.equal("200 200 200 200\n", r.stdout, r.stderr)
+    assert.equal("200 200 200 200 EX509 EX509\n", r.stdout, r.stderr)
   end)
 end)
 

@@ -40,6 +40,6 @@ bench "go P=$(nproc)" env -u GOMAXPROCS build/bench/chat-go
 printf '\nChat fan-out: %d clients, %d talking, %d s, load generator GOMAXPROCS=1\n' "$CLIENTS" "$TALKERS" "$SECS"
 printf '| server | deliveries/s | server CPU us/delivery | deliveries vs go P=1 |\n|---|---|---|---|\n'
 for name in "${ORDER[@]}"; do
-  ratio=$(awk -v a="${DPS[$name]:-0}" -v b="${DPS[go P=1]:-0}" 'BEGIN { if (b > 0 && a > 0) printf "%.2f", a / b; else print "-" }')
-  printf '| %s | %s | %s | %s |\n' "$name" "${DPS[$name]:-FAIL}" "${CPU[$name]:--}" "$ratio"
+  printf '| %s | %s | %s | %s |\n' "$name" "${DPS[$name]:-FAIL}" "${CPU[$name]:--}" \
+    "$(ratio "${DPS[$name]:-0}" "${DPS[go P=1]:-0}")"
 done

@@ -49,7 +49,7 @@ fi
 printf '\nTCP echo: %d connections, %d-byte lines, %d s, load generator GOMAXPROCS=1\n' "$CONNS" "$SIZE" "$SECS"
 printf '| server | req/s | p50 us | p99 us | server CPU us/req | CPU vs csp |\n|---|---|---|---|---|---|\n'
 for name in "${ORDER[@]}"; do
-  ratio=$(awk -v a="${CPU[$name]:-0}" -v b="${CPU[csp]:-0}" 'BEGIN { if (b > 0 && a > 0) printf "%.2f", a / b; else print "-" }')
+  r=$(ratio "${CPU[$name]:-0}" "${CPU[csp]:-0}")
   printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "${RPS[$name]:-FAIL}" "${P50[$name]:--}" \
-    "${P99[$name]:--}" "${CPU[$name]:--}" "$ratio"
+    "${P99[$name]:--}" "${CPU[$name]:--}" "$r"
 done

@@ -76,12 +76,12 @@ run() {
   a0=$(accepts)
   out=$("$@" "$URL" "$N") || { echo "FAIL: $name" >&2; return 1; }
   CONNS[$name]+=" $(($(accepts) - a0 - 1))"  # minus the status request's own connection
-  SEQ[$name]+=" $(awk '$2 == "http_seq" {print $3}' <<<"$out")"
-  PAR[$name]+=" $(awk '$2 == "http_par8" {print $3}' <<<"$out")"
-  PARU[$name]+=" $(awk '$2 == "http_par8u" {print $3}' <<<"$out")"
-  CPU[$name]+=" $(awk '$2 == "http_seq_cpu" {print $3}' <<<"$out")"
-  CPUP[$name]+=" $(awk '$2 == "http_par8_cpu" {print $3}' <<<"$out")"
-  CPUPU[$name]+=" $(awk '$2 == "http_par8u_cpu" {print $3}' <<<"$out")"
+  SEQ[$name]+=" $(result http_seq <<<"$out")"
+  PAR[$name]+=" $(result http_par8 <<<"$out")"
+  PARU[$name]+=" $(result http_par8u <<<"$out")"
+  CPU[$name]+=" $(result http_seq_cpu <<<"$out")"
+  CPUP[$name]+=" $(result http_par8_cpu <<<"$out")"
+  CPUPU[$name]+=" $(result http_par8u_cpu <<<"$out")"
 }
 NAMES=(csp "go P=1" "go P=$(nproc)")
 for ((r = 1; r <= RUNS; r++)); do
@@ -91,7 +91,6 @@ for ((r = 1; r <= RUNS; r++)); do
   run "go P=$(nproc)" env -u GOMAXPROCS build/bench/http-goget
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }'; }
 declare -A MS MP MPU MC MCP MCPU
 for name in "${NAMES[@]}"; do
   MS[$name]=$(median "${SEQ[$name]:-}") MP[$name]=$(median "${PAR[$name]:-}")

@@ -25,8 +25,8 @@ one() {  # one NAME CMD...: a run, its numbers appended to NAME's lists
   local name=$1 out
   shift
   out=$("$@" "$START" "$N") || { echo "FAIL: $name" >&2; return 1; }
-  W[$name]+=" $(awk '$2 == "tls_conn" {print $3}' <<<"$out")"
-  C[$name]+=" $(awk '$2 == "tls_conn_cpu" {print $3}' <<<"$out")"
+  W[$name]+=" $(result tls_conn <<<"$out")"
+  C[$name]+=" $(result tls_conn_cpu <<<"$out")"
 }
 NAMES=(csp "go P=1" "go P=$(nproc)")
 for ((r = 1; r <= RUNS; r++)); do
@@ -42,6 +42,5 @@ echo "|---|---|---|---|"
 for name in "${NAMES[@]}"; do
   w=$(median "${W[$name]:-}") c=$(median "${C[$name]:-}")
   echo "RESULT tls_conn_${name// /_} $w ms/req" >&2
-  printf '| %s | %s | %s | %s |\n' "$name" "$w" "$c" \
-    "$(awk -v a="$(median "${W[csp]}")" -v b="$w" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')"
+  printf '| %s | %s | %s | %s |\n' "$name" "$w" "$c" "$(ratio "$(median "${W[csp]}")" "$w")"
 done
