@@ -139,13 +139,17 @@ static int http_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 5);
   if (url_refused(L, url, ulen)) return csp_fail(L, "EINVAL", "%s", lua_tostring(L, -1));
+  csp_httpcurl_multi_get(L, M);
+  if (!csp_httpdl_h2() && lua_getfield(L, 1, "http_version") == LUA_TSTRING &&
+      strcmp(lua_tostring(L, -1), "2") == 0)
+    return csp_fail(L, "EPROTONOSUPPORT", "http: HTTP/2 requested, and this libcurl has no HTTP/2");
+  lua_settop(L, 5);
   r = (Req *)lua_newuserdatauv(L, sizeof *r, 1);  /* index 6 */
   memset(r, 0, sizeof *r);
   r->tag = &req_tag;
   r->wr.free_fn = req_release;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &req_tag);
   lua_setmetatable(L, -2);
-  csp_httpcurl_multi_get(L, M);
   r->M = M;
   r->sink = (flags & F_SINK) != 0;
   r->follow = (int)csp_httpopt_int(L, "follow", MAX_REDIRECTS, 0);

@@ -127,6 +127,7 @@ extern const char csp_http_multi_key;
 
 /* httpdl.c */
 void csp_httpdl_load(lua_State *L);   /* binds and initialises libcurl (once per process); raises */
+int csp_httpdl_h2(void);              /* the loaded libcurl speaks HTTP/2 */
 
 /* httpcurl.c */
 void csp_httpcurl_multi_refs(Multi *M, int on);   /* the polls and timer keep the loop alive or not */

@@ -19,6 +19,7 @@
 
 static struct {
   CURLcode (*global_init)(long);
+  curl_version_info_data *(*version_info)(CURLversion);
   CURL *(*easy_init)(void);
   void (*easy_cleanup)(CURL *);
   void (*easy_reset)(CURL *);
@@ -48,33 +49,35 @@ static struct {
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static char load_err[256];  /* empty once libcurl is bound and initialised */
+static int has_h2;          /* the library speaks HTTP/2 (a build without nghttp2 does not) */
 
-static int httpdl_bind(void *h, void *slot, const char *name) {
+static int httpdl_bind(void *h, const char *lib, void *slot, const char *name) {
   void *f = dlsym(h, name);
-  if (f == NULL) snprintf(load_err, sizeof load_err, "http: %s has no %s", CURL_SONAME, name);
+  if (f == NULL) snprintf(load_err, sizeof load_err, "http: %s has no %s", lib, name);
   else memcpy(slot, &f, sizeof f);  /* a data pointer to a function pointer, as POSIX allows */
   return f != NULL;
 }
 
-#define BIND(f) ok = ok && httpdl_bind(h, &fn.f, "curl_" #f)
+#define BIND(f) ok = ok && httpdl_bind(h, lib, &fn.f, "curl_" #f)
 
 /* $CSP_LIBCURL, when set, names the library instead (another build, another soname). */
 static void httpdl_load(void) {
-  const char *path = getenv("CSP_LIBCURL");
-  void *h = dlopen(path != NULL && *path ? path : CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+  const char *path = getenv("CSP_LIBCURL"), *lib = path != NULL && *path ? path : CURL_SONAME;
+  void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
   int ok = 1;
   if (h == NULL) {
     snprintf(load_err, sizeof load_err, "http: cannot load libcurl: %s", dlerror());
     return;
   }
-  BIND(global_init); BIND(easy_init); BIND(easy_cleanup); BIND(easy_reset); BIND(easy_pause);
-  BIND(easy_setopt); BIND(easy_getinfo); BIND(easy_strerror); BIND(multi_init);
+  BIND(global_init); BIND(version_info); BIND(easy_init); BIND(easy_cleanup); BIND(easy_reset);
+  BIND(easy_pause); BIND(easy_setopt); BIND(easy_getinfo); BIND(easy_strerror); BIND(multi_init);
   BIND(multi_cleanup); BIND(multi_setopt); BIND(multi_add_handle); BIND(multi_remove_handle);
   BIND(multi_assign); BIND(multi_socket_action); BIND(multi_info_read); BIND(share_init);
   BIND(share_cleanup); BIND(share_setopt); BIND(slist_append); BIND(slist_free_all); BIND(url);
   BIND(url_cleanup); BIND(url_set); BIND(url_get); BIND(free);
   if (ok && fn.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
     snprintf(load_err, sizeof load_err, "http: curl_global_init failed");
+  if (ok) has_h2 = (fn.version_info(CURLVERSION_NOW)->features & CURL_VERSION_HTTP2) != 0;
   /* never dlclosed: curl's global state lives until the process ends */
 }
 
@@ -82,6 +85,11 @@ static void httpdl_load(void) {
 void csp_httpdl_load(lua_State *L) {
   pthread_once(&load_once, httpdl_load);
   if (load_err[0] != '\0') luaL_error(L, "%s", load_err);
+}
+
+/* Whether the loaded libcurl speaks HTTP/2 (after csp_httpdl_load). */
+int csp_httpdl_h2(void) {
+  return has_h2;
 }
 
 /* ---------------------------------------------------------------- the forwarders */

@@ -284,12 +284,13 @@ static int req_options(lua_State *L, Req *r, const char *method, const char *url
   CURL *e = r->e;
   const char *cainfo = opt_str(L, "cainfo"), *ver = opt_str(L, "http_version");
   long timeout = opt_timeout(L);
+  int h2 = csp_httpdl_h2() && !(ver && strcmp(ver, "1.1") == 0);  /* "2" without it: refused */
   if (!req_common(r)) goto fail;
   /* Over TLS a second request waits for the first connection's ALPN answer, to share it as
   ** h2 streams; in clear text (HTTP/1.1 only) waiting would serialise concurrent requests.
   ** Requests that cannot multiplex keep their connections apart (Multi.h1); a handle keeps
   ** its share through curl_easy_reset, so it is set every time. */
-  if (strncasecmp(url, "https:", 6) == 0 && !(ver && strcmp(ver, "1.1") == 0)) {
+  if (h2 && strncasecmp(url, "https:", 6) == 0) {
     SETOPT(e, CURLOPT_PIPEWAIT, 1L);
     SETOPT(e, CURLOPT_SHARE, (CURLSH *)NULL);
   } else {
@@ -310,8 +311,8 @@ static int req_options(lua_State *L, Req *r, const char *method, const char *url
   if (cainfo || M->cafile) SETOPT(e, CURLOPT_CAINFO, cainfo ? cainfo : M->cafile);
   if (!cainfo && M->capath) SETOPT(e, CURLOPT_CAPATH, M->capath);
   else if (cainfo || cafile_alone(M, e)) SETOPT(e, CURLOPT_CAPATH, (char *)NULL);
-  SETOPT(e, CURLOPT_HTTP_VERSION,
-         ver && strcmp(ver, "1.1") == 0 ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
+  /* a libcurl without HTTP/2 refuses 2TLS (CURLE_UNSUPPORTED_PROTOCOL) */
+  SETOPT(e, CURLOPT_HTTP_VERSION, h2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
   if (!req_headers(L, r) || !req_body(L, r, method, flags)) goto fail;
   lua_settop(L, 6);
   return 1;

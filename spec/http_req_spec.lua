@@ -132,4 +132,13 @@ describe("libcurl, loaded lazily", function()
     ]], { CSP_LIBCURL = "/nonexistent/libcurl.so.4" })
     assert.are.equal("false\ttrue\nfalse\ttrue\n", out)
   end)
+
+  it("that is not libcurl fails each request with a Lua error naming it and what it lacks", function()
+    local out = child([[
+      local ok, err = pcall(csp.http.get, srv.url .. "/ok")
+      print(ok, err:match("http: libz.so.1 has no curl_global_init$") ~= nil)
+      srv.close()
+    ]], { CSP_LIBCURL = "libz.so.1" })
+    assert.are.equal("false\ttrue\n", out)
+  end)
 end)

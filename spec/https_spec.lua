@@ -41,6 +41,33 @@ describe("csp.http over TLS (nginx)", function()
     r = assert(csp.http.request { url = s.start_url, timeout = 10, cainfo = s.ca, http_version = "1.1" })
     assert.equal("HTTP/1.1", r.proto)
     assert.equal("OK", r.reason)
+    r = assert(csp.http.request { url = s.start_url, timeout = 10, cainfo = s.ca, http_version = "2" })
+    assert.equal("HTTP/2.0", r.proto)
+  end)
+
+  it("with a libcurl built without HTTP/2 speaks HTTP/1.1, and refuses http_version = \"2\"", function()
+    -- spec/helpers/noh2curl.c: the system libcurl as a build without nghttp2 shows itself
+    local lib = s.root .. "/libcurl-noh2.so"
+    local cc = io.popen(("env -u LD_PRELOAD gcc -shared -fPIC -O1 -o %s %s -Wl,--no-as-needed -lcurl -ldl 2>&1")
+      :format(lib, proc.root .. "/spec/helpers/noh2curl.c"))
+    local cout = cc:read("a")
+    assert(cc:close(), cout)
+    local r = proc.run(([[
+      local csp = require "csp"
+      local url, ca = %q, %q
+      local wg, got = csp.waitgroup(), {}
+      for i = 1, 4 do  -- concurrent: each on a connection of its own, as HTTP/1.1 needs
+        wg:go(function() got[i] = assert(csp.http.get(url, { timeout = 10, cainfo = ca })).proto end)
+      end
+      wg:wait()
+      print(table.concat(got, " "))
+      local r = assert(csp.http.request { url = url, timeout = 10, cainfo = ca, http_version = "1.1" })
+      print(r.status, r.proto)
+      print(csp.http.request { url = url, timeout = 10, cainfo = ca, http_version = "2" })
+    ]]):format(s.start_url, s.ca), { CSP_LIBCURL = lib, no_proxy = "*" })
+    assert.equal(("HTTP/1.1 HTTP/1.1 HTTP/1.1 HTTP/1.1\n200\tHTTP/1.1\n"
+      .. 'nil\tGet "%s": http: HTTP/2 requested, and this libcurl has no HTTP/2\tEPROTONOSUPPORT\n')
+      :format(s.start_url), r.stdout, r.stderr)
   end)
 
   it("multiplexes concurrent requests to one host on one connection", function()
