@@ -154,9 +154,26 @@ describe("csp.http.request", function()
     end)
     local r = assert(csp.http.get(srv.url, { timeout = 5 }))
     assert.equal("hello, gzip", r.body)
-    assert.matches("gzip", ae)
+    assert.equal("gzip, deflate", ae)
     r = assert(csp.http.get(srv.url, { timeout = 5, headers = { ["Accept-Encoding"] = "gzip" } }))
     assert.equal(gz, r.body)
+  end)
+
+  it("decodes deflate, and sends no Accept of its own (as Go), only the caller's", function()
+    local zl = assert(io.popen([[python3 -c 'import sys, zlib
+sys.stdout.buffer.write(zlib.compress(b"hello, deflate"))']])):read("a")
+    local seen = {}
+    srv = start(function(req, c)
+      local h = req.headers
+      seen[#seen + 1] = { h["accept"] or "none", h["user-agent"], h["expect"] or "none" }
+      httpd.reply(c, 200, zl, { { "Content-Encoding", "deflate" } })
+    end)
+    assert.equal("hello, deflate", assert(csp.http.get(srv.url, { timeout = 5 })).body)
+    local r = assert(csp.http.get(srv.url, { timeout = 5, headers = { Accept = "text/html" } }))
+    assert.equal("hello, deflate", r.body)
+    r = assert(csp.http.post(srv.url, "text/plain", ("x"):rep(2 << 20), { timeout = 5 }))
+    assert.equal("hello, deflate", r.body)
+    assert.same({ { "none", "csp", "none" }, { "text/html", "csp", "none" }, { "none", "csp", "none" } }, seen)
   end)
 
   describe("keep-alive framing (issue 9.4)", function()
