@@ -48,7 +48,7 @@ typedef struct Multi {
   Poll *polls;           /* every poll handle, for ref/unref */
   Handle spare[64];      /* easy handles of finished requests, for the next ones */
   int nspare;
-  struct curl_slist *unset;   /* UNSET_HEADERS: the header list of requests with no lines */
+  struct curl_slist *headers; /* the header list of requests with no lines of their own */
   Sock *socks;           /* by descriptor: the connection sockets curl opened */
   int nsocks;            /* length of socks */
   struct Req *unpause;   /* body readers wanting more: resumed by the next timer fire */
@@ -90,7 +90,7 @@ typedef struct Req {
   const void *tag;
   Multi *M;               /* NULL once released (__gc) */
   CURL *e;                /* NULL once dropped */
-  struct curl_slist *hdrs;  /* the caller's header lines (NULL: M->unset is used) */
+  struct curl_slist *hdrs;  /* the caller's header lines (NULL: M->headers is used) */
   Prof prof;              /* with url, uh and upre: Handle's fields for e */
   char *url;
   CURLU *uh;

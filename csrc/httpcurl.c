@@ -458,7 +458,7 @@ int csp_httpcurl_multi_gc(lua_State *L) {
   Multi **box = (Multi **)lua_touserdata(L, 1);
   if (*box != NULL) {
     csp_httpcurl_multi_close(*box);
-    if ((*box)->unset != NULL) curl_slist_free_all((*box)->unset);  /* set once curl loaded */
+    if ((*box)->headers != NULL) curl_slist_free_all((*box)->headers);  /* set once curl loaded */
     free((*box)->socks);
     free((*box)->cafile);
     free((*box)->capath);

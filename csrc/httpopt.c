@@ -98,6 +98,8 @@ static void proxy_from_env(Multi *M) {
   }
 }
 
+#define USER_AGENT "csp"
+
 #define SETOPT(e, o, v) do { if (curl_easy_setopt(e, o, v) != CURLE_OK) goto fail; } while (0)
 
 /* The end of url's "scheme://authority" (the index of its path's '/'), or 0. */
@@ -211,7 +213,6 @@ static int req_common(Req *r) {
   SETOPT(e, CURLOPT_NOSIGNAL, 1L);
   SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
   SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  SETOPT(e, CURLOPT_USERAGENT, "csp");
   SETOPT(e, CURLOPT_WRITEFUNCTION, csp_httpcurl_write_cb);
   SETOPT(e, CURLOPT_HEADERFUNCTION, csp_httpcurl_header_cb);
   SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, csp_httpcurl_open_cb);
@@ -228,29 +229,46 @@ fail:
   return 0;
 }
 
-/* The headers curl adds and Go's client does not send, each as "Name:" (curl: leave it out):
-** Expect (curl's, on larger bodies) and Accept (curl sends any type; leaving it out also
-** spares curl formatting it into every request, byte by byte). The caller's lines follow them. */
-static struct curl_slist *unset_headers(void) {
-  struct curl_slist *l = curl_slist_append(NULL, "Expect:"), *n;
-  if (l != NULL && (n = curl_slist_append(l, "Accept:")) == NULL) {
+/* Go's client sends no Accept or Expect: curl's are left out ("Name:" in the list), its Accept
+** of any type on every request and Expect on larger bodies. The User-Agent is a line of the
+** list too, not CURLOPT_USERAGENT: curl 7.88 would format it anew for every request. */
+static struct curl_slist *headers_start(void) {
+  struct curl_slist *l = curl_slist_append(NULL, "Expect:");
+  if (l != NULL && curl_slist_append(l, "Accept:") == NULL) {
     curl_slist_free_all(l);
     return NULL;
   }
   return l;
 }
 
-/* The request's header lines (lua index 4, or none). */
+static int headers_agent(struct curl_slist *l) {
+  return curl_slist_append(l, "User-Agent: " USER_AGENT) != NULL;
+}
+
+/* The header list of requests with no lines of their own (made once per multi handle). */
+static struct curl_slist *headers_default(void) {
+  struct curl_slist *l = headers_start();
+  if (l != NULL && !headers_agent(l)) {
+    curl_slist_free_all(l);
+    return NULL;
+  }
+  return l;
+}
+
+/* The request's header lines (lua index 4, or none): the caller's User-Agent replaces csp's. */
 static int req_headers(lua_State *L, Req *r) {
-  struct curl_slist *l = r->M->unset;
+  struct curl_slist *l = r->M->headers;
   if (lua_type(L, 4) == LUA_TTABLE) {
-    if ((l = r->hdrs = unset_headers()) == NULL) return 0;
+    int agent = 1;
+    if ((l = r->hdrs = headers_start()) == NULL) return 0;
     for (lua_Integer i = 1; lua_geti(L, 4, i) == LUA_TSTRING; i++) {
-      struct curl_slist *n = curl_slist_append(r->hdrs, lua_tostring(L, -1));
+      const char *line = lua_tostring(L, -1);
+      if (strncasecmp(line, "User-Agent", 10) == 0 && (line[10] == ':' || line[10] == ';')) agent = 0;
+      if (curl_slist_append(r->hdrs, line) == NULL) return 0;
       lua_pop(L, 1);
-      if (n == NULL) return 0;
     }
     lua_pop(L, 1);
+    if (agent && !headers_agent(r->hdrs)) return 0;
   }
   return curl_easy_setopt(r->e, CURLOPT_HTTPHEADER, l) == CURLE_OK;
 }
@@ -365,7 +383,7 @@ int csp_httpopt_setup(lua_State *L, Req *r, const char *method, const char *url,
     certs_from_env(M);
     proxy_from_env(M);
   }
-  if (M->unset == NULL && (M->unset = unset_headers()) == NULL) return 0;
+  if (M->headers == NULL && (M->headers = headers_default()) == NULL) return 0;
   req_profile(L, r, method, url, flags);
   if (M->nspare > 0) {
     Handle *h = &M->spare[--M->nspare];

@@ -159,21 +159,25 @@ describe("csp.http.request", function()
     assert.equal(gz, r.body)
   end)
 
-  it("decodes deflate, and sends no Accept of its own (as Go), only the caller's", function()
+  it("decodes deflate, sends no Accept of its own (as Go), and one User-Agent: csp's or the caller's", function()
     local zl = assert(io.popen([[python3 -c 'import sys, zlib
 sys.stdout.buffer.write(zlib.compress(b"hello, deflate"))']])):read("a")
     local seen = {}
     srv = start(function(req, c)
       local h = req.headers
-      seen[#seen + 1] = { h["accept"] or "none", h["user-agent"], h["expect"] or "none" }
+      local _, agents = req.raw:lower():gsub("\nuser%-agent:", "")
+      seen[#seen + 1] = table.concat({ h["accept"] or "-", h["user-agent"], agents, h["expect"] or "-" }, " ")
       httpd.reply(c, 200, zl, { { "Content-Encoding", "deflate" } })
     end)
-    assert.equal("hello, deflate", assert(csp.http.get(srv.url, { timeout = 5 })).body)
-    local r = assert(csp.http.get(srv.url, { timeout = 5, headers = { Accept = "text/html" } }))
+    local function get(headers)
+      return assert(csp.http.get(srv.url, { timeout = 5, headers = headers })).body
+    end
+    assert.equal("hello, deflate", get())
+    assert.equal("hello, deflate", get({ Accept = "text/html", ["X-A"] = "1" }))
+    assert.equal("hello, deflate", get({ ["user-agent"] = "me" }))
+    local r = assert(csp.http.post(srv.url, "text/plain", ("x"):rep(2 << 20), { timeout = 5 }))
     assert.equal("hello, deflate", r.body)
-    r = assert(csp.http.post(srv.url, "text/plain", ("x"):rep(2 << 20), { timeout = 5 }))
-    assert.equal("hello, deflate", r.body)
-    assert.same({ { "none", "csp", "none" }, { "text/html", "csp", "none" }, { "none", "csp", "none" } }, seen)
+    assert.same({ "- csp 1 -", "text/html csp 1 -", "- me 1 -", "- csp 1 -" }, seen)
   end)
 
   describe("keep-alive framing (issue 9.4)", function()
