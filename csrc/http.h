@@ -63,6 +63,7 @@ typedef struct Multi {
 struct Sock {
   uint8_t open;
   uint8_t h1;            /* an HTTP/1 response completed on it: it idles between requests */
+  uint8_t stirred;       /* readable while it idled (bytes, a hang-up): never sent on again */
   int lport;             /* its local port once looked up (the prereq callback names a
                          ** connection by its ports), 0 before */
   Poll *poll;            /* its poll handle, kept while the connection idles in the pool */

@@ -48,6 +48,8 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
   Poll *p = (Poll *)h;
   int flags = 0;
   if (!p->want) {  /* an idle pooled connection became readable (closed by the server...) */
+    Sock *k = sock_of(p->M, p->fd);
+    if (k != NULL) k->stirred = 1;
     uv_poll_stop(h);
     p->events = 0;
     return;
@@ -182,6 +184,7 @@ curl_socket_t csp_httpcurl_open_cb(void *u, curlsocktype purpose, struct curl_so
   }
   M->socks[fd].open = 1;
   M->socks[fd].h1 = 0;
+  M->socks[fd].stirred = 0;
   M->socks[fd].lport = 0;
   M->socks[fd].poll = NULL;
   M->nsock++;
@@ -217,18 +220,30 @@ static int sock_lport(curl_socket_t fd) {
 ** request is made again on a fresh connection. Over TLS too: after a response's last record
 ** nothing is due until the next request (a close_notify means the connection is closing
 ** anyway). h2 connections are not checked: they carry frames while idle, and frame every
-** response by stream. */
+** response by stream.
+** An idle connection's poll keeps reading (socket_cb): what arrived by the loop's last poll
+** set k->stirred, so no syscall is needed. Bytes arriving since then are not seen, as in Go,
+** whose idle connection's read loop waits on the same poller; a socket whose poll stopped
+** (it was waiting to write), or that curl still watches, is peeked at instead. */
+static int sock_stale(Sock *k, curl_socket_t fd) {
+  char c;
+  if (k->stirred) return 1;
+  if (k->poll != NULL && !k->poll->want && (k->poll->events & UV_READABLE) &&
+      uv_is_active((uv_handle_t *)&k->poll->h))
+    return 0;
+  return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
 int csp_httpcurl_prereq_cb(void *u, char *rip, char *lip, int rport, int lport) {
   Req *r = (Req *)u;
   Multi *M = r->M;
   (void)rip; (void)lip; (void)rport;
   for (int fd = 0; fd < M->nsocks; fd++) {
     Sock *k = &M->socks[fd];
-    char c;
     if (!k->open) continue;
     if (k->lport == 0) k->lport = sock_lport(fd);
     if (k->lport != lport) continue;
-    if (k->h1 && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+    if (k->h1 && sock_stale(k, fd)) {
       shutdown(fd, SHUT_RDWR);
       r->stale = 1;
       return CURL_PREREQFUNC_ABORT;
