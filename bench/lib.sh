@@ -1,6 +1,6 @@
 # bench/lib.sh: what every bench/*/run.sh shares. Sourced (`. "$(dirname "$0")/../lib.sh"`):
 # moves to the repository root, points lua5.4 at this tree's csp (CSP_BUILD: the directory that
-# holds csp/core.so, default build), keeps Go's cache under build/, and defines wall and median.
+# holds csp/core.so, default build), keeps Go's cache under build/, and defines wall, median, result, ratio and rounds.
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 ROOT=$PWD
 LUA=${LUA:-lua5.4}
@@ -31,3 +31,16 @@ result() { awk -v k="$1" '$2 == k {print $3}'; }
 
 # ratio A B: A / B to two decimals, or "-" unless both are positive numbers.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# rounds FN SCRIPT GOBIN: $RUNS interleaved rounds, each calling FN NAME CMD... for csp
+# (lua5.4 SCRIPT), the Go twin GOBIN with GOMAXPROCS=1 and with every CPU, named as in NAMES.
+NAMES=(csp "go P=1" "go P=$(nproc)")
+rounds() {
+  local fn=$1 script=$2 gobin=$3 r
+  for ((r = 1; r <= RUNS; r++)); do
+    echo "round $r/$RUNS" >&2
+    "$fn" csp "$LUA" "$script"
+    "$fn" "go P=1" env GOMAXPROCS=1 "$gobin"
+    "$fn" "go P=$(nproc)" env -u GOMAXPROCS "$gobin"
+  done
+}

@@ -83,13 +83,7 @@ run() {
   CPUP[$name]+=" $(result http_par8_cpu <<<"$out")"
   CPUPU[$name]+=" $(result http_par8u_cpu <<<"$out")"
 }
-NAMES=(csp "go P=1" "go P=$(nproc)")
-for ((r = 1; r <= RUNS; r++)); do
-  echo "round $r/$RUNS" >&2
-  run csp "$LUA" bench/http/get.lua
-  run "go P=1" env GOMAXPROCS=1 build/bench/http-goget
-  run "go P=$(nproc)" env -u GOMAXPROCS build/bench/http-goget
-done
+rounds run bench/http/get.lua build/bench/http-goget
 
 declare -A MS MP MPU MC MCP MCPU
 for name in "${NAMES[@]}"; do

@@ -28,13 +28,7 @@ one() {  # one NAME CMD...: a run, its numbers appended to NAME's lists
   W[$name]+=" $(result tls_conn <<<"$out")"
   C[$name]+=" $(result tls_conn_cpu <<<"$out")"
 }
-NAMES=(csp "go P=1" "go P=$(nproc)")
-for ((r = 1; r <= RUNS; r++)); do
-  echo "round $r/$RUNS" >&2
-  one csp "$LUA" bench/tls/conns.lua
-  one "go P=1" env GOMAXPROCS=1 build/bench/tls-conns
-  one "go P=$(nproc)" env -u GOMAXPROCS build/bench/tls-conns
-done
+rounds one bench/tls/conns.lua build/bench/tls-conns
 echo
 echo "https GET on a new connection each (HTTP/1.1, TLS 1.3, nginx on 127.0.0.1), N=$N, median of $RUNS"
 echo "| client | wall ms/req | CPU ms/req | csp/Go(P=1) wall |"
