@@ -209,6 +209,14 @@ typedef struct csp_Metrics {
 /* Something whose libuv handles own more than their own blocks (a process's pipe buffers): at
 ** lua_close the scheduler calls close for each one linked, before it closes the leftover handles
 ** with free(), so its handles close with its own callbacks. Unlinked by close (or before). */
+/* A goroutine not started yet and still without a record (sched.c). */
+typedef struct csp_Pend {
+  lua_Integer id, parent;
+  uint64_t readyat;    /* as csp_G's (metrics.c) */
+  int nvals;           /* f and its arguments, waiting in the pending-start ring */
+  int internal;
+} csp_Pend;
+
 typedef struct csp_Teardown {
   void (*close)(struct csp_Teardown *t);
   struct csp_Teardown *next, *prev;
@@ -232,6 +240,9 @@ struct csp_Sched {
   int anchors, pending;  /* registry refs: goroutine threads by slot; the pending-start ring */
   int baseref;         /* registry ref: every goroutine's base function (goexit.c) */
   uint32_t phead, pcount, pmask;    /* ring of pending starts */
+  /* Goroutines spawned with no thread at hand wait without a record: who they are is here, in
+  ** spawn order; each has an entry &S->all in the run queue, where it gets its record. */
+  csp_Pend *pend; uint32_t pdhead, pdcount, pdmask;
   lua_Integer nextid;
   long ngor;           /* live goroutines, main excluded */
   csp_G all;           /* sentinel of the all-goroutines list */
@@ -498,6 +509,9 @@ void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable);
 void csp_sched_pend_drop(lua_State *L, csp_Sched *S, int n);
 void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n);
 csp_G *csp_sched_spawn(lua_State *L, csp_Sched *S, int first, int internal);
+lua_Integer csp_sched_go(lua_State *L, csp_Sched *S, int first, int internal);
+csp_G *csp_sched_pend_record(lua_State *L, csp_Sched *S);
+void csp_sched_sortbyid(csp_G **v, size_t n);
 void csp_sched_checkfunc(lua_State *L, int arg);  /* a function or a callable, else an error */
 /* report.c: dumps, a goroutine's panic, goexit */
 void csp_report_dump(lua_State *L, csp_Sched *S, const char *header);

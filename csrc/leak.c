@@ -171,11 +171,14 @@ static void leaks(lua_State *L, csp_Sched *S) {
     lua_pop(L, 1);
   }
   lua_settop(L, found);
+  ncand = 0;  /* cand now holds the leaked, in id order */
+  for (csp_G *g = S->all.anext; g != &S->all; g = g->anext)
+    if (!g->internal && g->state == CSP_G_WAITING && g->started && is_leaked(L, g, found)) cand[ncand++] = g;
+  csp_sched_sortbyid(cand, (size_t)ncand);
   lua_newtable(L);
-  for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {
-    if (g->internal || g->state != CSP_G_WAITING || !g->started || !is_leaked(L, g, found)) continue;
+  for (int i = 0; i < ncand; i++) {
     luaL_buffinit(L, &b);
-    csp_sched_dumpg(L, &b, g);
+    csp_sched_dumpg(L, &b, cand[i]);
     luaL_pushresult(&b);
     lua_rawseti(L, -2, ++n);
   }

@@ -164,6 +164,7 @@ static int loop_body(lua_State *L) {
       if (S->port) csp_port_dumps(L, S);  /* other threads' goroutines, when they are all idle */
       return lua_error(L);
     }
+    if (g == &S->all) g = csp_sched_pend_record(L, S);  /* a start still without a record */
     if ((++S->ticks & POLL_MASK) == 0) csp_loop_poll(S, 0);
     if (S->gcstress) sched_gcstress(L, S);
     if (sched_resume(L, S, g)) return lua_error(L);

@@ -41,10 +41,27 @@ void csp_sched_dumpg(lua_State *L, luaL_Buffer *b, csp_G *g) {
   luaL_addvalue(b);
 }
 
-/* Pushes the dump: main first, then every goroutine in id order (Go's traceback format). */
+/* The entry of a goroutine whose start has no record yet: as csp_sched_dumpg's for one not
+** started. */
+static void dump_pend(lua_State *L, luaL_Buffer *b, const csp_Pend *p) {
+  lua_pushfstring(L, "goroutine %I [runnable]:\n\t(not started yet)\ncreated by goroutine %I",
+                  (LUAI_UACINT)p->id, (LUAI_UACINT)p->parent);
+  luaL_addvalue(b);
+}
+
+/* Pushes the dump: main first, then every goroutine in id order (Go's traceback format): the
+** records sorted, merged with the starts without one (in id order already). */
 void csp_report_dump(lua_State *L, csp_Sched *S, const char *header) {
   luaL_Buffer b;
   lua_State *mainL = S->maing.L ? S->maing.L : L;
+  size_t n = 0, k = 0;
+  uint32_t j = 0;
+  csp_G **v;
+  for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) n += !g->internal;
+  v = (csp_G **)lua_newuserdatauv(L, (n ? n : 1) * sizeof *v, 0);  /* below the buffer */
+  for (csp_G *g = S->all.anext; g != &S->all; g = g->anext)
+    if (!g->internal) v[k++] = g;
+  csp_sched_sortbyid(v, n);
   luaL_buffinit(L, &b);
   if (header) luaL_addstring(&b, header);
   lua_pushfstring(L, "goroutine 1 [%s]:\n", g_statename(S, &S->maing));
@@ -54,12 +71,22 @@ void csp_report_dump(lua_State *L, csp_Sched *S, const char *header) {
     lua_pushfstring(L, "\n\t(held by goroutine %I)", (LUAI_UACINT)*S->maing.ext->heldby);
     luaL_addvalue(&b);
   }
-  for (csp_G *g = S->all.anext; g != &S->all; g = g->anext) {
-    if (g->internal) continue;
+  for (k = 0; k < n || j < S->pdcount;) {
+    const csp_Pend *p = j < S->pdcount ? &S->pend[(S->pdhead + j) & S->pdmask] : NULL;
+    if (p != NULL && p->internal) {
+      j++;
+      continue;
+    }
     luaL_addstring(&b, "\n\n");
-    csp_sched_dumpg(L, &b, g);
+    if (p != NULL && (k == n || p->id < v[k]->id)) {
+      dump_pend(L, &b, p);
+      j++;
+    } else {
+      csp_sched_dumpg(L, &b, v[k++]);
+    }
   }
   luaL_pushresult(&b);
+  lua_remove(L, -2);  /* the array */
 }
 
 void csp_sched_dump(lua_State *L, csp_Sched *S, const char *header) {

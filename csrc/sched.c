@@ -11,18 +11,27 @@
 
 /* ---------------------------------------------------------------- run queue */
 
-/* The ring always has room for every goroutine record plus main (grown when records are made),
-** so readying never allocates and never fails. */
+/* The ring always has room for every goroutine record, every start still without one and main
+** (grown when either is made), so readying never allocates and never fails. */
+/* Grows a ring of cap elements of size sz (count of them from head) to ncap >= 2 * cap, in place
+** where it can be: realloc moves a large block by remapping its pages, not by copying (a burst of
+** spawns grows the run queue to millions of entries). The part that wrapped moves past the old
+** end, so head stays. NULL if out of memory (the ring unchanged). */
+static void *ring_grow(void *ring, size_t sz, uint32_t head, uint32_t count, uint32_t cap,
+                       uint32_t ncap) {
+  char *r = realloc(ring, (size_t)ncap * sz);
+  if (r != NULL && head + count > cap) memcpy(r + (size_t)cap * sz, r, (size_t)(head + count - cap) * sz);
+  return r;
+}
+
 static void rq_grow(lua_State *L, csp_Sched *S, uint32_t need) {
   uint32_t cap = S->rqmask + 1, ncap = cap;
+  csp_G **nrq;
   if (need <= cap) return;
   while (ncap < need) ncap *= 2;
-  csp_G **nrq = malloc(ncap * sizeof *nrq);
+  nrq = ring_grow(S->rq, sizeof *nrq, S->rqhead, S->rqcount, cap, ncap);
   if (nrq == NULL) luaL_error(L, "not enough memory");
-  for (uint32_t i = 0; i < S->rqcount; i++) nrq[i] = S->rq[(S->rqhead + i) & S->rqmask];
-  free(S->rq);
   S->rq = nrq;
-  S->rqhead = 0;
   S->rqmask = ncap - 1;
 }
 
@@ -69,16 +78,16 @@ void csp_sched_anchor(lua_State *L, csp_G *g, int validx) {
   anchors_set(L, g->S, g->slot, validx);
 }
 
-/* A goroutine's record is made at spawn, its thread only when it first runs: goroutines that
-** wait in the run queue cost a record and their arguments, not a Lua thread. Threads and records
-** are pooled separately. */
+/* A goroutine's thread is made when it first runs, its record then too unless it was needed at
+** spawn (csp_sched_go): goroutines that wait in the run queue cost their arguments, not a Lua
+** thread. Threads and records are pooled separately. */
 static csp_G *g_get(lua_State *L, csp_Sched *S) {
   csp_G *g = S->gfree;
   if (g != NULL) {
     S->gfree = g->anext;
     S->ngfree--;
   } else {
-    rq_grow(L, S, (uint32_t)S->ngrec + 2);
+    rq_grow(L, S, (uint32_t)S->ngrec + S->pdcount + 2);
     if ((g = calloc(1, sizeof *g)) == NULL) luaL_error(L, "not enough memory");
     g->S = S;
     g->w.g = g;
@@ -186,15 +195,19 @@ static void pend_push(lua_State *L, csp_Sched *S, int first, int n) {
   if (S->pcount + (uint32_t)n > S->pmask + 1) {
     uint32_t ncap = (S->pmask + 1) * 2;
     while (ncap < S->pcount + (uint32_t)n) ncap *= 2;
-    lua_createtable(L, (int)ncap, 0);
-    for (uint32_t i = 0; i < S->pcount; i++) {
-      lua_rawgeti(L, t, ((S->phead + i) & S->pmask) + 1);
-      lua_rawseti(L, -2, i + 1);
+    /* Not wrapped (a burst of spawns), the values just go on past the end, where Lua grows the
+    ** array part by doubling, with realloc, as for any t[#t + 1]; else a new table. */
+    if (S->phead != 0) {
+      lua_createtable(L, (int)ncap, 0);
+      for (uint32_t i = 0; i < S->pcount; i++) {
+        lua_rawgeti(L, t, ((S->phead + i) & S->pmask) + 1);
+        lua_rawseti(L, -2, i + 1);
+      }
+      lua_replace(L, t);
+      lua_pushvalue(L, t);
+      lua_rawseti(L, LUA_REGISTRYINDEX, S->pending);
+      S->phead = 0;
     }
-    lua_replace(L, t);
-    lua_pushvalue(L, t);
-    lua_rawseti(L, LUA_REGISTRYINDEX, S->pending);
-    S->phead = 0;
     S->pmask = ncap - 1;
   }
   for (int i = 0; i < n; i++) {
@@ -259,6 +272,64 @@ void csp_sched_pend_pop(lua_State *L, csp_Sched *S, lua_State *co, int n) {
   pend_shrink(L, S);
 }
 
+/* ---------------------------------------------------------------- starts without a record */
+
+/* Room for one more entry in S->pend; may raise (memory) before anything changed. */
+static void pd_grow(lua_State *L, csp_Sched *S) {
+  uint32_t cap = S->pend ? S->pdmask + 1 : 0;
+  csp_Pend *np;
+  if (S->pdcount < cap) return;
+  np = ring_grow(S->pend, sizeof *np, S->pdhead, S->pdcount, cap, cap ? cap * 2 : PEND_MIN);
+  if (np == NULL) luaL_error(L, "not enough memory");
+  S->pend = np;
+  S->pdmask = (cap ? cap * 2 : PEND_MIN) - 1;
+}
+
+/* The oldest entry of S->pend goes; a drained burst's ring goes with it. */
+static void pd_shift(csp_Sched *S) {
+  S->pdhead = (S->pdhead + 1) & S->pdmask;
+  if (--S->pdcount == 0 && S->pdmask >= 16 * PEND_MIN) {
+    free(S->pend);
+    S->pend = NULL;
+    S->pdhead = S->pdmask = 0;
+  }
+}
+
+/* The loop just took the run queue's entry &S->all: the oldest record-less start gets its record,
+** linked among all goroutines after younger ones made at spawn (csp_sched_sortbyid restores id
+** order where it is shown). Its f and arguments stay at the pending ring's head for the first
+** resume. A memory error leaves the entry queued as it was: the next run of the loop retries. */
+csp_G *csp_sched_pend_record(lua_State *L, csp_Sched *S) {
+  const csp_Pend *p = &S->pend[S->pdhead];
+  csp_G *g;
+  S->rqhead = (S->rqhead - 1) & S->rqmask;  /* back at the head while g_get may raise */
+  S->rqcount++;
+  g = g_get(L, S);
+  csp_sched_rq_pop(S);
+  g->id = p->id;
+  g->parent = p->parent;
+  g->internal = (uint8_t)p->internal;
+  g->nargs = p->nvals - 1;
+  g->exiting = CSP_EXIT_NO;
+  g->panicking = 0;
+  g->started = 0;
+  g->reason = NULL;
+  g->readyat = p->readyat;
+  g->state = CSP_G_RUNNABLE;
+  pd_shift(S);
+  all_link(S, g);
+  return g;
+}
+
+static int byid(const void *a, const void *b) {
+  lua_Integer x = (*(csp_G *const *)a)->id, y = (*(csp_G *const *)b)->id;
+  return (x > y) - (x < y);
+}
+
+void csp_sched_sortbyid(csp_G **v, size_t n) {
+  qsort(v, n, sizeof *v, byid);
+}
+
 void csp_sched_cancel(csp_G *g) {
   if (g->ext) g->ext->heldby = NULL;
   csp_wq_unlink(&g->w);
@@ -316,6 +387,31 @@ csp_G *csp_sched_spawn(lua_State *L, csp_Sched *S, int first, int internal) {
   all_link(S, g);
   csp_sched_ready(S, g, n - 1);
   return g;
+}
+
+/* csp.go: starts f(...) from the values at [first, top], which it pops; returns its id. With no
+** idle thread to start it on, it waits in the pending ring without a record until its turn comes
+** (csp_sched_pend_record): 48 bytes instead of a 208-byte record each, which for 1e6 goroutines
+** spawned at once is most of their memory and page faults. The race detector and a running
+** trace take the record at spawn (a clock and a flow to keep from the spawning goroutine). */
+lua_Integer csp_sched_go(lua_State *L, csp_Sched *S, int first, int internal) {
+  int n = lua_gettop(L) - first + 1;
+  csp_Pend *p;
+  if (S->ntpool > 0 || S->race || S->trace) return csp_sched_spawn(L, S, first, internal)->id;
+  csp_sched_checkfunc(L, first);
+  rq_grow(L, S, (uint32_t)S->ngrec + S->pdcount + 2);
+  pd_grow(L, S);
+  pend_push(L, S, first, n);  /* may raise (memory): nothing is counted yet */
+  p = &S->pend[(S->pdhead + S->pdcount++) & S->pdmask];
+  p->id = ++S->nextid;
+  p->parent = S->cur ? S->cur->id : 1;
+  p->nvals = n;
+  p->internal = internal;
+  p->readyat = (++S->m.lagclock & 15) == 0 ? uv_hrtime() : 0;  /* as csp_sched_ready */
+  if (!internal) S->ngor++;
+  S->rq[(S->rqhead + S->rqcount) & S->rqmask] = &S->all;
+  if (++S->rqcount > S->m.rqmax) S->m.rqmax = S->rqcount;
+  return p->id;
 }
 
 /* ---------------------------------------------------------------- parking */

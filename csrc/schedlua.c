@@ -7,8 +7,7 @@
 static int sched_go(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   luaL_checkany(L, 1);
-  csp_G *g = csp_sched_spawn(L, S, 1, 0);
-  lua_pushinteger(L, g->id);
+  lua_pushinteger(L, csp_sched_go(L, S, 1, 0));
   return 1;
 }
 
@@ -16,7 +15,7 @@ static int sched_go(lua_State *L) {
 static int sched_go_internal(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   luaL_checkany(L, 1);
-  csp_sched_spawn(L, S, 1, 1);
+  csp_sched_go(L, S, 1, 1);
   return 0;
 }
 
@@ -48,7 +47,7 @@ static int sched_run(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   csp_G *g;
   if (S->cur) return luaL_error(L, "csp.run: cannot be called from a goroutine");
-  if (!lua_isnoneornil(L, 1)) csp_sched_spawn(L, S, 1, 0);
+  if (!lua_isnoneornil(L, 1)) csp_sched_go(L, S, 1, 0);
   g = csp_sched_self(L, S);
   if (S->ngor == 0) return 0;
   csp_wq_push(&S->runwait, &g->w);
@@ -179,6 +178,7 @@ int csp_schedlua_gc(lua_State *L) {
   free(S->maing.ext);
   csp_timer_free(S);
   free(S->rq);
+  free(S->pend);
   free(S->tpool);
   free(S->freeslots);
   free(S->scratch);

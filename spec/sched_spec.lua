@@ -462,6 +462,91 @@ describe("csp.step", function()
   end)
 end)
 
+-- A goroutine spawned with no idle thread at hand waits without a record until its turn (csp.go's
+-- cheap path); one spawned with a thread at hand gets its record at once. Each runs in a fresh
+-- process, so the thread pool starts empty.
+describe("goroutines not started yet", function()
+  it("are dumped and reported as leaks in id order, whichever got its record first", function()
+    local out = run.checked([[
+      local csp = require "csp"
+      local function park() csp.chan():recv() end -- a channel nobody else reaches: a leak
+      local p, q
+      q = csp.go(function() p = csp.go(park) end) -- no idle thread: p waits without a record
+      csp.gosched() -- q ran and ended: its thread is idle now
+      local r = csp.go(park) -- so r gets its record (and that thread) at once
+      assert(q < p and p < r, "ids")
+      local function order(d, a, b)
+        local i, j = d:find(a, 1, true), d:find(b, 1, true)
+        assert(i and j and i < j, d)
+      end
+      local d = csp.dump()
+      order(d, ("goroutine %d [runnable]:\n\t(not started yet)\ncreated by goroutine %d"):format(p, q),
+        ("goroutine %d [runnable]:\n\t(not started yet)\ncreated by goroutine 1"):format(r))
+      csp.gosched() -- p gets its record now, after r's
+      d = csp.dump()
+      order(d, ("goroutine %d [chan receive]:"):format(p), ("goroutine %d [chan receive]:"):format(r))
+      local l = csp.leaks()
+      assert(#l == 2, tostring(l))
+      assert(l[1]:find(("goroutine %d [chan receive]:"):format(p), 1, true) == 1, l[1])
+      assert(l[2]:find(("goroutine %d [chan receive]:"):format(r), 1, true) == 1, l[2])
+      print("ok")
+    ]])
+    assert.equal("ok\n", out)
+  end)
+
+  it("start in spawn order with their arguments while the queue of starts grows and wraps", function()
+    local out = run.checked([[
+      local csp = require "csp"
+      local spawned, started, total = 0, 0, 20000
+      local ids = {}
+      local function worker(s, a, b, ...)
+        started = started + 1
+        assert(s == started, ("goroutine spawned %d-th started %d-th"):format(s, started))
+        assert(a == nil and b == s * 2 and select("#", ...) == s % 3, "arguments")
+        assert(csp.goid() == ids[s], "id")
+        for _ = 1, 2 do -- a tree: starts are taken from the queue while it grows
+          if spawned < total then
+            spawned = spawned + 1
+            local extra = {}
+            for k = 1, spawned % 3 do extra[k] = k end
+            ids[spawned] = csp.go(worker, spawned, nil, spawned * 2, table.unpack(extra, 1, spawned % 3))
+          end
+        end
+        if s % 7 == 0 then csp.gosched() end
+      end
+      for _ = 1, 300 do
+        spawned = spawned + 1
+        local extra = {}
+        for k = 1, spawned % 3 do extra[k] = k end
+        ids[spawned] = csp.go(worker, spawned, nil, spawned * 2, table.unpack(extra, 1, spawned % 3))
+      end
+      assert(csp.numgoroutine() == 301 and csp.stats().runnable == 300, "counted before they start")
+      csp.run()
+      assert(started == total and csp.numgoroutine() == 1, "all ran")
+      print("ok")
+    ]])
+    assert.equal("ok\n", out)
+  end)
+
+  it("keep their function and arguments alive until they run", function()
+    local out = run.checked([[
+      local csp = require "csp"
+      local collected = 0
+      local function token() return setmetatable({}, { __gc = function() collected = collected + 1 end }) end
+      for _ = 1, 1000 do csp.go(function(t) assert(getmetatable(t)) end, token()) end
+      collectgarbage()
+      collectgarbage()
+      assert(collected == 0, "an argument was collected before its goroutine ran")
+      csp.run()
+      collectgarbage()
+      collectgarbage()
+      assert(collected == 1000, "the arguments were not let go: " .. collected)
+      print("ok")
+    ]])
+    assert.equal("ok\n", out)
+  end)
+end)
+
 describe("many goroutines #heavy", function()
   it("100k goroutines parked at once all run to completion", function()
     local n = 100000
