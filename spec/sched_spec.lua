@@ -528,6 +528,30 @@ describe("goroutines not started yet", function()
     assert.equal("ok\n", out)
   end)
 
+  it("stay queued when their record cannot be made: the next run of the loop starts them", function()
+    -- spec/helpers/failcalloc.c, preloaded, fails the next calloc: the record's, made at first run
+    if os.getenv("LD_PRELOAD") then return pending("a sanitizer's allocator is preloaded") end
+    local lib = os.tmpname()
+    local cc = io.popen(("gcc -shared -fPIC -O1 -o %s %s $(pkg-config --cflags lua5.4) 2>&1")
+      :format(lib, run.root .. "/spec/helpers/failcalloc.c"))
+    local cout = cc:read("a")
+    assert(cc:close(), cout)
+    local r = run.run(([[
+      local csp = require "csp"
+      local fail = assert(package.loadlib(%q, "luaopen_failcalloc"))()
+      local ran = {}
+      for i = 1, 3 do csp.go(function() ran[#ran + 1] = i end) end
+      fail(1)
+      print(pcall(csp.run))
+      print(#ran, csp.numgoroutine())
+      csp.run()
+      print(table.concat(ran, " "), csp.numgoroutine())
+    ]]):format(lib), { LD_PRELOAD = lib })
+    os.remove(lib)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("false\tnot enough memory\n0\t4\n1 2 3\t1\n", r.stdout)
+  end)
+
   it("keep their function and arguments alive until they run", function()
     local out = run.checked([[
       local csp = require "csp"
