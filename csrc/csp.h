@@ -206,9 +206,6 @@ typedef struct csp_Metrics {
   uint64_t lag[CSP_LAG_BUCKETS];
 } csp_Metrics;
 
-/* Something whose libuv handles own more than their own blocks (a process's pipe buffers): at
-** lua_close the scheduler calls close for each one linked, before it closes the leftover handles
-** with free(), so its handles close with its own callbacks. Unlinked by close (or before). */
 /* A goroutine not started yet and still without a record (sched.c). */
 typedef struct csp_Pend {
   lua_Integer id, parent;
@@ -217,6 +214,9 @@ typedef struct csp_Pend {
   int internal;
 } csp_Pend;
 
+/* Something whose libuv handles own more than their own blocks (a process's pipe buffers): at
+** lua_close the scheduler calls close for each one linked, before it closes the leftover handles
+** with free(), so its handles close with its own callbacks. Unlinked by close (or before). */
 typedef struct csp_Teardown {
   void (*close)(struct csp_Teardown *t);
   struct csp_Teardown *next, *prev;

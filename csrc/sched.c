@@ -11,8 +11,6 @@
 
 /* ---------------------------------------------------------------- run queue */
 
-/* The ring always has room for every goroutine record, every start still without one and main
-** (grown when either is made), so readying never allocates and never fails. */
 /* Grows a ring of cap elements of size sz (count of them from head) to ncap >= 2 * cap, in place
 ** where it can be: realloc moves a large block by remapping its pages, not by copying (a burst of
 ** spawns grows the run queue to millions of entries). The part that wrapped moves past the old
@@ -24,6 +22,8 @@ static void *ring_grow(void *ring, size_t sz, uint32_t head, uint32_t count, uin
   return r;
 }
 
+/* The ring always has room for every goroutine record, every start still without one and main
+** (grown when either is made), so readying never allocates and never fails. */
 static void rq_grow(lua_State *L, csp_Sched *S, uint32_t need) {
   uint32_t cap = S->rqmask + 1, ncap = cap;
   csp_G **nrq;
