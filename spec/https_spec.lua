@@ -47,11 +47,7 @@ describe("csp.http over TLS (nginx)", function()
 
   it("with a libcurl built without HTTP/2 speaks HTTP/1.1, and refuses http_version = \"2\"", function()
     -- spec/helpers/noh2curl.c: the system libcurl as a build without nghttp2 shows itself
-    local lib = s.root .. "/libcurl-noh2.so"
-    local cc = io.popen(("env -u LD_PRELOAD gcc -shared -fPIC -O1 -o %s %s -Wl,--no-as-needed -lcurl -ldl 2>&1")
-      :format(lib, proc.root .. "/spec/helpers/noh2curl.c"))
-    local cout = cc:read("a")
-    assert(cc:close(), cout)
+    local lib = proc.cc(s.root .. "/libcurl-noh2.so", "noh2curl.c", "-shared -fPIC -Wl,--no-as-needed -lcurl -ldl")
     local r = proc.run(([[
       local csp = require "csp"
       local url, ca = %q, %q

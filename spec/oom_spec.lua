@@ -3,16 +3,10 @@
 -- place in turn: the goroutine's body, csp.go, and the loop making a goroutine's thread.
 local run = require "spec.helpers.run"
 
--- Builds the host once (outside the sanitizer: gcc must not run with ASan preloaded).
+-- Builds the host once.
 local host
 local function build()
-  if host then return host end
-  host = os.tmpname()
-  local cmd = ("env -u LD_PRELOAD gcc -O1 -o %s %s $(pkg-config --cflags --libs lua5.4) -Wl,-E 2>&1")
-    :format(run.quote(host), run.quote(run.root .. "/spec/helpers/oomhost.c"))
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  assert(p:close(), out)
+  host = host or run.cc(os.tmpname(), "oomhost.c", "$(pkg-config --cflags --libs lua5.4) -Wl,-E")
   return host
 end
 

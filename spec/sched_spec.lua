@@ -532,11 +532,7 @@ describe("goroutines not started yet", function()
   it("stay queued when their record cannot be made: the next run of the loop starts them", function()
     -- spec/helpers/failcalloc.c, preloaded, fails the next calloc: the record's, made at first run
     if os.getenv("LD_PRELOAD") then return pending("a sanitizer's allocator is preloaded") end
-    local lib = os.tmpname()
-    local cc = io.popen(("gcc -shared -fPIC -O1 -o %s %s $(pkg-config --cflags lua5.4) 2>&1")
-      :format(lib, run.root .. "/spec/helpers/failcalloc.c"))
-    local cout = cc:read("a")
-    assert(cc:close(), cout)
+    local lib = run.cc(os.tmpname(), "failcalloc.c", "-shared -fPIC $(pkg-config --cflags lua5.4)")
     local r = run.run(([[
       local csp = require "csp"
       local fail = assert(package.loadlib(%q, "luaopen_failcalloc"))()

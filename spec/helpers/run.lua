@@ -51,6 +51,17 @@ local function take(path)
   return s
 end
 
+-- cc(out, src, flags) -> out: compiles spec/helpers/<src> with gcc -O1 and flags (a shell
+-- fragment) into out, outside any sanitizer (gcc must not run with ASan preloaded); raises with
+-- the compiler's output if it fails.
+function M.cc(out, src, flags)
+  local p = io.popen(("env -u LD_PRELOAD gcc -O1 -o %s %s %s 2>&1")
+    :format(quote(out), quote(M.root .. "/spec/helpers/" .. src), flags))
+  local msg = p:read("a")
+  assert(p:close(), msg)
+  return out
+end
+
 -- run(code [, env [, timeout]]) -> { code = exit status, stdout = ..., stderr = ... }
 -- env: table of extra environment variables; CSP_SEED is unset unless given there.
 -- timeout: seconds before the child is killed (status 124), default 20.
