@@ -181,7 +181,7 @@ void csp_chan_deliver(csp_Chan *c, double v) {
     if (w->caseidx) { lua_pushinteger(R, w->caseidx); n = 3; }
     lua_pushnumber(R, v);
     lua_pushboolean(R, 1);
-    csp_sched_ready(c->S, w->g, n);
+    csp_sched_ready_timer(c->S, w->g, n);
   } else if (c->count == 0) {  /* a slow receiver misses ticks, as in Go */
     c->timer->pending = 1;
     c->timer->tick = v;

@@ -256,6 +256,9 @@ struct csp_Sched {
   uint64_t switches;
   long nchans;
   uint32_t ticks;      /* resumes: the loop polls libuv every 64 */
+  uint32_t tnext;      /* ticks from which goroutines a timer wakes go ahead again (sched.c) */
+  uint32_t tbatch;     /* those put ahead by the timers firing now; tahead: they may go ahead */
+  int tahead;
   uv_timer_t *steptmr; /* bounds csp.step's wait */
   void *scratch; size_t scratchcap; /* select's case table, reused */
   int closing;
@@ -307,6 +310,10 @@ static inline void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs) {
   S->rq[(S->rqhead + S->rqcount) & S->rqmask] = g;
   if (++S->rqcount > S->m.rqmax) S->m.rqmax = S->rqcount;
 }
+
+void csp_sched_timers_begin(csp_Sched *S);  /* around the firing of due timers */
+void csp_sched_timers_end(csp_Sched *S);
+void csp_sched_ready_timer(csp_Sched *S, csp_G *g, int nargs);  /* a deadline woke g */
 
 /* A continuation's first step: checks the goroutine is resumed by the scheduler. */
 static inline void csp_sched_checkresume(lua_State *L, csp_G *g) {

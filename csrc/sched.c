@@ -40,6 +40,39 @@ void csp_sched_ready_timed(csp_G *g) {
   g->readyat = uv_hrtime();
 }
 
+/* ---------------------------------------------------------------- timer wakeups */
+
+/* A goroutine woken because its deadline passed (a sleep, a timed wait, a timer channel's
+** receiver) runs ahead of the run queue, as Go puts it in runnext: a deadline keeps its time
+** under load, and in a burst of spawns a woken sleeper ends, its thread going to the next start,
+** before the burst has made a thread for every goroutine. The goroutines one firing of the
+** timers wakes go ahead in deadline order; those of the next firing go ahead only once they and
+** the entry after them have run: however often timers fire, the queue moves. */
+void csp_sched_timers_begin(csp_Sched *S) {
+  S->tahead = (int32_t)(S->ticks - S->tnext) >= 0;
+  S->tbatch = 0;
+}
+
+void csp_sched_ready_timer(csp_Sched *S, csp_G *g, int nargs) {
+  csp_sched_ready(S, g, nargs);  /* the bookkeeping; then from the tail to the head */
+  if (!S->tahead) return;
+  S->rqhead = (S->rqhead - 1) & S->rqmask;
+  S->rq[S->rqhead] = g;
+  S->tbatch++;
+}
+
+void csp_sched_timers_end(csp_Sched *S) {
+  uint32_t k = S->tbatch, h = S->rqhead, m = S->rqmask;
+  for (uint32_t i = 0; i < k / 2; i++) {  /* each went to the head: they are in reverse */
+    csp_G *t = S->rq[(h + i) & m];
+    S->rq[(h + i) & m] = S->rq[(h + k - 1 - i) & m];
+    S->rq[(h + k - 1 - i) & m] = t;
+  }
+  if (k > 0 && S->rqcount > k) S->tnext = S->ticks + k + 1;
+  S->tahead = 0;
+  S->tbatch = 0;
+}
+
 /* ---------------------------------------------------------------- goroutine records */
 
 csp_Sched *csp_sched_get(lua_State *L) {

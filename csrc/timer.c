@@ -73,12 +73,15 @@ int csp_timer_run(csp_Sched *S) {
   uint64_t now;
   if (S->nheap == 0) return 0;
   now = uv_hrtime();
+  if (S->heap[0].when > now) return 0;
+  csp_sched_timers_begin(S);
   while (S->nheap > 0 && S->heap[0].when <= now) {
     csp_TimerNode *t = S->heap[0].t;
     csp_timer_del(S, t);
     t->fire(S, t);
     n++;
   }
+  csp_sched_timers_end(S);
   return n;
 }
 

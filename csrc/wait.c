@@ -80,7 +80,7 @@ static void wait_timeout_fire(csp_Sched *S, csp_TimerNode *t) {
   if (g->state != CSP_G_WAITING) return;  /* already woken by its operation */
   csp_wq_unlink(&g->w);
   g->wake = CSP_WAKE_TIMEOUT;
-  csp_sched_ready(S, g, 0);
+  csp_sched_ready_timer(S, g, 0);
 }
 
 /* The heap counts the node in ntimed (a goroutine waits on it) while it is armed. */

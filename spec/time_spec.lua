@@ -795,3 +795,66 @@ describe("timers and the collector", function()
     for _ = 1, 3 do assert.is_true(res:recv()) end
   end)
 end)
+
+-- README "Scheduling": a goroutine woken because its deadline passed runs ahead of the run
+-- queue (as Go's runnext), in deadline order, and only one firing's worth at a time.
+describe("goroutines woken by a deadline", function()
+  -- Spins (no yield) until t: the deadlines before t have passed when the loop next polls.
+  local function spin_until(t)
+    while csp.now() < t do end
+  end
+
+  -- Runs the queued goroutines: n of them that log their index, plus those already parked.
+  local function run_queued(log, n, wg)
+    for i = 1, n do
+      wg:add(1)
+      csp.go(function() log[#log + 1] = i; wg:done() end)
+    end
+    wg:wait()
+  end
+
+  local function pos(log, v)
+    for i, x in ipairs(log) do if x == v then return i end end
+  end
+
+  it("run ahead of goroutines queued before them, in deadline order", function()
+    local log, wg = {}, csp.waitgroup()
+    local t0 = csp.now()
+    wg:add(3)
+    csp.go(function() csp.sleep(0.003); log[#log + 1] = "sleep 3ms"; wg:done() end)
+    csp.go(function() csp.after(0.001):recv(); log[#log + 1] = "after 1ms"; wg:done() end)
+    csp.go(function() csp.sleep(0.002); log[#log + 1] = "sleep 2ms"; wg:done() end)
+    csp.gosched() -- all three park on their deadlines
+    spin_until(t0 + 0.004)
+    run_queued(log, 300, wg) -- strictly FIFO, the three would come after the 300
+    local a, b, c = pos(log, "after 1ms"), pos(log, "sleep 2ms"), pos(log, "sleep 3ms")
+    assert.is_true(a < b and b < c, table.concat(log, " ", 1, 70))
+    -- the loop polls every 64 resumes: the first poll finds all three due
+    assert.is_true(c <= 64 + 3, ("the sleepers ran at %d, %d, %d of 303"):format(a, b, c))
+  end)
+
+  it("cannot starve the run queue, however often deadlines pass", function()
+    local stop, wakes, starved = false, 0, false
+    local wg = csp.waitgroup()
+    for _ = 1, 100 do
+      wg:add(1)
+      csp.go(function()
+        while not stop do
+          csp.sleep(1e-9) -- due at the next poll, every time
+          wakes = wakes + 1
+          if wakes > 200000 then stop, starved = true, true end
+        end
+        wg:done()
+      end)
+    end
+    local done = csp.chan()
+    csp.go(function()
+      for _ = 1, 200 do csp.gosched() end -- to the back of the queue, 200 times
+      done:send(true)
+    end)
+    done:recv()
+    stop = true
+    wg:wait()
+    assert.is_false(starved, "a goroutine in the run queue waited behind " .. wakes .. " timer wakeups")
+  end)
+end)
