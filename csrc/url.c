@@ -75,6 +75,17 @@ static int url_parse_into(lua_State *L, const char *s, size_t n, UriUriA *u) {
   return 1;
 }
 
+/* u's port: -1 if it has none, -2 if its digits are no port (over 65535 or 5 digits). */
+static long url_port(const UriUriA *u) {
+  const char *p = u->portText.first;
+  size_t pl;
+  long v = 0;
+  if (p == NULL || u->portText.afterLast <= p) return -1;
+  pl = (size_t)(u->portText.afterLast - p);
+  for (size_t i = 0; i < pl && v <= 65535; i++) v = v * 10 + (p[i] - '0');
+  return pl > 5 || v > 65535 ? -2 : v;
+}
+
 /* parse(s) -> {scheme=, userinfo=, host=, port=, path=, query=, fragment=} or nil, err, "EINVAL" */
 static int url_parse(lua_State *L) {
   size_t n;
@@ -101,19 +112,17 @@ static int url_parse(lua_State *L) {
     }
     push_lower(L, h, (size_t)(he - h));
     lua_setfield(L, -2, "host");
-    if (u.portText.first != NULL && u.portText.afterLast > u.portText.first) {
-      const char *p = u.portText.first;
-      long v = 0;
-      size_t pl = (size_t)(u.portText.afterLast - p);
-      for (size_t i = 0; i < pl && v <= 65535; i++) v = v * 10 + (p[i] - '0');
-      if (pl > 5 || v > 65535) {
-        char port[16];
-        memcpy(port, p, pl > 15 ? 15 : pl);
-        port[pl > 15 ? 15 : pl] = '\0';
-        uriFreeUriMembersA(&u);
-        lua_pop(L, 1);
-        return csp_fail(L, "EINVAL", "parse \"%s\": invalid port \":%s\" after host", s, port);
-      }
+    long v = url_port(&u);
+    if (v == -2) {
+      size_t pl = (size_t)(u.portText.afterLast - u.portText.first);
+      char port[16];
+      memcpy(port, u.portText.first, pl > 15 ? 15 : pl);
+      port[pl > 15 ? 15 : pl] = '\0';
+      uriFreeUriMembersA(&u);
+      lua_pop(L, 1);
+      return csp_fail(L, "EINVAL", "parse \"%s\": invalid port \":%s\" after host", s, port);
+    }
+    if (v >= 0) {
       lua_pushinteger(L, v);
       lua_setfield(L, -2, "port");
     }
@@ -122,6 +131,23 @@ static int url_parse(lua_State *L) {
   set_part(L, "query", sp.query);
   set_part(L, "fragment", sp.frag);
   uriFreeUriMembersA(&u);
+  return 1;
+}
+
+/* _absolute(s) -> whether parse(s) gives a URL with a scheme, without parse's table (html.links
+** checks its base URL with it on every page). */
+static int url_absolute(lua_State *L) {
+  size_t n;
+  const char *s = check_str(L, 1, "_absolute", &n), *err;
+  UriUriA u;
+  Split sp;
+  int ok = 0;
+  if (memchr(s, '\0', n) == NULL && uriParseSingleUriExA(&u, s, s + n, &err) == URI_SUCCESS) {
+    url_split(s, n, &sp);
+    ok = sp.scheme.len >= 0 && (sp.auth.len < 0 || url_port(&u) != -2);
+    uriFreeUriMembersA(&u);
+  }
+  lua_pushboolean(L, ok);
   return 1;
 }
 
@@ -388,9 +414,10 @@ char *csp_url_link(const csp_UrlBase *b, const char *href) {
 /* Stack: [module, sched]. Adds module.url. */
 void csp_url_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"parse", url_parse}, {"resolve", url_resolve}, {"format", url_format}, {NULL, NULL}
+    {"parse", url_parse}, {"resolve", url_resolve}, {"format", url_format},
+    {"_absolute", url_absolute}, {NULL, NULL}
   };
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   luaL_setfuncs(L, funcs, 0);
   lua_setfield(L, -3, "url");
 }

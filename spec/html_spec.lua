@@ -94,6 +94,7 @@ describe("html.links", function()
     assert.matches("bad argument #2 to 'links' %(string expected", raises(links, "", {}))
     assert.matches("absolute URL expected", raises(links, "", "/relative"))
     assert.matches("absolute URL expected", raises(links, "", "http://bad host/"))
+    assert.matches("absolute URL expected", raises(links, "", "http://h:99999/"))
     assert.matches("bad argument #1 .*string expected", raises(csp.html._hrefs, 1))
   end)
 

@@ -124,6 +124,19 @@ describe("url.parse", function()
   it("raises for a non-string", function()
     assert.matches("bad argument #1 to 'parse'", raises(url.parse, {}))
   end)
+
+  -- html.links checks its base URL with _absolute, which builds no table.
+  it("agrees with _absolute on which strings are absolute URLs", function()
+    for _, s in ipairs {
+      "http://h/", "HTTPS://H:8080/p?q#f", "mailto:a@b", "urn:x", "http://h:/", "http://h:65535/",
+      "http://h:65536/", "http://h:99999/", "http://h:000080/", "http://[::1]:80/", "//h/p", "/p",
+      "p", "", "?q", "#f", "1http://h/", "http://h h/", "/a\0b", "http://h/\xff", "a:b:c d",
+    } do
+      local t = url.parse(s)
+      assert.are.equal(t ~= nil and t.scheme ~= nil, url._absolute(s), s)
+    end
+    assert.matches("bad argument #1 to '_absolute'", raises(url._absolute, nil))
+  end)
 end)
 
 describe("url.format", function()
