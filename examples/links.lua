@@ -29,20 +29,25 @@ function M.extract(url)
   return csp.html.links(resp.body, resp.url)
 end
 
-local function on_host(host, url)
-  if not host then return true end
-  local auth = url:match("^%a[%w+.-]*://([^/?#]*)")
-  if not auth then return false end
-  auth = auth:match("([^@]*)$")
-  if host:find(":", 1, true) and not host:match("^%[.*%]$") then return auth == host end
-  return (auth:match("^(%[.*%])") or auth:match("^([^:]*)")) == host
+-- -host HOST as a test of a URL: with a port, HOST is compared with the URL's authority (Go's
+-- u.Host), without one with its host name (u.Hostname()); which of the two is decided once.
+local function host_filter(host)
+  if not host then return function() return true end end
+  local by_authority = host:find(":", 1, true) and not host:match("^%[.*%]$")
+  return function(url)
+    local auth = url:match("^%a[%w+.-]*://([^/?#]*)")
+    if not auth then return false end
+    if auth:find("@", 1, true) then auth = auth:match("([^@]*)$") end
+    if by_authority then return auth == host end
+    return (auth:match("^(%[.*%])") or auth:match("^([^:]*)")) == host
+  end
 end
 
 -- A visitor for one crawl with -depth maxdepth and -host host: visit(item, schedule) takes a
 -- worklist item {links=, from=page or nil for the start URLs} and calls schedule(link) for
 -- every link to crawl, once each.
 function M.visitor(maxdepth, host)
-  local seen, found = {}, {}
+  local seen, found, on_host = {}, {}, host_filter(host)
   -- Deduplication with -depth: seen[url] is the smallest depth the url was found at. Results
   -- come back in any order, so a page can first be found by a long path and later by a shorter
   -- one; its links (kept in found[url]) are then walked again from the new depth, without a
@@ -50,15 +55,15 @@ function M.visitor(maxdepth, host)
   local function visit(list, depth, schedule)
     if maxdepth and depth > maxdepth then return end
     for _, link in ipairs(list) do
-      if on_host(host, link) then
-        local d = seen[link]
-        if d == nil then
+      local d = seen[link] -- only links on the host are seen: those need no second test
+      if d == nil then
+        if on_host(link) then
           seen[link] = depth
           schedule(link)
-        elseif depth < d then
-          seen[link] = depth
-          if found[link] then visit(found[link], depth + 1, schedule) end
         end
+      elseif depth < d then
+        seen[link] = depth
+        if found[link] then visit(found[link], depth + 1, schedule) end
       end
     end
   end

@@ -133,11 +133,11 @@ func main() {
 			return
 		}
 		for _, link := range list {
-			if !onHost(link) {
-				continue
-			}
-			d, ok := seen[link]
+			d, ok := seen[link] // only links on the host are seen: those need no second test
 			if !ok {
+				if !onHost(link) {
+					continue
+				}
 				seen[link] = depth
 				n++
 				unseenLinks <- link
