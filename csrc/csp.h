@@ -256,7 +256,7 @@ struct csp_Sched {
   uint64_t switches;
   long nchans;
   uint32_t ticks;      /* resumes: the loop polls libuv every 64 */
-  uint32_t tnext;      /* ticks from which goroutines a timer wakes go ahead again (sched.c) */
+  uint64_t tnext;      /* switches from which goroutines a timer wakes go ahead again (sched.c) */
   uint32_t tbatch;     /* those put ahead by the timers firing now; tahead: they may go ahead */
   int tahead;
   uv_timer_t *steptmr; /* bounds csp.step's wait */

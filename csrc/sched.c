@@ -47,9 +47,10 @@ void csp_sched_ready_timed(csp_G *g) {
 ** under load, and in a burst of spawns a woken sleeper ends, its thread going to the next start,
 ** before the burst has made a thread for every goroutine. The goroutines one firing of the
 ** timers wakes go ahead in deadline order; those of the next firing go ahead only once they and
-** the entry after them have run: however often timers fire, the queue moves. */
+** the entry after them have run (S->switches counts resumes): however often timers fire, the
+** queue moves. */
 void csp_sched_timers_begin(csp_Sched *S) {
-  S->tahead = (int32_t)(S->ticks - S->tnext) >= 0;
+  S->tahead = S->switches >= S->tnext;
   S->tbatch = 0;
 }
 
@@ -68,7 +69,7 @@ void csp_sched_timers_end(csp_Sched *S) {
     S->rq[(h + i) & m] = S->rq[(h + k - 1 - i) & m];
     S->rq[(h + k - 1 - i) & m] = t;
   }
-  if (k > 0 && S->rqcount > k) S->tnext = S->ticks + k + 1;
+  if (k > 0 && S->rqcount > k) S->tnext = S->switches + k + 1;
   S->tahead = 0;
   S->tbatch = 0;
 }
