@@ -220,8 +220,8 @@ void csp_sched_g_release(lua_State *L, csp_Sched *S, csp_G *g, int reusable) {
 /* ---------------------------------------------------------------- pending starts */
 
 /* The function and arguments of goroutines not started yet wait in a ring (a Lua table, so the
-** collector sees them). Goroutines start in spawn order (the run queue is FIFO), so the ring is
-** consumed from its head. */
+** collector sees them). Goroutines start in spawn order (a start enters the run queue only at
+** its tail), so the ring is consumed from its head. */
 static void pend_push(lua_State *L, csp_Sched *S, int first, int n) {
   int t;
   lua_rawgeti(L, LUA_REGISTRYINDEX, S->pending);
