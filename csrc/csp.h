@@ -302,13 +302,18 @@ static inline int csp_sched_park(lua_State *L, csp_G *g, const char *reason, lua
 }
 
 /* Queues g to run; the nargs values the waker pushed (csp_sched_results) are its call's results. */
+/* g (or &S->all, a start without a record) at the run queue's tail, which has room for it. */
+static inline void csp_sched_rq_push(csp_Sched *S, csp_G *g) {
+  S->rq[(S->rqhead + S->rqcount) & S->rqmask] = g;
+  if (++S->rqcount > S->m.rqmax) S->m.rqmax = S->rqcount;
+}
+
 static inline void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs) {
   if (S->trace) csp_trace_ready(S, g);
   if ((++S->m.lagclock & 15) == 0) csp_sched_ready_timed(g);  /* metrics: one ready in 16 */
   g->nargs = nargs;
   g->state = CSP_G_RUNNABLE;
-  S->rq[(S->rqhead + S->rqcount) & S->rqmask] = g;
-  if (++S->rqcount > S->m.rqmax) S->m.rqmax = S->rqcount;
+  csp_sched_rq_push(S, g);
 }
 
 void csp_sched_timers_begin(csp_Sched *S);  /* around the firing of due timers */

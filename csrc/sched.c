@@ -443,8 +443,7 @@ lua_Integer csp_sched_go(lua_State *L, csp_Sched *S, int first, int internal) {
   p->internal = internal;
   p->readyat = (++S->m.lagclock & 15) == 0 ? uv_hrtime() : 0;  /* as csp_sched_ready */
   if (!internal) S->ngor++;
-  S->rq[(S->rqhead + S->rqcount) & S->rqmask] = &S->all;
-  if (++S->rqcount > S->m.rqmax) S->m.rqmax = S->rqcount;
+  csp_sched_rq_push(S, &S->all);
   return p->id;
 }
 
