@@ -177,7 +177,6 @@ static int sel_select(lua_State *L) {
   csp_Sched *S = csp_sched_get(L);
   int n, nready = 0, pick = -1, ordered, deftype, nres, hasx = 0;
   CaseInfo *cs;
-  CSP_PREEMPT(L, S, sel_select);
   if (lua_type(L, 1) != LUA_TTABLE) luaL_checktype(L, 1, LUA_TTABLE);
   if (lua_gettop(L) != 1) lua_settop(L, 1);  /* the test costs less than lua_settop */
   n = (int)lua_rawlen(L, 1);
@@ -202,6 +201,11 @@ static int sel_select(lua_State *L) {
       return luaL_argerror(L, 1, lua_pushfstring(L, "field 'default': function or boolean "
                                                     "expected, got %s", luaL_typename(L, 2)));
   }
+  /* Only a select that may block yields at the end of a slice: one with a default is a
+  ** non-blocking call, and those never let another goroutine run (API.md). The stack (table,
+  ** default, ordered) is what the call, run again, starts from as well. */
+  if (deftype == LUA_TNIL || (deftype == LUA_TBOOLEAN && !lua_toboolean(L, 2)))
+    CSP_PREEMPT(L, S, sel_select);
   /* the cases, then a case's results (channel, i, v, ok) and its handler's call */
   if (n > LUA_MINSTACK - 16 && !lua_checkstack(L, n + 16))
     return luaL_error(L, "select: too many cases");

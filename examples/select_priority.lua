@@ -1,7 +1,8 @@
 -- Seed 1.8.5 priority in select: both workers of the note, each preferring ch1 jobs over ch2 jobs.
 -- Version 1 (nested select with default) keeps the priority but never blocks: when idle it
--- spins, burning CPU; as Go preempts it, csp's select yields once it has run a time slice
--- (10 ms), so the other goroutines still get turns, late.
+-- spins, burning CPU. Go preempts the spinning goroutine; in csp a select with a default is a
+-- non-blocking call, which never lets another goroutine run, so the others wait until the
+-- worker gives up (this one gives up; Go's spins forever).
 -- Version 2 (the labelled loop) parks in select when idle, and after taking a ch2 job it
 -- first drains ch1.
 local csp = require "csp"
@@ -54,8 +55,8 @@ print("== version 1: nested select with default (busy loop) ==")
 local ch1, ch2 = jobs()
 local wg = csp.waitgroup()
 wg:go(worker, ch1:receiver(), ch2:receiver(), 100000)
--- Runnable all along, yet it runs only once the worker's time slice is over.
-wg:go(function() print("bystander: ran when the spinning worker's time slice ran out") end)
+-- Runnable all along, yet it runs only once the spinning worker has ended.
+wg:go(function() print("bystander: ran only once the spinning worker gave up") end)
 wg:wait()
 
 print("== version 2: labelled loop (blocks when idle) ==")

@@ -83,8 +83,8 @@ describe("examples", function()
     assert.are.equal(lines(
       "== version 1: nested select with default (busy loop) ==",
       "job1 #1", "job1 #2", "job1 #3", "job2 #1", "job2 #2", "job2 #3",
-      "bystander: ran when the spinning worker's time slice ran out",
       "worker: nothing to do, spun 100000 times without blocking",
+      "bystander: ran only once the spinning worker gave up",
       "== version 2: labelled loop (blocks when idle) ==",
       "job1 #1", "job1 #2", "job1 #3", "job2 #1", "job2 #2", "job2 #3",
       "worker2 idle: goroutine N [select]",

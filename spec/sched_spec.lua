@@ -1027,6 +1027,32 @@ describe("fairness: calls that may block yield after a time slice", function()
     ]], { CSP_SLICE = "5ms" })
     assert.equal("1\n", r.stdout)
   end)
+
+  -- API.md counts a select that takes its default with the non-blocking calls: a select with a
+  -- default never blocks, so it never yields, ready case or not, slice over or not.
+  for _, where in ipairs { "main", "goroutine" } do
+    it("a select with a default never yields, in " .. where, function()
+      local r = run.run(([[
+        local csp = require "csp"
+        local idle, full, other = csp.chan(), csp.chan(1), 0
+        csp.go(function() while true do other = other + 1; csp.gosched() end end)
+        local function spin()
+          local t0, n, o0 = csp.now(), 0, other
+          while csp.now() - t0 < 0.03 do
+            n = n + csp.select { csp.recv(idle), default = true }
+            csp.select { csp.recv(idle), default = function() end }
+            full:try_send(1)
+            assert(csp.select { csp.recv(full), default = true } == 1)
+          end
+          print(n, other - o0)
+        end
+        if %q == "main" then spin() else csp.go(spin) end
+        csp.sleep(0)
+      ]]):format(where), { CSP_SLICE = "1ms" })
+      assert.equal("", r.stderr)
+      assert.equal("0\t0\n", r.stdout)
+    end)
+  end
 end)
 
 -- The few fields rare goroutines use (goexit's pcall depths, a mutex holder for the report, trace
