@@ -37,6 +37,7 @@ Context.__index = Context
 -- done() of a context cancelled before anyone asked for its channel.
 local closedchan = chan()
 closedchan:close()
+local closedview = closedchan:receiver()
 
 local object, checktype = check.object, check.type
 
@@ -67,7 +68,7 @@ local function newcancel(parent)
   local cp = parent._cp
   -- The nil fields size the table once instead of growing it as they get set.
   local c = setmetatable({ _parent = parent, _deadline = parent._deadline, _cp = nil, _pp = nil,
-    _err = nil, _done = nil, _kids = nil, _timer = nil }, Context)
+    _err = nil, _done = nil, _donev = nil, _kids = nil, _timer = nil }, Context)
   c._cp = c
   if cp then
     if cp._err then
@@ -89,13 +90,19 @@ function Context:done()
   object(self, Context, "context", 1, "done")
   local cp = self._cp
   if not cp then return nil end
-  local d = cp._done
-  if not d then
-    -- Made on first use: contexts only polled with err() never allocate a channel.
-    d = cp._err and closedchan or chan()
-    cp._done = d
+  local v = cp._donev
+  if not v then
+    -- Made on first use: contexts only polled with err() never allocate a channel. Callers
+    -- get its receive-only view (Go's <-chan struct{}): only cancel may close it.
+    if cp._err then
+      v = closedview
+    else
+      local d = chan()
+      cp._done, v = d, d:receiver()
+    end
+    cp._donev = v
   end
-  return d
+  return v
 end
 
 function Context:err()
