@@ -360,7 +360,7 @@ static int wg_body(lua_State *L) {
 
 static int wg_go(lua_State *L) {
   WaitGroup *wg = CHECK(L, 1, WaitGroup, wg_tag, "waitgroup");
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  csp_sched_checkfunc(L, 2);
   lua_getfield(L, lua_upvalueindex(2), "go");
   lua_pushcfunction(L, wg_body);
   lua_rotate(L, 1, 2);  /* go, wg_body, wg, f, args... */
@@ -380,17 +380,25 @@ static int sem_new(lua_State *L) {
   return 1;
 }
 
-static lua_Integer sem_weight(lua_State *L, Semaphore *s) {
+static lua_Integer sem_weight(lua_State *L) {
   lua_Integer k = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, k >= 0, 2, "weight must be non-negative");
-  luaL_argcheck(L, k <= s->size, 2, "weight exceeds the semaphore's size");
   return k;
+}
+
+static int sem_never_k(lua_State *L, int status, lua_KContext ctx) {
+  if (status == LUA_YIELD) csp_sched_checkresume(L, (csp_G *)ctx);
+  return 0;  /* unreachable unless resumed by force */
 }
 
 static int sem_acquire(lua_State *L) {
   Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
   CSP_PREEMPT(L, s->h.S, sem_acquire);
-  lua_Integer k = sem_weight(L, s);
+  lua_Integer k = sem_weight(L);
+  if (k > s->size) {  /* x/sync: doomed, it waits unqueued, so it holds up no other request */
+    csp_G *g = csp_sched_self(L, s->h.S);
+    return csp_sched_park(L, g, "semacquire", (lua_KContext)g, sem_never_k);
+  }
   if (s->size - s->cur >= k && s->q.head == NULL) {
     s->cur += k;
     if (s->h.S->race) csp_race_sync(s->h.S, NULL, s, 0);
@@ -401,8 +409,8 @@ static int sem_acquire(lua_State *L) {
 
 static int sem_try_acquire(lua_State *L) {
   Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
-  lua_Integer k = sem_weight(L, s);
-  int ok = s->size - s->cur >= k && s->q.head == NULL;
+  lua_Integer k = sem_weight(L);
+  int ok = s->size - s->cur >= k && s->q.head == NULL;  /* false for k > size, as x/sync */
   if (ok) s->cur += k;
   if (ok && s->h.S->race) csp_race_sync(s->h.S, NULL, s, 0);
   lua_pushboolean(L, ok);
@@ -498,7 +506,7 @@ static void once_done_fn(lua_State *L, void *obj) {
 
 static int once_call(lua_State *L) {
   Once *o = CHECK(L, 1, Once, once_tag, "once");
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  csp_sched_checkfunc(L, 2);
   if (o->state == 2) {
     if (o->h.S->race) csp_race_acq(o->h.S, NULL, o, 0);
     return 0;

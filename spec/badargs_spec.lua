@@ -144,7 +144,7 @@ local F = {
   ["rwmutex:rlock"] = { {} }, ["rwmutex:runlock"] = { {} }, ["rwmutex:tryrlock"] = { {} },
   ["waitgroup:add"] = { { "int" } }, ["waitgroup:done"] = { {} }, ["waitgroup:wait"] = { {} },
   ["waitgroup:go"] = { { "fn" } },
-  ["semaphore:acquire"] = { { "int?" }, extra = { { -1 }, { 3 } } },
+  ["semaphore:acquire"] = { { "int?" }, extra = { { -1 } } },
   ["semaphore:try_acquire"] = { { "int?" }, extra = { { -1 } } },
   ["semaphore:release"] = { { "int?" }, extra = { { -1 } } },
   ["cond:wait"] = { {} }, ["cond:signal"] = { {} }, ["cond:broadcast"] = { {} },

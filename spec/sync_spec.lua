@@ -459,6 +459,19 @@ describe("csp.rwmutex", function()
 end)
 
 describe("csp.waitgroup", function()
+  it("wg:go and once:call take callable tables, as csp.go does", function()
+    local log = {}
+    local callable = setmetatable({}, { __call = function(_, x) log[#log + 1] = x end })
+    local wg = csp.waitgroup()
+    wg:go(callable, "wg")
+    wg:wait()
+    csp.once():call(callable, "once")
+    assert.same({ "wg", "once" }, log)
+    has(raises(wg.go, wg, {}), "function expected")
+    local once = csp.once()
+    has(raises(once.call, once, {}), "function expected")
+  end)
+
   it("wait on main returns once every add is matched by done", function()
     local wg, finished = csp.waitgroup(), 0
     wg:add(3)
@@ -714,14 +727,27 @@ describe("csp.semaphore", function()
     s:release(2)
   end)
 
-  it("raises a bad-argument error for a weight larger than the size", function()
+  -- golang.org/x/sync/semaphore: TryAcquire(n > size) is false; Acquire(n > size) waits (for
+  -- its ctx) without queueing, so it holds up no other request.
+  it("a weight larger than the size: try_acquire is false, acquire waits forever, unqueued", function()
     local s = csp.semaphore(2)
-    has(raises(s.acquire, s, 3), "bad argument")
-    local ok, r = pcall(s.try_acquire, s, 3)
-    assert.is_true(not ok or r == false, "try_acquire took more than the size")
-    -- no waiter was left behind
+    assert.is_false(s:try_acquire(3))
     assert.is_true(s:try_acquire(2))
     s:release(2)
+    local r = require("spec.helpers.run").run([[
+      local csp = require "csp"
+      local s = csp.semaphore(2)
+      local id = csp.go(function() s:acquire(3) print("acquired 3") end)
+      csp.gosched()
+      s:acquire(2)  -- not held up behind the doomed request
+      print(csp.dump():match("goroutine " .. id .. " %[(.-)%]"))
+      s:release(2)
+      local ok, err = pcall(s.acquire, s, 5)  -- main: nothing can ever grant it
+      print(ok, err:match("all goroutines are asleep %- deadlock!") ~= nil,
+        err:match("goroutine 1 %[(.-)%]"), err:match("goroutine " .. id .. " %[(.-)%]"))
+    ]])
+    assert.equal("", r.stderr)
+    assert.equal("semacquire\nfalse\ttrue\tsemacquire\tsemacquire\n", r.stdout)
   end)
 
   it("raises bad-argument errors for bad sizes and weights", function()

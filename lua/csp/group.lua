@@ -72,6 +72,7 @@ end
 -- At most n goroutines run at once; n < 0 removes the limit; n == 0 blocks every go (Go).
 function Group:limit(n)
   object(self, Group, "group", 1, "limit")
+  if type(n) == "number" then n = math.tointeger(n) or n end  -- 2.0, as luaL_checkinteger takes it
   checktype(n, "integer", 1, "limit")
   check.arg(n <= 0x7fffffff, 1, "limit", "makechan: size out of range")  -- Go panics the same
   if self._n ~= 0 then
