@@ -111,6 +111,10 @@ static int rd_run(lua_State *L, csp_Conn *c, int mode) {
     if (mode == RD_LINES) return 0;
     return r ? csp_conn_err(L, c, "read", r) : csp_conn_errclosed(L, c, "read");
   }
+  /* An expired deadline fails the call even with data buffered, as Go's Read (only a read of 0
+  ** bytes returns at once, before the deadline is looked at). */
+  if (s->rdl && !(mode == RD_BYTES && lua_tointeger(L, 2) == 0) && uv_hrtime() >= s->rdl)
+    return mode == RD_LINES ? 0 : err_timeout(L);
   for (;;) {
     r = mode == RD_BYTES ? try_bytes(L, c, s, (size_t)lua_tointeger(L, 2))
                          : try_line(L, c, s, mode == RD_LINES);
