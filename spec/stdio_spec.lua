@@ -58,6 +58,22 @@ describe("csp.stdin and csp.stdout", function()
     assert.equal("20000\ncopied " .. expect .. " nil\n", out)
   end)
 
+  it("io.copy: a writer that takes less than its piece ends the copy with 'short write' (Go)", function()
+    local copy = require("csp").io.copy
+    local function reader(pieces)
+      local i = 0
+      return { read = function() i = i + 1; if pieces[i] then return pieces[i] end; return nil, "EOF", "EOF" end }
+    end
+    local got = {}
+    local short = { write = function(_, s) got[#got + 1] = s; return #got == 1 and #s or 1 end }
+    assert.same({ 8, "short write" }, { copy(short, reader { "abcdefg", "xyz", "never" }) })
+    assert.same({ "abcdefg", "xyz" }, got)
+    local file = { write = function(self) return self end }  -- Lua's file:write returns the file
+    assert.same({ 6 }, { copy(file, reader { "abc", "def" }) })
+    local failing = { write = function() return nil, "write x: broken pipe", "EPIPE", 2 end }
+    assert.same({ 2, "write x: broken pipe" }, { copy(failing, reader { "abc" }) })
+  end)
+
   it("regular files redirected to stdin and stdout work", function()
     local input, output = os.tmpname(), os.tmpname()
     local lines = {}

@@ -13,7 +13,8 @@ local function method(v, name)
 end
 
 --- Go's io.Copy: reads src until "EOF", writing everything to dst; returns the bytes copied and
---- the first read or write error (nil at EOF).
+--- the first read or write error (nil at EOF); a write that returns a count short of its piece
+--- without an error ends the copy with "short write" (Go's io.ErrShortWrite).
 function io.copy(dst, src)
   check.arg(method(dst, "write"), 1, "copy", "writer expected, got " .. check.typename(dst))
   check.arg(method(src, "read"), 2, "copy", "reader expected, got " .. check.typename(src))
@@ -25,8 +26,9 @@ function io.copy(dst, src)
       if (code or err) == "EOF" then return n end
       return n, err
     end
-    local ok, werr = dst:write(s)
-    if ok == nil then return n, werr end
+    local w, werr, _, sent = dst:write(s)
+    if w == nil then return n + (math.type(sent) == "integer" and sent or 0), werr end
+    if math.type(w) == "integer" and w < #s then return n + math.max(w, 0), "short write" end
     n = n + #s
   end
 end
