@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "csp.h"
+#include "xshared.h"
 #include "trace.h"
 
 typedef csp_TraceEv Ev;
@@ -582,7 +583,8 @@ void csp_trace_open(lua_State *L) {
   csp_setfuncs(L, funcs);
   lua_pop(L, 1);
   lua_setfield(L, -3, "trace");
-  if (env && *env) {
+  if (env && *env && csp_thread_id() == 0) {  /* one trace a process: its first state's; a
+                                              ** csp.thread's goroutines are not traced */
     int top = lua_gettop(L);
     if (trace_start(L, S, env, format_of(env)) == NULL)
       fprintf(stderr, "csp: CSP_TRACE: %s\n", lua_tostring(L, top + 2));

@@ -181,6 +181,25 @@ describe("csp.trace", function()
       os.remove(path)
     end)
 
+    it("CSP_TRACE traces the main state only: a csp.thread starts quietly: " .. ext, function()
+      local path = tmpname(ext)
+      local r = run.run([[
+        local csp = require "csp"
+        local t = csp.thread(function(x)
+          local csp = require "csp"
+          local c = csp.chan()
+          csp.go(function() c:send(x) end)
+          return c:recv() + 1
+        end, 41)
+        print(t:join())
+      ]], { CSP_TRACE = path })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("", r.stderr)
+      assert.are.equal("42\n", r.stdout)
+      assert(load(path))
+      os.remove(path)
+    end)
+
     it("CSP_TRACE leaves a complete file when a goroutine's panic ends the program: " .. ext, function()
       local path = tmpname(ext)
       local r = run.run([[
