@@ -15,6 +15,7 @@ static int quit_continues;    /* CSP_SIGQUIT=dump */
 
 static void quit_dump(lua_State *L, csp_Sched *S) {
   csp_sched_dump(L, S, "SIGQUIT: quit\n\n");
+  if (S->port && lua_checkstack(L, 4)) csp_port_dumps(L, S);  /* every csp.thread's too, as Go's */
   fprintf(stderr, "%s\n", lua_tostring(L, -1));
   fflush(stderr);
   lua_pop(L, 1);

@@ -269,6 +269,33 @@ describe("SIGQUIT", function()
     assert.is_truthy(err:find("goroutine 3 [sleep]:", 1, true), err)
   end)
 
+  it("dumps the goroutines of every csp.thread too", function()
+    local h = child([[
+      local csp = require "csp"
+      local x, up = csp.xchan(), csp.xchan()
+      local t = csp.thread(function(x, up)
+        local csp = require "csp"
+        csp.go(function() csp.chan():recv() end)
+        up:send(true)
+        x:recv()
+      end, x, up)
+      up:recv()
+      csp.go(function() csp.sleep(60) end)
+      READY("ready")
+      t:join()
+    ]])
+    h.wait_ready("ready")
+    h.kill("QUIT")
+    local res, err = h.result()
+    h.cleanup()
+    assert.are.equal(2, res.status, err)
+    assert.is_truthy(err:find("^SIGQUIT: quit\n\ngoroutine 1 %[thread join%]:"), err)
+    local sec = err:find("\n\nthread 1:\n", 1, true)
+    assert.is_truthy(sec, err)
+    assert.is_truthy(err:find("goroutine 1 [xchan receive]:", sec, true), err)
+    assert.is_truthy(err:find("goroutine 2 [chan receive]:", sec, true), err)
+  end)
+
   it("CSP_SIGQUIT=dump prints and the program goes on", function()
     local h = child([[
       local csp = require "csp"
