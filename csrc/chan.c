@@ -154,6 +154,11 @@ CSP_HOT int chan_tryrecv(lua_State *L, csp_Chan *c, int chidx) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  if (c->timer != NULL && csp_timer_chan_due(c)) {  /* its tick is in the channel now */
+    buf_recv(L, c, chidx);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   return 0;
 }
 

@@ -168,14 +168,28 @@ static int timer_now(lua_State *L) {
 
 /* ---------------------------------------------------------------- timer channels */
 
+/* The tick is the time the timer was due, as Go's sendTime (now minus how late it runs): a
+** firing the loop or a receive (csp_timer_chan_due) runs late says when it was due. */
 static void chan_fire(csp_Sched *S, csp_TimerNode *t) {
   csp_Timer *tm = (csp_Timer *)t;
   uint64_t now = uv_hrtime();
-  csp_chan_deliver(tm->chan, (double)now / CSP_NS);
+  csp_chan_deliver(tm->chan, (double)t->when / CSP_NS);
   if (tm->period) {  /* Go's drift rule: skip the ticks a slow receiver missed */
     uint64_t next = t->when + tm->period * (1 + (now - t->when) / tm->period);
     csp_timer_add(NULL, S, t, next);  /* the heap has room: this node just left it */
   }
+}
+
+/* Go 1.23's maybeRunChan: a receive (or a select's look) finds the tick of a timer channel
+** whose deadline has passed, though the loop has not fired it yet. Only with nobody else
+** waiting on it: the tick then lands in the channel, as if the loop had fired it. */
+int csp_timer_chan_due(csp_Chan *c) {
+  csp_Timer *tm = c->timer;
+  if (tm->tn.pos == 0 || c->count > 0 || c->recvq.head != NULL || tm->tn.when > uv_hrtime())
+    return 0;
+  csp_timer_del(c->S, &tm->tn);
+  tm->tn.fire(c->S, &tm->tn);
+  return c->count > 0;
 }
 
 /* Pushes a receive-only view of a new timer channel; returns its timer. */

@@ -192,6 +192,39 @@ describe("csp.after", function()
   end)
 end)
 
+-- Go 1.23's maybeRunChan: a receive or select looks at a timer channel's deadline itself, so a
+-- tick that is due is there even before the scheduler fired it; its value is when it was due.
+describe("a timer channel past its deadline", function()
+  local function spin(d) local t = csp.now() + d; while csp.now() < t do end end
+
+  it("is ready for a non-blocking select and try_recv before the scheduler fires it", function()
+    assert.equal(1, (csp.select { csp.recv(csp.after(0)), default = true }))
+    local t0 = csp.now()
+    local t = csp.timer(0.01)
+    local t1 = csp.now()
+    spin(0.03)  -- main computes: the scheduler gets no chance to fire it
+    local v, ok, got = t.c:try_recv()
+    assert.is_true(ok and got)
+    assert.is_true(v >= t0 + 0.01 and v <= t1 + 0.01, "the value is when it was due")
+    assert.same({ n = 3, nil, false, false }, pack(t.c:try_recv()))
+    assert.is_false(t:stop(), "it fired")
+  end)
+
+  it("gives a ticker's tick once, then waits for the next period; in a goroutine too", function()
+    local done = csp.chan()
+    csp.go(function()
+      local tk = csp.ticker(0.01)
+      spin(0.035)
+      local _, ok, got = tk.c:try_recv()
+      local _, _, again = tk.c:try_recv()
+      tk:stop()
+      local _, _, zero = csp.timer(0).c:try_recv()
+      done:send({ ok and got, again, zero })
+    end)
+    assert.same({ true, false, true }, done:recv())
+  end)
+end)
+
 describe("csp.tick", function()
   it("returns nil for d <= 0", function()
     assert.is_nil(csp.tick(0))
