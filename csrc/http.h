@@ -49,6 +49,7 @@ typedef struct Multi {
   Handle spare[64];      /* easy handles of finished requests, for the next ones */
   int nspare;
   struct curl_slist *headers; /* the header list of requests with no lines of their own */
+  struct curl_slist *headers_body; /* the same, for those sending a body */
   Sock *socks;           /* by descriptor: the connection sockets curl opened */
   int nsocks;            /* length of socks */
   struct Req *unpause;   /* body readers wanting more: resumed by the next timer fire */

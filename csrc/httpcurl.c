@@ -474,6 +474,7 @@ int csp_httpcurl_multi_gc(lua_State *L) {
   if (*box != NULL) {
     csp_httpcurl_multi_close(*box);
     if ((*box)->headers != NULL) curl_slist_free_all((*box)->headers);  /* set once curl loaded */
+    if ((*box)->headers_body != NULL) curl_slist_free_all((*box)->headers_body);
     free((*box)->socks);
     free((*box)->cafile);
     free((*box)->capath);

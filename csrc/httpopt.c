@@ -245,30 +245,51 @@ static int headers_agent(struct curl_slist *l) {
   return curl_slist_append(l, "User-Agent: " USER_AGENT) != NULL;
 }
 
-/* The header list of requests with no lines of their own (made once per multi handle). */
-static struct curl_slist *headers_default(void) {
+/* The header list of requests with no lines of their own (made once per multi handle); with
+** "Content-Type:" too for those sending a body (see req_headers). */
+static struct curl_slist *headers_default(int body) {
   struct curl_slist *l = headers_start();
-  if (l != NULL && !headers_agent(l)) {
+  if (l != NULL && (!headers_agent(l) || (body && curl_slist_append(l, "Content-Type:") == NULL))) {
     curl_slist_free_all(l);
     return NULL;
   }
   return l;
 }
 
-/* The request's header lines (lua index 4, or none): the caller's User-Agent replaces csp's. */
-static int req_headers(lua_State *L, Req *r) {
-  struct curl_slist *l = r->M->headers;
+/* Whether line sets header name (n bytes): "Name: value", or "Name;" (empty). */
+static int line_names(const char *line, const char *name, size_t n) {
+  return strncasecmp(line, name, n) == 0 && (line[n] == ':' || line[n] == ';');
+}
+
+/* Whether the request sends a body: curl gives every such request a form's Content-Type
+** (application/x-www-form-urlencoded) unless one is in the list; Go sends none of its own. */
+static int req_sends_body(lua_State *L, const char *method, int flags) {
+  int t = lua_getfield(L, 1, "body");
+  lua_pop(L, 1);
+  return t == LUA_TSTRING || (flags & F_PRODUCER) || strcmp(method, "POST") == 0;
+}
+
+/* The request's header lines (lua index 4, or none): the caller's User-Agent replaces csp's;
+** with a body and no Content-Type of the caller's, "Content-Type:" keeps curl's out. */
+static int req_headers(lua_State *L, Req *r, int body) {
+  Multi *M = r->M;
+  struct curl_slist *l = M->headers;
   if (lua_type(L, 4) == LUA_TTABLE) {
-    int agent = 1;
+    int agent = 1, type = body;
     if ((l = r->hdrs = headers_start()) == NULL) return 0;
     for (lua_Integer i = 1; lua_geti(L, 4, i) == LUA_TSTRING; i++) {
       const char *line = lua_tostring(L, -1);
-      if (strncasecmp(line, "User-Agent", 10) == 0 && (line[10] == ':' || line[10] == ';')) agent = 0;
+      if (line_names(line, "User-Agent", 10)) agent = 0;
+      if (line_names(line, "Content-Type", 12)) type = 0;
       if (curl_slist_append(r->hdrs, line) == NULL) return 0;
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
     if (agent && !headers_agent(r->hdrs)) return 0;
+    if (type && curl_slist_append(r->hdrs, "Content-Type:") == NULL) return 0;
+  } else if (body) {
+    if (M->headers_body == NULL && (M->headers_body = headers_default(1)) == NULL) return 0;
+    l = M->headers_body;
   }
   return curl_easy_setopt(r->e, CURLOPT_HTTPHEADER, l) == CURLE_OK;
 }
@@ -344,7 +365,7 @@ static int req_options(lua_State *L, Req *r, const char *method, const char *url
   else if (cainfo || cafile_alone(M, e)) SETOPT(e, CURLOPT_CAPATH, (char *)NULL);
   /* a libcurl without HTTP/2 refuses 2TLS (CURLE_UNSUPPORTED_PROTOCOL) */
   SETOPT(e, CURLOPT_HTTP_VERSION, h2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-  if (!req_headers(L, r) || !req_body(L, r, method, flags)) goto fail;
+  if (!req_headers(L, r, req_sends_body(L, method, flags)) || !req_body(L, r, method, flags)) goto fail;
   lua_settop(L, 6);
   return 1;
 fail:
@@ -383,7 +404,7 @@ int csp_httpopt_setup(lua_State *L, Req *r, const char *method, const char *url,
     certs_from_env(M);
     proxy_from_env(M);
   }
-  if (M->headers == NULL && (M->headers = headers_default()) == NULL) return 0;
+  if (M->headers == NULL && (M->headers = headers_default(0)) == NULL) return 0;
   req_profile(L, r, method, url, flags);
   if (M->nspare > 0) {
     Handle *h = &M->spare[--M->nspare];

@@ -48,6 +48,33 @@ describe("csp.http.request", function()
     assert.is_nil(seen[1].headers.expect)   -- Go sends no Expect: 100-continue
   end)
 
+  it("sends no Content-Type of its own with a body, as Go; the caller's is sent as given", function()
+    local seen = {}
+    srv = start(function(req, c)
+      seen[#seen + 1] = req.method .. " " .. tostring(req.headers["content-type"]) .. " " .. req.body
+      httpd.reply(c, 200, "ok")
+    end)
+    local function fn(parts)
+      local i = 0
+      return function() i = i + 1 return parts[i] end
+    end
+    local u = srv.url .. "/x"
+    local R = csp.http.request
+    assert(R { method = "PUT", url = u, body = "a" })
+    assert(R { method = "POST", url = u, body = "b" })
+    assert(R { method = "DELETE", url = u, body = "" })
+    assert(R { method = "POST", url = u })
+    assert(R { method = "GET", url = u, body = "c" })
+    assert(R { method = "PUT", url = u, body = fn { "d", "e" } })
+    assert(R { method = "POST", url = u, body = "f", headers = { ["X-A"] = "1" } })
+    assert(R { method = "POST", url = u, body = "g", headers = { ["content-TYPE"] = "text/x" } })
+    assert(R { method = "PATCH", url = u, body = fn { "h" }, headers = { ["Content-Type"] = "a/b" } })
+    assert(csp.http.post(u, "text/plain", "i"))
+    assert(csp.http.post(u, "text/plain", fn { "j" }))
+    assert.same({ "PUT nil a", "POST nil b", "DELETE nil ", "POST nil ", "GET nil c", "PUT nil de",
+      "POST nil f", "POST text/x g", "PATCH a/b h", "POST text/plain i", "POST text/plain j" }, seen)
+  end)
+
   it("streams a body from a function and from a reader, chunked", function()
     local bodies = {}
     srv = start(function(req, c)
