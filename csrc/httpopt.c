@@ -109,8 +109,8 @@ static uint32_t url_origin_len(const char *url) {
 }
 
 /* Whether curl's parse would store the path and query of tail ("/...") as they are: printable
-** ASCII but '#' (a fragment), no dot segment ("/." starts every one), no upper-case percent escape
-** (setting a part lower-cases those, a parse keeps them), a query not empty. */
+** ASCII but '#' (a fragment), no upper-case percent escape (setting a part lower-cases those, a
+** parse keeps them), a query not empty. Dot segments stay in both (url_parse's CURLU_PATH_AS_IS). */
 static int url_tail_plain(const char *tail, size_t *qi) {
   const char *p = tail;
   *qi = 0;
@@ -118,7 +118,6 @@ static int url_tail_plain(const char *tail, size_t *qi) {
   for (; *p != '\0'; p++) {
     unsigned char c = (unsigned char)*p;
     if (c <= 0x20 || c >= 0x7f || c == '#') return 0;
-    if (c == '/' && *qi == 0 && p[1] == '.') return 0;
     if (c == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2]) &&
         (isupper((unsigned char)p[1]) || isupper((unsigned char)p[2])))
       return 0;
@@ -153,12 +152,16 @@ static int url_update(Req *r, const char *url) {
   return 1;
 }
 
-/* url parsed into a new r->uh, as curl would parse it, and named by its normal form. */
+/* url parsed into a new r->uh, as curl would parse it but for dot segments, and named by its
+** normal form. Go sends the path as given ("/a/../b"), and resolves a redirect's target (dot
+** segments go): curl parses a CURLU it is given with the caller's flags only, so CURLU_PATH_AS_IS
+** here keeps the request's path while curl resolves a Location as always (no
+** CURLOPT_PATH_AS_IS, which would keep the dots there too). */
 static int url_parse(Req *r, const char *url) {
   CURLU *u = curl_url();
   char *norm = NULL, *copy = NULL;
   if (u == NULL ||
-      curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+      curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS) != CURLUE_OK ||
       curl_url_get(u, CURLUPART_URL, &norm, 0) != CURLUE_OK || (copy = strdup(url)) == NULL ||
       curl_easy_setopt(r->e, CURLOPT_URL, norm) != CURLE_OK ||
       curl_easy_setopt(r->e, CURLOPT_CURLU, u) != CURLE_OK) {
@@ -174,11 +177,11 @@ static int url_parse(Req *r, const char *url) {
   return 1;
 }
 
-/* The URL. A plain request's handle keeps the URL it was last set with (url) and parsed (uh,
-** set as CURLOPT_CURLU: curl copies it rather than parse). The same URL again sets nothing; one
-** with a new plain path or query updates those parts; any other is parsed whole, once: curl
-** parses a URL string at every transfer (~12k instructions with its rebuild). A URL csp cannot
-** parse is left to curl, to fail as curl fails it. */
+/* The URL, parsed by csp (url_parse) for every request. A plain request's handle keeps the URL
+** it was last set with (url) and parsed (uh, set as CURLOPT_CURLU: curl copies it rather than
+** parse). The same URL again sets nothing; one with a new plain path or query updates those
+** parts; any other is parsed whole, once: curl parses a URL string at every transfer (~12k
+** instructions with its rebuild). A URL csp cannot parse is left to curl, to fail as curl fails it. */
 static int req_url(Req *r, const char *url) {
   if (r->prof.plain && r->uh != NULL && (strcmp(r->url, url) == 0 || url_update(r, url))) return 1;
   if (r->uh != NULL) {
@@ -188,7 +191,7 @@ static int req_url(Req *r, const char *url) {
     r->uh = NULL;
     r->url = NULL;
   }
-  return (r->prof.plain && url_parse(r, url)) || curl_easy_setopt(r->e, CURLOPT_URL, url) == CURLE_OK;
+  return url_parse(r, url) || curl_easy_setopt(r->e, CURLOPT_URL, url) == CURLE_OK;
 }
 
 /* The options that point at r itself, and the URL: set for every request. */

@@ -256,15 +256,38 @@ static void push_reason(lua_State *L, const csp_Buf *h) {
   lua_pushlstring(L, sp + 1, (size_t)(e - sp - 1));
 }
 
-/* The final URL: the request's own spelling (fragment and all) when curl went nowhere else. */
-static void push_url(lua_State *L, const char *eff, int urlidx) {
-  size_t n;
-  const char *u = lua_tolstring(L, urlidx, &n), *hash = memchr(u, '#', n);
-  size_t base = hash ? (size_t)(hash - u) : n;
-  if (eff == NULL || *eff == '\0' || (strlen(eff) == base && memcmp(eff, u, base) == 0))
+/* Pushes the caller's URL as given, but for its scheme in lower case (as Go's url.Parse). */
+static void push_given(lua_State *L, int urlidx) {
+  size_t n, i;
+  const char *u = lua_tolstring(L, urlidx, &n);
+  for (i = 0; i < n && u[i] != ':' && !(u[i] >= 'A' && u[i] <= 'Z'); i++) {}
+  if (i == n || u[i] == ':') {
     lua_pushvalue(L, urlidx);
-  else
-    lua_pushstring(L, eff);
+    return;
+  }
+  i += strcspn(u + i, ":");
+  push_lower(L, u, i);
+  lua_pushlstring(L, u + i, n - i);
+  lua_concat(L, 2);
+}
+
+/* The final URL, as Go's resp.Request.URL: the caller's spelling when curl followed no redirect
+** ("http://h:p" without curl's "/", "/p?", dot segments, a fragment), else curl's, unless that
+** is the caller's but for a fragment (a redirect back to it). */
+static void push_url(lua_State *L, Req *r, const char *eff, int urlidx) {
+  long redirects = 0;
+  size_t n, base;
+  const char *u, *hash;
+  curl_easy_getinfo(r->e, CURLINFO_REDIRECT_COUNT, &redirects);
+  if (redirects == 0 || eff == NULL || *eff == '\0') {
+    push_given(L, urlidx);
+    return;
+  }
+  u = lua_tolstring(L, urlidx, &n);
+  hash = memchr(u, '#', n);
+  base = hash ? (size_t)(hash - u) : n;
+  if (strlen(eff) == base && memcmp(eff, u, base) == 0) push_given(L, urlidx);
+  else lua_pushstring(L, eff);
 }
 
 /* req:result(url)'s values: the response table, or csp_httpresp_fail's. A body reader's
@@ -298,7 +321,7 @@ int csp_httpresp_result(lua_State *L, Req *r, int urlidx) {
     lua_pushlstring(L, csp_buf_len(&r->body) ? csp_buf_data(&r->body) : "", csp_buf_len(&r->body));
     lua_setfield(L, -2, "body");
   }
-  push_url(L, eff, urlidx);
+  push_url(L, r, eff, urlidx);
   lua_setfield(L, -2, "url");
   lua_pushstring(L, proto_name(ver));
   lua_setfield(L, -2, "proto");

@@ -172,6 +172,57 @@ describe("csp.http.get", function()
     end)
   end)
 
+  describe("the request's URL", function()
+    -- Go sends the path as given, dot segments and all, and its resp.Request.URL keeps the
+    -- caller's spelling (but the scheme, which it lowercases); a redirect's target is resolved
+    -- (RFC 3986 5.2: dot segments go) and becomes the response's URL.
+    local function echo(req, c)
+      if req.path:find("^/moved") then return httpd.redirect(c, 302, "/q/../d/./e?f=../g") end
+      httpd.reply(c, 200, req.target)
+    end
+
+    it("is sent with its dot segments, on the plain GET path and every other", function()
+      srv = httpd.start(echo)
+      local paths = { "/a/../echo", "/./x", "/a/.", "/a/..", "/a/./b/../c?d/../e", "/..", "/.well-known/x",
+        "/a/%2e%2E/b", "/a/../echo" }
+      local plain, other = {}, {}
+      for i, p in ipairs(paths) do
+        plain[i] = assert(csp.http.get(srv.url .. "/z")).body  -- a handle set for this origin
+        plain[i] = assert(csp.http.get(srv.url .. p)).body
+        other[i] = assert(csp.http.request { url = srv.url .. p, headers = { ["X-A"] = "1" } }).body
+      end
+      assert.same(paths, plain)
+      assert.same(paths, other)
+      assert.equal("/a/../p", assert(csp.http.post(srv.url .. "/a/../p", "text/plain", "x")).body)
+      assert.equal("/a/../h", assert(csp.http.get(srv.url .. "/a/../h", { timeout = 5 })).body)
+    end)
+
+    it("is resolved when a redirect names it, and the response's url is the final one", function()
+      srv = httpd.start(echo)
+      for _, o in ipairs { {}, { headers = { ["X-A"] = "1" } } } do
+        o.url = srv.url .. "/moved/../x"
+        local r = assert(csp.http.request(o))
+        assert.same({ "/d/e?f=../g", srv.url .. "/d/e?f=../g" }, { r.body, r.url })
+      end
+    end)
+
+    it("is the response's url as the caller spelled it when no redirect happened", function()
+      srv = httpd.start(echo)
+      local host = srv.url:match("//(.*)")
+      local cases = { { srv.url, "/" }, { srv.url .. "/echo?", "/echo?" }, { srv.url .. "?q", "/?q" },
+        { srv.url .. "/a/../b#f", "/a/../b" }, { "http://localhost:" .. host:match(":(%d+)") .. "/%7e", "/%7e" } }
+      for _, k in ipairs(cases) do
+        for _, o in ipairs { {}, { headers = { ["X-A"] = "1" } } } do
+          o.url = k[1]
+          local r = assert(csp.http.request(o))
+          assert.same({ k[2], k[1] }, { r.body, r.url })
+        end
+      end
+      local r = assert(csp.http.get((srv.url:gsub("^http", "HTTP")) .. "/E"))
+      assert.same({ "/E", srv.url .. "/E" }, { r.body, r.url })  -- Go lowercases the scheme
+    end)
+  end)
+
   describe("redirects", function()
     it("follows a relative Location and reports the final url", function()
       local paths = {}
