@@ -38,6 +38,19 @@ static const char *errno_code(long e) {
   return e ? uv_err_name(uv_translate_sys_error((int)e)) : NULL;
 }
 
+/* What Go's transport would call malformed in a status line curl refused, from curl's words,
+** or NULL (a scheme curl does not speak). curl 7.88 fails all of them, and the schemes, with
+** CURLE_UNSUPPORTED_PROTOCOL. Go quotes the line or its code; csp never sees them (curl calls no
+** header callback for that line), so the quoted part is left out. */
+static const char *malformed(const char *detail) {
+  if (strncmp(detail, "Received HTTP/0.9", 17) == 0) return "response";
+  if (strcmp(detail, "Unsupported HTTP version in response") == 0 ||  /* "HTTP/1.1 abc" */
+      strncmp(detail, "Unsupported response code", 25) == 0)
+    return "status code";
+  if (strncmp(detail, "Unsupported HTTP", 16) == 0) return "version";
+  return NULL;
+}
+
 /* Pushes the error text (without the 'Method "URL": ' prefix Lua adds) and its code. */
 static void push_error(lua_State *L, Req *r) {
   long oserr = 0;
@@ -97,7 +110,12 @@ static void push_error(lua_State *L, Req *r) {
       break;
     case CURLE_UNSUPPORTED_PROTOCOL: {
       char *eff = NULL;
-      const char *colon;
+      const char *colon, *what = malformed(detail);
+      if (what != NULL) {
+        lua_pushfstring(L, "net/http: HTTP/1.x transport connection broken: malformed HTTP %s", what);
+        code = "EPROTO";
+        break;
+      }
       curl_easy_getinfo(r->e, CURLINFO_EFFECTIVE_URL, &eff);
       colon = eff ? strchr(eff, ':') : NULL;
       lua_pushfstring(L, "unsupported protocol scheme \"");

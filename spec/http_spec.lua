@@ -285,9 +285,10 @@ describe("csp.http.get", function()
 
     it("fails on a redirect to a scheme it cannot request", function()
       srv = httpd.start(function(req, c) httpd.redirect(c, 301, "ftp://example.com/x") end)
-      local r, err = csp.http.get(srv.url .. "/", T)
+      local r, err, code = csp.http.get(srv.url .. "/", T)
       assert.is_nil(r)
       assert.equal('Get "ftp://example.com/x": unsupported protocol scheme "ftp"', err)
+      assert.are_not.equal("EPROTO", code)
     end)
   end)
 
@@ -413,6 +414,22 @@ describe("csp.http.get", function()
         assert.matches('^Get "http://127%.0%.0%.1:%d+/": .*' .. case[3], err)
       end)
     end
+
+    it("words a status line curl cannot read as Go's transport does (EPROTO)", function()
+      -- csp never sees the line (curl calls no header callback for it): Go's quoted value
+      -- ("garbage", "abc") is left out.
+      local broken = ": net/http: HTTP/1.x transport connection broken: malformed HTTP "
+      for _, case in ipairs {
+        { "garbage\r\n\r\n", "response" }, { "\r\n\r\n", "response" },
+        { "HTTP/1.1 abc OK\r\n\r\n", "status code" }, { "HTTP/1.1 20 OK\r\n\r\n", "status code" },
+        { "HTTP/1.1 2000 OK\r\n\r\n", "status code" }, { "HTTP/1.7 200 OK\r\n\r\n", "version" },
+      } do
+        local r, err, code = serve_raw(case[1], true)
+        assert.same({ nil, 'Get "' .. srv.url .. '/"' .. broken .. case[2], "EPROTO" }, { r, err, code })
+        srv:close()
+        srv = nil
+      end
+    end)
 
     it("returns an error for a truncated Content-Length body", function()
       local r, err = serve_raw("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..", true)
