@@ -3,7 +3,7 @@
 #define CSP_RACE_H
 
 /* Sub-clocks of one object (a channel, a rwmutex): distinct keys next to the object's address. */
-enum { CSP_RACE_CLOSE = 0, CSP_RACE_TIMER = 1, CSP_RACE_RW_R = 1 };
+enum { CSP_RACE_CLOSE = 0, CSP_RACE_TIMER = 1, CSP_RACE_RW_R = 1, CSP_RACE_XSEND = 1, CSP_RACE_XRECV = 2 };
 
 /* g NULL: the running goroutine (S->cur, or main). */
 void csp_race_spawn(lua_State *L, csp_Sched *S, csp_G *g);   /* parent before child */
@@ -22,6 +22,9 @@ void csp_race_handoff(csp_Sched *S, csp_Chan *c, csp_G *peer);
 void csp_race_slot(csp_Sched *S, csp_Chan *c, uint32_t idx, csp_G *g);
 void csp_race_close(csp_Sched *S, csp_Chan *c);
 void csp_race_forget(csp_Sched *S, csp_Chan *c);
+/* xchans: see raceclock.c. send: 1 a send, 0 a receive; ok: a receive got a value (not the close). */
+void csp_race_xbegin(csp_Sched *S, const void *x, int send);
+void csp_race_xend(csp_Sched *S, const void *x, int send, int ok);
 void csp_race_open(lua_State *L);
 
 /* --- internals shared by race.c (locations, reports, checks, Lua API) and raceclock.c --- */

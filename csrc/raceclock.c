@@ -275,3 +275,19 @@ void csp_race_forget(csp_Sched *S, csp_Chan *c) {
   obj_del(S->race, c, CSP_RACE_TIMER);
   for (uint32_t i = 0; i < n; i++) obj_del(S->race, c, SLOT_SUB + i);
 }
+
+/* An xchan is shared, its clocks are not: they live in this state's table under its address, and
+** only edges between this state's goroutines exist (values crossing threads are copies); a peer
+** on another thread released nothing here, so acquiring from it gets nothing. Each side releases
+** when its operation begins, before any peer can complete it (a parked side does nothing until
+** it resumes), and acquires the other side's clock when it completes: a send before the receive
+** that gets its value, a receive before a send completes (Go: unbuffered, or k before k + cap:
+** here every receive begun, not just the k-th; extra edges miss races, never invent them). */
+void csp_race_xbegin(csp_Sched *S, const void *x, int send) {
+  csp_race_merge(S, x, send ? CSP_RACE_XSEND : CSP_RACE_XRECV);
+}
+
+/* A close merged into CSP_RACE_CLOSE (csp_race_xbegin's send side uses another clock). */
+void csp_race_xend(csp_Sched *S, const void *x, int send, int ok) {
+  csp_race_acq(S, NULL, x, send ? CSP_RACE_XRECV : ok ? CSP_RACE_XSEND : CSP_RACE_CLOSE);
+}

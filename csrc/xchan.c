@@ -289,17 +289,23 @@ static int send_done(lua_State *L, csp_G *g) {
 
 static int xsend_k(lua_State *L, int status, lua_KContext ctx);
 
+static int sent(csp_Sched *S, csp_XChan *x) {
+  if (S->race) csp_race_xend(S, x, 1, 1);
+  return 0;
+}
+
 /* Stack: [xchan, value]. */
 static int send_run(lua_State *L, csp_XChan *x) {
   csp_Sched *S = csp_sched_get(L);
   csp_port_due(S);
+  if (S->race) csp_race_xbegin(S, x, 1);
   for (;;) {
     csp_G *g = NULL;
     csp_Msg m;
     csp_msg_encode(L, 2, &m);
-    if (send_try(L, S, x, &m, &g)) return 0;
+    if (send_try(L, S, x, &m, &g)) return sent(S, x);
     csp_xchan_park(L, g, "xchan send", xsend_k);
-    if (send_done(L, g) == 0) return 0;  /* main: the goroutine's continuation is xsend_k */
+    if (send_done(L, g) == 0) return sent(S, x);  /* main: the goroutine's continuation is xsend_k */
   }
 }
 
@@ -308,7 +314,7 @@ static int xsend_k(lua_State *L, int status, lua_KContext ctx) {
   csp_XChan *x;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
   x = ((csp_XRec *)g->xw)->w[0].ch;  /* alive: the proxy at 1 holds it */
-  if (send_done(L, g) == 0) return 0;
+  if (send_done(L, g) == 0) return sent(g->S, x);
   return send_run(L, x);
 }
 
@@ -367,15 +373,22 @@ static int recv_done(lua_State *L, csp_G *g) {
   return csp_xchan_push_recv(L, &m, ok);
 }
 
+/* n results pushed, (v, ok) on top. */
+static int received(lua_State *L, csp_Sched *S, csp_XChan *x, int n) {
+  if (S->race) csp_race_xend(S, x, 0, lua_toboolean(L, -1));
+  return n;
+}
+
 int csp_xchan_recv(lua_State *L, csp_XChan *x, const char *reason, lua_KFunction k) {
   csp_Sched *S = csp_sched_get(L);
   csp_port_due(S);
+  if (S->race) csp_race_xbegin(S, x, 0);
   for (;;) {
     csp_G *g = NULL;
     int n = recv_try(L, S, x, &g);
-    if (n >= 0) return n;
+    if (n >= 0) return received(L, S, x, n);
     csp_xchan_park(L, g, reason, k);
-    if ((n = recv_done(L, g)) >= 0) return n;  /* main: a goroutine's continuation is k */
+    if ((n = recv_done(L, g)) >= 0) return received(L, S, x, n);  /* main: a goroutine's continuation is k */
   }
 }
 
@@ -386,7 +399,7 @@ int csp_xchan_recv_k(lua_State *L, int status, lua_KContext ctx, lua_KFunction k
   int n;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
   x = ((csp_XRec *)g->xw)->w[0].ch;  /* alive: the caller's stack holds it */
-  if ((n = recv_done(L, g)) >= 0) return n;
+  if ((n = recv_done(L, g)) >= 0) return received(L, g->S, x, n);
   return csp_xchan_recv(L, x, g->reason, k);
 }
 
@@ -441,6 +454,10 @@ static int x_try_send(lua_State *L) {
       csp_msg_free(&m);
     }
   }
+  if (st > 0 && S->race) {
+    csp_race_xbegin(S, x, 1);
+    csp_race_xend(S, x, 1, 1);
+  }
   lua_pushboolean(L, st > 0);
   return 1;
 }
@@ -466,6 +483,10 @@ static int x_try_recv(lua_State *L) {
     }
     csp_xchan_wake(S, woken);
   }
+  if (S->race) {
+    csp_race_xbegin(S, x, 0);
+    csp_race_xend(S, x, 0, ok);
+  }
   csp_xchan_push_recv(L, &m, ok);
   lua_pushboolean(L, 1);
   return 3;
@@ -473,15 +494,17 @@ static int x_try_recv(lua_State *L) {
 
 static int x_close(lua_State *L) {
   csp_XChan *x = xcheck(L, 1, CSP_OP_CLOSE);
+  csp_Sched *S = csp_sched_get(L);
   csp_XRec *list;
   pthread_mutex_lock(&x->mu);
   if (x->closed) {
     pthread_mutex_unlock(&x->mu);
     return luaL_error(L, "close of closed channel");
   }
+  if (S->race) csp_race_merge(S, x, CSP_RACE_CLOSE);  /* a receive that sees it acquires it */
   list = x_close_locked(x);
   pthread_mutex_unlock(&x->mu);
-  csp_xchan_wake(csp_sched_get(L), list);
+  csp_xchan_wake(S, list);
   return 0;
 }
 

@@ -43,6 +43,18 @@ static void unlock_all(XSelBox *bx) {
   for (int i = bx->nlocks - 1; i >= 0; i--) pthread_mutex_unlock(&bx->locks[i]->mu);
 }
 
+/* The race detector's edges of a select's xchan cases (csp_race_xbegin): each case begins as the
+** select parks; only the case that fired ends. */
+static void xsel_race_begin(csp_Sched *S, XSelBox *bx) {
+  for (int i = 0; i < bx->n; i++)
+    if (bx->cs[i].x) csp_race_xbegin(S, bx->cs[i].x, bx->cs[i].send);
+}
+
+static void xsel_race_end(csp_Sched *S, csp_XRec *r) {
+  for (int k = 0; k < r->n; k++)
+    if (r->w[k].caseidx == r->fired) csp_race_xend(S, r->w[k].ch, r->fsend, !r->closed);
+}
+
 /* After the wait: the select's results, or -1 to run it again (an xchan case's value went to
 ** another receiver, or its slot to another sender). */
 static int xsel_done(lua_State *L, csp_G *g) {
@@ -56,6 +68,7 @@ static int xsel_done(lua_State *L, csp_G *g) {
     if (g->wake == CSP_WAKE_CLOSED) return luaL_error(L, "send on closed channel");
     return csp_select_finish(L, (int)lua_tointeger(L, -n), n);
   }
+  if (g->S->race && !r->retry) xsel_race_end(g->S, r);
   fired = r->fired;
   fsend = r->fsend;
   closed = r->closed;
@@ -133,6 +146,10 @@ static int xsel_fire(lua_State *L, csp_Sched *S, XSelBox *bx, int pick) {
     unlock_all(bx);
     free_msgs(bx);
     csp_xchan_wake(S, woken);
+    if (S->race) {
+      csp_race_xbegin(S, c->x, 1);
+      csp_race_xend(S, c->x, 1, 1);
+    }
     lua_pushinteger(L, pick + 1);
     return csp_select_finish(L, pick + 1, 1);
   } else {
@@ -142,6 +159,10 @@ static int xsel_fire(lua_State *L, csp_Sched *S, XSelBox *bx, int pick) {
     if (ok < 0) return XSEL_RETRY;
     free_msgs(bx);
     csp_xchan_wake(S, woken);
+    if (S->race) {
+      csp_race_xbegin(S, c->x, 0);
+      csp_race_xend(S, c->x, 0, ok);
+    }
     lua_pushinteger(L, pick + 1);
     csp_xchan_push_recv(L, &m, ok);
     return csp_select_finish(L, pick + 1, 3);
@@ -266,6 +287,7 @@ static int xsel_run(lua_State *L, csp_Sched *S, int n, int ordered, csp_G **pg) 
     }
     if (r) {
       r->ordered = ordered;
+      if (S->race) xsel_race_begin(S, bx);
       if (xsel_park(L, S, bx, *pg, r, (int *)(bx->locks + n)) != XSEL_RETRY) return XSEL_PARKED;
       r = NULL;
       continue;

@@ -393,6 +393,104 @@ describe("race detector: synchronised programs are clean", function()
   end)
 end)
 
+describe("race detector: xchans synchronise goroutines of one thread", function()
+  it("unbuffered: send before the receive completes (receiver parked, sender parked)", function()
+    clean "local x = csp.xchan(); csp.go(function() data = 42; x:send(true) end); x:recv(); print(data)"
+    clean [[
+      local x = csp.xchan()
+      csp.go(function() data = 42; x:send(true) end)
+      csp.gosched()
+      x:recv(); print(data)
+    ]]
+  end)
+
+  it("unbuffered: the receive before the send completes", function()
+    clean "local x = csp.xchan(); csp.go(function() data = 42; x:recv() end); x:send(true); print(data)"
+  end)
+
+  it("buffered: send before receive, from the ring and through range", function()
+    clean "local x = csp.xchan(1); csp.go(function() data = 42; x:send(true) end); x:recv(); print(data)"
+    clean [[
+      local x = csp.xchan(4)
+      csp.go(function() for i = 1, 3 do _G["d" .. i] = i; x:send(i) end; x:close() end)
+      for v in x:range() do assert(_G["d" .. v] == v) end
+    ]]
+  end)
+
+  it("buffered: receive k before send k + cap completes (a semaphore of 1)", function()
+    clean [[
+      local sem = csp.xchan(1)
+      balance = 0
+      for i = 1, 5 do
+        wg:go(function()
+          sem:send(true)
+          local b = balance; csp.gosched(); balance = b + 1
+          sem:recv()
+        end)
+      end
+      wg:wait(); print(balance)
+    ]]
+  end)
+
+  it("close before a receive that sees it (parked, or finding it closed)", function()
+    clean "local x = csp.xchan(); csp.go(function() data = 1; x:close() end); x:recv(); print(data)"
+    clean [[
+      local x = csp.xchan()
+      csp.go(function() data = 1; x:close() end)
+      while true do
+        local _, _, got = x:try_recv()
+        if got then break end
+        csp.gosched()
+      end
+      print(data)
+    ]]
+  end)
+
+  it("try_send before try_recv", function()
+    clean [[
+      local x = csp.xchan(1)
+      csp.go(function() data = 1; assert(x:try_send(true)) end)
+      while true do
+        local _, _, got = x:try_recv()
+        if got then break end
+        csp.gosched()
+      end
+      print(data)
+    ]]
+  end)
+
+  it("select: a ready case, a parked select's partner, a send case", function()
+    clean "local x = csp.xchan(1); csp.go(function() data = 1; x:send(true) end); csp.select { csp.recv(x) }; print(data)"
+    clean [[
+      local x, c = csp.xchan(), csp.chan()
+      csp.go(function() data = 7; x:send(true) end)
+      csp.select { csp.recv(c), csp.recv(x) }
+      print(data)
+    ]]
+    clean [[
+      local x = csp.xchan()
+      csp.go(function() data = 7; x:recv() end)
+      csp.select { csp.send(x, 1) }
+      print(data)
+    ]]
+  end)
+
+  it("a sender on another thread: the receive completes, nothing is invented or crashes", function()
+    clean [[
+      local x = csp.xchan()
+      local t = csp.thread(function(x) x:send(1); x:close() end, x)
+      own = 1
+      assert(x:recv() == 1); assert(select(2, x:recv()) == false)
+      t:join(); own = 2
+    ]]
+  end)
+
+  it("a write after an xchan send races with the receiver's read", function()
+    racy "local x = csp.xchan(); wg:go(function() x:send(true); data = 2 end); x:recv(); print(data); wg:wait()"
+    racy "local x = csp.xchan(1); wg:go(function() x:send(true); data = 2 end); x:recv(); print(data); wg:wait()"
+  end)
+end)
+
 describe("race detector: scope and reports", function()
   it("upvalues and unwatched tables are out of scope", function()
     clean [[
