@@ -17,33 +17,52 @@ typedef struct AValue {
 
 static void free_self(csp_Shared *s) { free(s); }
 
+/* The race detector's view (Go's: atomics synchronise): a load acquires the object's clock in this
+** state, a write (or a cas that swapped) acquires it and merges into it. */
+static void a_race(lua_State *L, const void *a, int write) {
+  csp_Sched *S = csp_sched_get(L);
+  if (S->race == NULL) return;
+  if (write) csp_race_sync(S, NULL, a, 0);
+  else csp_race_acq(S, NULL, a, 0);
+}
+
 static AInt *ai_check(lua_State *L) {
   return (AInt *)csp_proxy_check(L, 1, CSP_X_AINT, "atomic.int");
 }
 
 /* Integers wrap around as Go's do; arithmetic goes through unsigned to avoid C's overflow UB. */
-static int ai_load(lua_State *L) { lua_pushinteger(L, atomic_load(&ai_check(L)->v)); return 1; }
+static int ai_load(lua_State *L) {
+  AInt *a = ai_check(L);
+  lua_pushinteger(L, atomic_load(&a->v));
+  a_race(L, a, 0);
+  return 1;
+}
 static int ai_store(lua_State *L) {
   AInt *a = ai_check(L);
   atomic_store(&a->v, luaL_checkinteger(L, 2));
+  a_race(L, a, 1);
   return 0;
 }
 static int ai_add(lua_State *L) {
   AInt *a = ai_check(L);
   lua_Integer d = luaL_checkinteger(L, 2);
   lua_Integer old = atomic_fetch_add(&a->v, d);
+  a_race(L, a, 1);
   lua_pushinteger(L, (lua_Integer)((lua_Unsigned)old + (lua_Unsigned)d));
   return 1;
 }
 static int ai_swap(lua_State *L) {
   AInt *a = ai_check(L);
   lua_pushinteger(L, atomic_exchange(&a->v, luaL_checkinteger(L, 2)));
+  a_race(L, a, 1);
   return 1;
 }
 static int ai_cas(lua_State *L) {
   AInt *a = ai_check(L);
   lua_Integer old = luaL_checkinteger(L, 2), nv = luaL_checkinteger(L, 3);
-  lua_pushboolean(L, atomic_compare_exchange_strong(&a->v, &old, nv));
+  int swapped = atomic_compare_exchange_strong(&a->v, &old, nv);
+  a_race(L, a, swapped);
+  lua_pushboolean(L, swapped);
   return 1;
 }
 static int ai_tostring(lua_State *L) {
@@ -108,6 +127,7 @@ static int av_load(lua_State *L) {
   if (a->v && (c = csp_blob_dup(a->v)) == NULL) oom = 1;
   pthread_mutex_unlock(&a->mu);
   if (oom) return luaL_error(L, "not enough memory");
+  a_race(L, a, 0);
   push_blob(L, c);
   return 1;
 }
@@ -136,6 +156,7 @@ static int av_put(lua_State *L, int swap) {
   if (bad)
     return luaL_error(L, swap ? "atomic: swap of inconsistently typed value into Value"
                               : "atomic: store of inconsistently typed value into Value");
+  a_race(L, a, 1);
   old = box[0];
   box[0] = NULL;
   if (!swap) {
@@ -177,6 +198,7 @@ static int av_cas(lua_State *L) {
   csp_blob_free(box[0]); csp_blob_free(box[1]);
   box[0] = box[1] = NULL;
   if (bad) return luaL_error(L, "atomic: compare and swap of inconsistently typed values");
+  a_race(L, a, swapped);
   lua_pushboolean(L, swapped);
   return 1;
 }

@@ -123,6 +123,15 @@ static int sm_insert(SyncMap *m, csp_Blob **box, uint64_t h) {
   return 1;
 }
 
+/* The race detector's view, per map (Go's: a store before the loads that see it): an operation
+** that wrote acquires the map's clock in this state and merges into it; any other acquires it. */
+static void sm_race(lua_State *L, SyncMap *m, int wrote) {
+  csp_Sched *S = csp_sched_get(L);
+  if (S->race == NULL) return;
+  if (wrote) csp_race_sync(S, NULL, m, 0);
+  else csp_race_acq(S, NULL, m, 0);
+}
+
 /* box: 0 the key, 1 the old value (cas), 2 the new value. out: what is returned, a copy. */
 static int sm_op(lua_State *L, int op) {
   SyncMap *m = sm_check(L);
@@ -192,6 +201,7 @@ static int sm_op(lua_State *L, int op) {
     csp_blob_free(out);
     return luaL_error(L, "not enough memory");
   }
+  sm_race(L, m, op == OP_CAS ? swapped : op == OP_LOAD_OR_STORE ? !found : op != OP_LOAD);
   switch (op) {
     case OP_STORE: return 0;
     case OP_DELETE: csp_blob_free(out); return 0;
@@ -255,6 +265,7 @@ static int sm_range(lua_State *L) {
     }
   pthread_mutex_unlock(&m->mu);
   if (oom) return luaL_error(L, "not enough memory");
+  sm_race(L, m, 0);
   lua_createtable(L, (int)j, 0);
   t = lua_gettop(L);
   for (size_t i = 0; i < j; i++) {

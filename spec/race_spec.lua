@@ -491,6 +491,60 @@ describe("race detector: xchans synchronise goroutines of one thread", function(
   end)
 end)
 
+describe("race detector: atomics and syncmap synchronise", function()
+  -- main polls until the goroutine's write to the object shows, then reads what it wrote before.
+  local POLL = "local o = %s; csp.go(function() data = 1; %s end); while %s do csp.gosched() end; print(data)"
+
+  it("atomic.int: store, add, swap and a cas that swaps, before the load that sees them", function()
+    local a = "csp.atomic.int(0)"
+    clean(POLL:format(a, "o:store(1)", "o:load() == 0"))
+    clean(POLL:format(a, "o:add(2)", "o:load() == 0"))
+    clean(POLL:format(a, "o:swap(3)", "o:load() == 0"))
+    clean(POLL:format(a, "assert(o:cas(0, 4))", "o:load() == 0"))
+    clean(POLL:format(a, "o:store(1)", "not o:cas(1, 2)"))
+  end)
+
+  it("atomic.value: store, swap and cas before the load that sees them", function()
+    local v = "csp.atomic.value()"
+    clean(POLL:format(v, "o:store(1)", "o:load() == nil"))
+    clean(POLL:format(v, "o:swap(1)", "o:load() == nil"))
+    clean(POLL:format(v, "assert(o:cas(nil, 1))", "o:load() == nil"))
+  end)
+
+  it("syncmap: store, load_or_store, swap, compare_and_swap, delete before the loads that see them", function()
+    local m = "csp.syncmap()"
+    clean(POLL:format(m, "o:store('k', 1)", "not o:load('k')"))
+    clean(POLL:format(m, "o:load_or_store('k', 1)", "not o:load('k')"))
+    clean(POLL:format(m, "o:swap('k', 1)", "not select(2, o:load_or_store('k', 0))"))
+    clean(POLL:format("csp.syncmap(); o:store('k', 0)", "assert(o:compare_and_swap('k', 0, 1))",
+      "o:load('k') == 0"))
+    clean(POLL:format("csp.syncmap(); o:store('k', 0)", "o:delete('k')", "o:load('k')"))
+    clean(POLL:format("csp.syncmap(); o:store('k', 0)", "o:load_and_delete('k')",
+      "(function() local n = 0; o:range(function() n = n + 1 end); return n > 0 end)()"))
+  end)
+
+  it("a write after the store races; a cas that fails releases nothing", function()
+    racy [[
+      local o = csp.atomic.int(0)
+      wg:go(function() o:store(1); data = 2 end)
+      while o:load() == 0 do csp.gosched() end
+      print(data); wg:wait()
+    ]]
+    racy [[
+      local o = csp.atomic.int(0)
+      wg:go(function() data = 1; assert(not o:cas(5, 6)) end)
+      csp.gosched()
+      o:load(); print(data); wg:wait()
+    ]]
+    racy [[
+      local o = csp.syncmap()
+      wg:go(function() o:store("k", 1); data = 2 end)
+      while not o:load("k") do csp.gosched() end
+      print(data); wg:wait()
+    ]]
+  end)
+end)
+
 describe("race detector: scope and reports", function()
   it("upvalues and unwatched tables are out of scope", function()
     clean [[
