@@ -139,7 +139,8 @@ static int av_put(lua_State *L, int swap) {
   int kind, bad = 0;
   lua_settop(L, 2);
   if (lua_isnil(L, 2))
-    return luaL_error(L, swap ? "atomic: swap of nil value into Value" : "atomic: store of nil value into Value");
+    return luaL_error(L, swap ? "sync/atomic: swap of nil value into Value"
+                              : "sync/atomic: store of nil value into Value");
   box = new_box(L);
   box[0] = csp_blob_encode(L, 2, 1);
   kind = csp_blob_kind(box[0]);
@@ -154,8 +155,8 @@ static int av_put(lua_State *L, int swap) {
   }
   pthread_mutex_unlock(&a->mu);
   if (bad)
-    return luaL_error(L, swap ? "atomic: swap of inconsistently typed value into Value"
-                              : "atomic: store of inconsistently typed value into Value");
+    return luaL_error(L, swap ? "sync/atomic: swap of inconsistently typed value into Value"
+                              : "sync/atomic: store of inconsistently typed value into Value");
   a_race(L, a, 1);
   old = box[0];
   box[0] = NULL;
@@ -173,19 +174,21 @@ static int av_swap(lua_State *L) { return av_put(L, 1); }
 static int av_cas(lua_State *L) {
   AValue *a = av_check(L);
   csp_Blob **box, *drop = NULL;
-  int kind, bad = 0, swapped = 0;
+  const char *bad = NULL;  /* Go's two panics: old's type against new's, new's against the Value's */
+  int kind, swapped = 0;
   lua_settop(L, 3);
-  if (lua_isnil(L, 3)) return luaL_error(L, "atomic: compare and swap of nil value into Value");
-  if (lua_istable(L, 2)) return luaL_error(L, "atomic: compare and swap of an incomparable value (a table)");
+  if (lua_isnil(L, 3)) return luaL_error(L, "sync/atomic: compare and swap of nil value into Value");
+  if (lua_istable(L, 2))
+    return luaL_error(L, "sync/atomic: compare and swap of an incomparable value (a table)");
   box = new_box(L);
   if (!lua_isnil(L, 2)) box[1] = csp_blob_encode(L, 2, 1);
   box[0] = csp_blob_encode(L, 3, 1);
   kind = csp_blob_kind(box[0]);
   pthread_mutex_lock(&a->mu);
   if (box[1] && csp_blob_kind(box[1]) != kind) {
-    bad = 1;
+    bad = "sync/atomic: compare and swap of inconsistently typed values";
   } else if (a->v && a->kind != kind) {
-    bad = 1;
+    bad = "sync/atomic: compare and swap of inconsistently typed value into Value";
   } else if (box[1] == NULL ? a->v == NULL : (a->v && csp_blob_equal(a->v, box[1]))) {
     drop = a->v;
     a->v = box[0];
@@ -197,7 +200,7 @@ static int av_cas(lua_State *L) {
   csp_blob_free(drop);
   csp_blob_free(box[0]); csp_blob_free(box[1]);
   box[0] = box[1] = NULL;
-  if (bad) return luaL_error(L, "atomic: compare and swap of inconsistently typed values");
+  if (bad) return luaL_error(L, "%s", bad);
   a_race(L, a, swapped);
   lua_pushboolean(L, swapped);
   return 1;

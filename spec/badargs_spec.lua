@@ -286,7 +286,7 @@ local function expect_raise(fname, r, what)
     or msg:find("xchan: cannot send a [%w.*]+ to another thread")
     or msg:find("syncmap: cannot use a [%w.*]+ as a key")
     -- Go's panic text for CompareAndSwap, which csp calls cas
-    or fname == "cas" and msg:find("atomic: compare and swap of nil value into Value", 1, true)
+    or fname == "cas" and msg:find("sync/atomic: compare and swap of nil value into Value", 1, true)
   assert(named, ("%s with %s: the error does not name it: %s"):format(fname, what, msg))
 end
 

@@ -29,7 +29,7 @@ describe("thread examples #subprocess", function()
     local lost = tonumber(out:match("load%+store:%s+(%d+)"))
     assert.is_true(lost < 2000, out)
     assert.matches("config now:\t3\t127.0.0.1:8003", out)
-    assert.matches("store nil:\tfalse\tatomic: store of nil value into Value", out)
+    assert.matches("store nil:\tfalse\tsync/atomic: store of nil value into Value", out)
   end)
 
   it("du5: the same totals as du3 over a tree, with one or more threads", function()
