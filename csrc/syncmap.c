@@ -241,7 +241,37 @@ static int snap_gc(lua_State *L) {
 
 static const luaL_Reg snap_meta[] = {{"__gc", snap_gc}, {NULL, NULL}};
 
-/* range(f): f(k, v) over a snapshot taken under the lock; stops when f returns false. */
+/* Pops f's result: did it return false (stop)? */
+static int range_stop(lua_State *L) {
+  int stop = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return stop;
+}
+
+static int range_k(lua_State *L, int status, lua_KContext i);
+
+/* Stack: [map, f, snap, t, n]: t holds the snapshot's n keys and values in turn, so a yield in f
+** (it may block, as Go's Range callback may) keeps them on the stack; from i on. */
+static int range_from(lua_State *L, lua_Integer i) {
+  lua_Integer n = lua_tointeger(L, 5);
+  for (; i < n; i += 2) {
+    lua_pushvalue(L, 2);
+    lua_rawgeti(L, 4, i + 1);
+    lua_rawgeti(L, 4, i + 2);
+    lua_callk(L, 2, 1, (lua_KContext)i, range_k);
+    if (range_stop(L)) break;
+  }
+  return 0;
+}
+
+static int range_k(lua_State *L, int status, lua_KContext i) {
+  (void)status;
+  if (range_stop(L)) return 0;
+  return range_from(L, (lua_Integer)i + 2);
+}
+
+/* range(f): f(k, v) over a snapshot taken under the lock (each key once; later changes unseen);
+** stops when f returns false. */
 static int sm_range(lua_State *L) {
   SyncMap *m = sm_check(L);
   Snap *s;
@@ -276,15 +306,8 @@ static int sm_range(lua_State *L) {
     lua_rawseti(L, t, (lua_Integer)i + 1);
   }
   snap_free(s);  /* the table holds the values now */
-  for (size_t i = 0; i < j; i += 2) {
-    lua_pushvalue(L, 2);
-    lua_rawgeti(L, t, (lua_Integer)i + 1);
-    lua_rawgeti(L, t, (lua_Integer)i + 2);
-    lua_call(L, 2, 1);
-    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) break;
-    lua_pop(L, 1);
-  }
-  return 0;
+  lua_pushinteger(L, (lua_Integer)j);
+  return range_from(L, 0);
 }
 
 static int sm_tostring(lua_State *L) {

@@ -83,6 +83,71 @@ describe("csp.syncmap", function()
     assert.matches("bad argument #%d to '[^']*' %(function expected", raises(m.range, m))
   end)
 
+  it("range's f may block: each key goes over an unbuffered channel to another goroutine", function()
+    local m, ch, done, got = csp.syncmap(), csp.chan(), csp.chan(), {}
+    for i = 1, 5 do m:store(i, i * i) end
+    csp.go(function()
+      for k in ch:range() do got[#got + 1] = k end
+      done:send(true)
+    end)
+    util.in_go(function()
+      m:range(function(k, v) assert.equal(k * k, v); ch:send(k) end)
+      ch:close()
+    end)
+    done:recv()
+    table.sort(got)
+    assert.same({ 1, 2, 3, 4, 5 }, got)
+  end)
+
+  it("range's f may yield (gosched); false still stops it, an error still propagates", function()
+    local m = csp.syncmap()
+    for i = 1, 5 do m:store(i, true) end
+    util.in_go(function()
+      local n = 0
+      m:range(function() csp.gosched(); n = n + 1 end)
+      assert.equal(5, n)
+      n = 0
+      m:range(function() csp.gosched(); n = n + 1; return false end)
+      assert.equal(1, n)
+      local ok, err = pcall(m.range, m, function() csp.gosched(); error("boom", 0) end)
+      assert.same({ false, "boom" }, { ok, err })
+    end)
+  end)
+
+  it("range visits its snapshot's keys once while another thread changes the map mid-range", function()
+    local m, seen, n = csp.syncmap(), {}, 0
+    for i = 1, 5 do m:store(i, i) end
+    util.in_go(function()
+      m:range(function(k)
+        if n == 0 then  -- blocks on the join: the other thread empties the map and refills it
+          csp.thread(function(m)
+            for i = 1, 5 do m:delete(i) end
+            for i = 6, 100 do m:store(i, i) end
+          end, m):join()
+        end
+        n = n + 1
+        assert.is_nil(seen[k])
+        seen[k] = true
+      end)
+    end)
+    assert.equal(5, n)
+    for i = 1, 5 do assert.is_true(seen[i]) end
+  end)
+
+  it("a goroutine that ends mid-range (goexit after a yield) leaves the map usable", function()
+    local m, done = csp.syncmap(), csp.chan()
+    for i = 1, 5 do m:store(i, { i }) end
+    csp.go(function()
+      local _ <close> = csp.defer(done.close, done)
+      m:range(function() csp.gosched(); csp.goexit() end)
+    end)
+    done:recv()
+    collectgarbage()
+    local n = 0
+    m:range(function(k, v) assert.same({ k }, v); n = n + 1 end)
+    assert.equal(5, n)
+  end)
+
   it("checks self", function()
     local m = csp.syncmap()
     assert.matches("syncmap expected, got number", raises(m.load, 1, 1))
