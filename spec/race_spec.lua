@@ -460,7 +460,12 @@ describe("race detector: xchans synchronise goroutines of one thread", function(
   end)
 
   it("select: a ready case, a parked select's partner, a send case", function()
-    clean "local x = csp.xchan(1); csp.go(function() data = 1; x:send(true) end); csp.select { csp.recv(x) }; print(data)"
+    clean [[
+      local x = csp.xchan(1)
+      csp.go(function() data = 1; x:send(true) end)
+      csp.select { csp.recv(x) }
+      print(data)
+    ]]
     clean [[
       local x, c = csp.xchan(), csp.chan()
       csp.go(function() data = 7; x:send(true) end)
