@@ -490,6 +490,16 @@ describe("race detector: xchans synchronise goroutines of one thread", function(
     ]]
   end)
 
+  it("an order through another thread (send to it, join it) is annotated with release/acquire", function()
+    clean [[
+      local x, box = csp.xchan(), {}
+      local t = csp.thread(function(x) x:recv() end, x)
+      csp.go(function() data = 1; race.release(box); x:send(1) end)
+      t:join(); race.acquire(box)
+      print(data)
+    ]]
+  end)
+
   it("a write after an xchan send races with the receiver's read", function()
     racy "local x = csp.xchan(); wg:go(function() x:send(true); data = 2 end); x:recv(); print(data); wg:wait()"
     racy "local x = csp.xchan(1); wg:go(function() x:send(true); data = 2 end); x:recv(); print(data); wg:wait()"
