@@ -303,7 +303,12 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
     csp_fail(L, "EINVAL", "%s %s: address with a NUL byte", op == 'd' ? "dial" : "listen", net);
     return NULL;
   }
+  if (op == 'd' && alen == 0) {
+    csp_fail(L, "EINVAL", "dial %s: missing address", net);
+    return NULL;
+  }
   if ((bad = split_hostport(addr, host, sizeof host, &port)) != NULL) {
+    if (strcmp(bad, "invalid port") == 0) addr = strrchr(addr, ':') + 1;  /* Go names the port */
     csp_fail(L, "EINVAL", "%s %s: address %s: %s", op == 'd' ? "dial" : "listen", net, addr, bad);
     return NULL;
   }
