@@ -35,6 +35,21 @@ local function clean(code)
   return r
 end
 
+-- A program in which main polls channel CH with try_recv (yielding between tries) until it gets
+-- a value or sees it closed, after a goroutine did WRITE, then reads data.
+local function polled(ch, write)
+  return ([[
+    local d = %s
+    csp.go(function() data = 1; %s end)
+    while true do
+      local _, _, got = d:try_recv()
+      if got then break end
+      csp.gosched()
+    end
+    print(data)
+  ]]):format(ch, write)
+end
+
 describe("race detector: races are reported", function()
   it("write/write on a global from two goroutines", function()
     racy "x = 0; for i = 1, 2 do wg:go(function() x = i end) end; wg:wait()"
@@ -206,16 +221,7 @@ describe("race detector: synchronised programs are clean", function()
   end)
 
   it("close before a receive that finds the channel already closed", function()
-    clean [[
-      local d = csp.chan()
-      csp.go(function() data = 1; d:close() end)
-      while true do
-        local _, _, got = d:try_recv()
-        if got then break end
-        csp.gosched()
-      end
-      print(data)
-    ]]
+    clean(polled("csp.chan()", "d:close()"))
   end)
 
   it("close wakes a parked receiver with the closer's clock", function()
@@ -434,29 +440,11 @@ describe("race detector: xchans synchronise goroutines of one thread", function(
 
   it("close before a receive that sees it (parked, or finding it closed)", function()
     clean "local x = csp.xchan(); csp.go(function() data = 1; x:close() end); x:recv(); print(data)"
-    clean [[
-      local x = csp.xchan()
-      csp.go(function() data = 1; x:close() end)
-      while true do
-        local _, _, got = x:try_recv()
-        if got then break end
-        csp.gosched()
-      end
-      print(data)
-    ]]
+    clean(polled("csp.xchan()", "d:close()"))
   end)
 
   it("try_send before try_recv", function()
-    clean [[
-      local x = csp.xchan(1)
-      csp.go(function() data = 1; assert(x:try_send(true)) end)
-      while true do
-        local _, _, got = x:try_recv()
-        if got then break end
-        csp.gosched()
-      end
-      print(data)
-    ]]
+    clean(polled("csp.xchan(1)", "assert(d:try_send(true))"))
   end)
 
   it("select: a ready case, a parked select's partner, a send case", function()
