@@ -175,8 +175,12 @@ static void fs_read_cb(uv_fs_t *req) {
     st_release(s);
     return;
   }
-  if (n > 0) s->rb.tail += (size_t)n;
-  else s->rerr = n == 0 ? UV_EOF : (int)n;
+  if (n > 0) {  /* a reader may have emptied the buffer meanwhile: it starts again at 0 */
+    if (s->rat != s->rb.tail) memmove(s->rb.p + s->rb.tail, s->rb.p + s->rat, (size_t)n);
+    s->rb.tail += (size_t)n;
+  } else {
+    s->rerr = n == 0 ? UV_EOF : (int)n;
+  }
   csp_stream_wake_all(s->S, &s->rq, CSP_WAKE_OK);
 }
 
@@ -193,6 +197,7 @@ int csp_stream_start_read(csp_Stream *s) {
     uv_buf_t b;
     if (room == 0) return UV_ENOBUFS;
     b = uv_buf_init(s->rb.p + s->rb.tail, (unsigned)room);
+    s->rat = s->rb.tail;
     s->rfs.data = s;
     r = uv_fs_read(s->S->loop, &s->rfs, s->fd, &b, 1, -1, fs_read_cb);
   } else {

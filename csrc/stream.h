@@ -38,6 +38,7 @@ struct csp_Stream {
   int wstatus, sstatus;
   csp_Buf rb;        /* read buffer */
   size_t scan;       /* the first scan bytes of rb hold no newline */
+  size_t rat;        /* a file read in flight: the offset in rb it reads into */
   size_t linemax;
   uint64_t rdl, wdl; /* deadlines, uv_hrtime() ns; 0 = none */
   csp_WaitQ rq;      /* readers waiting for data */

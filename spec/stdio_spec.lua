@@ -91,6 +91,25 @@ describe("csp.stdin and csp.stdout", function()
     os.remove(output)
   end)
 
+  it("a file read in flight lands after what is buffered, even when another read empties it", function()
+    -- read_line holds 4096 'a's without a newline and reads on; meanwhile read(8192) takes them
+    -- all: the 'b's still arrive whole, not shifted over stale bytes.
+    local input = os.tmpname()
+    spit(input, ("a"):rep(4096) .. ("b"):rep(4096) .. "\n")
+    local out, status = sh([[
+      local csp = require "csp"
+      local done = csp.chan()
+      local line, bytes
+      csp.go(function() line = csp.stdin:read_line() done:send(true) end)
+      csp.go(function() bytes = csp.stdin:read(8192) done:send(true) end)
+      done:recv() done:recv()
+      print(line == ("b"):rep(4096), bytes == ("a"):rep(4096), (csp.stdin:read(1)))
+    ]], ("LUA <%s"):format(quote(input)))
+    os.remove(input)
+    assert.equal(0, status)
+    assert.equal("true\ttrue\tnil\n", out)
+  end)
+
   it("stdin from /dev/null is at EOF at once", function()
     local out = sh([[
       local csp = require "csp"
