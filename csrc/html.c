@@ -41,12 +41,14 @@ static const char *attr(const GumboNode *n, const char *name) {
 
 /* gumbo makes about a hundred small allocations for even a tiny page and frees them one by one
 ** at the end: a page up to ARENA_MAX bytes parses into an arena instead, freed whole. Larger
-** (hostile) pages use malloc: an arena never reuses what gumbo frees while it parses. */
+** (hostile) pages take each block from malloc, linked into a list, since an arena never reuses
+** what gumbo frees while it parses. Either way the tree goes whole, never by
+** gumbo_destroy_output: it recurses once per level, and deep nesting overflows the C stack. */
 #define ARENA_MAX (256 * 1024)
 #define ARENA_CHUNK (16 * 1024)
 
 typedef struct Chunk {
-  struct Chunk *next;
+  struct Chunk *next, *prev;  /* prev: blocks only (arena chunks are never freed singly) */
   max_align_t data[];
 } Chunk;
 
@@ -57,19 +59,27 @@ typedef struct Arena {
   int nomem;
 } Arena;
 
+static Chunk *chunk_new(Arena *a, size_t size) {
+  Chunk *c = malloc(sizeof *c + size);
+  if (c == NULL) {
+    a->nomem = 1;
+    return NULL;  /* gumbo does not check: as with its default malloc */
+  }
+  c->prev = NULL;
+  c->next = a->chunks;
+  if (a->chunks != NULL) a->chunks->prev = c;
+  a->chunks = c;
+  return c;
+}
+
 static void *arena_alloc(void *ud, size_t size) {
   Arena *a = (Arena *)ud;
   char *p;
   size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
   if ((size_t)(a->end - a->cur) < size) {
     size_t n = a->next > size ? a->next : size;
-    Chunk *c = malloc(sizeof *c + n);
-    if (c == NULL) {
-      a->nomem = 1;
-      return NULL;  /* gumbo does not check: as with its default malloc */
-    }
-    c->next = a->chunks;
-    a->chunks = c;
+    Chunk *c = chunk_new(a, n);
+    if (c == NULL) return NULL;
     a->cur = (char *)c->data;
     a->end = a->cur + n;
     if (a->next < 1024 * 1024) a->next *= 2;
@@ -81,6 +91,22 @@ static void *arena_alloc(void *ud, size_t size) {
 
 static void arena_free(void *ud, void *p) {
   (void)ud; (void)p;
+}
+
+static void *block_alloc(void *ud, size_t size) {
+  Chunk *c = chunk_new((Arena *)ud, size);
+  return c != NULL ? c->data : NULL;
+}
+
+static void block_free(void *ud, void *p) {
+  Arena *a = (Arena *)ud;
+  Chunk *c;
+  if (p == NULL) return;
+  c = (Chunk *)(void *)((char *)p - offsetof(Chunk, data));
+  if (c->prev != NULL) c->prev->next = c->next;
+  else a->chunks = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  free(c);
 }
 
 static void arena_release(Arena *a) {
@@ -148,14 +174,11 @@ static void hreq_work(uv_work_t *w) {
   csp_UrlBase *b;
   Arena arena = {NULL, NULL, NULL, ARENA_CHUNK, 0};
   options.max_errors = 0; /* parse errors are not wanted: keep garbage input from piling them up */
-  if (r->len <= ARENA_MAX) {
-    options.allocator = arena_alloc;
-    options.deallocator = arena_free;
-    options.userdata = &arena;
-  }
+  options.allocator = r->len <= ARENA_MAX ? arena_alloc : block_alloc;
+  options.deallocator = r->len <= ARENA_MAX ? arena_free : block_free;
+  options.userdata = &arena;
   out = gumbo_parse_with_options(&options, r->body, r->len);
   if (out == NULL || arena.nomem) {
-    if (out != NULL) gumbo_destroy_output(&options, out);
     arena_release(&arena);
     r->nomem = 1;
     return;
@@ -193,8 +216,7 @@ static void hreq_work(uv_work_t *w) {
     r->nomem = 1;
   }
   free(hrefs);
-  if (options.userdata == &arena) arena_release(&arena);
-  else gumbo_destroy_output(&options, out);
+  arena_release(&arena);
   free(r->body);
   r->body = NULL;
 }
