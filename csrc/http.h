@@ -103,6 +103,7 @@ typedef struct Req {
   uint8_t weak;           /* the parked goroutine does not keep the loop alive (a watcher) */
   uint8_t too_large, hdr_too_large, recv_paused, send_paused, need, up_eof;
   uint8_t in_trailers;    /* after the blank line ending the last header block */
+  uint8_t nobody;         /* HEAD: a Content-Length promises no body */
   uint8_t streamed;       /* body from a producer (read callback) */
   uint8_t stale, retried; /* prereq_cb found stray bytes on the connection; made again once */
   uint8_t ready;          /* body reader: the last header block is in, the request may return */

@@ -294,16 +294,42 @@ size_t csp_httpcurl_write_cb(char *p, size_t size, size_t n, void *u) {
   return len;
 }
 
+/* The status code of the header block being read (its first line), 0 if none. */
+static int block_status(Req *r) {
+  size_t len = csp_buf_len(&r->head);
+  const char *p = csp_buf_data(&r->head), *sp = len > 0 ? memchr(p, ' ', len) : NULL;
+  int code = 0;
+  if (sp == NULL) return 0;
+  for (sp++; sp < p + len && *sp >= '0' && *sp <= '9' && code < 1000; sp++)
+    code = code * 10 + (*sp - '0');
+  return code;
+}
+
+/* Whether the header block just ended is the response's last: not a 1xx, nor a 3xx curl may
+** follow (one it does not follow shows as a body or as the end). */
+static int block_final(Req *r) {
+  int code = block_status(r);
+  return code >= 200 && !(r->follow > 0 && code >= 300 && code < 400);
+}
+
 /* Go refuses a Content-Length that is not a number, or repeated with another value (response
 ** splitting); curl would take one of them. The first value of the block is kept in r->cl. */
 static int cl_check(Req *r, const char *v, size_t n) {
   size_t i = 0, j;
+  uint64_t x = 0;  /* Go's ParseUint(v, 10, 63): past 2^63-1 is bad (curl ignores it) */
   while (i < n && (v[i] == ' ' || v[i] == '\t')) i++;
   while (n > i && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
-  for (j = i; j < n; j++)
+  for (j = i; j < n && x <= INT64_MAX; j++) {
     if (v[j] < '0' || v[j] > '9') break;
-  if (j < n || n == i || n - i >= sizeof r->cl) {
+    x = x * 10 + (uint64_t)(v[j] - '0');  /* x <= 2^63-1 before: no wrap */
+  }
+  if (j < n || n == i || x > INT64_MAX || n - i >= sizeof r->cl) {
     snprintf(r->bad, sizeof r->bad, "bad Content-Length \"%.*s\"", (int)(n - i > 40 ? 40 : n - i), v + i);
+    return 0;
+  }
+  if (r->max_body >= 0 && (int64_t)x > r->max_body && !r->nobody && block_final(r) &&
+      block_status(r) != 204 && block_status(r) != 304) {  /* a body that cannot fit: fail early */
+    r->too_large = 1;
     return 0;
   }
   if (r->cl[0] && (strlen(r->cl) != n - i || memcmp(r->cl, v + i, n - i) != 0)) {
@@ -314,18 +340,6 @@ static int cl_check(Req *r, const char *v, size_t n) {
   memcpy(r->cl, v + i, n - i);
   r->cl[n - i] = '\0';
   return 1;
-}
-
-/* Whether the header block just ended is the response's last: not a 1xx, nor a 3xx curl may
-** follow (one it does not follow shows as a body or as the end). */
-static int block_final(Req *r) {
-  size_t len = csp_buf_len(&r->head);
-  const char *p = csp_buf_data(&r->head), *sp = len > 0 ? memchr(p, ' ', len) : NULL;
-  int code = 0;
-  if (sp == NULL) return 0;
-  for (sp++; sp < p + len && *sp >= '0' && *sp <= '9' && code < 1000; sp++)
-    code = code * 10 + (*sp - '0');
-  return code >= 200 && !(r->follow > 0 && code >= 300 && code < 400);
 }
 
 /* Header lines, raw: a line "HTTP/..." starts a new block (redirects, 1xx), so only the last

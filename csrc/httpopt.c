@@ -322,8 +322,10 @@ static int req_body(lua_State *L, Req *r, const char *method, int flags) {
       SETOPT(e, CURLOPT_HTTPGET, 1L);
     }
   }
-  if (strcmp(method, "HEAD") == 0) SETOPT(e, CURLOPT_NOBODY, 1L);
-  else if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0) SETOPT(e, CURLOPT_CUSTOMREQUEST, method);
+  if (strcmp(method, "HEAD") == 0) {
+    SETOPT(e, CURLOPT_NOBODY, 1L);
+    r->nobody = 1;
+  } else if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0) SETOPT(e, CURLOPT_CUSTOMREQUEST, method);
   else if (strcmp(method, "GET") == 0 && (r->streamed || lua_getiuservalue(L, 6, 1) != LUA_TNIL))
     SETOPT(e, CURLOPT_CUSTOMREQUEST, method);  /* a GET with a body */
   return 1;
@@ -354,7 +356,6 @@ static int req_options(lua_State *L, Req *r, const char *method, const char *url
     SETOPT(e, CURLOPT_MAXREDIRS, (long)r->follow);
   }
   if (timeout > 0) SETOPT(e, CURLOPT_TIMEOUT_MS, timeout);
-  if (r->max_body >= 0) SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
   /* Not "" (every coding this curl decodes: "deflate, gzip, br, zstd"): curl 7.88 formats
   ** the header into each request byte by byte (~40 instructions a byte). Go asks for gzip. */
   if (flags & F_DECODE) SETOPT(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");

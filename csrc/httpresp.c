@@ -140,10 +140,6 @@ static void push_error(lua_State *L, Req *r) {
       lua_pushliteral(L, "unexpected EOF");
       code = "EOF";
       break;
-    case CURLE_FILESIZE_EXCEEDED:
-      lua_pushfstring(L, "http: response body too large (limit %I bytes)", (LUAI_UACINT)r->max_body);
-      code = "EMSGSIZE";
-      break;
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
       if (oserr) {

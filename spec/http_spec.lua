@@ -344,6 +344,17 @@ describe("csp.http.get", function()
       assert.equal(1000, #assert(csp.http.get(srv.url .. "/", with { max_body = 1000 })).body)
     end)
 
+    it("lets a HEAD or a 304 announce more than max_body: no body comes", function()
+      srv = httpd.start(function(req, c)
+        local status = req.method == "HEAD" and "200 OK" or "304 Not Modified"
+        c:write("HTTP/1.1 " .. status .. "\r\nContent-Length: 1000\r\n\r\n")
+      end)
+      local r = assert(csp.http.request(with { url = srv.url .. "/", method = "HEAD", max_body = 10 }))
+      assert.same({ 200, "1000", "" }, { r.status, r.headers["content-length"], r.body })
+      r = assert(csp.http.get(srv.url .. "/", with { max_body = 10 }))
+      assert.same({ 304, "" }, { r.status, r.body })
+    end)
+
     it("stops reading an endless body at max_body and closes the connection", function()
       local ended = csp.chan(1)
       srv = httpd.start(function(req, c)
@@ -399,6 +410,8 @@ describe("csp.http.get", function()
       { "bad status code", "HTTP/1.1 2000 OK\r\n\r\n", "." },
       { "header line without colon", "HTTP/1.1 200 OK\r\nnocolon\r\n\r\n", "[Hh]eader without colon" },
       { "bad Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n", 'bad Content%-Length "12x"' },
+      { "Content-Length past 2^63-1 (Go's ParseUint(v, 10, 63))",
+        "HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\nab", 'bad Content%-Length "9223372036854775808"$' },
       { "conflicting Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         "multiple Content%-Length" },
       { "bad chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunked%-encoding" },
@@ -414,6 +427,22 @@ describe("csp.http.get", function()
         assert.matches('^Get "http://127%.0%.0%.1:%d+/": .*' .. case[3], err)
       end)
     end
+
+    it("refuses a Content-Length past 2^63-1 with a sink or a body reader too", function()
+      local huge = "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nab"
+      for _, opts in ipairs { { sink = function() end }, { stream = true } } do
+        srv = httpd.start(function(req, c)
+          c:write(huge)
+          return "close"
+        end)
+        opts.timeout = T.timeout
+        local r, err, code = csp.http.get(srv.url .. "/", opts)
+        assert.same({ nil, 'Get "' .. srv.url .. '/": bad Content-Length "99999999999999999999"', "EPROTO" },
+          { r, err, code })
+        srv:close()
+        srv = nil
+      end
+    end)
 
     it("words a status line curl cannot read as Go's transport does (EPROTO)", function()
       -- csp never sees the line (curl calls no header callback for it): Go's quoted value
