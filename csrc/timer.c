@@ -242,6 +242,9 @@ static csp_Timer *timer_check(lua_State *L, const void *mtkey, const char *what)
   lua_getfield(L, 1, "c");
   c = csp_chan_check(L, -1, CSP_OP_ANY);
   if (c->timer == NULL) luaL_argerror(L, 1, "its field c is not its timer channel");
+  /* Resurrected by a finalizer: the channel's __gc ran and will not run again, so a timer put
+  ** back on the heap would stay there after the memory goes. */
+  if (c->finalized) luaL_error(L, "%s used after the collector finalized it", what);
   lua_pop(L, 1);
   return c->timer;
 }

@@ -222,6 +222,26 @@ describe("collection and timers", function()
     assert.is_true(csp.now() - t0 >= 0.02)
     csp.after(0.001):recv()
   end)
+
+  it("a timer or ticker a finalizer resurrects raises instead of going back on the heap", function()
+    local saved = {}
+    do
+      local t, tk = csp.timer(10), csp.ticker(10)
+      -- made after t and tk, so finalized first: it sees them before their channels' __gc
+      setmetatable({}, { __gc = function() saved.t, saved.tk = t, tk end })
+    end
+    full_gc(3)
+    assert.is_table(saved.t)
+    for _, call in ipairs { function() saved.t:reset(0.001) end, function() saved.tk:reset(0.001) end,
+        function() saved.t:stop() end, function() saved.tk:stop() end } do
+      local ok, err = pcall(call)
+      assert.is_false(ok)
+      assert.matches("used after the collector finalized it", err)
+    end
+    saved = nil
+    full_gc(3)
+    csp.after(0.002):recv()  -- the heap holds nothing of theirs
+  end)
 end)
 
 describe("finalizers and channels", function()
