@@ -272,7 +272,8 @@ struct csp_Sched {
   struct csp_Race *race; /* the race detector (race.c); NULL = off: every hook tests only this */
 };
 
-csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function */
+csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function; raises after teardown */
+int csp_sched_gone(lua_State *L);       /* raises: the scheduler was torn down by lua_close */
 
 /* The hot half of the scheduler is inline below: a channel operation that parks or wakes pays
 ** for no call into sched.c unless it is main's, and none into trace.c unless a trace runs. */
@@ -414,7 +415,7 @@ csp_Chan *csp_chan_checkview(lua_State *L, int idx, int op);
 /* Checks a channel or a directional view allowed to do op; a view at idx is replaced by its channel. */
 static inline csp_Chan *csp_chan_check(lua_State *L, int idx, int op) {
   csp_Chan *c = csp_chan_test(L, idx);
-  return c ? c : csp_chan_checkview(L, idx, op);
+  return c && !c->S->closing ? c : csp_chan_checkview(L, idx, op);
 }
 csp_Chan *csp_chan_new(lua_State *L, csp_Sched *S, uint32_t cap, int timer);
 void csp_chan_view(lua_State *L, int idx, int op); /* pushes a send-only or receive-only view */

@@ -480,6 +480,7 @@ Multi *csp_httpcurl_multi_of(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &csp_http_multi_key);
   box = (Multi **)lua_touserdata(L, -1);
   lua_pop(L, 1);
+  if (*box == NULL || (*box)->S->closing) csp_sched_gone(L);  /* finalized, or its loop gone */
   return *box;
 }
 

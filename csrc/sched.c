@@ -76,8 +76,16 @@ void csp_sched_timers_end(csp_Sched *S) {
 
 /* ---------------------------------------------------------------- goroutine records */
 
+/* lua_close runs finalizers after the scheduler's own __gc (those set before require "csp"):
+** its memory is still there, its loop and records are not. */
+int csp_sched_gone(lua_State *L) {
+  return luaL_error(L, "csp: called after lua_close tore its scheduler down");
+}
+
 csp_Sched *csp_sched_get(lua_State *L) {
-  return (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
+  csp_Sched *S = (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
+  if (__builtin_expect(S->closing, 0)) csp_sched_gone(L);
+  return S;
 }
 
 uint64_t csp_sched_rand(csp_Sched *S) {  /* splitmix64: tiny, fast, seedable */

@@ -57,7 +57,13 @@ typedef struct Closer {
   void *obj;
 } Closer;
 
-#define CHECK(L, i, T, tag, name) ((T *)csp_checktag(L, i, &tag, sizeof(T), name))
+static void *sync_check(lua_State *L, int i, const void *tag, size_t size, const char *name) {
+  SyncHead *h = (SyncHead *)csp_checktag(L, i, tag, size, name);
+  if (h->S->closing) csp_sched_gone(L);  /* its waiters' records are gone */
+  return h;
+}
+
+#define CHECK(L, i, T, tag, name) ((T *)sync_check(L, i, &tag, sizeof(T), name))
 
 static void *sync_new(lua_State *L, size_t size, const void *tag, int nuv) {
   SyncHead *h = (SyncHead *)lua_newuserdatauv(L, size, nuv);

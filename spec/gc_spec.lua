@@ -270,6 +270,47 @@ describe("finalizers and channels", function()
   end)
 end)
 
+describe("finalizers lua_close runs after the scheduler's own (subprocess)", function()
+  it("raise on any csp call instead of touching the torn-down loop and records", function()
+    -- set before require "csp", so lua_close finalizes it after the scheduler; a goroutine
+    -- still waits on the mutex and another on the channel when it runs
+    local r = run.run([[
+      local ops
+      _G.early = setmetatable({}, { __gc = function()
+        for i, op in ipairs(ops) do
+          local ok, err = pcall(op)
+          print(i, ok or err:match("tore its scheduler down") or err)
+        end
+      end })
+      local csp = require "csp"
+      local c, b, m, wg, once = csp.chan(), csp.chan(1), csp.mutex(), csp.waitgroup(), csp.once()
+      local t = csp.timer(10)
+      local ln = assert(csp.net.listen("tcp", "127.0.0.1:0"))
+      local conn = assert(csp.net.dial("tcp", ln:addr()))
+      m:lock()
+      csp.go(function() m:lock() end)
+      csp.go(function() c:recv() end)
+      csp.gosched()
+      ops = {
+        function() return csp.chan() end, function() return c:try_send(1) end,
+        function() return b:try_recv() end, function() return c:close() end,
+        function() return tostring(c) end, function() return csp.select({ csp.recv(c) }, true) end,
+        function() return csp.go(print) end, function() return csp.after(1) end,
+        function() return t:reset(1) end, function() return m:unlock() end,
+        function() return wg:add(1) end, function() return once:call(print) end,
+        function() return csp.http.get("http://127.0.0.1:1/") end,
+        function() return csp.stdout:write("x") end, function() return conn:write("x") end,
+        function() return csp.fs.readdir("/") end, function() return csp.run() end,
+      }
+      _G.keep = { c, b, m, wg, once, t, ln, conn }
+    ]], nil, 20)
+    assert.equal(0, r.code, r.stderr)
+    local lines = {}
+    for i = 1, 17 do lines[i] = i .. "\ttore its scheduler down" end
+    assert.equal(table.concat(lines, "\n") .. "\n", r.stdout)
+  end)
+end)
+
 describe("goroutines that can never be woken (subprocess)", function()
   it("survive collections, show in the deadlock report, and do not stop the program ending", function()
     local r = run.run([[
