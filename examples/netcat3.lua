@@ -1,6 +1,7 @@
--- Seed 1.11 / gopl 8.4.1, netcat3: main waits for the background copy on a done channel. At
--- the end of stdin only the write half is closed (exercise 8.3), so the server's last echoes
--- still arrive; the program ends when the server closes the connection.
+-- Seed 1.5.1 / gopl 8.4.1, netcat3: at the end of stdin main closes the connection, then waits
+-- for the background copy on a done channel before it exits. The close ends that copy (its
+-- error ignored, as in Go), so echoes the server has not sent yet are lost:
+-- examples/netcat3_halfclose.lua closes only the write half and gets them.
 -- Usage: lua5.4 examples/netcat3.lua [host:port]   (default localhost:8000)
 local csp = require "csp"
 
@@ -15,7 +16,7 @@ local function must_copy(dst, src)
 end
 
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
-local f = require("flags").new("netcat3.lua [ADDR]", "a TCP client, half-closing at the end of input")
+local f = require("flags").new("netcat3.lua [ADDR]", "a TCP client that waits for its reader to finish")
 f:arg("addr", "string", "localhost:8000", "host:port to connect to")
 local opts = f:parse(arg)
 
@@ -28,6 +29,5 @@ csp.go(function()
   done:send(true)  -- signal the main goroutine
 end)
 must_copy(conn, csp.stdin)
-conn:close_write()
-done:recv()  -- wait for background goroutine to finish
 conn:close()
+done:recv()  -- wait for background goroutine to finish

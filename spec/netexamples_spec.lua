@@ -150,10 +150,35 @@ describe("netcat", function()
     assert.equal("", stop())
   end)
 
-  it("netcat3 half-closes at the end of stdin, gets reverb1's last echoes, ends when it closes", function()
+  it("netcat3 closes the connection at the end of stdin and waits for its reader's done", function()
+    local addr, stop = server("reverb1.lua", "0.1")
+    local seen = os.tmpname()
+    local out, status, err = client("netcat3.lua", ("(printf 'Hello?\\n'; i=0; "
+      .. "while [ $(wc -l <%s) -lt 3 ] && [ $i -lt 750 ]; do sleep 0.02; i=$((i+1)); done) "
+      .. "| EX %s | tee %s"):format(quote(seen), addr, quote(seen)))
+    os.remove(seen)
+    assert.equal(0, status, err)
+    assert.equal("\t HELLO?\n\t Hello?\n\t hello?\n", out)
+    assert.equal("done\n", err)
+    assert.equal("", stop())
+  end)
+
+  it("netcat3 loses the echoes still due when stdin ends (Go's version does too)", function()
+    local addr, stop = server("reverb1.lua", "1")
+    local t0 = csp.now()
+    local out, status, err = client("netcat3.lua", "printf 'Hello?\\n' | EX " .. addr)
+    local elapsed = csp.now() - t0
+    assert.equal(0, status, err)
+    assert.is_true(out == "" or out == "\t HELLO?\n", out)  -- the first echo comes at once
+    assert.equal("done\n", err)
+    assert.is_true(elapsed < 1, "it waited for the next echo: " .. elapsed)
+    assert.equal("", stop())
+  end)
+
+  it("netcat3_halfclose half-closes at the end of stdin, gets reverb1's last echoes, ends when it closes", function()
     local addr, stop = server("reverb1.lua", "0.1")
     local t0 = csp.now()
-    local out, status, err = client("netcat3.lua", "printf 'Hello?\\nBye\\n' | EX " .. addr)
+    local out, status, err = client("netcat3_halfclose.lua", "printf 'Hello?\\nBye\\n' | EX " .. addr)
     local elapsed = csp.now() - t0
     assert.equal(0, status, err)
     assert.equal("\t HELLO?\n\t Hello?\n\t hello?\n\t BYE\n\t Bye\n\t bye\n", out)
