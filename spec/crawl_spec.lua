@@ -153,6 +153,21 @@ describe("crawlers on a generated site", function()
     crawled_then_deadlocked(s, out, err, status)
   end)
 
+  it("crawl3_deadlock: 21 new links, 20 crawlers stuck on worklist, main on unseenLinks (the deadlock)", function()
+    local args = { "-depth", "0" }
+    for i = 1, 25 do args[#args + 1] = s.base .. site.path(i) end
+    local out, err, status = run("crawl3_deadlock.lua", args, 10)
+    local _, n = printed(out)
+    assert.equal(20, n)  -- the 20 crawlers each fetched one page; none got further
+    assert.equal(1, status)
+    assert.matches("all goroutines are asleep %- deadlock!", err)
+    assert.matches("%[chan send%]", err)
+    -- crawl3 itself, on the same start URLs, ends
+    out, err, status = run("crawl3.lua", args, 10)
+    assert.equal(0, status, err)
+    assert.equal(25, select(2, printed(out)))
+  end)
+
   it("crawl1 with a goroutine per link runs out of descriptors (the note's failure)", function()
     -- 100 start URLs: 100 fetches start at once, far over a limit of 32 descriptors.
     local args = { "-depth", "0" }
