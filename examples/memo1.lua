@@ -4,19 +4,21 @@
 -- switch only inside blocking calls, so the lookup and the store are each atomic and the table
 -- itself is never corrupted; but the slow function blocks between the lookup and the store, so every caller
 -- of a key that arrives meanwhile also misses and calls it again: duplicate calls (20 for 10
--- keys), and the later result overwrites the earlier one.
+-- keys), and the later result overwrites the earlier one. Under the race detector
+-- (CSP_RACE=1 lua5.4 examples/memo1.lua) the unsynchronised reads and writes of the cache are
+-- reported, as `go test -race` reports them in Go, and the exit status is 66.
 -- Usage: lua5.4 examples/memo1.lua [-http] [-delay SECONDS]
 local csp = require "csp"
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local memotest = require "memotest"
 local opts = memotest.args("memo1.lua", "the concurrency-unsafe memo: duplicate calls")
-local _ = csp
 
 local Memo = {}
 Memo.__index = Memo
 
 local function New(f)
-  return setmetatable({ f = f, cache = {} }, Memo)
+  -- watched: under CSP_RACE=1 the detector reports the race on it, as go test -race does
+  return setmetatable({ f = f, cache = csp.race.watch({}, "memo1 cache") }, Memo)
 end
 
 -- NOTE: not concurrency-safe!

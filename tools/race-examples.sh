@@ -3,7 +3,7 @@
 # (CSP_RACE=1), with its normal arguments, and fails if any reports a data race (or, for the
 # examples listed below, exits non-zero). Servers and clients (chat, clock, reverb, netcat,
 # crawl, *_http) are driven by the suite's specs, which `make race` runs with CSP_RACE=1 too.
-# bank_race.lua must be reported (exit 66): that is its point.
+# bank_race.lua and memo1.lua must be reported (exit 66): that is their point.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;"
@@ -16,10 +16,11 @@ trap 'rm -rf "$tmp"' EXIT
 # Arguments that make an example end quickly; "-" marks one that needs a peer (skipped here).
 declare -A ARGS=(
   [sieve.lua]="20" [countdown1.lua]="3 0.01" [countdown2.lua]="0.05" [countdown3.lua]="3 0.01"
+  [countdown3_tick.lua]="3 0.01"
   [du1.lua]="lua spec" [du2.lua]="-v lua spec" [du3.lua]="-v lua spec" [du4.lua]="-v lua spec"
   [chat.lua]="-" [clock1.lua]="-" [clock2.lua]="-" [reverb1.lua]="-" [reverb2.lua]="-"
-  [netcat1.lua]="-" [netcat2.lua]="-" [netcat3.lua]="-" [crawl1.lua]="-" [crawl2.lua]="-"
-  [crawl3.lua]="-" [memo_http.lua]="-" [mirrored_http.lua]="-"
+  [netcat1.lua]="-" [netcat2.lua]="-" [netcat3.lua]="-" [netcat3_halfclose.lua]="-" [crawl1.lua]="-"
+  [crawl2.lua]="-" [crawl3.lua]="-" [crawl3_deadlock.lua]="-" [memo_http.lua]="-" [mirrored_http.lua]="-"
   [du.lua]="-" [links.lua]="-" [demo.lua]="-" [flags.lua]="-" [memotest.lua]="-" [banktest.lua]="-"
   [thumbnails.lua]="-"
   [trace.lua]="$tmp/trace.json"
@@ -33,7 +34,7 @@ for f in examples/*.lua; do
   timeout -k 2 60 "$LUA" "$f" $args </dev/null >"$tmp/out" 2>"$tmp/err"
   rc=$?
   n=$((n + 1))
-  if [ "$name" = bank_race.lua ]; then
+  if [ "$name" = bank_race.lua ] || [ "$name" = memo1.lua ]; then
     if [ $rc = 66 ] && grep -q "WARNING: DATA RACE" "$tmp/err"; then
       echo "ok    $name: its race is reported (exit 66)"
     else
