@@ -155,19 +155,17 @@ describe("du2 -v", function()
 end)
 
 describe("du4 cancellation", function()
-  local function check_cancelled(out, err, code, max_files)
+  -- Cancelled, du4 prints no totals (Go's main returns), only the -v progress lines before it.
+  local function check_cancelled(out, err, code)
     assert.are.equal(0, code, err)
     err = err:gsub("du: open [^\n]*: permission denied\n", "") -- locked/, when not root
     assert.are.equal("du: cancelled, goroutines left: 1\n", err)
-    local n, b = out:match("(%d+) files  (%d+) bytes\n$")
-    assert.is_truthy(n, out)
-    assert.is_true(tonumber(n) < max_files, "nothing was cancelled: " .. out)
-    return tonumber(n), tonumber(b)
   end
 
   it("a byte already waiting on stdin cancels the walk as it starts", function()
     local out, err, code = run(("printf x | lua5.4 %s/examples/du4.lua -b %s"):format(q(root_dir), q(R)))
-    check_cancelled(out, err, code, want.files)
+    check_cancelled(out, err, code)
+    assert.are.equal("", out)
   end)
 
   it("a byte sent mid-walk cancels it; main drains the walkers and nothing is left behind", function()
@@ -187,15 +185,21 @@ describe("du4 cancellation", function()
       ("cat %serr >&2; exit $st"):format(q(F)),
     }, "\n")
     local out, err, code = run(script, 20)
-    local first = out:match("^[^\n]*")
-    assert.is_truthy(first:match("^%d+ files  %d+ bytes$"), out)
-    local n, b = check_cancelled(out, err, code, 200 * want.files)
-    assert.is_true(n >= tonumber(first:match("^%d+")) and b > 0)
+    check_cancelled(out, err, code)
+    -- progress lines only, the first before the byte was sent; none reaches the whole walk
+    local lines = 0
+    for n in out:gmatch("([^\n]*)\n") do
+      lines = lines + 1
+      n = tonumber(n:match("^(%d+) files  %d+ bytes$"))
+      assert.is_true(n ~= nil and n < 200 * want.files, out)
+    end
+    assert.is_true(lines >= 1, out)
   end)
 
   it("the end of input cancels too, as Go's os.Stdin.Read returning does", function()
     local out, err, code = du(4, "-b " .. (q(R) .. " "):rep(200), "/dev/null")
-    check_cancelled(out, err, code, 200 * want.files)
+    check_cancelled(out, err, code)
+    assert.are.equal("", out)
   end)
 
   it("with stdin open and no input it walks everything, as du3", function()
