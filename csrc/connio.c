@@ -388,11 +388,14 @@ static int shut_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* c:close_write(): half-close (tcp shutdown) once queued writes are out; other streams close. */
+/* c:close_write(): half-close (tcp shutdown); other streams close. As Go's CloseWrite, the
+** socket is shut at once: a write still blocked on a peer that does not read fails (EPIPE)
+** rather than hold the shutdown, which libuv queues behind it, forever. */
 int csp_connio_close_write(lua_State *L) {
   csp_Conn *c = csp_conn_check(L);
   csp_Stream *s;
   csp_G *g;
+  uv_os_fd_t fd;
   int r;
   if ((s = csp_conn_stream(L, c, &r)) == NULL)
     return r ? csp_conn_err(L, c, "shutdown", r) : csp_conn_errclosed(L, c, "shutdown");
@@ -402,6 +405,7 @@ int csp_connio_close_write(lua_State *L) {
     return 1;
   }
   g = csp_sched_self(L, s->S);
+  if (uv_stream_get_write_queue_size(&s->u.s) > 0 && uv_fileno(&s->u.h, &fd) == 0) shutdown(fd, SHUT_WR);
   s->sreq.data = s;
   if ((r = uv_shutdown(&s->sreq, &s->u.s, csp_stream_shutdown_cb)) != 0) return csp_conn_err(L, c, "shutdown", r);
   s->shut = 1;

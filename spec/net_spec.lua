@@ -554,6 +554,28 @@ describe("conn writes", function()
     c:close()
   end)
 
+  it("close_write while a write is blocked on a peer not reading: shut at once, the write fails (Go)", function()
+    local c, s = pair()
+    local big = string.rep("x", 32 * 1024 * 1024)  -- far over the socket buffers
+    local res = spawn(function() return c:write(big) end)
+    csp.gosched()  -- the writer is parked now: its bytes wait in libuv's queue
+    assert.is_true(c:close_write())
+    local r = res:recv()
+    assert.is_nil(r[1])
+    assert.matches("broken pipe", r[2], 1, true)
+    assert.equal("EPIPE", r[3])
+    -- the peer gets what went out, then the end
+    local got = 0
+    while true do
+      local chunk = s:read(1024 * 1024)
+      if not chunk then break end
+      got = got + #chunk
+    end
+    assert.is_true(got > 0 and got < #big, tostring(got))
+    c:close()
+    s:close()
+  end)
+
   it("closed conns return errors; close works as a to-be-closed variable", function()
     local c, s = pair()
     do
