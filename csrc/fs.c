@@ -6,7 +6,6 @@
 #include <string.h>
 #include "fs.h"
 
-static const char state_key = 0;  /* registry: the csp_FsState userdata, alive until lua_close */
 
 /* Upvalues of the API functions. */
 #define UP_STATE 2
@@ -75,15 +74,7 @@ static int build(lua_State *L) {
   csp_FsReq *r = (csp_FsReq *)lua_touserdata(L, 1);
   if (r->err != 0) {
     char msg[128], code[64];
-    /* Go's texts are the C library's with a lower-case first letter ("is a directory");
-    ** libuv's differ for a few ("illegal operation on a directory"). */
-    if (r->sys != 0) {
-      snprintf(msg, sizeof msg, "%s", strerror(r->sys));
-      if (msg[0] >= 'A' && msg[0] <= 'Z' && msg[1] >= 'a' && msg[1] <= 'z')
-        msg[0] = (char)(msg[0] - 'A' + 'a');
-    } else {
-      uv_strerror_r(r->err, msg, sizeof msg);
-    }
+    snprintf(msg, sizeof msg, "%s", csp_strerror(r->sys != 0 ? -r->sys : r->err));
     uv_err_name_r(r->err, code, sizeof code);
     if (r->errname) {
       size_t n = strlen(r->path);
@@ -219,8 +210,12 @@ void csp_fs_open(lua_State *L) {
   fs = (csp_FsState *)lua_newuserdatauv(L, sizeof *fs, 0);
   memset(fs, 0, sizeof *fs);
   fs->limit = 2 * size;
+  fs->td.close = csp_fswork_teardown;
+  csp_teardown_add((csp_Sched *)lua_touserdata(L, -2), &fs->td);  /* the sched copy */
   lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);  /* in-flight items point at it */
+  /* Anchored until lua_close under its own address (each load of the module makes a scheduler
+  ** and a state): in-flight items and the scheduler's teardown list point at it. */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, fs);
   for (i = 0; i < K_LAST; i++) lua_pushstring(L, keynames[i]);
   for (i = 0; i < CSP_FT_COUNT; i++) lua_pushstring(L, typenames[i]);
   lua_pushcclosure(L, build, K_LAST + CSP_FT_COUNT);   /* upvalue 3: build */

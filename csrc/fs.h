@@ -2,6 +2,8 @@
 #ifndef CSP_FS_H
 #define CSP_FS_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include "csp.h"
 
@@ -33,6 +35,10 @@ typedef struct csp_FsReq {
   csp_Req req;         /* the caller's wait (wait.c) */
   struct csp_FsReq *next;  /* in the FIFO of calls waiting for a pool slot */
   struct csp_FsReq *bnext; /* the rest of the batch this work item runs */
+  struct csp_FsReq *lnext, *lprev;  /* readfile, writefile: in fs->blocking while on the pool */
+  pthread_t worker;    /* the pool thread running it, once phase is 1 */
+  atomic_int phase;    /* 0 queued, 1 running (may block for good: a FIFO), 2 done */
+  atomic_int stop;     /* lua_close: give up at the next interrupted call */
   csp_Sched *S;
   csp_FsState *fs;
   int op;
@@ -54,6 +60,8 @@ typedef struct csp_FsReq {
 struct csp_FsState {
   int inflight, limit;
   csp_FsReq *head, *tail;
+  csp_FsReq *blocking;  /* readfile and writefile calls on the pool */
+  csp_Teardown td;      /* at lua_close, interrupts them (csp_fswork_teardown) */
 };
 
 /* fswork.c: a request for op on path (NULL without memory; its wait's free_fn set); starts r on
@@ -61,6 +69,7 @@ struct csp_FsState {
 csp_FsReq *csp_fswork_new(csp_Sched *S, csp_FsState *fs, int op, const char *path, size_t plen);
 void csp_fswork_submit(csp_FsState *fs, csp_FsReq *r);
 void csp_fswork_free(csp_FsReq *r);
+void csp_fswork_teardown(csp_Teardown *t);
 int csp_fswork_type(mode_t m);
 
 static inline double csp_fswork_time(const struct timespec *t) {

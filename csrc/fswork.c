@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -249,10 +250,15 @@ static void do_dirsum(csp_FsReq *r) {
   close(d.fd);
 }
 
+/* A call interrupted by csp_fswork_teardown's signal is not made again. */
+static int stopped(csp_FsReq *r) {
+  return atomic_load_explicit(&r->stop, memory_order_acquire);
+}
+
 static void do_readfile(csp_FsReq *r) {
   struct stat st;
   size_t cap = 8192;
-  int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+  int fd = stopped(r) ? (errno = EINTR, -1) : open(r->path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     fail(r, "open", errno);
     return;
@@ -273,7 +279,7 @@ static void do_readfile(csp_FsReq *r) {
     }
     n = read(fd, r->buf + r->len, r->cap - r->len);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR && !stopped(r)) continue;
       fail(r, "read", errno);
       break;
     }
@@ -285,7 +291,7 @@ static void do_readfile(csp_FsReq *r) {
 
 static void do_writefile(csp_FsReq *r) {
   size_t done = 0;
-  int fd = open(r->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, r->mode);
+  int fd = stopped(r) ? (errno = EINTR, -1) : open(r->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, r->mode);
   if (fd < 0) {
     fail(r, "open", errno);
     return;
@@ -293,7 +299,7 @@ static void do_writefile(csp_FsReq *r) {
   while (done < r->len) {
     ssize_t n = write(fd, r->buf + done, r->len - done);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR && !stopped(r)) continue;
       fail(r, "write", errno);
       break;
     }
@@ -313,8 +319,14 @@ static void work_one(csp_FsReq *r) {
     case CSP_FS_READDIR: do_dir(r, 0); break;
     case CSP_FS_DIRSTAT: do_dir(r, 1); break;
     case CSP_FS_DIRSUM: do_dirsum(r); break;
-    case CSP_FS_READFILE: do_readfile(r); break;
-    case CSP_FS_WRITEFILE: do_writefile(r); break;
+    case CSP_FS_READFILE:
+    case CSP_FS_WRITEFILE:
+      r->worker = pthread_self();
+      atomic_store_explicit(&r->phase, 1, memory_order_release);  /* publishes worker */
+      if (r->op == CSP_FS_READFILE) do_readfile(r);
+      else do_writefile(r);
+      atomic_store_explicit(&r->phase, 2, memory_order_release);
+      break;
   }
 }
 
@@ -340,6 +352,9 @@ static int batchable(const csp_FsReq *r) {
 void csp_fswork_submit(csp_FsState *fs, csp_FsReq *r) {
   r->bnext = NULL;
   if (!batchable(r)) {
+    r->lprev = NULL;
+    if ((r->lnext = fs->blocking) != NULL) r->lnext->lprev = r;
+    fs->blocking = r;
     uv_queue_work(r->S->loop, &r->work, work_cb, after_cb);
     return;
   }
@@ -376,6 +391,11 @@ static void refill(csp_FsState *fs) {
 static void after_cb(uv_work_t *w, int status) {
   csp_FsReq *r = (csp_FsReq *)w, *next;
   csp_FsState *fs = r->fs;
+  if (!batchable(r)) {
+    if (r->lprev != NULL) r->lprev->lnext = r->lnext;
+    else fs->blocking = r->lnext;
+    if (r->lnext != NULL) r->lnext->lprev = r->lprev;
+  }
   if (r->S->closing) {  /* lua_close: nobody waits any more; calls never started go too */
     while ((next = fs->head) != NULL) {
       fs->head = next->next;
@@ -402,3 +422,46 @@ static void after_cb(uv_work_t *w, int status) {
   }
 }
 
+
+/* ---------------------------------------------------------------- lua_close */
+
+/* A readfile or writefile may block for good (a FIFO nobody opens), and libuv joins its pool
+** threads at exit: the process would never end, where Go's just exits. At lua_close each such
+** call is told to stop and its thread gets SIGURG (its default: ignored) with a handler
+** installed for the moment without SA_RESTART, so the blocked call fails with EINTR. The
+** signal may land just before the call starts: it is sent again until the call is over. */
+static void urg_noop(int sig) {
+  (void)sig;
+}
+
+static int interrupt_running(csp_FsState *fs) {
+  int n = 0;
+  for (csp_FsReq *r = fs->blocking; r != NULL; r = r->lnext) {
+    atomic_store_explicit(&r->stop, 1, memory_order_release);
+    if (atomic_load_explicit(&r->phase, memory_order_acquire) == 1) {
+      pthread_kill(r->worker, SIGURG);
+      n++;
+    }
+  }
+  return n;
+}
+
+void csp_fswork_teardown(csp_Teardown *t) {
+  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;  /* schedulers of other threads */
+  static int users;
+  static struct sigaction old;
+  csp_FsState *fs = (csp_FsState *)(void *)((char *)t - offsetof(csp_FsState, td));
+  struct sigaction sa;
+  csp_teardown_del(t);
+  if (fs->blocking == NULL) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = urg_noop;
+  sigemptyset(&sa.sa_mask);
+  pthread_mutex_lock(&mu);
+  if (users++ == 0) sigaction(SIGURG, &sa, &old);
+  pthread_mutex_unlock(&mu);
+  for (int i = 0; i < 1000 && interrupt_running(fs) > 0; i++) uv_sleep(1);  /* 1 s at most */
+  pthread_mutex_lock(&mu);
+  if (--users == 0) sigaction(SIGURG, &old, NULL);
+  pthread_mutex_unlock(&mu);
+}

@@ -156,6 +156,7 @@ int csp_schedlua_gc(lua_State *L) {
   {
     int rc = uv_loop_close(S->loop);
     for (int i = 0; i < 1000 && rc == UV_EBUSY; i++) {
+      if (i >= 10) uv_sleep(1);  /* a pool thread still finishing (an interrupted readfile) */
       uv_run(S->loop, UV_RUN_NOWAIT);
       rc = uv_loop_close(S->loop);
     }

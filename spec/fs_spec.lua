@@ -306,7 +306,8 @@ describe("csp.fs and the scheduler", function()
   before_each(function()
     fifo = T .. "/fifo"
     os.remove(fifo)
-    sh("mkfifo " .. q(fifo))
+    os.remove(fifo .. ".w")
+    sh("mkfifo " .. q(fifo) .. " " .. q(fifo .. ".w"))
   end)
 
   it("a goroutine waiting in fs does not block the others", function()
@@ -343,6 +344,20 @@ describe("csp.fs and the scheduler", function()
     end)
     assert.are.equal("from a goroutine", fs.readfile(fifo))
     assert.are.equal(3, steps:len())
+  end)
+
+  it("calls blocked for good on a FIFO do not keep the process from ending (Go's exits)", function()
+    -- libuv joins its pool threads at exit: lua_close interrupts the blocked calls first. Six
+    -- calls: more than the pool's threads, so two never started. 124 is timeout's status.
+    local r = require("spec.helpers.run").run(([[
+      local csp = require "csp"
+      local fifo = %q
+      for _ = 1, 3 do csp.go(function() csp.fs.readfile(fifo) end) end
+      for _ = 1, 3 do csp.go(function() csp.fs.writefile(fifo .. ".w", "x") end) end
+      csp.gosched()
+      print("main ends")
+    ]]):format(fifo), nil, 10)
+    assert.are.same({ 0, "main ends\n", "" }, { r.code, r.stdout, r.stderr })
   end)
 
   it("many goroutines at once: more calls than pool threads, each gets its own result", function()

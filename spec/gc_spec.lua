@@ -311,6 +311,24 @@ describe("finalizers lua_close runs after the scheduler's own (subprocess)", fun
   end)
 end)
 
+describe("the module loaded twice (subprocess)", function()
+  it("each load's state lives until lua_close: the first one's teardown finds its memory", function()
+    local r = run.run([[
+      local csp = require "csp"
+      assert(csp.fs.readfile("/etc/hostname"))
+      for k in pairs(package.loaded) do
+        if k == "csp" or k:match("^csp%.") then package.loaded[k] = nil end
+      end
+      csp = nil
+      csp = require "csp"
+      assert(csp.fs.readfile("/etc/hostname"))
+      for _ = 1, 3 do collectgarbage() end
+      print("ok")
+    ]], nil, 20)
+    assert.are.same({ 0, "ok\n", "" }, { r.code, r.stdout, r.stderr })
+  end)
+end)
+
 describe("goroutines that can never be woken (subprocess)", function()
   it("survive collections, show in the deadlock report, and do not stop the program ending", function()
     local r = run.run([[
