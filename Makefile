@@ -4,7 +4,7 @@ BUSTED   ?= busted
 CC       ?= gcc
 PKGS      = lua5.4 libuv
 DEBS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-check luarocks libgumbo-dev pkg-config gcc make \
-            netcat-openbsd python3 cppcheck valgrind imagemagick \
+            netcat-openbsd netbase python3 cppcheck valgrind imagemagick \
             libcurl4-openssl-dev libcurl4 liburiparser-dev openssl nginx \
             golang-go golang-golang-x-net-dev
 CFLAGS   ?= -O2 -g

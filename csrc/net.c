@@ -1,4 +1,5 @@
 /* net.c: tcp listen, accept and dial; names resolved on libuv's thread pool. */
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,21 @@ static const char *check_net(lua_State *L, int *family) {
   return net;
 }
 
+/* A service name for a port ("http"), looked up as Go does: lower-cased, in /etc/services (a
+** local file, read on the loop thread); NULL or "unknown port". */
+static const char *service_port(const char *name, int *port) {
+  char lower[64], buf[1024];
+  struct servent se, *res = NULL;
+  size_t i;
+  for (i = 0; i < sizeof lower - 1 && name[i]; i++)
+    lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+  lower[i] = '\0';
+  if (name[i] != '\0' || getservbyname_r(lower, "tcp", &se, buf, sizeof buf, &res) != 0 || res == NULL)
+    return "unknown port";
+  *port = ntohs((uint16_t)res->s_port);
+  return NULL;
+}
+
 /* Splits "host:port", "[v6]:port" or ":port" (Go's net.SplitHostPort); NULL or the complaint. */
 static const char *split_hostport(const char *a, char *host, size_t hsz, int *port) {
   const char *colon, *p;
@@ -88,8 +104,9 @@ static const char *split_hostport(const char *a, char *host, size_t hsz, int *po
   host[hl] = '\0';
   p = colon + 1;
   if (*p == '\0') return "missing port in address";
+  if (p[strspn(p, "0123456789")] != '\0') return service_port(p, port);
   for (; *p; p++) {
-    if (*p < '0' || *p > '9' || (v = v * 10 + (*p - '0')) > 65535) return "invalid port";
+    if ((v = v * 10 + (*p - '0')) > 65535) return "invalid port";
   }
   *port = (int)v;
   return NULL;
@@ -308,6 +325,11 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
     return NULL;
   }
   if ((bad = split_hostport(addr, host, sizeof host, &port)) != NULL) {
+    if (strcmp(bad, "unknown port") == 0) {  /* Go's DNSError for the service lookup */
+      csp_fail(L, "ENOENT", "%s %s: lookup tcp/%s: unknown port", op == 'd' ? "dial" : "listen", net,
+               strrchr(addr, ':') + 1);
+      return NULL;
+    }
     if (strcmp(bad, "invalid port") == 0) addr = strrchr(addr, ':') + 1;  /* Go names the port */
     csp_fail(L, "EINVAL", "%s %s: address %s: %s", op == 'd' ? "dial" : "listen", net, addr, bad);
     return NULL;

@@ -114,6 +114,21 @@ describe("csp.net.listen", function()
     ln:close()
   end)
 
+  it("takes a service name for the port, as Go does (/etc/services, any case)", function()
+    -- port 80: a refusal or a connection, whichever this machine gives, names 127.0.0.1:80
+    local c, err = csp.net.dial("tcp", "127.0.0.1:HTTP")
+    if c then
+      assert.equal("127.0.0.1:80", c:remote_addr())
+      c:close()
+    else
+      assert.matches("^dial tcp 127%.0%.0%.1:80: ", err)
+    end
+    assert.same({ nil, "dial tcp: lookup tcp/nosuchsvc: unknown port", "ENOENT" },
+      { csp.net.dial("tcp", "127.0.0.1:nosuchsvc") })
+    assert.same({ nil, "listen tcp: lookup tcp/nosuchsvc: unknown port", "ENOENT" },
+      { csp.net.listen("tcp", "127.0.0.1:nosuchsvc") })
+  end)
+
   it("returns an error for a malformed address and raises for an unknown network", function()
     local ln, err, code = csp.net.listen("tcp", "127.0.0.1")
     assert.is_nil(ln)
