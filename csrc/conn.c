@@ -14,7 +14,7 @@ const char csp_conn_tag = 0;
 int csp_conn_err(lua_State *L, csp_Conn *c, const char *op, int code) {
   if (code == UV_EOF) return csp_fail(L, uv_err_name(code), "EOF");
   if (c->s != NULL && c->s->kind == CSP_ST_SRC) return c->s->src->fail(L, c->s);
-  return csp_fail(L, uv_err_name(code), "%s %s: %s", op, c->name, uv_strerror(code));
+  return csp_fail(L, uv_err_name(code), "%s %s: %s", op, c->name, csp_strerror(code));
 }
 
 int csp_conn_errclosed(lua_State *L, csp_Conn *c, const char *op) {

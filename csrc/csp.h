@@ -567,6 +567,10 @@ lua_Number csp_checknumber(lua_State *L, int arg);
 /* The one way an outside-world failure is returned: pushes nil, the formatted message and code
 ** (a stable name: the libuv/errno one, "ENOENT", or csp's own, "ELINETOOLONG"); returns 3. */
 int csp_fail(lua_State *L, const char *code, const char *fmt, ...);
+/* Go's text for a libuv error code: the C library's, first letter lower-cased ("is a directory",
+** "transport endpoint is not connected"), where libuv words a few differently; libuv's own for
+** codes that are not an errno (UV_EOF, UV_EAI_*). Valid until the thread's next call. */
+const char *csp_strerror(int code);
 
 /* Registers C closures with the scheduler as upvalue 1 (on the stack top: the module table). */
 void csp_setfuncs(lua_State *L, const luaL_Reg *l);

@@ -127,11 +127,16 @@ static struct dirent64 *dir_next(DirRd *d) {
   }
 }
 
-/* Opens r's path as a directory; 0 (r failed with "open") when it cannot. */
+/* Opens r's path as a directory; 0 (r failed) when it cannot. A file that is not one fails as
+** in Go, whose open succeeds and whose getdents says ENOTDIR: "readdirent PATH: not a directory". */
 static int dir_open(csp_FsReq *r, DirRd *d) {
   d->fd = open(r->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   d->pos = d->end = 0;
-  if (d->fd < 0) fail(r, "open", errno);
+  if (d->fd < 0) {
+    int e = errno, fd = e == ENOTDIR ? open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
+    fail(r, fd >= 0 ? "readdirent" : "open", e);
+    if (fd >= 0) close(fd);
+  }
   return d->fd >= 0;
 }
 

@@ -71,8 +71,8 @@ static void push_error(lua_State *L, Req *r) {
       lua_pushliteral(L, "dial tcp ");
       push_hostport(L, r);
       if (r->open_errno) oserr = r->open_errno;
-      if (r->open_errno) lua_pushfstring(L, ": socket: %s", uv_strerror(uv_translate_sys_error((int)oserr)));
-      else if (oserr) lua_pushfstring(L, ": connect: %s", uv_strerror(uv_translate_sys_error((int)oserr)));
+      if (r->open_errno) lua_pushfstring(L, ": socket: %s", csp_strerror(uv_translate_sys_error((int)oserr)));
+      else if (oserr) lua_pushfstring(L, ": connect: %s", csp_strerror(uv_translate_sys_error((int)oserr)));
       else lua_pushfstring(L, ": %s", detail);
       lua_concat(L, 3);
       code = oserr ? errno_code(oserr) : "ECONNREFUSED";
@@ -144,7 +144,7 @@ static void push_error(lua_State *L, Req *r) {
     case CURLE_SEND_ERROR:
       if (oserr) {
         lua_pushfstring(L, "%s: %s", r->result == CURLE_RECV_ERROR ? "read" : "write",
-                        uv_strerror(uv_translate_sys_error((int)oserr)));
+                        csp_strerror(uv_translate_sys_error((int)oserr)));
         code = errno_code(oserr);
       } else {
         lua_pushstring(L, detail);

@@ -1,7 +1,9 @@
 /* module.c: luaopen_csp_core: builds the module table from each concept's registrations. */
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "stream.h"
 
 /* Stack: [module, sched]: each function gets the scheduler as upvalue 1. */
@@ -120,6 +122,14 @@ int csp_fail(lua_State *L, const char *code, const char *fmt, ...) {
   va_end(ap);
   lua_pushstring(L, code);
   return 3;
+}
+
+const char *csp_strerror(int code) {
+  static _Thread_local char buf[128];
+  if (code >= 0 || code <= -1000) return uv_strerror(code);  /* not an errno: UV_EOF, UV_EAI_* */
+  snprintf(buf, sizeof buf, "%s", strerror(-code));
+  if (buf[0] >= 'A' && buf[0] <= 'Z' && buf[1] >= 'a' && buf[1] <= 'z') buf[0] = (char)(buf[0] - 'A' + 'a');
+  return buf;
 }
 
 /* A write to a closed socket must return EPIPE, not kill the process; a host's own handler stays. */

@@ -172,7 +172,7 @@ static int net_park(lua_State *L, NetReq *r) {
 
 static int req_error(lua_State *L, NetReq *r, const char *fmt, int code) {
   csp_fail(L, uv_err_name(code), fmt, r->op == 'd' ? "dial" : "listen", r->net,
-           r->last[0] ? r->last : r->addr, uv_strerror(code));
+           r->last[0] ? r->last : r->addr, csp_strerror(code));
   req_free(r);
   return 3;
 }
@@ -233,7 +233,7 @@ static int net_step(lua_State *L, NetReq *r) {
     r->phase = P_NONE;
     if (r->status < 0) {
       csp_fail(L, uv_err_name(r->status), "%s %s: lookup %s: %s", r->op == 'd' ? "dial" : "listen",
-               r->net, r->host, r->status == UV_EAI_NONAME ? "no such host" : uv_strerror(r->status));
+               r->net, r->host, r->status == UV_EAI_NONAME ? "no such host" : csp_strerror(r->status));
       req_free(r);
       return 3;
     }
@@ -420,7 +420,7 @@ static Listener *ln_check(lua_State *L) {
 }
 
 static int ln_error(lua_State *L, Listener *u, int code) {
-  return csp_fail(L, uv_err_name(code), "accept %s %s: %s", u->net, u->addr, uv_strerror(code));
+  return csp_fail(L, uv_err_name(code), "accept %s %s: %s", u->net, u->addr, csp_strerror(code));
 }
 
 static int accept_k(lua_State *L, int status, lua_KContext ctx);

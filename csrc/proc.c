@@ -20,13 +20,13 @@ static const char exec_tag = 0;
 
 static int err_result(lua_State *L, const char *cmd, const char *cwd, int code) {
   if (code == UV_ENOENT && cwd && access(cwd, F_OK) != 0)
-    return csp_fail(L, uv_err_name(code), "chdir %s: %s", cwd, uv_strerror(code));
+    return csp_fail(L, uv_err_name(code), "chdir %s: %s", cwd, csp_strerror(code));
   if (code == UV_ENOENT && strchr(cmd, '/') == NULL)
     return csp_fail(L, uv_err_name(code), "exec: \"%s\": executable file not found in $PATH", cmd);
   if (code == UV_ENOBUFS)
     return csp_fail(L, uv_err_name(code), "exec: \"%s\": output larger than %d MiB", cmd,
                     (int)(CSP_PROC_OUTMAX >> 20));
-  return csp_fail(L, uv_err_name(code), "fork/exec %s: %s", cmd, uv_strerror(code));
+  return csp_fail(L, uv_err_name(code), "fork/exec %s: %s", cmd, csp_strerror(code));
 }
 
 /* Stack: [e]. The results of the finished process p, which goes. */

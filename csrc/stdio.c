@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "stream.h"
 
@@ -63,12 +64,19 @@ csp_Stream *csp_stdio_open(lua_State *L, int fd, int *err) {
   uv_handle_type t = stdio_was_closed[fd] ? UV_UNKNOWN_HANDLE : uv_guess_handle(fd);
   int kind, r = 0;
   csp_Stream *s;
+  struct stat st;
   switch (t) {
     case UV_TTY: kind = CSP_ST_TTY; break;
     case UV_NAMED_PIPE: kind = CSP_ST_PIPE; break;
     case UV_TCP: kind = CSP_ST_TCP; break;
     case UV_FILE: kind = CSP_ST_FILE; break;
-    default: *err = UV_EBADF; return NULL;
+    default:  /* a directory or a block device reads as a file: read(2) has its say (EISDIR) */
+      if (t != UV_UNKNOWN_HANDLE || stdio_was_closed[fd] || fstat(fd, &st) != 0 ||
+          !(S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode))) {
+        *err = UV_EBADF;
+        return NULL;
+      }
+      kind = CSP_ST_FILE;
   }
   if ((s = csp_stream_alloc(S, kind)) == NULL) {
     *err = UV_ENOMEM;

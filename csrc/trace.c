@@ -474,7 +474,7 @@ static csp_Trace *trace_start(lua_State *L, csp_Sched *S, const char *path, cons
   if (fd < 0) {
     int e = uv_translate_sys_error(errno);
     uv_mutex_unlock(&trace_mu);
-    csp_fail(L, uv_err_name(e), "open %s: %s", path, uv_strerror(e));
+    csp_fail(L, uv_err_name(e), "open %s: %s", path, csp_strerror(e));
     return NULL;
   }
   T = calloc(1, sizeof *T);
@@ -557,7 +557,7 @@ static int trace_stop_l(lua_State *L) {
   free(T);
   if (err) {
     err = uv_translate_sys_error(err);
-    return csp_fail(L, uv_err_name(err), "trace: write: %s", uv_strerror(err));
+    return csp_fail(L, uv_err_name(err), "trace: write: %s", csp_strerror(err));
   }
   lua_pushboolean(L, 1);
   return 1;

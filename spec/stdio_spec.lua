@@ -110,6 +110,16 @@ describe("csp.stdin and csp.stdout", function()
     assert.equal("true\ttrue\tnil\n", out)
   end)
 
+  it("stdin from a directory: reads fail with Go's EISDIR error", function()
+    local out, status = sh([[
+      local csp = require "csp"
+      print(csp.stdin:read())
+      print(csp.stdin:read_line())
+    ]], "LUA </tmp")
+    assert.equal(0, status)
+    assert.equal(("nil\tread /dev/stdin: is a directory\tEISDIR\n"):rep(2), out)
+  end)
+
   it("stdin from /dev/null is at EOF at once", function()
     local out = sh([[
       local csp = require "csp"
