@@ -137,14 +137,20 @@ describe("netcat", function()
     assert.equal("dial tcp " .. addr .. ": connect: connection refused\n", err)
   end)
 
-  it("netcat2 sends stdin and prints the echoes of reverb2", function()
-    local addr, stop = server("reverb2.lua", "0.1")
-    -- stdin stays open until the three echoes are out (netcat2 drops echoes still due at EOF)
+  -- Runs a netcat that shouts "Hello?" at addr, its stdin open until the three echoes are out
+  -- (netcat2 and netcat3 drop echoes still due at the end of input); returns client's results.
+  local function shout_until_echoed(name, addr)
     local seen = os.tmpname()
-    local out, status, err = client("netcat2.lua", ("(printf 'Hello?\\n'; i=0; "
+    local out, status, err = client(name, ("(printf 'Hello?\\n'; i=0; "
       .. "while [ $(wc -l <%s) -lt 3 ] && [ $i -lt 750 ]; do sleep 0.02; i=$((i+1)); done) "
       .. "| EX %s | tee %s"):format(quote(seen), addr, quote(seen)))
     os.remove(seen)
+    return out, status, err
+  end
+
+  it("netcat2 sends stdin and prints the echoes of reverb2", function()
+    local addr, stop = server("reverb2.lua", "0.1")
+    local out, status, err = shout_until_echoed("netcat2.lua", addr)
     assert.equal(0, status, err)
     assert.equal("\t HELLO?\n\t Hello?\n\t hello?\n", out)
     assert.equal("", stop())
@@ -152,11 +158,7 @@ describe("netcat", function()
 
   it("netcat3 closes the connection at the end of stdin and waits for its reader's done", function()
     local addr, stop = server("reverb1.lua", "0.1")
-    local seen = os.tmpname()
-    local out, status, err = client("netcat3.lua", ("(printf 'Hello?\\n'; i=0; "
-      .. "while [ $(wc -l <%s) -lt 3 ] && [ $i -lt 750 ]; do sleep 0.02; i=$((i+1)); done) "
-      .. "| EX %s | tee %s"):format(quote(seen), addr, quote(seen)))
-    os.remove(seen)
+    local out, status, err = shout_until_echoed("netcat3.lua", addr)
     assert.equal(0, status, err)
     assert.equal("\t HELLO?\n\t Hello?\n\t hello?\n", out)
     assert.equal("done\n", err)
