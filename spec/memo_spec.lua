@@ -147,6 +147,19 @@ describe("memo", function()
     assert.are.equal(e, err)
   end)
 
+  it("keeps a single result of any value, false and nil included, on every hit", function()
+    local f, calls = counted()
+    local values = { t = true, f = false, z = 0, s = "" }
+    local m = csp.memo(function(key) f(key) return values[key] end)
+    for _ = 1, 3 do
+      for _, key in ipairs { "t", "f", "z", "s", "nil" } do
+        local r = table.pack(m:get(key))
+        assert.are.same({ values[key], n = 1 }, r)
+      end
+    end
+    assert.are.same({ t = 1, f = 1, z = 1, s = 1, ["nil"] = 1 }, calls)
+  end)
+
   it("forget drops a key: the next get calls f again", function()
     local f, calls = counted()
     local m = csp.memo(f)
