@@ -132,6 +132,14 @@ static void push_error(lua_State *L, Req *r) {
         lua_pushfstring(L, "tls: %s", detail);
       code = "EPROTO";
       break;
+    case CURLE_OUT_OF_MEMORY:  /* before the headers' end: curl's cap on a header line, past csp's */
+      if (!r->in_trailers) {
+        lua_pushfstring(L, "net/http: server response headers exceeded %d bytes; aborted", HEADER_MAX);
+        code = "EMSGSIZE";
+      } else {
+        lua_pushstring(L, detail);
+      }
+      break;
     case CURLE_GOT_NOTHING:
       lua_pushliteral(L, "EOF");
       code = "EOF";
