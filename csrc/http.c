@@ -1,6 +1,7 @@
 /* http.c: HTTP client requests (csp.http's core): options, waiting, feeding, cancelling, the
 ** Lua API. */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -82,12 +83,76 @@ static int req_close(lua_State *L) {
 
 /* ---------------------------------------------------------------- options */
 
-/* Go's refusals of URLs no request can be made for, before curl sees them: pushes the message
-** and returns 1, or returns 0. A NUL among u's n bytes is a control character too (curl would
-** read the URL up to it). */
+/* Pushes s[0..n) quoted as Go's %q does (bytes from 0x80 up are passed as they are). */
+static void push_quoted(lua_State *L, const char *s, size_t n) {
+  static const char esc[] = "\a\b\t\n\v\f\r", letter[] = "abtnvfr";
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '"');
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    const char *e = c != 0 ? strchr(esc, c) : NULL;
+    if (c == '"' || c == '\\') {
+      luaL_addchar(&b, '\\');
+      luaL_addchar(&b, (char)c);
+    } else if (e != NULL) {
+      luaL_addchar(&b, '\\');
+      luaL_addchar(&b, letter[e - esc]);
+    } else if (c < 0x20 || c == 0x7f) {
+      char x[5];
+      snprintf(x, sizeof x, "\\x%02x", c);
+      luaL_addstring(&b, x);
+    } else {
+      luaL_addchar(&b, (char)c);
+    }
+  }
+  luaL_addchar(&b, '"');
+  luaL_pushresult(&b);
+}
+
+/* Go's url.Parse failure: 'parse "URL": ' what, pieces of text and a quoted part. Returns 2. */
+static int url_parse_error(lua_State *L, const char *u, size_t n, const char *what, const char *q,
+                           size_t qn, const char *after) {
+  lua_pushliteral(L, "parse ");
+  push_quoted(L, u, n);
+  lua_pushfstring(L, ": %s", what);
+  if (q != NULL) push_quoted(L, q, qn);
+  else lua_pushliteral(L, "");
+  lua_pushstring(L, after);
+  lua_concat(L, 5);
+  return 2;
+}
+
+/* What Go's unescape(host, encodeHost) refuses in h[0..n): a bad or ASCII %-escape (%25 aside),
+** a byte a host may not hold; pushes the parse error and returns 2, or returns 0. */
+static int host_refused(lua_State *L, const char *u, size_t un, const char *h, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)h[i];
+    if (c == '%') {
+      if (i + 2 >= n || !isxdigit((unsigned char)h[i + 1]) || !isxdigit((unsigned char)h[i + 2]))
+        return url_parse_error(L, u, un, "invalid URL escape ", h + i, n - i < 3 ? n - i : 3, "");
+      if (h[i + 1] < '8' && strncmp(h + i, "%25", 3) != 0)
+        return url_parse_error(L, u, un, "invalid URL escape ", h + i, 3, "");
+      i += 2;
+    } else if (c < 0x80 && !isalnum(c) && !strchr("!$&'()*+,;=:[]<>\"-_.~", c)) {
+      return url_parse_error(L, u, un, "invalid character ", h + i, 1, " in host name");
+    }
+  }
+  return 0;
+}
+
+/* Refusals of a URL before curl sees it, as Go's: url.Parse's (pushes 'parse "URL": why',
+** returns 2: Go's Get returns it unprefixed) or its Client's and dialer's (pushes why, returns 1:
+** the caller prefixes 'Get "URL": '); 0 if curl may have it. A NUL among u's n bytes is a
+** control character too (curl would read the URL up to it). */
 static int url_refused(lua_State *L, const char *u, size_t n) {
-  const char *p = u, *auth, *aend, *host, *port;
+  const char *p = u, *auth, *aend, *host, *hend, *port;
   size_t i;
+  for (p = u; p < u + n; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f)
+      return url_parse_error(L, u, n, "net/url: invalid control character in URL", NULL, 0, "");
+  p = u;
+  if (*p == ':') return url_parse_error(L, u, n, "missing protocol scheme", NULL, 0, "");
   if (!isalpha((unsigned char)*p)) return lua_pushliteral(L, "unsupported protocol scheme \"\""), 1;
   while (isalnum((unsigned char)*p) || *p == '+' || *p == '.' || *p == '-') p++;
   if (*p != ':') return lua_pushliteral(L, "unsupported protocol scheme \"\""), 1;
@@ -106,23 +171,34 @@ static int url_refused(lua_State *L, const char *u, size_t n) {
   for (const char *q = auth; q < aend; q++)
     if (*q == '@') auth = q + 1;  /* the userinfo goes */
   host = auth;
-  if (*auth == '[' && (port = memchr(auth, ']', (size_t)(aend - auth))) != NULL) port++;
-  else port = auth + strcspn(auth, ":") < aend ? auth + strcspn(auth, ":") : aend;
+  if (*auth == '[') {  /* Go: the last ']', then an optional port */
+    for (hend = aend; hend > auth && hend[-1] != ']'; hend--) {}
+    if (hend == auth) return url_parse_error(L, u, n, "missing ']' in host", NULL, 0, "");
+    port = hend;
+  } else {
+    for (port = aend; port > auth && port[-1] != ':'; port--) {}
+    port = port > auth ? port - 1 : aend;
+  }
+  if (port < aend) {  /* Go's validOptionalPort: ':' and digits */
+    for (i = 1; port + i < aend && isdigit((unsigned char)port[i]); i++) {}
+    if (*port != ':' || port + i != aend)
+      return url_parse_error(L, u, n, "invalid port ", port, (size_t)(aend - port), " after host");
+  }
+  if (host_refused(L, u, n, host, (size_t)(aend - host))) return 2;
   if (port == host) return lua_pushliteral(L, "http: no Host in request URL"), 1;
-  if (port < aend && !(aend - port == 1 && *port == ':')) {
+  if (aend - port > 1) {  /* digits: too many for a port is the dialer's complaint */
     long v = 0;
-    for (i = 1; port + i < aend && isdigit((unsigned char)port[i]) && v <= 65535; i++) v = v * 10 + (port[i] - '0');
-    if (*port != ':' || port + i != aend || v > 65535) {
-      lua_pushliteral(L, "invalid port \"");
-      lua_pushlstring(L, port, (size_t)(aend - port));
-      lua_pushliteral(L, "\" after host");
+    for (i = 1; port + i < aend && v <= 65535; i++) v = v * 10 + (port[i] - '0');
+    if (v > 65535) {
+      lua_pushliteral(L, "dial tcp: address ");
+      lua_pushlstring(L, port + 1, (size_t)(aend - port - 1));
+      lua_pushliteral(L, ": invalid port");
       lua_concat(L, 3);
       return 1;
     }
   }
   for (p = u; p < u + n; p++)
-    if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
-      return lua_pushliteral(L, "invalid character in URL"), 1;
+    if (*p == ' ') return lua_pushliteral(L, "invalid character in URL"), 1;  /* curl cannot send it */
   return 0;
 }
 
@@ -134,11 +210,17 @@ static int http_new(lua_State *L) {
   Multi *M = csp_httpcurl_multi_of(L);
   size_t ulen;
   const char *method = luaL_checkstring(L, 2), *url = luaL_checklstring(L, 3, &ulen);
-  int flags = (int)luaL_checkinteger(L, 5);
+  int flags = (int)luaL_checkinteger(L, 5), refused;
   Req *r;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 5);
-  if (url_refused(L, url, ulen)) return csp_fail(L, "EINVAL", "%s", lua_tostring(L, -1));
+  if ((refused = url_refused(L, url, ulen)) != 0) {  /* 2: whole (Go's parse error) */
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_pushliteral(L, "EINVAL");
+    lua_pushboolean(L, refused == 2);
+    return 4;
+  }
   csp_httpcurl_multi_get(L, M);
   if (!csp_httpdl_h2() && lua_getfield(L, 1, "http_version") == LUA_TSTRING &&
       strcmp(lua_tostring(L, -1), "2") == 0)

@@ -527,11 +527,34 @@ describe("csp.http.get", function()
         { csp.http.get("/relative") })
       assert.same({ nil, 'Get "http:///p": http: no Host in request URL', "EINVAL" },
         { csp.http.get("http:///p") })
-      local _, err = csp.http.get("http://127.0.0.1:99999/")
-      assert.matches("invalid port", err)
-      -- a control character anywhere, NUL too (curl would have requested /a)
-      for _, u in ipairs { "http://127.0.0.1:1/a\0b", "http://127.0.0.1:1/a\nb", "http://127.0.0.1:1/a b" } do
-        assert.same({ nil, ('Get "%s": invalid character in URL'):format(u), "EINVAL" }, { csp.http.get(u) })
+      assert.same({ nil, 'Get "http://127.0.0.1:99999/": dial tcp: address 99999: invalid port', "EINVAL" },
+        { csp.http.get("http://127.0.0.1:99999/") })
+      -- a space curl cannot send (Go would escape it in the path)
+      assert.same({ nil, 'Get "http://127.0.0.1:1/a b": invalid character in URL', "EINVAL" },
+        { csp.http.get("http://127.0.0.1:1/a b") })
+    end)
+
+    it("returns url.Parse's errors as Go's Get does: unprefixed, the URL quoted as %q", function()
+      for _, case in ipairs {
+        -- a control character anywhere, NUL too (curl would have requested /a)
+        { "http://127.0.0.1:1/a\0b", [["http://127.0.0.1:1/a\x00b": net/url: invalid control character in URL]] },
+        { "http://127.0.0.1:1/a\nb", [["http://127.0.0.1:1/a\nb": net/url: invalid control character in URL]] },
+        { "://x", [["://x": missing protocol scheme]] },
+        { "http://[::1/", [["http://[::1/": missing ']' in host]] },
+        { "http://h:abc/", [["http://h:abc/": invalid port ":abc" after host]] },
+        { "http://[::1]:x/", [["http://[::1]:x/": invalid port ":x" after host]] },
+        { "http://a:b:c/", [["http://a:b:c/": invalid port ":c" after host]] },
+        { "http://%zz/", [["http://%zz/": invalid URL escape "%zz"]] },
+        { "http://%41/", [["http://%41/": invalid URL escape "%41"]] },
+        { "http://a b/", [["http://a b/": invalid character " " in host name]] },
+        { "http://u@h{/", [["http://u@h{/": invalid character "{" in host name]] },
+      } do
+        assert.same({ nil, "parse " .. case[2], "EINVAL" }, { csp.http.get(case[1]) })
+      end
+      -- what Go's url.Parse lets through
+      for _, u in ipairs { "http://[::1]:1/", "http://h%C3%A9:1/", "http://u:p@127.0.0.1:1/" } do
+        local _, err = csp.http.get(u, T)
+        assert.matches('^Get "', err)
       end
     end)
 

@@ -142,8 +142,10 @@ local function do_request(o, lines, own_encoding)
     (own_encoding and 0 or DECODE) | (o.stream and READER or 0)
   if ctx and ctx:err() then return nil, ('%s "%s": %s'):format(OPS[method], url, ctx:err()), "ECANCELED" end
 
-  local req <close>, uerr, ucode = new(o, method, url, lines, flags)
-  if not req then return nil, ('%s "%s": %s'):format(OPS[method], url, uerr), ucode end
+  local req <close>, uerr, ucode, whole = new(o, method, url, lines, flags)
+  if not req then  -- Go's Get returns url.Parse's error as it is (whole), the rest prefixed
+    return nil, whole and uerr or ('%s "%s": %s'):format(OPS[method], url, uerr), ucode
+  end
   local w <close> = ctx and watch(ctx, req) or nil
   local next_piece = streamed and producer(body)
   local ev, chunk = req:wait()
