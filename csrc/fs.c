@@ -6,7 +6,6 @@
 #include <string.h>
 #include "fs.h"
 
-
 /* Upvalues of the API functions. */
 #define UP_STATE 2
 #define UP_BUILD 3

@@ -427,7 +427,6 @@ static void after_cb(uv_work_t *w, int status) {
   }
 }
 
-
 /* ---------------------------------------------------------------- lua_close */
 
 /* A readfile or writefile may block for good (a FIFO nobody opens), and libuv joins its pool
