@@ -276,19 +276,25 @@ static int wr_turn_k(lua_State *L, int status, lua_KContext ctx) {
   return wr_run(L, (csp_Conn *)lua_touserdata(L, 1), 1);
 }
 
+/* Shuts a socket's sending side now, behind libuv's back: the bytes libuv still queues fail
+** (EPIPE) instead of going out later, or of holding a uv_shutdown queued behind them. */
+static void wr_shut(csp_Stream *s) {
+  uv_os_fd_t fd;
+  if (s->kind == CSP_ST_TCP && uv_fileno(&s->u.h, &fd) == 0) shutdown(fd, SHUT_WR);
+}
+
 /* The write in flight timed out: what is out is counted, the rest is not sent (Go: after a
 ** write deadline the connection is unusable for writing). A socket's sending side is shut, so
 ** libuv's queued bytes fail (EPIPE) instead of going out later; a file write stops after its
 ** current chunk; a pipe or tty cannot take back what libuv queued. */
 static size_t wr_abandon(csp_Stream *s) {
   size_t n;
-  uv_os_fd_t fd;
   if (s->kind == CSP_ST_FILE) {  /* the chunk on the pool may still land: not counted */
     s->wcancel = 1;
     return s->wsent;
   }
   n = s->wsent + s->wlen - uv_stream_get_write_queue_size(&s->u.s);  /* ours is the only write */
-  if (s->kind == CSP_ST_TCP && uv_fileno(&s->u.h, &fd) == 0) shutdown(fd, SHUT_WR);
+  wr_shut(s);
   return n;
 }
 
@@ -395,7 +401,6 @@ int csp_connio_close_write(lua_State *L) {
   csp_Conn *c = csp_conn_check(L);
   csp_Stream *s;
   csp_G *g;
-  uv_os_fd_t fd;
   int r;
   if ((s = csp_conn_stream(L, c, &r)) == NULL)
     return r ? csp_conn_err(L, c, "shutdown", r) : csp_conn_errclosed(L, c, "shutdown");
@@ -405,7 +410,7 @@ int csp_connio_close_write(lua_State *L) {
     return 1;
   }
   g = csp_sched_self(L, s->S);
-  if (uv_stream_get_write_queue_size(&s->u.s) > 0 && uv_fileno(&s->u.h, &fd) == 0) shutdown(fd, SHUT_WR);
+  if (uv_stream_get_write_queue_size(&s->u.s) > 0) wr_shut(s);
   s->sreq.data = s;
   if ((r = uv_shutdown(&s->sreq, &s->u.s, csp_stream_shutdown_cb)) != 0) return csp_conn_err(L, c, "shutdown", r);
   s->shut = 1;
