@@ -127,6 +127,9 @@ describe("csp.net.listen", function()
       { csp.net.dial("tcp", "127.0.0.1:nosuchsvc") })
     assert.same({ nil, "listen tcp: lookup tcp/nosuchsvc: unknown port", "ENOENT" },
       { csp.net.listen("tcp", "127.0.0.1:nosuchsvc") })
+    local long = ("x"):rep(100)  -- longer than any service name: not looked up
+    assert.same({ nil, "dial tcp: lookup tcp/" .. long .. ": unknown port", "ENOENT" },
+      { csp.net.dial("tcp", "127.0.0.1:" .. long) })
   end)
 
   it("returns an error for a malformed address and raises for an unknown network", function()
