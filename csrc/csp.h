@@ -172,25 +172,29 @@ typedef struct csp_GExt {
   void *race;          /* race detector's clock (race.c); NULL while it is off */
 } csp_GExt;
 
-struct csp_G {  /* pointers first, then ints, then bytes: no padding (malloc'd per goroutine) */
+/* What a hand-off, a park and a resume touch comes first (w up to xw, 104 B): two of the record's
+** cache lines, or three, instead of all four. The sieve's 3,000 goroutines do not fit the cache,
+** so each line a hand-off touches may miss (docs/design.md, "The record's layout"). */
+struct csp_G {
+  csp_Waiter w;        /* the single-operation waiter */
   lua_State *L;        /* its thread, anchored while the record lives */
   csp_Sched *S;
+  int nargs;           /* values a waker pushed onto R */
+  int nsel;
+  uint8_t state, wake, exiting, started;
+  uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
+  uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
+  uint64_t readyat;    /* metrics.c: when it was readied (sampled; 0: not timed) */
+  const char *reason;  /* Go's wait reason, shown in dumps */
+  void *xw;            /* xchan.c: its wait another thread may complete (NULL: none) */
   lua_Integer id, parent;
   csp_Req *req;        /* the request it waits on, until it lets go of it (wait.c) */
-  const char *reason;  /* Go's wait reason, shown in dumps */
-  csp_Waiter w;        /* the single-operation waiter */
   csp_Waiter *sel;     /* select waiters, grown on demand, kept */
   csp_TimerNode tn;    /* its deadline: a sleep's or an I/O wait's (csp_wait_deadline) */
   csp_G *anext, *aprev;/* all live goroutines, by id */
   csp_GExt *ext;       /* NULL until first needed */
-  uint64_t readyat;    /* metrics.c: when it was readied (sampled; 0: not timed) */
-  void *xw;            /* xchan.c: its wait another thread may complete (NULL: none) */
   int slot;            /* anchor slot; 0 for main */
-  int nargs;           /* values a waker pushed onto R */
-  int nsel, selcap;
-  uint8_t state, wake, exiting, started;
-  uint8_t panicking;   /* its base caught an error: the thread's result is the panic's error */
-  uint8_t internal;    /* a helper of csp's own: not counted, not dumped, not waited for */
+  int selcap;
 };
 /* 200 B: malloc's 208-byte chunks (a parked goroutine's cost, see docs/design.md). */
 _Static_assert(sizeof(csp_G) <= 200, "csp_G outgrew its malloc size class");
@@ -379,14 +383,14 @@ void csp_exit_open(lua_State *L);
 typedef struct csp_Chan csp_Chan;
 typedef struct csp_Timer csp_Timer;
 
-struct csp_Chan {
+struct csp_Chan {  /* what every operation reads first, in the cache line the tag is in */
   const void *tag;     /* &csp_chan_tag: first field, checked before anything else is read */
   csp_Sched *S;
+  csp_Timer *timer;    /* timer channels: the pending tick lives here, not in the ring */
   uint32_t cap, count, head;
   uint8_t closed, big; /* big: the ring is a table in user value 1 */
   uint8_t finalized;
   csp_WaitQ recvq, sendq;
-  csp_Timer *timer;    /* timer channels: the pending tick lives here, not in the ring */
 };
 
 /* Timer channels (after, tick, ticker, timer) are channels with this record after them. */
