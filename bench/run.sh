@@ -13,23 +13,26 @@ export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
 export LUA_CPATH="$ROOT/build/?.so;;"
 export GOCACHE="$ROOT/build/gocache" GO111MODULE=on GOFLAGS='' GOTOOLCHAIN=local
 
-# label | Lua script | Go program | target (csp / go P=1)
+# label | Lua script | Go program | target (csp / go P=1) | Lua's floor (bench/floor/<name>.lua)
+# The floor is the workload's Lua loops with csp taken out (methods that only return or yield,
+# coroutines resumed from C): what any runtime of Lua coroutines pays before doing any work.
+# A target below floor/go cannot be met on this Lua; the table says so.
 ROWS=(
-  "pingpong|pingpong|pingpong|0.6"
-  "pingpong (main blocking)|pingpong_main|pingpong|-"
-  "buffered|buffered|buffered|1.5"
-  "buffered (range)|buffered_range|buffered|1.2"
-  "spawn|spawn|spawn|0.3"
-  "spawn (batch 1000)|spawn_batch|spawn_batch|0.3"
-  "parked memory|parked|parked|0.4"
-  "select|select|select|0.8"
-  "sieve|sieve|sieve|0.8"
-  "timers CPU|timers|timers|0.5"
-  "mutex uncontended|mutex|mutex|3.0"
-  "mutex (cached)|mutex_cached|mutex|3.0"
-  "mutex handoff|mutex_handoff|mutex_handoff|1.0"
-  "waitgroup|waitgroup|waitgroup|-"
-  "memo hit|memo_hit|memo_hit|2.0"
+  "pingpong|pingpong|pingpong|0.6|pingpong"
+  "pingpong (main blocking)|pingpong_main|pingpong|-|-"
+  "buffered|buffered|buffered|1.5|buffered"
+  "buffered (range)|buffered_range|buffered|1.2|-"
+  "spawn|spawn|spawn|0.3|-"
+  "spawn (batch 1000)|spawn_batch|spawn_batch|0.3|-"
+  "parked memory|parked|parked|0.4|parked"
+  "select|select|select|0.8|select"
+  "sieve|sieve|sieve|0.8|-"
+  "timers CPU|timers|timers|0.5|-"
+  "mutex uncontended|mutex|mutex|3.0|mutex"
+  "mutex (cached)|mutex_cached|mutex|3.0|-"
+  "mutex handoff|mutex_handoff|mutex_handoff|1.0|-"
+  "waitgroup|waitgroup|waitgroup|-|-"
+  "memo hit|memo_hit|memo_hit|2.0|-"
 )
 
 [ -f build/csp/core.so ] || { echo "build/csp/core.so missing: run make" >&2; exit 1; }
@@ -40,6 +43,9 @@ for dir in bench/go/*/; do
   name=$(basename "$dir")
   go build -o "build/bench/$name" "./$dir/main.go" || { echo "go build $name failed" >&2; exit 1; }
 done
+# shellcheck disable=SC2046
+${CC:-gcc} -O2 -shared -fPIC $(pkg-config --cflags lua5.4) -o build/bench/floor.so bench/floor/floor.c ||
+  { echo "building bench/floor/floor.c failed" >&2; exit 1; }
 
 declare -A VALS UNIT
 selected() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
@@ -72,9 +78,10 @@ for ((r = 1; r <= RUNS; r++)); do
   echo "round $r/$RUNS" >&2
   declare -A done_go=()
   for row in "${ROWS[@]}"; do
-    IFS='|' read -r _ lua gop _ <<<"$row"
+    IFS='|' read -r _ lua gop _ floor <<<"$row"
     selected "$lua" || continue
     run "csp:$lua" "$LUA" "bench/$lua.lua"
+    [ "$floor" = - ] || run "floor:$lua" "$LUA" "bench/floor/$floor.lua"
     if [ -z "${done_go[$gop]:-}" ]; then
       done_go[$gop]=1
       run "go1:$gop" env GOMAXPROCS=1 "build/bench/$gop"
@@ -95,22 +102,30 @@ cell() { [ "$1" = FAIL ] && echo FAIL || echo "$1 $2"; }
 echo
 echo "csp vs Go: $($LUA -v 2>&1 | cut -d' ' -f1-2), $(go version | cut -d' ' -f3), $NPROC CPUs," \
   "core.so $(sha1sum build/csp/core.so | cut -c1-8) ($(date -r build/csp/core.so '+%F %T')), median of $RUNS run(s)${BENCH_QUICK:+, BENCH_QUICK=$BENCH_QUICK}"
-fmt="%-18s | %-15s | %-15s | %-15s | %-11s | %-6s | %s\n"
+fmt="%-18s | %-15s | %-15s | %-15s | %-11s | %-6s | %-15s | %-10s | %s\n"
 # shellcheck disable=SC2059
-printf "$fmt" workload csp "go P=1" "go P=$NPROC" "csp/go(P=1)" target "met?"
+printf "$fmt" workload csp "go P=1" "go P=$NPROC" "csp/go(P=1)" target "Lua's floor" "floor/go" "met?"
 for row in "${ROWS[@]}"; do
-  IFS='|' read -r label lua gop target <<<"$row"
+  IFS='|' read -r label lua gop target floor <<<"$row"
   selected "$lua" || continue
   c=$(median "${VALS[csp:$lua]:-}")
   g1=$(median "${VALS[go1:$gop]:-}")
   gn=$(median "${VALS[goN:$gop]:-}")
+  f=-
+  [ "$floor" = - ] || f=$(median "${VALS[floor:$lua]:-}")
   unit=${UNIT[csp:$lua]:-${UNIT[go1:$gop]:-}}
-  ratio=- met=-
+  ratio=- met=- fratio=-
   if [ "$c" != FAIL ] && [ "$g1" != FAIL ]; then
     read -r ratio met < <(awk -v c="$c" -v g="$g1" -v t="$target" \
       'BEGIN { r = c / g; printf "%.2f %s\n", r, (t == "-" ? "-" : (r <= t + 0 ? "yes" : "NO")) }')
   fi
+  if [ "$f" != - ] && [ "$f" != FAIL ] && [ "$g1" != FAIL ]; then
+    fratio=$(awk -v f="$f" -v g="$g1" 'BEGIN { printf "%.2f", f / g }')
+    [ "$met" = NO ] && awk -v r="$fratio" -v t="$target" 'BEGIN { exit !(r > t + 0) }' &&
+      met="NO: floor above target"
+  fi
   # shellcheck disable=SC2059
   printf "$fmt" "$label" "$(cell "$c" "$unit")" "$(cell "$g1" "$unit")" "$(cell "$gn" "$unit")" \
-    "$ratio" "$([ "$target" = - ] && echo "(none)" || echo "<= $target")" "$met"
+    "$ratio" "$([ "$target" = - ] && echo "(none)" || echo "<= $target")" \
+    "$([ "$f" = - ] && echo - || cell "$f" "$unit")" "$fratio" "$met"
 done
