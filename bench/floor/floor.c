@@ -1,6 +1,6 @@
 /* floor.c: Lua's own floor under the core benchmarks: methods that only return or yield.
 ** A userdata whose methods do no work (send, recv, lock, unlock return at once; wait yields and
-** returns a value when resumed) and a driver that resumes coroutines from C in a ring, as csp's
+** returns a value when resumed; range(n) iterates n values) and a driver that resumes coroutines from C in a ring, as csp's
 ** loop does (lua_resume from the loop's state). There is no channel, queue, record or check:
 ** a workload written with these pays only what any runtime whose goroutines are Lua coroutines
 ** and whose operations are C methods pays (the scripts beside this file; bench/README.md, "Lua's floor"). */
@@ -32,8 +32,24 @@ static int fl_wait(lua_State *L) {
   return lua_yieldk(L, 0, 0, fl_wait_k);
 }
 
+/* The iterator of `for v in o:range(n)`: n values, then nil (the count lives in the object). */
+static int fl_range_next(lua_State *L) {
+  lua_Integer *left = (lua_Integer *)lua_touserdata(L, 1);
+  if (*left <= 0) return 0;
+  (*left)--;
+  lua_pushinteger(L, 1);
+  return 1;
+}
+
+static int fl_range(lua_State *L) {
+  *(lua_Integer *)lua_touserdata(L, 1) = luaL_checkinteger(L, 2);
+  lua_pushcfunction(L, fl_range_next);
+  lua_pushvalue(L, 1);
+  return 2;
+}
+
 static int fl_new(lua_State *L) {
-  lua_newuserdatauv(L, sizeof(void *), 0);
+  lua_newuserdatauv(L, sizeof(lua_Integer), 0);
   luaL_setmetatable(L, "bench.floor");
   return 1;
 }
@@ -68,7 +84,7 @@ static int fl_now(lua_State *L) {
 
 int luaopen_bench_floor(lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"send", fl_nop}, {"recv", fl_recv}, {"wait", fl_wait},
+    {"send", fl_nop}, {"recv", fl_recv}, {"wait", fl_wait}, {"range", fl_range},
     {"lock", fl_nop}, {"unlock", fl_nop}, {NULL, NULL}
   };
   static const luaL_Reg funcs[] = {{"new", fl_new}, {"run", fl_run}, {"now", fl_now}, {NULL, NULL}};
