@@ -4,6 +4,7 @@
 ** loop does (lua_resume from the loop's state). There is no channel, queue, record or check:
 ** a workload written with these pays only what any runtime whose goroutines are Lua coroutines
 ** and whose operations are C methods pays (the scripts beside this file; bench/README.md, "Lua's floor"). */
+#include <stdio.h>
 #include <time.h>
 #include "lua.h"
 #include "lauxlib.h"
@@ -82,12 +83,28 @@ static int fl_now(lua_State *L) {
   return 1;
 }
 
+/* Resident memory in bytes (VmRSS of /proc/self/status), as bench/parked.lua reads it. */
+static int fl_rss(lua_State *L) {
+  char line[256];
+  long kb = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f == NULL) return luaL_error(L, "cannot open /proc/self/status");
+  while (kb < 0 && fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "VmRSS: %ld", &kb) != 1) kb = -1;
+  fclose(f);
+  if (kb < 0) return luaL_error(L, "no VmRSS in /proc/self/status");
+  lua_pushinteger(L, (lua_Integer)kb * 1024);
+  return 1;
+}
+
 int luaopen_bench_floor(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"send", fl_nop}, {"recv", fl_recv}, {"wait", fl_wait}, {"range", fl_range},
     {"lock", fl_nop}, {"unlock", fl_nop}, {NULL, NULL}
   };
-  static const luaL_Reg funcs[] = {{"new", fl_new}, {"run", fl_run}, {"now", fl_now}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+    {"new", fl_new}, {"run", fl_run}, {"now", fl_now}, {"rss", fl_rss}, {NULL, NULL}
+  };
   luaL_newmetatable(L, "bench.floor");
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index");

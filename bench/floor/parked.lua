@@ -5,17 +5,7 @@ local floor = require "bench.floor"
 local q = os.getenv("BENCH_QUICK")
 local N = (q and q ~= "" and q ~= "0") and 10000 or 100000
 
-local function rss()
-  local f = assert(io.open("/proc/self/status"))
-  for line in f:lines() do
-    local kb = line:match("^VmRSS:%s*(%d+)")
-    if kb then
-      f:close()
-      return tonumber(kb) * 1024
-    end
-  end
-  error("no VmRSS in /proc/self/status")
-end
+local rss = floor.rss
 
 local ch, started, cos = floor.new(), 0, {}
 local function parked()
