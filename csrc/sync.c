@@ -57,7 +57,7 @@ typedef struct Closer {
   void *obj;
 } Closer;
 
-static void *sync_check(lua_State *L, int i, const void *tag, size_t size, const char *name) {
+static inline void *sync_check(lua_State *L, int i, const void *tag, size_t size, const char *name) {
   SyncHead *h = (SyncHead *)csp_checktag(L, i, tag, size, name);
   if (h->S->closing) csp_sched_gone(L);  /* its waiters' records are gone */
   return h;
