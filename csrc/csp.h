@@ -276,8 +276,19 @@ struct csp_Sched {
   struct csp_Race *race; /* the race detector (race.c); NULL = off: every hook tests only this */
 };
 
-csp_Sched *csp_sched_get(lua_State *L); /* upvalue 1 of every core function; raises after teardown */
 int csp_sched_gone(lua_State *L);       /* raises: the scheduler was torn down by lua_close */
+/* Upvalue 1 of every core function; raises after teardown. Inline: every entry calls it. */
+static inline csp_Sched *csp_sched_get(lua_State *L) {
+  csp_Sched *S = (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
+  if (__builtin_expect(S->closing, 0)) csp_sched_gone(L);
+  return S;
+}
+static inline uint64_t csp_sched_rand(csp_Sched *S) {  /* splitmix64: tiny, fast, seedable */
+  uint64_t z = (S->rng += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
 
 /* The hot half of the scheduler is inline below: a channel operation that parks or wakes pays
 ** for no call into sched.c unless it is main's, and none into trace.c unless a trace runs. */
@@ -359,7 +370,6 @@ int csp_sched_preempt(lua_State *L, csp_Sched *S, lua_CFunction fn);
 void csp_sched_cancel(csp_G *g);        /* unlinks every waiter and deadline of g */
 csp_GExt *csp_sched_ext(csp_G *g);      /* g's extension, made if need be; NULL: no memory */
 csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n);
-uint64_t csp_sched_rand(csp_Sched *S);
 void csp_sched_open(lua_State *L);
 /* For leak.c, signal.c: a goroutine's dump entry; the whole dump; a parked thread's anchor. */
 void csp_sched_dumpg(lua_State *L, luaL_Buffer *b, csp_G *g);

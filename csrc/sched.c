@@ -82,18 +82,6 @@ int csp_sched_gone(lua_State *L) {
   return luaL_error(L, "csp: called after lua_close tore its scheduler down");
 }
 
-csp_Sched *csp_sched_get(lua_State *L) {
-  csp_Sched *S = (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
-  if (__builtin_expect(S->closing, 0)) csp_sched_gone(L);
-  return S;
-}
-
-uint64_t csp_sched_rand(csp_Sched *S) {  /* splitmix64: tiny, fast, seedable */
-  uint64_t z = (S->rng += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 static void all_link(csp_Sched *S, csp_G *g) {
   g->aprev = S->all.aprev;
