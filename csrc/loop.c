@@ -149,6 +149,19 @@ static void sched_gcstress(lua_State *L, csp_Sched *S) {
 }
 
 /* The loop proper, protected by csp_loop_run: ends when main is readied, raises otherwise. */
+/* The next goroutine's thread and the one after's record: their first reads are cache misses
+** when many goroutines take turns (10^5 sleepers waking, a 3,000-stage sieve); asked for one
+** resume ahead, they arrive while this one runs. The next record was asked for a resume ago. */
+static inline void loop_prefetch(csp_Sched *S) {
+  csp_G *n = S->rq[S->rqhead];
+  if (n->L != NULL) __builtin_prefetch(n->L);
+  if (S->rqcount > 1) {
+    csp_G *m = S->rq[(S->rqhead + 1) & S->rqmask];
+    __builtin_prefetch(m);
+    __builtin_prefetch((char *)m + 64);
+  }
+}
+
 static int loop_body(lua_State *L) {
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, 1);
   if (!lua_checkstack(L, LOOP_STACK)) return luaL_error(L, "stack overflow (csp scheduler)");
@@ -166,6 +179,7 @@ static int loop_body(lua_State *L) {
     }
     if (g == &S->all) g = csp_sched_pend_record(L, S);  /* a start still without a record */
     if ((++S->ticks & POLL_MASK) == 0) csp_loop_poll(S, 0);
+    if (S->rqcount > 0) loop_prefetch(S);
     if (S->gcstress) sched_gcstress(L, S);
     if (sched_resume(L, S, g)) return lua_error(L);
   }

@@ -1,5 +1,7 @@
 /* timer.c: the deadline heap (4-ary, one uv_timer), sleep, now, after, tick, ticker, timer. */
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include "csp.h"
 
@@ -68,6 +70,16 @@ void csp_timer_del(csp_Sched *S, csp_TimerNode *t) {
   }
 }
 
+/* The next node due, and the goroutine record it may sit in (a sleep's), asked for before this
+** one fires: with 10^5 sleepers each is a cache miss otherwise. A prefetch never faults, so the
+** record's address is only arithmetic when the node is another's (a timer channel's). */
+static inline void timer_prefetch(const csp_TimerNode *t) {
+  uintptr_t g = (uintptr_t)t - offsetof(csp_G, tn);
+  __builtin_prefetch(t);
+  __builtin_prefetch((const void *)g);
+  __builtin_prefetch((const void *)(g + 64));
+}
+
 int csp_timer_run(csp_Sched *S) {
   int n = 0;
   uint64_t now;
@@ -78,6 +90,7 @@ int csp_timer_run(csp_Sched *S) {
   while (S->nheap > 0 && S->heap[0].when <= now) {
     csp_TimerNode *t = S->heap[0].t;
     csp_timer_del(S, t);
+    if (S->nheap > 0) timer_prefetch(S->heap[0].t);
     t->fire(S, t);
     n++;
   }
