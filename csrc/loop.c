@@ -148,7 +148,6 @@ static void sched_gcstress(lua_State *L, csp_Sched *S) {
   else lua_gc(L, LUA_GCSTEP, 0);
 }
 
-/* The loop proper, protected by csp_loop_run: ends when main is readied, raises otherwise. */
 /* The next goroutine's thread and the one after's record: their first reads are cache misses
 ** when many goroutines take turns (10^5 sleepers waking, a 3,000-stage sieve); asked for one
 ** resume ahead, they arrive while this one runs. The next record was asked for a resume ago. */
@@ -162,6 +161,7 @@ static inline void loop_prefetch(csp_Sched *S) {
   }
 }
 
+/* The loop proper, protected by csp_loop_run: ends when main is readied, raises otherwise. */
 static int loop_body(lua_State *L) {
   csp_Sched *S = (csp_Sched *)lua_touserdata(L, 1);
   if (!lua_checkstack(L, LOOP_STACK)) return luaL_error(L, "stack overflow (csp scheduler)");

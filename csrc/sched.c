@@ -82,7 +82,6 @@ int csp_sched_gone(lua_State *L) {
   return luaL_error(L, "csp: called after lua_close tore its scheduler down");
 }
 
-
 static void all_link(csp_Sched *S, csp_G *g) {
   g->aprev = S->all.aprev;
   g->anext = &S->all;
