@@ -149,7 +149,7 @@ static void sched_gcstress(lua_State *L, csp_Sched *S) {
 }
 
 /* The next goroutine's thread and the one after's record: their first reads are cache misses
-** when many goroutines take turns (10^5 sleepers waking, a 3,000-stage sieve); asked for one
+** when many goroutines take turns (10^5 sleepers waking); asked for one
 ** resume ahead, they arrive while this one runs. The next record was asked for a resume ago. */
 static inline void loop_prefetch(csp_Sched *S) {
   csp_G *n = S->rq[S->rqhead];
