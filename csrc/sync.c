@@ -113,32 +113,38 @@ static int mutex_lock_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+/* Parks g, the caller, in m's queue; k runs once an unlock hands m over to it. */
+static int mutex_park(lua_State *L, Mutex *m, csp_G *g, lua_KContext ctx, lua_KFunction k) {
+  g->w.caseidx = 0;
+  if (g->ext != NULL || csp_sched_ext(g) != NULL)  /* without memory: a report without it */
+    g->ext->heldby = &m->holder;
+  csp_wq_push(&m->q, &g->w);
+  return csp_sched_park(L, g, "sync.Mutex.Lock", ctx, k);
+}
+
 /* Locks m for the caller, parking if needed; k runs once it holds m. */
 static int mutex_acquire(lua_State *L, Mutex *m, lua_KContext ctx, lua_KFunction k) {
-  csp_G *g;
   if (!m->locked) {
     m->locked = 1;
     m->holder = self_id(m->h.S);
     if (m->h.S->race) csp_race_acq(m->h.S, NULL, m, 0);
     return k(L, LUA_OK, ctx);
   }
-  g = csp_sched_self(L, m->h.S);
-  g->w.caseidx = 0;
-  if (csp_sched_ext(g)) g->ext->heldby = &m->holder;  /* without memory: a report without it */
-  csp_wq_push(&m->q, &g->w);
-  return csp_sched_park(L, g, "sync.Mutex.Lock", ctx, k);
+  return mutex_park(L, m, csp_sched_self(L, m->h.S), ctx, k);
 }
 
 static int mutex_lock(lua_State *L) {
   Mutex *m = CHECK(L, 1, Mutex, mutex_tag, "mutex");
+  csp_G *g;
   CSP_PREEMPT(L, m->h.S, mutex_lock);
-  if (!m->locked && !m->h.S->race) {  /* mutex_acquire's first case, without its calls */
-    m->locked = 1;
+  if (!m->locked) {
+    if (m->h.S->race) return mutex_acquire(L, m, 0, mutex_lock_k);
+    m->locked = 1;  /* mutex_acquire's first case, without its calls */
     m->holder = self_id(m->h.S);
     return 0;
   }
-  csp_G *g = m->locked ? csp_sched_self(L, m->h.S) : NULL;
-  return mutex_acquire(L, m, (lua_KContext)g, mutex_lock_k);
+  g = csp_sched_self(L, m->h.S);  /* once: the continuation gets it as its context */
+  return mutex_park(L, m, g, (lua_KContext)g, mutex_lock_k);
 }
 
 /* FIFO handoff: the lock goes straight to the longest waiter, so none starves. */
