@@ -1,9 +1,11 @@
 /* floor.c: Lua's own floor under the core benchmarks: methods that only return or yield.
 ** A userdata whose methods do no work (send, recv, lock, unlock return at once; wait yields and
-** returns a value when resumed; range(n) iterates n values) and a driver that resumes coroutines from C in a ring, as csp's
-** loop does (lua_resume from the loop's state). There is no channel, queue, record or check:
-** a workload written with these pays only what any runtime whose goroutines are Lua coroutines
-** and whose operations are C methods pays (the scripts beside this file; bench/README.md, "Lua's floor"). */
+** returns a value when resumed; range(n) iterates n values) and a driver that resumes coroutines
+** from C in a ring, as csp's loop does (lua_resume from the loop's state). There is no channel,
+** queue, record or check, except the bare channels and run queue the sieve's order of switches
+** needs (below): a workload written with these pays only what any runtime whose goroutines are
+** Lua coroutines and whose operations are C methods pays (the scripts beside this file;
+** bench/README.md, "Lua's floor"). */
 #include <stdio.h>
 #include <time.h>
 #include "lua.h"
@@ -76,6 +78,104 @@ static int fl_run(lua_State *L) {
   return 0;
 }
 
+/* ---------------------------------------------------------------- the sieve's floor
+** The sieve needs its hand-offs in order, so its floor has channels: unbuffered, of integers,
+** with one waiting receiver or sender a side (a sieve channel has one of each), and a FIFO run
+** queue of coroutines that the driver resumes from C. Nothing else: no select, no close, no
+** check beyond the userdata's, no preemption, no goroutine record (the coroutine is the thread). */
+typedef struct FlChan {
+  lua_State *recvr, *sendr;  /* the parked receiver or sender, if any */
+  lua_Integer v;             /* the parked sender's value */
+} FlChan;
+
+#define RQ_SIZE 8192  /* more than the sieve's goroutines */
+static struct { lua_State *co; int nargs; } rq[RQ_SIZE];
+static unsigned rqhead, rqtail;
+
+static void fc_ready(lua_State *L, lua_State *co, int nargs) {
+  if (rqtail - rqhead == RQ_SIZE) luaL_error(L, "floor: run queue full");
+  rq[rqtail % RQ_SIZE].co = co;
+  rq[rqtail % RQ_SIZE].nargs = nargs;
+  rqtail++;
+}
+
+static int fc_new(lua_State *L) {
+  FlChan *c = (FlChan *)lua_newuserdatauv(L, sizeof *c, 0);
+  c->recvr = c->sendr = NULL;
+  luaL_setmetatable(L, "bench.floor.chan");
+  return 1;
+}
+
+static int fc_send_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0;
+}
+
+/* A parked receiver gets the value on its stack and goes to the run queue; the sender runs on,
+** as in Go. Else the sender parks with its value. */
+static int fc_send(lua_State *L) {
+  FlChan *c = (FlChan *)lua_touserdata(L, 1);
+  lua_Integer v = lua_tointeger(L, 2);
+  lua_State *r = c->recvr;
+  if (r != NULL) {
+    c->recvr = NULL;
+    lua_pushinteger(r, v);  /* a yielded coroutine has room for its resume's values */
+    fc_ready(L, r, 1);
+    return 0;
+  }
+  c->v = v;
+  c->sendr = L;
+  return lua_yieldk(L, 0, 0, fc_send_k);
+}
+
+static int fc_recv_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 1;  /* the value its sender pushed */
+}
+
+static int fc_recv(lua_State *L) {
+  FlChan *c = (FlChan *)lua_touserdata(L, 1);
+  lua_State *s = c->sendr;
+  if (s != NULL) {
+    c->sendr = NULL;
+    lua_pushinteger(L, c->v);
+    fc_ready(L, s, 0);
+    return 1;
+  }
+  c->recvr = L;
+  return lua_yieldk(L, 0, 0, fc_recv_k);
+}
+
+/* go(co): co to the run queue's tail (the caller anchors it). */
+static int fc_go(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  fc_ready(L, lua_tothread(L, 1), 0);
+  return 0;
+}
+
+/* sched(main): resumes the run queue's head until main has returned; the rest is abandoned. */
+static int fc_sched(lua_State *L) {
+  lua_State *main;
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  main = lua_tothread(L, 1);
+  rqhead = rqtail = 0;
+  fc_ready(L, main, 0);
+  while (rqhead != rqtail) {
+    lua_State *co = rq[rqhead % RQ_SIZE].co;
+    int nargs = rq[rqhead % RQ_SIZE].nargs, nres, st;
+    rqhead++;
+    st = lua_resume(co, L, nargs, &nres);
+    if (st == LUA_YIELD) continue;  /* parked on a channel, yielding nothing */
+    if (st != LUA_OK) {
+      lua_xmove(co, L, 1);
+      return lua_error(L);
+    }
+    if (co == main) break;
+  }
+  rqhead = rqtail = 0;
+  return 0;
+}
+
 static int fl_now(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -103,10 +203,14 @@ int luaopen_bench_floor(lua_State *L) {
     {"lock", fl_nop}, {"unlock", fl_nop}, {NULL, NULL}
   };
   static const luaL_Reg funcs[] = {
-    {"new", fl_new}, {"run", fl_run}, {"now", fl_now}, {"rss", fl_rss}, {NULL, NULL}
+    {"new", fl_new}, {"run", fl_run}, {"chan", fc_new}, {"go", fc_go}, {"sched", fc_sched}, {"now", fl_now}, {"rss", fl_rss}, {NULL, NULL}
   };
+  static const luaL_Reg chan_methods[] = {{"send", fc_send}, {"recv", fc_recv}, {NULL, NULL}};
   luaL_newmetatable(L, "bench.floor");
   luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  luaL_newmetatable(L, "bench.floor.chan");
+  luaL_newlib(L, chan_methods);
   lua_setfield(L, -2, "__index");
   luaL_newlib(L, funcs);
   return 1;
