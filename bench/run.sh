@@ -28,7 +28,7 @@ ROWS=(
   "parked memory|parked|parked|0.4|parked"
   "select|select|select|0.8|select"
   "sieve|sieve|sieve|0.8|sieve"
-  "timers CPU|timers|timers|0.5|-"
+  "timers CPU|timers|timers|0.5|timers"
   "mutex uncontended|mutex|mutex|3.0|mutex"
   "mutex (cached)|mutex_cached|mutex|3.0|mutex_cached"
   "mutex handoff|mutex_handoff|mutex_handoff|1.0|-"

@@ -2,11 +2,13 @@
 ** A userdata whose methods do no work (send, recv, lock, unlock return at once; wait yields and
 ** returns a value when resumed; range(n) iterates n values) and a driver that resumes coroutines
 ** from C in a ring, as csp's loop does (lua_resume from the loop's state). There is no channel,
-** queue, record or check, except the bare channels and run queue the sieve's order of switches
-** needs (below): a workload written with these pays only what any runtime whose goroutines are
+** queue, record or check, except the bare run queue, channels and heap that the sieve's and the
+** sleepers' order of switches needs (below): a workload written with these pays only what any runtime whose goroutines are
 ** Lua coroutines and whose operations are C methods pays (the scripts beside this file;
 ** bench/README.md, "Lua's floor"). */
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include "lua.h"
 #include "lauxlib.h"
@@ -78,26 +80,39 @@ static int fl_run(lua_State *L) {
   return 0;
 }
 
-/* ---------------------------------------------------------------- the sieve's floor
-** The sieve needs its hand-offs in order, so its floor has channels: unbuffered, of integers,
-** with one waiting receiver or sender a side (a sieve channel has one of each), and a FIFO run
-** queue of coroutines that the driver resumes from C. Nothing else: no select, no close, no
-** check beyond the userdata's, no preemption, no goroutine record (the coroutine is the thread). */
+/* ---------------------------------------------------------------- a run queue
+** The sieve and the sleepers need their switches in order, which the ring cannot give: here
+** is the least a scheduler of coroutines has. floor.go(f, ...) queues f(...), whose coroutine
+** is made when it starts, anchored in a registry table; floor.sched(main
+** [, all]) resumes the FIFO run queue from C until main returns (the rest abandoned, as Go does
+** at exit), or with all until nothing is left, sleeping until the next deadline (in whole ms,
+** as csp's loop waits) when nothing runs. Channels are unbuffered, of integers, with one parked coroutine a side (a sieve channel
+** has one sender and one receiver); floor.sleep(d) parks on a binary heap of deadlines. Nothing
+** else: no select, close, goroutine record, value other than an integer, or argument check. */
+#define RQ_SIZE (1 << 17)  /* more than the workloads' coroutines */
+static struct { lua_State *co; int nargs, pbase; } rq[RQ_SIZE];  /* co NULL: not started */
+static unsigned rqhead, rqtail;
+static int pendtop = 1;          /* next free index of the pending functions and arguments */
+static const char anchors_key = 0, pend_key = 0;
+
+static void fc_ready(lua_State *L, lua_State *co, int nargs, int pbase) {
+  if (rqtail - rqhead == RQ_SIZE) luaL_error(L, "floor: run queue full");
+  rq[rqtail % RQ_SIZE].co = co;
+  rq[rqtail % RQ_SIZE].nargs = nargs;
+  rq[rqtail % RQ_SIZE].pbase = pbase;
+  rqtail++;
+}
+
+static uint64_t fc_clock(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 typedef struct FlChan {
   lua_State *recvr, *sendr;  /* the parked receiver or sender, if any */
   lua_Integer v;             /* the parked sender's value */
 } FlChan;
-
-#define RQ_SIZE 8192  /* more than the sieve's goroutines */
-static struct { lua_State *co; int nargs; } rq[RQ_SIZE];
-static unsigned rqhead, rqtail;
-
-static void fc_ready(lua_State *L, lua_State *co, int nargs) {
-  if (rqtail - rqhead == RQ_SIZE) luaL_error(L, "floor: run queue full");
-  rq[rqtail % RQ_SIZE].co = co;
-  rq[rqtail % RQ_SIZE].nargs = nargs;
-  rqtail++;
-}
 
 static int fc_new(lua_State *L) {
   FlChan *c = (FlChan *)lua_newuserdatauv(L, sizeof *c, 0);
@@ -106,9 +121,14 @@ static int fc_new(lua_State *L) {
   return 1;
 }
 
-static int fc_send_k(lua_State *L, int status, lua_KContext ctx) {
+static int fc_k0(lua_State *L, int status, lua_KContext ctx) {
   (void)L; (void)status; (void)ctx;
   return 0;
+}
+
+static int fc_k1(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 1;  /* the value its resumer pushed */
 }
 
 /* A parked receiver gets the value on its stack and goes to the run queue; the sender runs on,
@@ -120,17 +140,12 @@ static int fc_send(lua_State *L) {
   if (r != NULL) {
     c->recvr = NULL;
     lua_pushinteger(r, v);  /* a yielded coroutine has room for its resume's values */
-    fc_ready(L, r, 1);
+    fc_ready(L, r, 1, 0);
     return 0;
   }
   c->v = v;
   c->sendr = L;
-  return lua_yieldk(L, 0, 0, fc_send_k);
-}
-
-static int fc_recv_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)L; (void)status; (void)ctx;
-  return 1;  /* the value its sender pushed */
+  return lua_yieldk(L, 0, 0, fc_k0);
 }
 
 static int fc_recv(lua_State *L) {
@@ -139,38 +154,121 @@ static int fc_recv(lua_State *L) {
   if (s != NULL) {
     c->sendr = NULL;
     lua_pushinteger(L, c->v);
-    fc_ready(L, s, 0);
+    fc_ready(L, s, 0, 0);
     return 1;
   }
   c->recvr = L;
-  return lua_yieldk(L, 0, 0, fc_recv_k);
+  return lua_yieldk(L, 0, 0, fc_k1);
 }
 
-/* go(co): co to the run queue's tail (the caller anchors it). */
+/* The sleepers' deadlines: a binary min-heap. */
+static struct { uint64_t when; lua_State *co; } *heap;
+static size_t nheap, heapcap;
+
+static int fc_sleep(lua_State *L) {
+  uint64_t when = fc_clock() + (uint64_t)(luaL_checknumber(L, 1) * 1e9);
+  size_t i;
+  if (nheap == heapcap) {
+    size_t ncap = heapcap ? heapcap * 2 : 1024;
+    void *nh = realloc(heap, ncap * sizeof *heap);
+    if (nh == NULL) return luaL_error(L, "not enough memory");
+    heap = nh;
+    heapcap = ncap;
+  }
+  i = nheap++;
+  for (; i > 0 && heap[(i - 1) / 2].when > when; i = (i - 1) / 2) heap[i] = heap[(i - 1) / 2];
+  heap[i].when = when;
+  heap[i].co = L;
+  return lua_yieldk(L, 0, 0, fc_k0);
+}
+
+static lua_State *heap_pop(void) {
+  lua_State *co = heap[0].co;
+  size_t i = 0, c;
+  nheap--;
+  while ((c = 2 * i + 1) < nheap) {
+    if (c + 1 < nheap && heap[c + 1].when < heap[c].when) c++;
+    if (heap[c].when >= heap[nheap].when) break;
+    heap[i] = heap[c];
+    i = c;
+  }
+  heap[i] = heap[nheap];
+  return co;
+}
+
+/* go(f, ...): f and its arguments wait in the pending table; the coroutine is made when it
+** first runs (as csp does: a goroutine waiting to start costs no thread). */
 static int fc_go(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTHREAD);
-  fc_ready(L, lua_tothread(L, 1), 0);
+  int n = lua_gettop(L), pbase = pendtop;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &pend_key);
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, i);
+    lua_rawseti(L, -2, pendtop++);
+  }
+  fc_ready(L, NULL, n - 1, pbase);
   return 0;
 }
 
-/* sched(main): resumes the run queue's head until main has returned; the rest is abandoned. */
+/* The thread of a goroutine starting: anchored (its reference below the function on its stack),
+** with f and the arguments taken from the pending table (at 4). */
+static lua_State *fc_start(lua_State *L, int pbase, int nargs) {
+  lua_State *co = lua_newthread(L);
+  lua_pushinteger(co, luaL_ref(L, 3));
+  for (int i = 0; i <= nargs; i++) {
+    lua_rawgeti(L, 4, pbase + i);
+    lua_xmove(L, co, 1);
+    lua_pushnil(L);
+    lua_rawseti(L, 4, pbase + i);
+  }
+  return co;
+}
+
+/* sched(main [, all]) */
 static int fc_sched(lua_State *L) {
   lua_State *main;
+  int all = lua_toboolean(L, 2), maindone = 0;
   luaL_checktype(L, 1, LUA_TTHREAD);
   main = lua_tothread(L, 1);
   rqhead = rqtail = 0;
-  fc_ready(L, main, 0);
-  while (rqhead != rqtail) {
-    lua_State *co = rq[rqhead % RQ_SIZE].co;
-    int nargs = rq[rqhead % RQ_SIZE].nargs, nres, st;
+  nheap = 0;
+  fc_ready(L, main, 0, 0);
+  lua_settop(L, 2);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key);  /* 3 */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &pend_key);     /* 4 */
+  for (;;) {
+    lua_State *co;
+    int nargs, nres, st;
+    if (rqhead == rqtail) {
+      uint64_t now = fc_clock();
+      if (nheap == 0 || (maindone && !all)) break;
+      if (heap[0].when > now) {  /* in whole ms, as csp's loop (libuv) waits: sleepers batch */
+        uint64_t ms = (heap[0].when - now + 999999) / 1000000;
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) != 0) {}
+        now = fc_clock();
+      }
+      while (nheap > 0 && heap[0].when <= now) fc_ready(L, heap_pop(), 0, 0);
+      continue;
+    }
+    co = rq[rqhead % RQ_SIZE].co;
+    nargs = rq[rqhead % RQ_SIZE].nargs;
+    if (co == NULL) co = fc_start(L, rq[rqhead % RQ_SIZE].pbase, nargs);
     rqhead++;
+    if (rqhead == rqtail) pendtop = 1;  /* nothing pending: the table's slots are free again */
+    else if (rq[rqhead % RQ_SIZE].co) __builtin_prefetch(rq[rqhead % RQ_SIZE].co);  /* as csp */
     st = lua_resume(co, L, nargs, &nres);
-    if (st == LUA_YIELD) continue;  /* parked on a channel, yielding nothing */
+    if (st == LUA_YIELD) continue;  /* parked, yielding nothing */
     if (st != LUA_OK) {
       lua_xmove(co, L, 1);
       return lua_error(L);
     }
-    if (co == main) break;
+    if (co == main) {
+      maindone = 1;
+      if (!all) break;
+    } else {
+      luaL_unref(L, 3, (int)lua_tointeger(co, 1));  /* its reference, below the function */
+    }
   }
   rqhead = rqtail = 0;
   return 0;
@@ -203,9 +301,13 @@ int luaopen_bench_floor(lua_State *L) {
     {"lock", fl_nop}, {"unlock", fl_nop}, {NULL, NULL}
   };
   static const luaL_Reg funcs[] = {
-    {"new", fl_new}, {"run", fl_run}, {"chan", fc_new}, {"go", fc_go}, {"sched", fc_sched}, {"now", fl_now}, {"rss", fl_rss}, {NULL, NULL}
+    {"new", fl_new}, {"run", fl_run}, {"chan", fc_new}, {"go", fc_go}, {"sched", fc_sched}, {"sleep", fc_sleep}, {"now", fl_now}, {"rss", fl_rss}, {NULL, NULL}
   };
   static const luaL_Reg chan_methods[] = {{"send", fc_send}, {"recv", fc_recv}, {NULL, NULL}};
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &pend_key);
   luaL_newmetatable(L, "bench.floor");
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index");

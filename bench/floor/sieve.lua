@@ -1,6 +1,6 @@
 -- the sieve's floor: bench/sieve.lua with csp taken out. Its hand-offs must keep their order, so
--- this floor has channels (floor.c: unbuffered, of integers, one parked coroutine a side) and a
--- FIFO run queue resumed from C; the program is the same loops and method calls; total ms.
+-- this floor has bare channels (floor.c: unbuffered, of integers, one parked coroutine a side)
+-- and a FIFO run queue resumed from C; the program is the same loops and calls; total ms.
 local floor = require "bench.floor"
 
 local q = os.getenv("BENCH_QUICK")
@@ -23,22 +23,14 @@ local function filter(inp, out, prime)
   end
 end
 
-local anchors = {}  -- csp anchors its goroutines' threads; here the script does
-local function go(f, ...)
-  local args = table.pack(...)
-  local co = coroutine.create(function() f(table.unpack(args, 1, args.n)) end)
-  anchors[#anchors + 1] = co
-  floor.go(co)
-end
-
 local prime
 local main = coroutine.create(function()
   local ch = floor.chan()
-  go(generate, ch)
+  floor.go(generate, ch)
   for _ = 1, N do
     prime = ch:recv()
     local ch1 = floor.chan()
-    go(filter, ch, ch1, prime)
+    floor.go(filter, ch, ch1, prime)
     ch = ch1
   end
 end)
