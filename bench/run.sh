@@ -31,7 +31,7 @@ ROWS=(
   "timers CPU|timers|timers|0.5|timers"
   "mutex uncontended|mutex|mutex|3.0|mutex"
   "mutex (cached)|mutex_cached|mutex|3.0|mutex_cached"
-  "mutex handoff|mutex_handoff|mutex_handoff|1.0|-"
+  "mutex handoff|mutex_handoff|mutex_handoff|1.0|mutex_handoff"
   "waitgroup|waitgroup|waitgroup|-|-"
   "memo hit|memo_hit|memo_hit|2.0|-"
 )

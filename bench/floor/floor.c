@@ -81,14 +81,16 @@ static int fl_run(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------- a run queue
-** The sieve and the sleepers need their switches in order, which the ring cannot give: here
-** is the least a scheduler of coroutines has. floor.go(f, ...) queues f(...), whose coroutine
-** is made when it starts, anchored in a registry table; floor.sched(main
-** [, all]) resumes the FIFO run queue from C until main returns (the rest abandoned, as Go does
-** at exit), or with all until nothing is left, sleeping until the next deadline (in whole ms,
-** as csp's loop waits) when nothing runs. Channels are unbuffered, of integers, with one parked coroutine a side (a sieve channel
-** has one sender and one receiver); floor.sleep(d) parks on a binary heap of deadlines. Nothing
-** else: no select, close, goroutine record, value other than an integer, or argument check. */
+** The sieve, the sleepers and the mutex hand-off need their switches in order, which the ring
+** cannot give: here is the least a scheduler of coroutines has. floor.go(f, ...) queues
+** f(...), whose coroutine is made when it starts, anchored in a registry table;
+** floor.sched(main [, all]) resumes the FIFO run queue from C until main returns (the rest
+** abandoned, as Go does at exit), or with all until nothing is left, sleeping until the next
+** deadline (in whole ms, as csp's loop waits) when nothing runs. Channels are unbuffered, of
+** integers, with one parked coroutine a side (a sieve channel has one sender and one
+** receiver); floor.sleep(d) parks on a binary heap of deadlines; floor.mutex() hands itself
+** over to its one waiter; floor.gosched() goes to the tail. Nothing else: no select, close,
+** goroutine record, value other than an integer, or argument check. */
 #define RQ_SIZE (1 << 17)  /* more than the workloads' coroutines */
 static struct { lua_State *co; int nargs, pbase; } rq[RQ_SIZE];  /* co NULL: not started */
 static unsigned rqhead, rqtail;
@@ -159,6 +161,49 @@ static int fc_recv(lua_State *L) {
   }
   c->recvr = L;
   return lua_yieldk(L, 0, 0, fc_k1);
+}
+
+/* A mutex with one parked coroutine at most (the hand-off workload has two): unlock hands it
+** to the one waiting, which the run queue resumes owning it, as csp and Go hand over. */
+typedef struct FlMutex {
+  int locked;
+  lua_State *waiter;
+} FlMutex;
+
+static int fm_new(lua_State *L) {
+  FlMutex *m = (FlMutex *)lua_newuserdatauv(L, sizeof *m, 0);
+  m->locked = 0;
+  m->waiter = NULL;
+  luaL_setmetatable(L, "bench.floor.mutex");
+  return 1;
+}
+
+static int fm_lock(lua_State *L) {
+  FlMutex *m = (FlMutex *)lua_touserdata(L, 1);
+  if (!m->locked) {
+    m->locked = 1;
+    return 0;
+  }
+  m->waiter = L;
+  return lua_yieldk(L, 0, 0, fc_k0);
+}
+
+static int fm_unlock(lua_State *L) {
+  FlMutex *m = (FlMutex *)lua_touserdata(L, 1);
+  lua_State *w = m->waiter;
+  if (w != NULL) {
+    m->waiter = NULL;
+    fc_ready(L, w, 0, 0);
+  } else {
+    m->locked = 0;
+  }
+  return 0;
+}
+
+/* gosched(): to the run queue's tail. */
+static int fc_gosched(lua_State *L) {
+  fc_ready(L, L, 0, 0);
+  return lua_yieldk(L, 0, 0, fc_k0);
 }
 
 /* The sleepers' deadlines: a binary min-heap. */
@@ -301,9 +346,10 @@ int luaopen_bench_floor(lua_State *L) {
     {"lock", fl_nop}, {"unlock", fl_nop}, {NULL, NULL}
   };
   static const luaL_Reg funcs[] = {
-    {"new", fl_new}, {"run", fl_run}, {"chan", fc_new}, {"go", fc_go}, {"sched", fc_sched}, {"sleep", fc_sleep}, {"now", fl_now}, {"rss", fl_rss}, {NULL, NULL}
+    {"new", fl_new}, {"run", fl_run}, {"chan", fc_new}, {"go", fc_go}, {"sched", fc_sched}, {"sleep", fc_sleep}, {"mutex", fm_new}, {"gosched", fc_gosched}, {"now", fl_now}, {"rss", fl_rss}, {NULL, NULL}
   };
   static const luaL_Reg chan_methods[] = {{"send", fc_send}, {"recv", fc_recv}, {NULL, NULL}};
+  static const luaL_Reg mutex_methods[] = {{"lock", fm_lock}, {"unlock", fm_unlock}, {NULL, NULL}};
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
   lua_newtable(L);
@@ -313,6 +359,9 @@ int luaopen_bench_floor(lua_State *L) {
   lua_setfield(L, -2, "__index");
   luaL_newmetatable(L, "bench.floor.chan");
   luaL_newlib(L, chan_methods);
+  lua_setfield(L, -2, "__index");
+  luaL_newmetatable(L, "bench.floor.mutex");
+  luaL_newlib(L, mutex_methods);
   lua_setfield(L, -2, "__index");
   luaL_newlib(L, funcs);
   return 1;
