@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # TCP echo benchmark: one Go load generator (bench/echo/loadgen) drives, in turn, the csp echo
-# server (echo.lua), the Go twin (goecho, GOMAXPROCS=1 and default) and a raw luv callback
-# server (luv_echo.lua, when lua-luv is installed): 100 connections, 64-byte lines, 5 s each.
+# server (echo.lua), the Go twin (goecho, GOMAXPROCS=1 and default), the floor (uvecho.c: libuv
+# in C, no Lua) and a raw luv callback server (luv_echo.lua, when lua-luv is installed): 100
+# connections, 64-byte lines, 5 s each.
 # Prints requests/s, p50/p99 latency and the server's CPU time per request (from /proc).
 # Env: ECHO_CONNS (100), ECHO_SIZE (64), ECHO_SECS (5), BENCH_QUICK=1 (1 s).
 set -u
@@ -13,6 +14,7 @@ SECS=${ECHO_SECS:-5}
 
 go build -o build/bench/echo-loadgen ./bench/echo/loadgen/main.go || exit 1
 go build -o build/bench/echo-go ./bench/echo/goecho/main.go || exit 1
+${CC:-gcc} -O2 -o build/bench/echo-uv bench/echo/uvecho.c $(pkg-config --cflags --libs libuv) || exit 1
 
 declare -A RPS P50 P99 CPU
 ORDER=()
@@ -40,6 +42,7 @@ bench() {
 bench "csp" "$LUA" bench/echo/echo.lua
 bench "go P=1" env GOMAXPROCS=1 build/bench/echo-go
 bench "go P=$(nproc)" env -u GOMAXPROCS build/bench/echo-go
+bench "libuv in C (floor)" build/bench/echo-uv
 if "$LUA" -e 'require "luv"' 2>/dev/null; then
   bench "luv callbacks" "$LUA" bench/echo/luv_echo.lua
 else
@@ -47,9 +50,11 @@ else
 fi
 
 printf '\nTCP echo: %d connections, %d-byte lines, %d s, load generator GOMAXPROCS=1\n' "$CONNS" "$SIZE" "$SECS"
-printf '| server | req/s | p50 us | p99 us | server CPU us/req | CPU vs csp |\n|---|---|---|---|---|---|\n'
+printf '| server | req/s | p50 us | p99 us | server CPU us/req | CPU vs csp | CPU vs go P=1 |\n'
+printf '|---|---|---|---|---|---|---|\n'
 for name in "${ORDER[@]}"; do
   r=$(ratio "${CPU[$name]:-0}" "${CPU[csp]:-0}")
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "${RPS[$name]:-FAIL}" "${P50[$name]:--}" \
-    "${P99[$name]:--}" "${CPU[$name]:--}" "$r"
+  g=$(ratio "${CPU[$name]:-0}" "${CPU[go P=1]:-0}")
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${RPS[$name]:-FAIL}" "${P50[$name]:--}" \
+    "${P99[$name]:--}" "${CPU[$name]:--}" "$r" "$g"
 done
