@@ -53,6 +53,31 @@ static int fl_range(lua_State *L) {
   return 2;
 }
 
+/* select's reads: what any select over a case table must do before anything else, read through
+** the Lua API: the options probe (a key past the cases: default, ordered), then each case
+** fetched and told apart from a foreign userdata by its size (the cheapest check that is safe on
+** any value). Returns as the cheap select does; select_park reads, then yields. */
+static void fl_select_reads(lua_State *L) {
+  int n = (int)lua_rawlen(L, 1);
+  lua_pushinteger(L, n);
+  if (lua_next(L, 1) != 0) lua_pop(L, 2);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    if (lua_touserdata(L, -1) == NULL || lua_rawlen(L, -1) != sizeof(lua_Integer))
+      luaL_error(L, "case #%d: not a floor object", i);
+  }
+}
+
+static int fl_select(lua_State *L) {
+  fl_select_reads(L);
+  return fl_recv(L);
+}
+
+static int fl_select_park(lua_State *L) {
+  fl_select_reads(L);
+  return fl_wait(L);
+}
+
 static int fl_new(lua_State *L) {
   lua_newuserdatauv(L, sizeof(lua_Integer), 0);
   luaL_setmetatable(L, "bench.floor");
@@ -343,7 +368,8 @@ static int fl_rss(lua_State *L) {
 int luaopen_bench_floor(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"send", fl_nop}, {"recv", fl_recv}, {"wait", fl_wait}, {"range", fl_range},
-    {"lock", fl_nop}, {"unlock", fl_nop}, {NULL, NULL}
+    {"lock", fl_nop}, {"unlock", fl_nop}, {"select", fl_select}, {"select_park", fl_select_park},
+    {NULL, NULL}
   };
   static const luaL_Reg funcs[] = {
     {"new", fl_new}, {"run", fl_run}, {"chan", fc_new}, {"go", fc_go}, {"sched", fc_sched}, {"sleep", fc_sleep}, {"mutex", fm_new}, {"gosched", fc_gosched}, {"now", fl_now}, {"rss", fl_rss}, {NULL, NULL}
