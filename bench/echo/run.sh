@@ -14,7 +14,8 @@ SECS=${ECHO_SECS:-5}
 
 go build -o build/bench/echo-loadgen ./bench/echo/loadgen/main.go || exit 1
 go build -o build/bench/echo-go ./bench/echo/goecho/main.go || exit 1
-${CC:-gcc} -O2 -o build/bench/echo-uv bench/echo/uvecho.c $(pkg-config --cflags --libs libuv) || exit 1
+${CC:-gcc} -O2 -o build/bench/echo-uv bench/echo/uvecho.c $(pkg-config --cflags --libs libuv) ||
+  exit 1
 
 declare -A RPS P50 P99 CPU
 ORDER=()

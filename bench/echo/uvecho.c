@@ -53,7 +53,8 @@ static void on_conn(uv_stream_t *ln, int status) {
   if (status < 0 || (c = malloc(sizeof *c)) == NULL) return;
   uv_tcp_init(ln->loop, c);
   uv_tcp_nodelay(c, 1);  /* as csp and Go */
-  if (uv_accept(ln, (uv_stream_t *)c) != 0 || uv_read_start((uv_stream_t *)c, on_alloc, on_read) != 0)
+  if (uv_accept(ln, (uv_stream_t *)c) != 0 ||
+      uv_read_start((uv_stream_t *)c, on_alloc, on_read) != 0)
     uv_close((uv_handle_t *)c, on_close);
 }
 
@@ -67,7 +68,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   uv_tcp_init(uv_default_loop(), &ln);
-  if (uv_ip4_addr(host, port, &addr) != 0 || uv_tcp_bind(&ln, (const struct sockaddr *)&addr, 0) != 0 ||
+  if (uv_ip4_addr(host, port, &addr) != 0 ||
+      uv_tcp_bind(&ln, (const struct sockaddr *)&addr, 0) != 0 ||
       uv_listen((uv_stream_t *)&ln, 511, on_conn) != 0) {
     fprintf(stderr, "uvecho: cannot listen on %s\n", argv[1]);
     return 1;

@@ -1,11 +1,12 @@
 /* floor.c: Lua's own floor under the core benchmarks: methods that only return or yield.
 ** A userdata whose methods do no work (send, recv, lock, unlock return at once; wait yields and
-** returns a value when resumed; range(n) iterates n values) and a driver that resumes coroutines
-** from C in a ring, as csp's loop does (lua_resume from the loop's state). There is no channel,
-** queue, record or check, except the bare run queue, channels and heap that the sieve's and the
-** sleepers' order of switches needs (below): a workload written with these pays only what any runtime whose goroutines are
-** Lua coroutines and whose operations are C methods pays (the scripts beside this file;
-** bench/README.md, "Lua's floor"). */
+** returns a value when resumed; range(n) iterates n values; select reads its case table first)
+** and a driver that resumes coroutines from C in a ring, as csp's loop does (lua_resume from the
+** loop's state). There is no channel, queue, record or check, except the bare run queue,
+** channels, mutex and heap that the sieve's, the sleepers' and the mutex hand-off's order of
+** switches needs (below): a workload written with these pays only what any runtime whose
+** goroutines are Lua coroutines and whose operations are C methods pays (the scripts beside
+** this file; bench/README.md, "Lua's floor"). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -372,7 +373,9 @@ int luaopen_bench_floor(lua_State *L) {
     {NULL, NULL}
   };
   static const luaL_Reg funcs[] = {
-    {"new", fl_new}, {"run", fl_run}, {"chan", fc_new}, {"go", fc_go}, {"sched", fc_sched}, {"sleep", fc_sleep}, {"mutex", fm_new}, {"gosched", fc_gosched}, {"now", fl_now}, {"rss", fl_rss}, {NULL, NULL}
+    {"new", fl_new}, {"run", fl_run}, {"now", fl_now}, {"rss", fl_rss},
+    {"go", fc_go}, {"sched", fc_sched}, {"gosched", fc_gosched}, {"sleep", fc_sleep},
+    {"chan", fc_new}, {"mutex", fm_new}, {NULL, NULL}
   };
   static const luaL_Reg chan_methods[] = {{"send", fc_send}, {"recv", fc_recv}, {NULL, NULL}};
   static const luaL_Reg mutex_methods[] = {{"lock", fm_lock}, {"unlock", fm_unlock}, {NULL, NULL}};
