@@ -2,7 +2,9 @@
 -- call of the cached `select` (a C function that returns at once, or yields every 5th call, as
 -- the consumer parks once it has taken the 4 parked producers' values), a `ch:send` method call
 -- by a producer and a coroutine switch (each producer parks in its send, as there); ns per select.
+-- Given "reads" (select_reads.lua), each select first reads its case table (floor.c).
 local floor = require "bench.floor"
+local reads = ... == "reads"
 
 local q = os.getenv("BENCH_QUICK")
 local N = (q and q ~= "" and q ~= "0") and 200000 or 2000000
@@ -18,7 +20,9 @@ local function producer(ch, extra)
   end
 end
 local consumer = coroutine.create(function()
-  local select, park = floor.new().recv, floor.new().wait
+  local o = floor.new()
+  local select, park = o.recv, o.wait
+  if reads then select, park = o.select, o.select_park end
   for _ = 1, cycles do
     select(cases)
     select(cases)
@@ -34,4 +38,5 @@ end
 local t0 = floor.now()
 floor.run(table.unpack(cos))
 local dt = floor.now() - t0
-print(string.format("RESULT select_floor %.1f ns/op", dt * 1e9 / N))
+print(string.format("RESULT %s %.1f ns/op", reads and "select_reads_floor" or "select_floor",
+                    dt * 1e9 / N))
