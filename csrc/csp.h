@@ -368,7 +368,10 @@ int csp_sched_preempt(lua_State *L, csp_Sched *S, lua_CFunction fn);
       return csp_sched_preempt(L, S, fn); \
   } while (0)
 void csp_sched_cancel(csp_G *g);        /* unlinks every waiter and deadline of g */
-csp_GExt *csp_sched_ext(csp_G *g);      /* g's extension, made if need be; NULL: no memory */
+csp_GExt *csp_sched_ext_new(csp_G *g);  /* makes g's extension; NULL: no memory */
+static inline csp_GExt *csp_sched_ext(csp_G *g) {  /* g's extension, made if need be */
+  return g->ext != NULL ? g->ext : csp_sched_ext_new(g);
+}
 csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n);
 void csp_sched_open(lua_State *L);
 /* For leak.c, signal.c: a goroutine's dump entry; the whole dump; a parked thread's anchor. */

@@ -126,9 +126,8 @@ static csp_G *g_get(lua_State *L, csp_Sched *S) {
   return g;
 }
 
-csp_GExt *csp_sched_ext(csp_G *g) {
-  if (g->ext == NULL) g->ext = calloc(1, sizeof *g->ext);
-  return g->ext;
+csp_GExt *csp_sched_ext_new(csp_G *g) {
+  return g->ext = calloc(1, sizeof *g->ext);
 }
 
 /* Its goroutine ended: the extension goes back to blank (the race clock is csp_race_gend's). */

@@ -116,8 +116,7 @@ static int mutex_lock_k(lua_State *L, int status, lua_KContext ctx) {
 /* Parks g, the caller, in m's queue; k runs once an unlock hands m over to it. */
 static int mutex_park(lua_State *L, Mutex *m, csp_G *g, lua_KContext ctx, lua_KFunction k) {
   g->w.caseidx = 0;
-  if (g->ext != NULL || csp_sched_ext(g) != NULL)  /* without memory: a report without it */
-    g->ext->heldby = &m->holder;
+  if (csp_sched_ext(g) != NULL) g->ext->heldby = &m->holder;  /* no memory: a report without it */
   csp_wq_push(&m->q, &g->w);
   return csp_sched_park(L, g, "sync.Mutex.Lock", ctx, k);
 }
