@@ -346,9 +346,7 @@ static int fc_sched(lua_State *L) {
 }
 
 static int fl_now(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  lua_pushnumber(L, (lua_Number)fc_clock() * 1e-9);
   return 1;
 }
 
