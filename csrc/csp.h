@@ -289,6 +289,11 @@ static inline uint64_t csp_sched_rand(csp_Sched *S) {  /* splitmix64: tiny, fast
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
+/* Uniform in [0, n) by a multiply, not a 64-bit division; the bias, under n / 2^32, is nothing
+** for a select's n. Go's cheaprandn does the same. */
+static inline uint32_t csp_sched_randn(csp_Sched *S, uint32_t n) {
+  return (uint32_t)(((csp_sched_rand(S) >> 32) * n) >> 32);
+}
 
 /* The hot half of the scheduler is inline below: a channel operation that parks or wakes pays
 ** for no call into sched.c unless it is main's, and none into trace.c unless a trace runs. */

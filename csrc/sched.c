@@ -377,8 +377,7 @@ csp_Waiter *csp_sched_selwaiters(lua_State *L, csp_G *g, int n) {
     g->sel = ns;
     g->selcap = ncap;
   }
-  if (n > 0) memset(g->sel, 0, (size_t)n * sizeof *g->sel);  /* sel is NULL until first grown */
-  return g->sel;
+  return g->sel;  /* NULL until first grown; the parker sets every field of the waiters it links */
 }
 
 /* ---------------------------------------------------------------- spawning */

@@ -15,10 +15,13 @@ typedef struct SelCase {
 } SelCase;
 
 typedef struct CaseInfo {
-  csp_Chan *c;
+  const SelCase *sc;
   int order;  /* a permutation of the enabled cases, when parking */
-  uint8_t send, ready, handler;
+  uint8_t ready;
 } CaseInfo;
+
+/* Cases a select reads into a C array on its own stack; more go to the scheduler's scratch. */
+#define SEL_LOCAL 8
 
 static SelCase *case_test(lua_State *L, int idx) {
   return (SelCase *)csp_testtag(L, idx, &case_tag, sizeof(SelCase));
@@ -94,13 +97,12 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
   return csp_select_finish(L, (int)lua_tointeger(L, -n), n);
 }
 
-/* Runs case i, known ready; pushes its results (i [, v, ok]) and returns how many. Whatever
-** lies below them on the stack is not returned. */
-static int sel_do(lua_State *L, int i, CaseInfo *ci);
+/* Runs case i on c, known ready, base being the stack top; pushes its results (i [, v, ok]) and
+** returns how many. Whatever lies below them on the stack is not returned. */
+static int sel_do(lua_State *L, int i, csp_Chan *c, int send, int base);
 
 int csp_select_do(lua_State *L, int i, csp_Chan *c, int send) {
-  CaseInfo ci = {c, 0, (uint8_t)send, 1, 0};  /* sel_do reads no handler */
-  return sel_do(L, i, &ci);
+  return sel_do(L, i, c, send, lua_gettop(L));
 }
 
 void csp_select_case(lua_State *L, int i, csp_Chan **c, void **x, int *send) {
@@ -112,21 +114,21 @@ void csp_select_case(lua_State *L, int i, csp_Chan **c, void **x, int *send) {
 
 /* -1 (stack as before) if the case was not ready after all: its only waiter was a select that
 ** another thread completed meanwhile (xchan.c); the caller starts over. */
-static int sel_do(lua_State *L, int i, CaseInfo *ci) {
-  int base = lua_gettop(L), chidx = 0;
-  if (ci->c->cap > 0) {  /* the channel, whose user values are the ring (an unbuffered has none) */
+static int sel_do(lua_State *L, int i, csp_Chan *c, int send, int base) {
+  int chidx = 0;
+  if (c->cap > 0) {  /* the channel, whose user values are the ring (an unbuffered has none) */
     lua_getiuservalue(L, CASE(i), 1);
     chidx = base + 1;
   }
-  if (!ci->send) {
+  if (!send) {
     lua_pushinteger(L, i);
-    if (csp_chan_tryrecv(L, ci->c, chidx)) return 3;
+    if (csp_chan_tryrecv(L, c, chidx)) return 3;
     lua_settop(L, base);
     return -1;
   }
-  if (ci->c->closed) luaL_error(L, "send on closed channel");
+  if (c->closed) luaL_error(L, "send on closed channel");
   lua_getiuservalue(L, CASE(i), 2);
-  if (!csp_chan_trysend(L, ci->c, chidx, lua_gettop(L))) {
+  if (!csp_chan_trysend(L, c, chidx, chidx ? chidx + 1 : base + 1)) {
     lua_settop(L, base);
     return -1;
   }
@@ -150,33 +152,64 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
   csp_G *g = csp_sched_self(L, S);
   csp_Waiter *ws;
   int m = 0;
-  if (!lua_checkstack(L, n + 8)) return luaL_error(L, "select: too many cases");  /* send values */
   ws = csp_sched_selwaiters(L, g, n);
   for (int i = 0; i < n; i++)
-    if (cs[i].c) cs[m++].order = i;
+    if (cs[i].sc->c) cs[m++].order = i;
   for (int i = m - 1; i > 0; i--) {  /* queued in random order, as Go does */
-    int j = (int)(csp_sched_rand(S) % (uint64_t)(i + 1));
+    int j = (int)csp_sched_randn(S, (uint32_t)i + 1);
     int t = cs[i].order; cs[i].order = cs[j].order; cs[j].order = t;
   }
   for (int k = 0; k < m; k++) {
-    int i = cs[k].order;
+    const SelCase *sc = cs[cs[k].order].sc;
     csp_Waiter *w = &ws[k];
     w->g = g;
-    w->caseidx = i + 1;
-    if (cs[i].send) {
-      lua_getiuservalue(L, CASE(i + 1), 2);
+    w->caseidx = cs[k].order + 1;
+    w->validx = 0;
+    w->weight = 0;
+    if (sc->send) {
+      lua_getiuservalue(L, CASE(w->caseidx), 2);
       w->validx = lua_gettop(L);
     }
-    csp_wq_push(cs[i].send ? &cs[i].c->sendq : &cs[i].c->recvq, w);
+    csp_wq_push(sc->send ? &sc->c->sendq : &sc->c->recvq, w);
   }
   g->nsel = m;
   return csp_sched_park(L, g, m ? "select" : "select (no cases)", (lua_KContext)g, select_k);
 }
 
+/* Could a case on c fire now? As csp_chan_ready, but with no branch on the answer, which in a
+** busy select is a coin toss (a mispredicted branch costs more than the test). */
+static inline int sel_ready(csp_Chan *c, int send) {
+  int r;
+  if (send) return c->closed | (c->recvq.head != NULL) | (c->count < c->cap);
+  r = (c->count > 0) | (c->sendq.head != NULL) | c->closed;
+  if (c->timer != NULL && !r) r = csp_timer_chan_due(c);
+  return r;
+}
+
+/* The index of the r-th (from 0) ready case: a scan of all n with no branch on readiness. */
+static inline int sel_nth_ready(const CaseInfo *cs, int n, int r) {
+  int seen = 0, pick = 0;
+  for (int i = 0; i < n; i++) {
+    int hit = cs[i].ready & (seen == r);
+    pick |= -hit & i;  /* one case hits */
+    seen += cs[i].ready;
+  }
+  return pick;
+}
+
+/* The scheduler of a select: its first case's channel's, which spares the upvalue's lookup. */
+static csp_Sched *sel_sched(lua_State *L, const CaseInfo *cs, int n) {
+  csp_Sched *S;
+  if (n == 0 || cs[0].sc->c == NULL) return csp_sched_get(L);
+  S = cs[0].sc->c->S;
+  if (__builtin_expect(S->closing, 0)) csp_sched_gone(L);
+  return S;
+}
+
 static int sel_select(lua_State *L) {
-  csp_Sched *S = csp_sched_get(L);
-  int n, nready = 0, pick = -1, ordered, deftype, nres, hasx = 0;
-  CaseInfo *cs;
+  CaseInfo local[SEL_LOCAL], *cs = local;
+  csp_Sched *S;
+  int n, nready, pick, ordered, deftype, nres, hasx;
   if (lua_type(L, 1) != LUA_TTABLE) luaL_checktype(L, 1, LUA_TTABLE);
   if (lua_gettop(L) != 1) lua_settop(L, 1);  /* the test costs less than lua_settop */
   n = (int)lua_rawlen(L, 1);
@@ -201,46 +234,46 @@ static int sel_select(lua_State *L) {
       return luaL_argerror(L, 1, lua_pushfstring(L, "field 'default': function or boolean "
                                                     "expected, got %s", luaL_typename(L, 2)));
   }
-  /* Only a select that may block yields at the end of a slice: one with a default is a
-  ** non-blocking call, and those never let another goroutine run (API.md). The stack (table,
-  ** default, ordered) is what the call, run again, starts from as well. */
-  if (deftype == LUA_TNIL || (deftype == LUA_TBOOLEAN && !lua_toboolean(L, 2)))
-    CSP_PREEMPT(L, S, sel_select);
-  /* the cases, then a case's results (channel, i, v, ok) and its handler's call */
-  if (n > LUA_MINSTACK - 16 && !lua_checkstack(L, n + 16))
-    return luaL_error(L, "select: too many cases");
+  /* Room for the cases, then a case's results (channel, i, v, ok) and its handler's call or,
+  ** parking, the send cases' values and what the waker pushes. A C call starts with
+  ** LUA_MINSTACK free slots above its argument, which is enough for 4 cases. */
+  if (n > 4 && !lua_checkstack(L, 2 * n + 16)) return luaL_error(L, "select: too many cases");
+  if (n > SEL_LOCAL) cs = scratch(L, csp_sched_get(L), n);
 again:
-  cs = scratch(L, S, n);
-  for (int i = 0; i < n; i++) {
-    SelCase *sc;
+  for (int i = 0; i < n; i++) {  /* API calls only: what lives across them is spilled */
     lua_rawgeti(L, 1, i + 1);  /* left on the stack at CASE(i + 1) */
-    if ((sc = case_test(L, -1)) == NULL)
+    if ((cs[i].sc = case_test(L, -1)) == NULL)
       return luaL_argerror(L, 1, lua_pushfstring(L, "case #%d: csp.recv or csp.send expected, got %s",
                                                  i + 1, csp_typename(L, -1)));
-    cs[i].c = sc->c;
-    cs[i].send = sc->send;
-    cs[i].handler = sc->handler;
-    hasx |= sc->x != NULL;
-    cs[i].ready = sc->c != NULL &&
-                  (S->port ? csp_xsel_ready(sc->c, sc->send) : csp_chan_ready(sc->c, sc->send));
-    if (cs[i].ready) {
-      nready++;
-      if (ordered && pick < 0) pick = i;
+  }
+  S = sel_sched(L, cs, n);
+  /* Only a select that may block yields at the end of a slice: one with a default is a
+  ** non-blocking call, and those never let another goroutine run (API.md). Run again, the call
+  ** starts over from the table, default and ordered (its first lua_settop drops the cases). */
+  if (deftype == LUA_TNIL || (deftype == LUA_TBOOLEAN && !lua_toboolean(L, 2)))
+    CSP_PREEMPT(L, S, sel_select);
+  nready = 0;
+  hasx = 0;
+  for (int i = 0; i < n; i++) {
+    const SelCase *sc = cs[i].sc;
+    if (sc->c == NULL) {  /* a nil channel's case is never ready; an xchan's is xselect's */
+      hasx |= sc->x != NULL;
+      cs[i].ready = 0;
+      continue;
     }
+    cs[i].ready = (uint8_t)(S->port ? csp_xsel_ready(sc->c, sc->send) : sel_ready(sc->c, sc->send));
+    nready += cs[i].ready;
   }
   if (hasx && (nres = csp_xselect(L, S, n, ordered)) >= 0) return nres;
   if (nready > 0 && !hasx) {
-    if (pick < 0) {
-      int r = (int)(csp_sched_rand(S) % (uint64_t)nready);
-      for (pick = 0; !cs[pick].ready || r-- > 0; pick++) {}
-    }
-    if ((nres = sel_do(L, pick + 1, &cs[pick])) < 0) {
+    const SelCase *sc;
+    pick = sel_nth_ready(cs, n, ordered ? 0 : (int)csp_sched_randn(S, (uint32_t)nready));
+    sc = cs[pick].sc;
+    if ((nres = sel_do(L, pick + 1, sc->c, sc->send, CASE(n))) < 0) {
       lua_settop(L, 3);
-      nready = 0;
-      pick = -1;
       goto again;
     }
-    return cs[pick].handler ? finish_handler(L, pick + 1, nres) : nres;
+    return sc->handler ? finish_handler(L, pick + 1, nres) : nres;
   }
   if (deftype == LUA_TFUNCTION) {
     int base = lua_gettop(L);

@@ -113,7 +113,7 @@ static int xsel_pick(csp_Sched *S, XSelBox *bx, int ordered) {
     }
   }
   if (nready > 0 && pick < 0) {
-    int r = (int)(csp_sched_rand(S) % (uint64_t)nready);
+    int r = (int)csp_sched_randn(S, (uint32_t)nready);
     for (pick = 0; !cs[pick].ready || r-- > 0; pick++) {}
   }
   return pick;
@@ -179,7 +179,7 @@ static int xsel_park(lua_State *L, csp_Sched *S, XSelBox *bx, csp_G *g, csp_XRec
   for (int i = 0; i < bx->n; i++)
     if (cs[i].x || cs[i].c) order[m++] = i;
   for (int i = m - 1; i > 0; i--) {
-    int j = (int)(csp_sched_rand(S) % (uint64_t)(i + 1));
+    int j = (int)csp_sched_randn(S, (uint32_t)i + 1);
     int t = order[i]; order[i] = order[j]; order[j] = t;
   }
   for (int k = 0; k < m; k++) {

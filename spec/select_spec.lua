@@ -345,6 +345,46 @@ describe("select choice", function()
     end
   end)
 
+  it("is uniform over ready cases wherever they sit among nil and blocked ones", function()
+    -- 10 cases, more than select reads into its C stack array; ready ones at 2, 5 and 9
+    local chans, cases, readyk = {}, {}, { 2, 5, 9 }
+    for i = 1, 10 do
+      chans[i] = csp.chan(1)
+      cases[i] = csp.recv((i ~= 3 and i ~= 7) and chans[i] or nil)
+    end
+    local n, count = 3000, {}
+    for _ = 1, n do
+      for _, k in ipairs(readyk) do chans[k]:try_send(k) end
+      local i, v, ok = csp.select(cases)
+      assert.is_true(ok)
+      assert.equal(i, v)
+      count[i] = (count[i] or 0) + 1
+      for _, k in ipairs(readyk) do chans[k]:try_recv() end
+    end
+    local taken = 0
+    for _, k in ipairs(readyk) do
+      taken = taken + (count[k] or 0)
+      assert.is_true(count[k] > 0.25 * n and count[k] < 0.42 * n,
+        ("case %d taken %d times of %d"):format(k, count[k] or 0, n))
+    end
+    assert.equal(n, taken)
+  end)
+
+  it("parked on many send cases, delivers the value of the one taken", function()
+    -- 12 send cases: their values and the results sit above the cases on the parked stack
+    local chans, cases = {}, {}
+    for i = 1, 12 do
+      chans[i] = csp.chan()
+      cases[i] = csp.send(chans[i], "v" .. i)
+    end
+    local res = csp.chan(1)
+    csp.go(function() res:send(pack(csp.select(cases))) end)
+    csp.gosched()
+    assert.equal("v11", chans[11]:recv())
+    assert.same({ n = 1, 11 }, res:recv())
+    for i = 1, 12 do assert.is_false(chans[i]:try_send(0)) end
+  end)
+
   it("with ordered = true takes the first ready case in list order", function()
     local a, b, c = csp.chan(1), csp.chan(1), csp.chan(1)
     for _ = 1, 200 do
