@@ -201,9 +201,11 @@ _Static_assert(sizeof(csp_G) <= 200, "csp_G outgrew its malloc size class");
 
 /* metrics.c: counters kept always (a few instructions each), read by csp.stats(). */
 #define CSP_LAG_BUCKETS 192  /* ready-to-run delays: 4 buckets per power of two of ns */
+/* One ready in 64 has its delay timed: a clock read costs 25 ns here, a switch some 100. */
+#define CSP_LAG_MASK 63
 typedef struct csp_Metrics {
   uint32_t rqmax;          /* run-queue high-water mark */
-  uint32_t lagclock;       /* counts readies: one in 16 is timed */
+  uint32_t lagclock;       /* counts readies: one in CSP_LAG_MASK + 1 is timed */
   long bufvals;            /* values waiting in channel buffers */
   long long bufbytes;      /* bytes of the strings among them */
   uint64_t nlag;
@@ -331,7 +333,7 @@ static inline void csp_sched_rq_push(csp_Sched *S, csp_G *g) {
 
 static inline void csp_sched_ready(csp_Sched *S, csp_G *g, int nargs) {
   if (S->trace) csp_trace_ready(S, g);
-  if ((++S->m.lagclock & 15) == 0) csp_sched_ready_timed(g);  /* metrics: one ready in 16 */
+  if ((++S->m.lagclock & CSP_LAG_MASK) == 0) csp_sched_ready_timed(g);  /* metrics' sample */
   g->nargs = nargs;
   g->state = CSP_G_RUNNABLE;
   csp_sched_rq_push(S, g);

@@ -15,7 +15,7 @@ static double bucket_mid(int idx) {  /* seconds */
   return (double)((uint64_t)(4 + sub) << (e - 2)) * 1.125 / CSP_NS;  /* a quarter bucket wide */
 }
 
-/* g was readied at g->readyat (one ready in 16 is timed) and runs now. */
+/* g was readied at g->readyat (one ready in 64 is timed) and runs now. */
 void csp_metrics_lag(csp_Sched *S, csp_G *g) {
   uint64_t now = uv_hrtime();
   S->m.lag[lag_bucket(now > g->readyat ? now - g->readyat : 0)]++;

@@ -35,7 +35,7 @@ static void rq_grow(lua_State *L, csp_Sched *S, uint32_t need) {
   S->rqmask = ncap - 1;
 }
 
-/* metrics.c: the ready-to-run delay of one ready in 16 is timed from here. */
+/* metrics.c: the ready-to-run delay of one ready in 64 is timed from here. */
 void csp_sched_ready_timed(csp_G *g) {
   g->readyat = uv_hrtime();
 }
@@ -434,7 +434,7 @@ lua_Integer csp_sched_go(lua_State *L, csp_Sched *S, int first, int internal) {
   p->parent = S->cur ? S->cur->id : 1;
   p->nvals = n;
   p->internal = internal;
-  p->readyat = (++S->m.lagclock & 15) == 0 ? uv_hrtime() : 0;  /* as csp_sched_ready */
+  p->readyat = (++S->m.lagclock & CSP_LAG_MASK) == 0 ? uv_hrtime() : 0;  /* as csp_sched_ready */
   if (!internal) S->ngor++;
   csp_sched_rq_push(S, &S->all);
   return p->id;
