@@ -460,7 +460,9 @@ void csp_chan_open(lua_State *L);
 
 /* --- select.c --- */
 void csp_select_open(lua_State *L);
-/* For xchan.c's select: case i (1-based) of the select running on L; its results. */
+/* For xchan.c's select: case i (1-based) of the select running on L; its results. A select's
+** stack: 1 the case table, then case i at CSP_SEL_CASE(i), then send values and results. */
+#define CSP_SEL_CASE(i) (1 + (i))
 void csp_select_case(lua_State *L, int i, csp_Chan **c, void **x, int *send);
 int csp_select_do(lua_State *L, int i, csp_Chan *c, int send);
 int csp_select_finish(lua_State *L, int i, int nres);
@@ -475,7 +477,7 @@ void csp_port_teardown(csp_Sched *S);
 void csp_port_dumps(lua_State *L, csp_Sched *S); /* appends the other threads' goroutines to the dump on L */
 void csp_sched_dumpto(lua_State *L, csp_Sched *S); /* pushes S's dump (no header) */
 void *csp_xchan_case(lua_State *L, int idx, int send);
-int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered);
+int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered, int nonblock);
 long csp_shared_alive(void);
 void csp_xshared_open(lua_State *L);     /* xchan, thread, syncmap, atomic */
 

@@ -64,9 +64,10 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
   return lua_gettop(L) - (int)ctx;
 }
 
-/* Stack of a select call: 1 the table, 2 default, 3 ordered, then case i at CASE(i), then the
-** values of parked send cases. Cases stay on the stack: a parked select finds them unchanged. */
-#define CASE(i) (3 + (i))
+/* Stack of a select call: 1 the table, then case i at CASE(i), then the values of parked send
+** cases. Cases stay on the stack: a parked select finds them unchanged. The options are C
+** locals: pushing two nils for them cost every select two API calls. */
+#define CASE(i) CSP_SEL_CASE(i)
 
 /* The case i, with a handler, fired and its results (i [, v, ok]) are the top nres values. */
 static int finish_handler(lua_State *L, int i, int nres) {
@@ -209,7 +210,7 @@ static csp_Sched *sel_sched(lua_State *L, const CaseInfo *cs, int n) {
 static int sel_select(lua_State *L) {
   CaseInfo local[SEL_LOCAL], *cs = local;
   csp_Sched *S;
-  int n, nready, pick, ordered, deftype, nres, hasx;
+  int n, nready, pick, ordered = 0, deftype = LUA_TNIL, nonblock = 0, nres, hasx;
   if (lua_type(L, 1) != LUA_TTABLE) luaL_checktype(L, 1, LUA_TTABLE);
   if (lua_gettop(L) != 1) lua_settop(L, 1);  /* the test costs less than lua_settop */
   n = (int)lua_rawlen(L, 1);
@@ -217,15 +218,10 @@ static int sel_select(lua_State *L) {
   ** case finds nothing, which costs less than looking both up. */
   if (n > 0) lua_pushinteger(L, n);
   else lua_pushnil(L);
-  if (lua_next(L, 1) == 0) {
-    lua_pushnil(L);                        /* 2: default */
-    lua_pushnil(L);                        /* 3: ordered */
-    ordered = 0;
-    deftype = LUA_TNIL;
-  } else {
+  if (lua_next(L, 1) != 0) {
     lua_settop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(2)); /* raw lookups with interned keys: no metamethods */
-    lua_rawget(L, 1);                      /* 2: default */
+    lua_rawget(L, 1);                      /* 2: default, until the settop below */
     lua_pushvalue(L, lua_upvalueindex(3));
     lua_rawget(L, 1);                      /* 3: ordered */
     ordered = lua_toboolean(L, 3);
@@ -233,6 +229,8 @@ static int sel_select(lua_State *L) {
     if (deftype != LUA_TNIL && deftype != LUA_TBOOLEAN && deftype != LUA_TFUNCTION)
       return luaL_argerror(L, 1, lua_pushfstring(L, "field 'default': function or boolean "
                                                     "expected, got %s", luaL_typename(L, 2)));
+    nonblock = deftype == LUA_TFUNCTION || lua_toboolean(L, 2);
+    lua_settop(L, 1);
   }
   /* Room for the cases, then a case's results (channel, i, v, ok) and its handler's call or,
   ** parking, the send cases' values and what the waker pushes. A C call starts with
@@ -249,9 +247,8 @@ again:
   S = sel_sched(L, cs, n);
   /* Only a select that may block yields at the end of a slice: one with a default is a
   ** non-blocking call, and those never let another goroutine run (API.md). Run again, the call
-  ** starts over from the table, default and ordered (its first lua_settop drops the cases). */
-  if (deftype == LUA_TNIL || (deftype == LUA_TBOOLEAN && !lua_toboolean(L, 2)))
-    CSP_PREEMPT(L, S, sel_select);
+  ** starts over from the table (its first lua_settop drops the cases). */
+  if (!nonblock) CSP_PREEMPT(L, S, sel_select);
   nready = 0;
   hasx = 0;
   for (int i = 0; i < n; i++) {
@@ -264,24 +261,25 @@ again:
     cs[i].ready = (uint8_t)(S->port ? csp_xsel_ready(sc->c, sc->send) : sel_ready(sc->c, sc->send));
     nready += cs[i].ready;
   }
-  if (hasx && (nres = csp_xselect(L, S, n, ordered)) >= 0) return nres;
+  if (hasx && (nres = csp_xselect(L, S, n, ordered, nonblock)) >= 0) return nres;
   if (nready > 0 && !hasx) {
     const SelCase *sc;
     pick = sel_nth_ready(cs, n, ordered ? 0 : (int)csp_sched_randn(S, (uint32_t)nready));
     sc = cs[pick].sc;
     if ((nres = sel_do(L, pick + 1, sc->c, sc->send, CASE(n))) < 0) {
-      lua_settop(L, 3);
+      lua_settop(L, 1);
       goto again;
     }
     return sc->handler ? finish_handler(L, pick + 1, nres) : nres;
   }
-  if (deftype == LUA_TFUNCTION) {
+  if (deftype == LUA_TFUNCTION) {  /* read again: only select's own C ran since */
     int base = lua_gettop(L);
-    lua_pushvalue(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_rawget(L, 1);
     lua_callk(L, 0, LUA_MULTRET, base, call_k);
     return lua_gettop(L) - base;
   }
-  if (lua_toboolean(L, 2)) {
+  if (nonblock) {
     lua_pushinteger(L, 0);
     return 1;
   }

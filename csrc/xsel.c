@@ -96,8 +96,8 @@ static int xselect_k(lua_State *L, int status, lua_KContext ctx) {
   ncases = r->ncases;
   ordered = r->ordered;
   if ((n = xsel_done(L, g)) >= 0) return n;
-  lua_settop(L, 3 + ncases);
-  return csp_xselect(L, g->S, ncases, ordered);
+  lua_settop(L, CSP_SEL_CASE(ncases));
+  return csp_xselect(L, g->S, ncases, ordered, 0);  /* it parked: it has no default */
 }
 
 /* Under the locks: picks a ready case (uniformly, or the first with ordered); -1 if none. */
@@ -216,7 +216,7 @@ static int xsel_park(lua_State *L, csp_Sched *S, XSelBox *bx, csp_G *g, csp_XRec
       w->g = g;
       w->caseidx = i + 1;
       if (cs[i].send) {
-        lua_getiuservalue(L, 3 + i + 1, 2);  /* room: checked by csp_xselect */
+        lua_getiuservalue(L, CSP_SEL_CASE(i + 1), 2);  /* room: checked by csp_xselect */
         w->validx = lua_gettop(L);
       }
       csp_wq_push(cs[i].send ? &cs[i].c->sendq : &cs[i].c->recvq, w);
@@ -244,7 +244,7 @@ static XSelBox *xsel_box(lua_State *L, int n) {
 #define XSEL_PARKED (-3)
 
 /* One run: the select's results, -1 for select.c's default, or XSEL_PARKED with *pg armed. */
-static int xsel_run(lua_State *L, csp_Sched *S, int n, int ordered, csp_G **pg) {
+static int xsel_run(lua_State *L, csp_Sched *S, int n, int ordered, int nonblock, csp_G **pg) {
   XSelBox *bx;
   XCase *cs;
   csp_XRec *r = NULL;
@@ -262,7 +262,7 @@ static int xsel_run(lua_State *L, csp_Sched *S, int n, int ordered, csp_G **pg) 
       for (k = 0; k < bx->nlocks && bx->locks[k] != cs[i].x; k++) {}
       if (k == bx->nlocks) bx->locks[bx->nlocks++] = cs[i].x;
       if (cs[i].send) {  /* encoded before any lock: it may raise */
-        lua_getiuservalue(L, 3 + i + 1, 2);
+        lua_getiuservalue(L, CSP_SEL_CASE(i + 1), 2);
         csp_msg_encode(L, -1, &cs[i].msg);
         lua_pop(L, 1);
       }
@@ -279,7 +279,7 @@ static int xsel_run(lua_State *L, csp_Sched *S, int n, int ordered, csp_G **pg) 
       free(r);
       return nres;
     }
-    if (lua_toboolean(L, 2)) {
+    if (nonblock) {
       unlock_all(bx);
       free_msgs(bx);
       free(r);
@@ -301,14 +301,14 @@ static int xsel_run(lua_State *L, csp_Sched *S, int n, int ordered, csp_G **pg) 
 
 /* select.c hands over a select with at least one xchan case (stack: see select.c). Returns -1
 ** when nothing is ready and there is a default, which select.c runs. */
-int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered) {
+int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered, int nonblock) {
   csp_port_due(S);
   for (;;) {
     csp_G *g = NULL;
-    int nres = xsel_run(L, S, n, ordered, &g);
+    int nres = xsel_run(L, S, n, ordered, nonblock, &g);
     if (nres != XSEL_PARKED) return nres;
     csp_xchan_park(L, g, "xchan select", xselect_k);
     if ((nres = xsel_done(L, g)) >= 0) return nres;  /* main: a goroutine's continuation is xselect_k */
-    lua_settop(L, 3 + n);
+    lua_settop(L, CSP_SEL_CASE(n));
   }
 }

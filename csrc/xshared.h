@@ -81,7 +81,7 @@ typedef struct csp_XChan csp_XChan;
 csp_XChan *csp_xchan_create(uint32_t cap);     /* one ref, owned by the caller */
 void csp_xchan_closeall(csp_XChan *x);         /* closes if open (thread end) */
 /* select.c's entry for a select with an xchan case. */
-int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered);
+int csp_xselect(lua_State *L, csp_Sched *S, int n, int ordered, int nonblock);
 void csp_xchan_open(lua_State *L);
 
 /* --- xchan.c, xsel.c, port.c: internals shared by the three --- */
