@@ -181,8 +181,8 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
 ** busy select is a coin toss (a mispredicted branch costs more than the test). */
 static inline int sel_ready(csp_Chan *c, int send) {
   int r;
-  if (send) return c->closed | (c->recvq.head != NULL) | (c->count < c->cap);
-  r = (c->count > 0) | (c->sendq.head != NULL) | c->closed;
+  if (send) return (c->closed != 0) | (c->recvq.head != NULL) | (c->count < c->cap);
+  r = (c->count > 0) | (c->sendq.head != NULL) | (c->closed != 0);
   if (c->timer != NULL && !r) r = csp_timer_chan_due(c);
   return r;
 }
