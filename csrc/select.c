@@ -16,8 +16,7 @@ typedef struct SelCase {
 
 typedef struct CaseInfo {
   const SelCase *sc;
-  int order;  /* a permutation of the enabled cases, when parking */
-  uint8_t ready;
+  int order;  /* the ready cases' indices, in order; parking, a permutation of the enabled ones */
 } CaseInfo;
 
 /* Cases a select reads into a C array on its own stack; more go to the scheduler's scratch. */
@@ -177,25 +176,14 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
   return csp_sched_park(L, g, m ? "select" : "select (no cases)", (lua_KContext)g, select_k);
 }
 
-/* Could a case on c fire now? As csp_chan_ready, but with no branch on the answer, which in a
-** busy select is a coin toss (a mispredicted branch costs more than the test). */
+/* Could a case on c fire now (1 or 0)? As csp_chan_ready, but with no branch on the answer,
+** which in a busy select is a coin toss (a mispredicted branch costs more than the test). */
 static inline int sel_ready(csp_Chan *c, int send) {
   int r;
   if (send) return (c->closed != 0) | (c->recvq.head != NULL) | (c->count < c->cap);
   r = (c->count > 0) | (c->sendq.head != NULL) | (c->closed != 0);
   if (c->timer != NULL && !r) r = csp_timer_chan_due(c);
   return r;
-}
-
-/* The index of the r-th (from 0) ready case: a scan of all n with no branch on readiness. */
-static inline int sel_nth_ready(const CaseInfo *cs, int n, int r) {
-  int seen = 0, pick = 0;
-  for (int i = 0; i < n; i++) {
-    int hit = cs[i].ready & (seen == r);
-    pick |= -hit & i;  /* one case hits */
-    seen += cs[i].ready;
-  }
-  return pick;
 }
 
 /* The scheduler of a select: its first case's channel's, which spares the upvalue's lookup. */
@@ -251,20 +239,21 @@ again:
   if (!nonblock) CSP_PREEMPT(L, S, sel_select);
   nready = 0;
   hasx = 0;
+  /* The ready cases' indices are listed in cs[].order without a branch on readiness: each
+  ** case writes its index at the list's end, which moves on only if it is ready. */
   for (int i = 0; i < n; i++) {
     const SelCase *sc = cs[i].sc;
     if (sc->c == NULL) {  /* a nil channel's case is never ready; an xchan's is xselect's */
       hasx |= sc->x != NULL;
-      cs[i].ready = 0;
       continue;
     }
-    cs[i].ready = (uint8_t)(S->port ? csp_xsel_ready(sc->c, sc->send) : sel_ready(sc->c, sc->send));
-    nready += cs[i].ready;
+    cs[nready].order = i;
+    nready += S->port ? csp_xsel_ready(sc->c, sc->send) : sel_ready(sc->c, sc->send);
   }
   if (hasx && (nres = csp_xselect(L, S, n, ordered, nonblock)) >= 0) return nres;
   if (nready > 0 && !hasx) {
     const SelCase *sc;
-    pick = sel_nth_ready(cs, n, ordered ? 0 : (int)csp_sched_randn(S, (uint32_t)nready));
+    pick = cs[ordered ? 0 : csp_sched_randn(S, (uint32_t)nready)].order;
     sc = cs[pick].sc;
     if ((nres = sel_do(L, pick + 1, sc->c, sc->send, CASE(n))) < 0) {
       lua_settop(L, 1);
