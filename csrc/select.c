@@ -87,13 +87,14 @@ int csp_select_finish(lua_State *L, int i, int nres) {
   return sc->handler ? finish_handler(L, i, nres) : nres;
 }
 
+/* ctx: the goroutine's record, its low bit set if a case has a handler (records are aligned). */
 static int select_k(lua_State *L, int status, lua_KContext ctx) {
-  csp_G *g = (csp_G *)ctx;
+  csp_G *g = (csp_G *)(ctx & ~(lua_KContext)1);
   int n = g->nargs;
   if (status == LUA_YIELD) csp_sched_checkresume(L, g);
   g->nsel = 0;
   if (g->wake == CSP_WAKE_CLOSED) return luaL_error(L, "send on closed channel");
-  if (n == 0) return 0;  /* no case can ever fire: unreachable unless resumed by force */
+  if (n == 0 || !(ctx & 1)) return n;  /* n 0: no case can fire, unless resumed by force */
   return csp_select_finish(L, (int)lua_tointeger(L, -n), n);
 }
 
@@ -151,7 +152,7 @@ static CaseInfo *scratch(lua_State *L, csp_Sched *S, int n) {
 static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
   csp_G *g = csp_sched_self(L, S);
   csp_Waiter *ws;
-  int m = 0;
+  int m = 0, handlers = 0;
   ws = csp_sched_selwaiters(L, g, n);
   for (int i = 0; i < n; i++)
     if (cs[i].sc->c) cs[m++].order = i;
@@ -166,6 +167,7 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
     w->caseidx = cs[k].order + 1;
     w->validx = 0;
     w->weight = 0;
+    handlers |= sc->handler;
     if (sc->send) {
       lua_getiuservalue(L, CASE(w->caseidx), 2);
       w->validx = lua_gettop(L);
@@ -173,7 +175,8 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
     csp_wq_push(sc->send ? &sc->c->sendq : &sc->c->recvq, w);
   }
   g->nsel = m;
-  return csp_sched_park(L, g, m ? "select" : "select (no cases)", (lua_KContext)g, select_k);
+  return csp_sched_park(L, g, m ? "select" : "select (no cases)", (lua_KContext)g | handlers,
+                        select_k);
 }
 
 /* Could a case on c fire now (1 or 0)? As csp_chan_ready, but with no branch on the answer,
