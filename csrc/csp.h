@@ -444,11 +444,15 @@ static inline csp_Chan *csp_chan_check(lua_State *L, int idx, int op) {
 csp_Chan *csp_chan_new(lua_State *L, csp_Sched *S, uint32_t cap, int timer);
 void csp_chan_view(lua_State *L, int idx, int op); /* pushes a send-only or receive-only view */
 int csp_timer_chan_due(csp_Chan *c);  /* timer.c: runs a due timer channel's firing now */
-/* Could the op complete now? (A timer channel past its deadline can: Go 1.23 runs it here.) */
+/* Could the op complete now (1 or 0)? (A timer channel past its deadline can: Go 1.23 runs it
+** here.) No branch on the answer: in a busy select it is a coin toss, and a mispredicted branch
+** costs more than the tests. */
 static inline int csp_chan_ready(csp_Chan *c, int send) {
-  if (send) return c->closed || c->recvq.head != NULL || c->count < c->cap;
-  return c->count > 0 || c->sendq.head != NULL || c->closed ||
-         (c->timer != NULL && csp_timer_chan_due(c));
+  int r;
+  if (send) return (c->closed != 0) | (c->recvq.head != NULL) | (c->count < c->cap);
+  r = (c->count > 0) | (c->sendq.head != NULL) | (c->closed != 0);
+  if (c->timer != NULL && !r) r = csp_timer_chan_due(c);
+  return r;
 }
 /* chidx: the stack index of the channel (its user values are the ring); 0 for an unbuffered one. */
 int csp_chan_tryrecv(lua_State *L, csp_Chan *c, int chidx); /* pushes v, ok; 0 if it would block */

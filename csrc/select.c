@@ -179,16 +179,6 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
                         select_k);
 }
 
-/* Could a case on c fire now (1 or 0)? As csp_chan_ready, but with no branch on the answer,
-** which in a busy select is a coin toss (a mispredicted branch costs more than the test). */
-static inline int sel_ready(csp_Chan *c, int send) {
-  int r;
-  if (send) return (c->closed != 0) | (c->recvq.head != NULL) | (c->count < c->cap);
-  r = (c->count > 0) | (c->sendq.head != NULL) | (c->closed != 0);
-  if (c->timer != NULL && !r) r = csp_timer_chan_due(c);
-  return r;
-}
-
 /* The scheduler of a select: its first case's channel's, which spares the upvalue's lookup. */
 static csp_Sched *sel_sched(lua_State *L, const CaseInfo *cs, int n) {
   csp_Sched *S;
@@ -251,7 +241,7 @@ again:
       continue;
     }
     cs[nready].order = i;
-    nready += S->port ? csp_xsel_ready(sc->c, sc->send) : sel_ready(sc->c, sc->send);
+    nready += S->port ? csp_xsel_ready(sc->c, sc->send) : csp_chan_ready(sc->c, sc->send);
   }
   if (hasx && (nres = csp_xselect(L, S, n, ordered, nonblock)) >= 0) return nres;
   if (nready > 0 && !hasx) {
