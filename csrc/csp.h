@@ -285,11 +285,19 @@ static inline csp_Sched *csp_sched_get(lua_State *L) {
   if (__builtin_expect(S->closing, 0)) csp_sched_gone(L);
   return S;
 }
-static inline uint64_t csp_sched_rand(csp_Sched *S) {  /* splitmix64: tiny, fast, seedable */
+/* Seedable. wyrand, as Go's cheaprand (one 64x64->128 multiply), where the compiler has 128-bit
+** integers; splitmix64 elsewhere. */
+static inline uint64_t csp_sched_rand(csp_Sched *S) {
+#ifdef __SIZEOF_INT128__
+  uint64_t z = (S->rng += 0xa0761d6478bd642fULL);
+  unsigned __int128 m = (unsigned __int128)z * (z ^ 0xe7037ed1a0b428dbULL);
+  return (uint64_t)(m >> 64) ^ (uint64_t)m;
+#else
   uint64_t z = (S->rng += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
+#endif
 }
 /* Uniform in [0, n) by a multiply, not a 64-bit division; the bias, under n / 2^32, is nothing
 ** for a select's n. Go's cheaprandn does the same. */
@@ -470,6 +478,11 @@ void csp_select_open(lua_State *L);
 void csp_select_case(lua_State *L, int i, csp_Chan **c, void **x, int *send);
 int csp_select_do(lua_State *L, int i, csp_Chan *c, int send);
 int csp_select_finish(lua_State *L, int i, int nres);
+/* Which of nready ready cases a select takes (their list's index): uniformly at random, or the
+** first with ordered. Both selects list the ready cases without a branch on readiness. */
+static inline int csp_select_pick(csp_Sched *S, int nready, int ordered) {
+  return ordered ? 0 : (int)csp_sched_randn(S, (uint32_t)nready);
+}
 
 /* --- xchan.c: the hooks the core calls for waits other threads may complete --- */
 int csp_xsel_claim(csp_G *g);            /* a local waker completing g's select: did it win? */

@@ -219,34 +219,34 @@ static int sel_select(lua_State *L) {
   if (n > 4 && !lua_checkstack(L, 2 * n + 16)) return luaL_error(L, "select: too many cases");
   if (n > SEL_LOCAL) cs = scratch(L, csp_sched_get(L), n);
 again:
-  for (int i = 0; i < n; i++) {  /* API calls only: what lives across them is spilled */
-    lua_rawgeti(L, 1, i + 1);  /* left on the stack at CASE(i + 1) */
-    if ((cs[i].sc = case_test(L, -1)) == NULL)
-      return luaL_argerror(L, 1, lua_pushfstring(L, "case #%d: csp.recv or csp.send expected, got %s",
-                                                 i + 1, csp_typename(L, -1)));
-  }
-  S = sel_sched(L, cs, n);
-  /* Only a select that may block yields at the end of a slice: one with a default is a
-  ** non-blocking call, and those never let another goroutine run (API.md). Run again, the call
-  ** starts over from the table (its first lua_settop drops the cases). */
-  if (!nonblock) CSP_PREEMPT(L, S, sel_select);
   nready = 0;
   hasx = 0;
-  /* The ready cases' indices are listed in cs[].order without a branch on readiness: each
-  ** case writes its index at the list's end, which moves on only if it is ready. */
-  for (int i = 0; i < n; i++) {
-    const SelCase *sc = cs[i].sc;
+  /* One pass reads each case and tests it: the ready cases' indices are listed in cs[].order
+  ** without a branch on readiness (each case writes its index at the list's end, which moves
+  ** on only if it is ready). Every local channel is the scheduler's: c->S is S. */
+  for (int i = 0; i < n; i++) {  /* API calls inside: what lives across them is spilled */
+    const SelCase *sc;
+    lua_rawgeti(L, 1, i + 1);  /* left on the stack at CASE(i + 1) */
+    if ((cs[i].sc = sc = case_test(L, -1)) == NULL)
+      return luaL_argerror(L, 1, lua_pushfstring(L, "case #%d: csp.recv or csp.send expected, got %s",
+                                                 i + 1, csp_typename(L, -1)));
     if (sc->c == NULL) {  /* a nil channel's case is never ready; an xchan's is xselect's */
       hasx |= sc->x != NULL;
       continue;
     }
     cs[nready].order = i;
-    nready += S->port ? csp_xsel_ready(sc->c, sc->send) : csp_chan_ready(sc->c, sc->send);
+    nready += sc->c->S->port ? csp_xsel_ready(sc->c, sc->send) : csp_chan_ready(sc->c, sc->send);
   }
+  S = sel_sched(L, cs, n);
+  /* Only a select that may block yields at the end of a slice: one with a default is a
+  ** non-blocking call, and those never let another goroutine run (API.md). Run again, the call
+  ** starts over from the table (its first lua_settop drops the cases); what the tests did
+  ** meanwhile (a due timer channel's firing) stays done, as it would have happened anyway. */
+  if (!nonblock) CSP_PREEMPT(L, S, sel_select);
   if (hasx && (nres = csp_xselect(L, S, n, ordered, nonblock)) >= 0) return nres;
   if (nready > 0 && !hasx) {
     const SelCase *sc;
-    pick = cs[ordered ? 0 : csp_sched_randn(S, (uint32_t)nready)].order;
+    pick = cs[csp_select_pick(S, nready, ordered)].order;
     sc = cs[pick].sc;
     if ((nres = sel_do(L, pick + 1, sc->c, sc->send, CASE(n))) < 0) {
       lua_settop(L, 1);

@@ -9,7 +9,7 @@ typedef struct XCase {
   csp_Chan *c;
   csp_XChan *x;
   csp_Msg msg;        /* a send case's value, until it is linked or sent */
-  int send, ready, order;
+  int send, order;    /* order: the ready cases' indices (xsel_pick) */
 } XCase;
 
 typedef struct XSelBox {
@@ -100,23 +100,17 @@ static int xselect_k(lua_State *L, int status, lua_KContext ctx) {
   return csp_xselect(L, g->S, ncases, ordered, 0);  /* it parked: it has no default */
 }
 
-/* Under the locks: picks a ready case (uniformly, or the first with ordered); -1 if none. */
+/* Under the locks: picks a ready case (uniformly, or the first with ordered); -1 if none. The
+** ready cases are listed in cs[].order as select.c lists them. */
 static int xsel_pick(csp_Sched *S, XSelBox *bx, int ordered) {
   XCase *cs = bx->cs;
-  int nready = 0, pick = -1;
+  int nready = 0;
   for (int i = 0; i < bx->n; i++) {
-    if (cs[i].x) cs[i].ready = cs[i].send ? csp_xchan_sendready(cs[i].x) : csp_xchan_recvready(cs[i].x);
-    else cs[i].ready = cs[i].c && csp_xsel_ready(cs[i].c, cs[i].send);
-    if (cs[i].ready) {
-      nready++;
-      if (ordered && pick < 0) pick = i;
-    }
+    cs[nready].order = i;
+    if (cs[i].x) nready += cs[i].send ? csp_xchan_sendready(cs[i].x) : csp_xchan_recvready(cs[i].x);
+    else nready += cs[i].c && csp_xsel_ready(cs[i].c, cs[i].send);
   }
-  if (nready > 0 && pick < 0) {
-    int r = (int)csp_sched_randn(S, (uint32_t)nready);
-    for (pick = 0; !cs[pick].ready || r-- > 0; pick++) {}
-  }
-  return pick;
+  return nready > 0 ? cs[csp_select_pick(S, nready, ordered)].order : -1;
 }
 
 #define XSEL_RETRY (-2)

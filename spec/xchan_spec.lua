@@ -543,6 +543,30 @@ describe("csp.select with xchan cases", function()
     assert.is_true(hits[1] > 350 and hits[2] > 350, hits[1] .. " " .. hits[2])
   end)
 
+  it("picks only among the ready cases, skipping nil and empty ones between them", function()
+    local x, c, empty = csp.xchan(1000), csp.chan(1000), csp.xchan(1)
+    local hits = { 0, 0, 0, 0, 0 }
+    for _ = 1, 600 do x:send(1) c:send(1) end
+    for _ = 1, 600 do
+      local i = csp.select { csp.recv(nil), csp.recv(x), csp.recv(empty), csp.recv(c), csp.recv(nil) }
+      hits[i] = hits[i] + 1
+    end
+    assert.same({ 0, 0, 0 }, { hits[1], hits[3], hits[5] })
+    assert.is_true(hits[2] > 200 and hits[4] > 200, hits[2] .. " " .. hits[4])
+  end)
+
+  it("with ordered = true takes the first ready case, xchan or local", function()
+    local x, c, empty = csp.xchan(10), csp.chan(10), csp.xchan(1)
+    x:send("x") c:send("c")
+    for _ = 1, 20 do  -- the same answer every time, not by chance
+      assert.same({ 3, "c", true }, { csp.select { csp.recv(nil), csp.recv(empty), csp.recv(c),
+                                                    csp.recv(x), ordered = true } })
+      c:send("c")
+    end
+    assert.same({ 2, "x", true }, { csp.select { csp.recv(empty), csp.recv(x), csp.recv(c),
+                                                  ordered = true } })
+  end)
+
   it("a parked select woken from another thread drops its local cases", function()
     local x, c = csp.xchan(), csp.chan()
     local t = csp.thread(function(x) for i = 1, 200 do x:send(i) end end, x)
