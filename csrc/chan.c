@@ -24,7 +24,7 @@ csp_Chan *csp_chan_checkview(lua_State *L, int idx, int op) {
   ChanView *v;
   if (csp_chan_test(L, idx) != NULL) csp_sched_gone(L);  /* csp_chan_check's other case */
   v = (ChanView *)csp_checktag(L, idx, &view_tag, sizeof(ChanView), "channel");
-  if (v->c->S->closing) csp_sched_gone(L);
+  csp_sched_live(L, v->c->S);
   if (v->op == CSP_OP_SEND && op == CSP_OP_RECV) luaL_error(L, "recv from send-only channel");
   if (v->op == CSP_OP_RECV && op == CSP_OP_SEND) luaL_error(L, "send to receive-only channel");
   if (v->op == CSP_OP_RECV && op == CSP_OP_CLOSE) luaL_error(L, "close of receive-only channel");

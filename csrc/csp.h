@@ -279,11 +279,14 @@ struct csp_Sched {
 };
 
 int csp_sched_gone(lua_State *L);       /* raises: the scheduler was torn down by lua_close */
-/* Upvalue 1 of every core function; raises after teardown. Inline: every entry calls it. */
-static inline csp_Sched *csp_sched_get(lua_State *L) {
-  csp_Sched *S = (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1));
+/* S, if it is still live: raises after teardown (lua_close). */
+static inline csp_Sched *csp_sched_live(lua_State *L, csp_Sched *S) {
   if (__builtin_expect(S->closing, 0)) csp_sched_gone(L);
   return S;
+}
+/* Upvalue 1 of every core function, live. Inline: every entry calls it. */
+static inline csp_Sched *csp_sched_get(lua_State *L) {
+  return csp_sched_live(L, (csp_Sched *)lua_touserdata(L, lua_upvalueindex(1)));
 }
 /* Seedable. wyrand, as Go's cheaprand (one 64x64->128 multiply), where the compiler has 128-bit
 ** integers; splitmix64 elsewhere. */

@@ -181,11 +181,8 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
 
 /* The scheduler of a select: its first case's channel's, which spares the upvalue's lookup. */
 static csp_Sched *sel_sched(lua_State *L, const CaseInfo *cs, int n) {
-  csp_Sched *S;
   if (n == 0 || cs[0].sc->c == NULL) return csp_sched_get(L);
-  S = cs[0].sc->c->S;
-  if (__builtin_expect(S->closing, 0)) csp_sched_gone(L);
-  return S;
+  return csp_sched_live(L, cs[0].sc->c->S);
 }
 
 static int sel_select(lua_State *L) {
