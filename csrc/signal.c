@@ -27,26 +27,38 @@ static int quit_dump_l(lua_State *L) {
   return 0;
 }
 
+/* On a thread of its own: L's traceback in the dump then shows L's frames only. */
+static void quit_dump_thread(lua_State *L, csp_Sched *S) {
+  lua_State *T = lua_newthread(L);
+  lua_pushcfunction(T, quit_dump_l);
+  lua_pushlightuserdata(T, S);
+  lua_pcall(T, 1, 0, 0);
+  lua_pop(L, 1);
+}
+
 /* Main's debug hook, the only one csp sets (one owner, so neither use loses the other's): the
 ** CSP_LEAKS report asks for return events until the script's chunk returns (leak.c), a signal
-** for every event until main, running Lua code (not the loop), acts at once on it, as lua.c's
-** own SIGINT hook does. A goroutine's thread inherits the hook of the thread that made it: its
-** first event here removes it. */
+** for every event until the code running Lua, main (not the loop) or the goroutine the loop
+** resumed, acts at once on it, as lua.c's own SIGINT hook does. A goroutine's thread inherits
+** the hook of the thread that made it: its first event here removes it. */
 static void main_hook(lua_State *L, lua_Debug *ar) {
   int ret = csp_leak_atret(L, ar);
   lua_sethook(L, ret ? main_hook : NULL, ret ? LUA_MASKRET : 0, 0);  /* then the flags: a signal
                                                                        ** from now on sets it again */
-  if (L != sig_mainL || sig_S == NULL || sig_S->depth > 0) return;  /* the loop acts on csp_sigpending */
+  if (sig_S == NULL) return;
+  if (L == sig_mainL ? sig_S->depth > 0 : sig_S->cur == NULL || sig_S->cur->L != L)
+    return;  /* the loop acts on csp_sigpending */
   if (got_quit) {
     got_quit = 0;
     csp_sigpending = got_int;
-    quit_dump(L, sig_S);
+    if (L == sig_mainL) quit_dump(L, sig_S);
+    else quit_dump_thread(L, sig_S);  /* a goroutine's own frames, as the loop's dump shows them */
   }
   if (got_int) {
     got_int = 0;
     csp_sigpending = 0;
-    csp_leak_interrupted(L, sig_S);
-    luaL_error(L, "interrupted!");
+    if (L == sig_mainL) csp_leak_interrupted(L, sig_S);
+    luaL_error(L, "interrupted!");  /* in a goroutine: its panic, which ends the program */
   }
 }
 
@@ -63,6 +75,8 @@ static void on_signal(int sig) {
   }
   csp_sigpending = 1;
   lua_sethook(sig_mainL, main_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (sig_S != NULL && sig_S->cur != NULL)  /* a goroutine running Lua code never returns to the loop to see it */
+    lua_sethook(sig_S->cur->L, main_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   uv_async_send(sig_async);
 }
 
@@ -75,11 +89,7 @@ int csp_signal_take(lua_State *L, csp_Sched *S) {
   if (S != sig_S) return 0;
   if (got_quit) {
     got_quit = 0;
-    lua_State *T = lua_newthread(L);  /* its own stack: main's traceback shows main's frames only */
-    lua_pushcfunction(T, quit_dump_l);
-    lua_pushlightuserdata(T, S);
-    lua_pcall(T, 1, 0, 0);
-    lua_pop(L, 1);
+    quit_dump_thread(L, S);
   }
   csp_sigpending = got_int;
   if (!got_int) return 0;

@@ -163,6 +163,23 @@ describe("SIGINT", function()
     assert.is_truthy(err:find("interrupted!", 1, true), err)
   end)
 
+  it("stops a goroutine running Lua code that never blocks, while main waits", function()
+    local h = child([[
+      local csp = require "csp"
+      csp.go(function()
+        READY("ready")
+        local x = 0
+        while true do x = x + 1 end
+      end)
+      csp.sleep(60)
+    ]])
+    h.wait_ready("ready")
+    h.kill("INT")
+    local res, err = interrupted(h)
+    assert.are.equal(1, res.status, err)
+    assert.is_truthy(err:find("goroutine 2: interrupted!", 1, true), err)
+  end)
+
   it("a second SIGINT kills a program that caught the first", function()
     local h = child([[
       local csp = require "csp"
@@ -267,6 +284,25 @@ describe("SIGQUIT", function()
     assert.is_truthy(err:find("^SIGQUIT: quit\n\ngoroutine 1 %[sync.Mutex.Lock%]:"), err)
     assert.is_truthy(err:find("goroutine 2 [chan receive]:", 1, true), err)
     assert.is_truthy(err:find("goroutine 3 [sleep]:", 1, true), err)
+  end)
+
+  it("dumps and exits 2 while a goroutine runs Lua code that never blocks", function()
+    local h = child([[
+      local csp = require "csp"
+      csp.go(function()
+        READY("ready")
+        local x = 0
+        while true do x = x + 1 end
+      end)
+      csp.sleep(60)
+    ]])
+    h.wait_ready("ready")
+    h.kill("QUIT")
+    local res, err = h.result()
+    h.cleanup()
+    assert.are.equal(2, res.status, err)
+    assert.is_truthy(err:find("^SIGQUIT: quit\n\ngoroutine 1 %[sleep%]:"), err)
+    assert.is_truthy(err:find("goroutine 2 %[running%]:\n\t[^\n]*prog%.lua:%d+: in function"), err)
   end)
 
   it("dumps the goroutines of every csp.thread too", function()
