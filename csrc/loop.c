@@ -220,9 +220,12 @@ static int gosched_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+/* Go's Gosched: due timers first (schedule() runs them before it picks), so a sleeper whose time
+** is up runs before the caller goes on; I/O is polled by the loop in its own time, as in Go. */
 int csp_sched_yield(lua_State *L, csp_Sched *S) {
   csp_G *g = csp_sched_self(L, S);
   if (g != &S->maing) {
+    csp_timer_run(S);
     csp_sched_ready(S, g, 0);
     return lua_yieldk(L, 0, 0, gosched_k);
   }

@@ -105,6 +105,27 @@ describe("csp.gosched", function()
     assert.equal(10, n)
   end)
 
+  -- Go's Gosched enters schedule(), which runs the due timers before it picks the next goroutine.
+  it("in a goroutine, lets a sleeper whose time is up run before it returns, as on main", function()
+    local function busy_until(t) while csp.now() < t do end end
+    local ran = false
+    csp.go(function() csp.sleep(0.001); ran = true end)
+    csp.gosched() -- the sleeper parks
+    busy_until(csp.now() + 0.005)
+    csp.gosched()
+    assert.is_true(ran)
+    local done = csp.chan()
+    csp.go(function()
+      local r = false
+      csp.go(function() csp.sleep(0.001); r = true end)
+      csp.gosched()
+      busy_until(csp.now() + 0.005)
+      csp.gosched()
+      done:send(r)
+    end)
+    assert.is_true(done:recv())
+  end)
+
   it("returns at once when nothing is ready", function()
     local t0 = csp.now()
     for _ = 1, 1000 do csp.gosched() end
