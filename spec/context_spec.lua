@@ -369,6 +369,26 @@ describe("with_timeout and with_deadline", function()
     assert.are.equal(DEADLINE, ctx:err())
   end)
 
+  -- Go: a loop that never blocks is preempted and the due timer runs; csp does not preempt, so
+  -- err() and done() look at the clock themselves.
+  it("is done once its deadline has passed, in a loop that never blocks", function()
+    local function busy_until(t) while csp.now() < t do end end
+    local parent = csp.with_timeout(csp.background(), 0.005)
+    local child = csp.with_value(csp.with_cancel(parent), "k", "v")
+    local sibling = csp.with_cancel(parent)
+    local polled = csp.with_timeout(csp.background(), 0.005)
+    local n, limit = 0, polled:deadline() + 1
+    while not polled:err() and csp.now() < limit do n = n + 1 end -- no timer needs to run
+    assert.are.equal(DEADLINE, polled:err())
+    assert.is_true(csp.now() < limit and n > 0)
+    busy_until(parent:deadline())
+    assert.are.equal(1, (csp.select { csp.recv(child:done()), default = true }))
+    assert.are.equal(DEADLINE, child:err())
+    assert.are.equal(DEADLINE, parent:err()) -- the owner of the deadline expired, with its children
+    assert.are.equal(DEADLINE, sibling:err())
+    assert.is_true(closed(parent:done()))
+  end)
+
   it("propagates 'context deadline exceeded' to descendants", function()
     local parent = csp.with_timeout(csp.background(), 0.02)
     local child = csp.with_value(csp.with_cancel(parent), "k", "v")

@@ -86,10 +86,29 @@ local function newcancel(parent)
   return c, function() cancel(c, CANCELED, true) end
 end
 
+-- The deadline's after_func calls this with its context.
+local function expire(c)
+  cancel(c, DEADLINE, true)
+end
+
+-- Go runs a due timer at its next scheduling point and preempts a loop that never blocks, so
+-- a context is done soon after its deadline even in such a loop; csp never preempts Lua code,
+-- so done() and err() read the clock: past the deadline, its owner (the nearest cancelable
+-- context up from cp with a pending timer) expires now, as its timer would.
+local function overdue(cp)
+  local t = cp._deadline
+  if t and not cp._err and now() >= t then
+    local c = cp
+    while c and not c._timer do c = c._pp end
+    if c then expire(c) end
+  end
+end
+
 function Context:done()
   object(self, Context, "context", 1, "done")
   local cp = self._cp
   if not cp then return nil end
+  overdue(cp)
   local v = cp._donev
   if not v then
     -- Made on first use: contexts only polled with err() never allocate a channel. Callers
@@ -108,6 +127,7 @@ end
 function Context:err()
   object(self, Context, "context", 1, "err")
   local cp = self._cp
+  if cp then overdue(cp) end
   if racing and cp then race_acq(cp) end
   local err = cp and cp._err
   if err then return err, CODE[err] end
@@ -142,11 +162,6 @@ end
 function M.with_cancel(parent)
   object(parent, Context, "context", 1, "with_cancel")
   return newcancel(parent)
-end
-
--- The deadline's after_func calls this with its context.
-local function expire(c)
-  cancel(c, DEADLINE, true)
 end
 
 local function with_deadline(parent, t)
