@@ -55,6 +55,12 @@ describe("group", function()
     local g2 = csp.group()
     g2:go(function() error(value) end)
     assert.are.equal(value, g2:wait())
+    for _, raise in ipairs({ function() error(nil) end, function() error() end }) do
+      local g3, gctx3 = csp.group() -- still a failure: wait does not return nil (Go: PanicNilError)
+      g3:go(raise)
+      assert.are.equal("(error object is a nil value)", g3:wait())
+      assert.are.equal("context canceled", gctx3:err())
+    end
   end)
 
   it("keeps the first error", function()

@@ -36,7 +36,10 @@ local function run(g, f, ...)
   local ok, a, b = pcall(f, ...)
   local failed, err
   if not ok then
+    -- error() or error(nil) still fails (Go turns panic(nil) into a PanicNilError): wait()
+    -- returns lua.c's words for it rather than a nil that reads as success.
     failed, err = true, a
+    if err == nil then err = "(error object is a nil value)" end
   elseif a == nil and b ~= nil then
     failed, err = true, b
   end
