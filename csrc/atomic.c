@@ -189,7 +189,7 @@ static int av_cas(lua_State *L) {
     bad = "sync/atomic: compare and swap of inconsistently typed values";
   } else if (a->v && a->kind != kind) {
     bad = "sync/atomic: compare and swap of inconsistently typed value into Value";
-  } else if (box[1] == NULL ? a->v == NULL : (a->v && csp_blob_equal(a->v, box[1]))) {
+  } else if (box[1] == NULL ? a->v == NULL : (a->v && csp_blob_same(a->v, box[1]))) {
     drop = a->v;
     a->v = box[0];
     a->kind = kind;

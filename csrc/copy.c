@@ -214,13 +214,14 @@ static void enc_value(Enc *e, int idx, int depth) {
     case LUA_TNIL: enc_byte(e, T_NIL); break;
     case LUA_TBOOLEAN: enc_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE); break;
     case LUA_TNUMBER: {
-      lua_Integer iv = 0;
-      if (lua_isinteger(L, idx) || (e->key && lua_numbertointeger(lua_tonumber(L, idx), &iv))) {
-        if (lua_isinteger(L, idx)) iv = lua_tointeger(L, idx);
+      lua_Integer iv = lua_tointeger(L, idx);  /* 0 for a float that is not integral */
+      lua_Number d = lua_tonumber(L, idx);
+      if (e->key && d != d) luaL_error(L, "syncmap: key is NaN");  /* as a Lua table's */
+      /* A key 1.0 is the key 1, as in a Lua table; 2.5 stays a float key of its own. */
+      if (lua_isinteger(L, idx) || (e->key && lua_numbertointeger(d, &iv) && (lua_Number)iv == d)) {
         enc_byte(e, T_INT);
         enc_put(e, &iv, sizeof iv);
       } else {
-        lua_Number d = lua_tonumber(L, idx);
         enc_byte(e, T_FLT);
         enc_put(e, &d, sizeof d);
       }
@@ -352,6 +353,30 @@ void csp_blob_free(csp_Blob *b) {
 
 int csp_blob_equal(const csp_Blob *a, const csp_Blob *b) {
   return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+/* Two encoded numbers (their tags at p, q) compared as Lua's == does: an integer equals a float
+** only if the float is that integer exactly; NaN equals nothing; 0.0 equals -0.0. */
+static int num_equal(const unsigned char *p, const unsigned char *q) {
+  lua_Integer i, j;
+  lua_Number x, y;
+  if (*p == T_FLT && *q == T_FLT) {
+    memcpy(&x, p + 1, 8); memcpy(&y, q + 1, 8);
+    return x == y;
+  }
+  if (*p == T_FLT) { const unsigned char *t = p; p = q; q = t; }  /* p the integer */
+  memcpy(&i, p + 1, 8);
+  if (*q == T_INT) { memcpy(&j, q + 1, 8); return i == j; }
+  memcpy(&y, q + 1, 8);
+  return lua_numbertointeger(y, &j) && (lua_Number)j == y && i == j;
+}
+
+int csp_blob_same(const csp_Blob *a, const csp_Blob *b) {
+  const unsigned char *p = a->data, *q = b->data;
+  dec_varint(&p);
+  dec_varint(&q);
+  if ((*p == T_INT || *p == T_FLT) && (*q == T_INT || *q == T_FLT)) return num_equal(p, q);
+  return csp_blob_equal(a, b);
 }
 
 int csp_blob_kind(const csp_Blob *b) {

@@ -185,7 +185,7 @@ static int sm_op(lua_State *L, int op) {
       }
       break;
     case OP_CAS:
-      if (found && csp_blob_equal(e->val, box[1])) {
+      if (found && csp_blob_same(e->val, box[1])) {
         drop = e->val;
         e->val = box[2];
         box[2] = NULL;

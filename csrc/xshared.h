@@ -55,7 +55,9 @@ void csp_blob_free(csp_Blob *b);   /* drops the shared refs too; NULL is fine */
 csp_Blob *csp_blob_dup(const csp_Blob *b);  /* NULL when out of memory; C only */
 /* Encodes a key for syncmap (no tables); raises otherwise. */
 csp_Blob *csp_blob_key(lua_State *L, int idx);
-int csp_blob_equal(const csp_Blob *a, const csp_Blob *b);
+int csp_blob_equal(const csp_Blob *a, const csp_Blob *b);  /* the same encoding (syncmap keys) */
+/* a and b, one value each, equal as Lua's == has them (a cas's old value: 3 == 3.0, NaN never) */
+int csp_blob_same(const csp_Blob *a, const csp_Blob *b);
 int csp_blob_kind(const csp_Blob *b);   /* tag of the first value (for atomic.value's type) */
 int csp_blob_hastable(const csp_Blob *b);
 

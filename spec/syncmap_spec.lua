@@ -35,6 +35,27 @@ describe("csp.syncmap", function()
     m:store(true, "t")
     m:store(x, "chan")
     assert.equal("f", m:load(1.5))
+    assert.equal("int", m:load(1)) -- 1.5 is a key of its own, as in a Lua table
+    m:store(2, "two")
+    m:store(2.5, "two and a half")
+    m:store(-0.5, "minus a half")
+    assert.same({ "two", true }, { m:load(2) })
+    assert.same({ "two and a half", true }, { m:load(2.5) })
+    assert.same({ nil, false }, { m:load(2.9) })
+    assert.same({ "minus a half", true }, { m:load(-0.5) })
+    assert.same({ nil, false }, { m:load(0) })
+    local keys = {}
+    m:range(function(k) keys[#keys + 1] = k end)
+    local floats = 0
+    for _, k in ipairs(keys) do
+      if k == 2.5 or k == 1.5 or k == -0.5 then
+        floats = floats + 1
+        assert.equal("float", math.type(k)) -- range gives a float key back as it was stored
+      end
+    end
+    assert.equal(3, floats)
+    assert.matches("syncmap: key is NaN", raises(m.store, m, 0 / 0, 1)) -- as a Lua table's index
+    assert.matches("syncmap: key is NaN", raises(m.load, m, 0 / 0))
     assert.equal("t", m:load(true))
     assert.equal("chan", m:load(x))
     assert.is_nil(m:load(csp.xchan()))
@@ -66,6 +87,15 @@ describe("csp.syncmap", function()
     assert.equal(3, m:load("k"))
     assert.is_false(m:compare_and_swap("absent", nil, 1))
     assert.matches("incomparable", raises(m.compare_and_swap, m, "k", {}, 1))
+    -- old compared as Lua's == (Go's ==): numbers by value, NaN equal to nothing
+    assert.is_true(m:compare_and_swap("k", 3.0, 4))
+    m:store("z", 0.0)
+    assert.is_true(m:compare_and_swap("z", -0.0, 1))
+    m:store("n", 0 / 0)
+    assert.is_false(m:compare_and_swap("n", 0 / 0, 1))
+    m:store("f", 2.5)
+    assert.is_false(m:compare_and_swap("f", 2, 1))
+    assert.is_true(m:compare_and_swap("f", 2.5, 1))
   end)
 
   it("range calls f(k, v) for every entry and stops when f returns false", function()
