@@ -369,6 +369,36 @@ describe("race detector: synchronised programs are clean", function()
     ]]
   end)
 
+  it("memo: f's writes before every get that returns its result (a waiter, a hit)", function()
+    clean [[
+      local m = csp.memo(function(key) result = key; csp.gosched(); return key end)
+      wg:go(function() m:get(1) end)
+      wg:go(function() m:get(1); print(result) end) -- waits for the running call
+      wg:wait()
+      local m2 = csp.memo(function(key) result2 = key; return key end)
+      wg:go(function() m2:get(1) end)
+      csp.gosched() -- the call ends (gosched orders nothing)
+      wg:go(function() m2:get(1); print(result2) end) -- a hit
+      wg:wait()
+    ]]
+  end)
+
+  it("pool: what was done to an object before put, before what is done after the get", function()
+    clean [[
+      local p = csp.pool(function() return {} end)
+      local obj = p:get()
+      wg:go(function() obj.x = 1; shared = 1; p:put(obj) end)
+      wg:go(function() local o = p:get(); assert(o == obj); print(o.x, shared) end)
+      wg:wait()
+    ]]
+    racy [[
+      local p = csp.pool(function() return {} end)
+      wg:go(function() csp.gosched(); shared = 1; p:put({}) end)
+      wg:go(function() p:get(); print(shared) end) -- a new object: no order with the put
+      wg:wait()
+    ]]
+  end)
+
   it("go: the parent's writes before the child's start; csp.run after every goroutine", function()
     clean [[
       data = 1

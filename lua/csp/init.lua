@@ -36,6 +36,13 @@ end
 local pool_mt = { __name = "csp.pool" }
 pool_mt.__index = pool_mt
 
+-- Race detector (chosen at load; off: no call): as Go's Pool under -race, a put releases the
+-- object and the get that returns it acquires it, so what was done to it before put is
+-- ordered before what is done after get. Only objects that can carry state count.
+local racing = core._race_enabled and core._race_enabled()
+local race_rel, race_acq = core._race_release, core._race_acquire
+local stateful = { table = true, userdata = true, ["function"] = true, thread = true }
+
 --- Go's sync.Pool: a cache of reusable objects that the garbage collector may empty.
 function csp.pool(new)
   check.opt(new, "function", 1, "pool")
@@ -50,7 +57,10 @@ function pool_mt:get()
     local x = items[i]
     items[i] = nil
     self.n = i - 1
-    if x ~= nil then return x end
+    if x ~= nil then
+      if racing and stateful[type(x)] then race_acq(x) end
+      return x
+    end
   end
   if self.new then return self.new() end
   return nil
@@ -59,6 +69,7 @@ end
 function pool_mt:put(x)
   check.object(self, pool_mt, "pool", 1, "put")
   if x == nil then return end
+  if racing and stateful[type(x)] then race_rel(x) end
   self.n = self.n + 1
   self.items[self.n] = x
 end

@@ -24,6 +24,11 @@ local check = require "csp.check"
 
 local chan = core.chan
 local pack, unpack = table.pack, table.unpack
+-- Race detector (chosen at load; off: no call): a finished call releases its entry and a get
+-- that finds the result acquires it, as the mutex of Go's memo orders f's writes before every
+-- later get. Racing, `one` stays empty, so every hit goes through the entry.
+local racing = core._race_enabled and core._race_enabled()
+local race_rel, race_acq = core._race_release, core._race_acquire
 
 local Memo = { __name = "csp.memo" }
 
@@ -66,7 +71,8 @@ local function call(f, cache, one, key)
       local n = r.n - 1
       for i = 1, n do e[i] = r[i + 1] end
       e.n = n
-      if n == 1 and e[1] ~= nil and cache[key] == e then one[key] = e[1] end
+      if racing then race_rel(e)
+      elseif n == 1 and e[1] ~= nil and cache[key] == e then one[key] = e[1] end
     else
       e.n, e.err = -1, r[2]
       if cache[key] == e then cache[key] = nil end
@@ -88,6 +94,7 @@ function M.memo(f)
       local e = cache[key]
       if e then
         local n = e.n
+        if racing and n then race_acq(e) end
         if n == 1 then return e[1] end
         if n == 2 then return e[1], e[2] end
         return slow(e, n)
