@@ -916,6 +916,13 @@ describe("csp.stats", function()
     collectgarbage()
     collectgarbage()
     assert.is_true(stats().channels_alive <= s0.channels_alive)
+    local r = run.run([[
+      local csp = require "csp"
+      local n0 = csp.stats().channels_alive
+      local ch = csp.chan()
+      print(n0, csp.stats().channels_alive, ch:cap())
+    ]])
+    assert.are.equal("0\t1\t0\n", r.stdout, r.stderr) -- none of csp's own before the script's
   end)
 end)
 

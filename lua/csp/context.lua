@@ -34,10 +34,9 @@ local CODE = { [CANCELED] = "ECANCELED", [DEADLINE] = "ETIMEDOUT" }  -- err's se
 local Context = { __name = "csp.context" }
 Context.__index = Context
 
--- done() of a context cancelled before anyone asked for its channel.
-local closedchan = chan()
-closedchan:close()
-local closedview = closedchan:receiver()
+-- done() of a context cancelled before anyone asked for its channel, made when first needed
+-- (a script that makes no channel sees csp.stats().channels_alive 0).
+local closedview
 
 local object, checktype = check.object, check.type
 
@@ -114,6 +113,11 @@ function Context:done()
     -- Made on first use: contexts only polled with err() never allocate a channel. Callers
     -- get its receive-only view (Go's <-chan struct{}): only cancel may close it.
     if cp._err then
+      if not closedview then
+        local c = chan()
+        c:close()
+        closedview = c:receiver()
+      end
       v = closedview
     else
       local d = chan()
