@@ -221,9 +221,13 @@ static int gosched_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* Go's Gosched: due timers first (schedule() runs them before it picks), so a sleeper whose time
-** is up runs before the caller goes on; I/O is polled by the loop in its own time, as in Go. */
+** is up runs before the caller goes on; I/O is polled by the loop in its own time, as in Go.
+** Where a goroutine cannot yield (a table.sort comparator, a plain coroutine) it does nothing:
+** Gosched never fails. */
 int csp_sched_yield(lua_State *L, csp_Sched *S) {
-  csp_G *g = csp_sched_self(L, S);
+  csp_G *g;
+  if (S->cur != NULL && (S->cur->L != L || !lua_isyieldable(L))) return 0;
+  g = csp_sched_self(L, S);
   if (g != &S->maing) {
     csp_timer_run(S);
     csp_sched_ready(S, g, 0);

@@ -175,7 +175,7 @@ static int sel_park(lua_State *L, csp_Sched *S, CaseInfo *cs, int n) {
     csp_wq_push(sc->send ? &sc->c->sendq : &sc->c->recvq, w);
   }
   g->nsel = m;
-  return csp_sched_park(L, g, m ? "select" : "select (no cases)", (lua_KContext)g | handlers,
+  return csp_sched_park(L, g, n ? "select" : "select (no cases)", (lua_KContext)g | handlers,
                         select_k);
 }
 

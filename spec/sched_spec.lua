@@ -126,6 +126,17 @@ describe("csp.gosched", function()
     assert.is_true(done:recv())
   end)
 
+  it("does nothing where a goroutine cannot yield (Go's Gosched never fails)", function()
+    local done = csp.chan()
+    csp.go(function()
+      local t = { 3, 1, 2 }
+      table.sort(t, function(a, b) csp.gosched(); csp.sleep(0); return a < b end)
+      local co = coroutine.wrap(function() csp.gosched(); return "plain" end)
+      done:send({ t[1], t[2], t[3], co() })
+    end)
+    assert.same({ 1, 2, 3, "plain" }, done:recv())
+  end)
+
   it("returns at once when nothing is ready", function()
     local t0 = csp.now()
     for _ = 1, 1000 do csp.gosched() end

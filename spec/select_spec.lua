@@ -292,6 +292,13 @@ describe("select blocking", function()
     assert.matches("all goroutines are asleep - deadlock!", msg, 1, true)
     -- still usable
     assert.equal(1, (csp.select { csp.recv(ready(1)) }))
+    -- Go's labels: nil cases park as [select]; only a select without cases is (no cases)
+    local a = csp.go(function() csp.select { csp.recv(nil), csp.send(nil, 1) } end)
+    local b = csp.go(function() csp.select {} end)
+    local ch = csp.chan()
+    msg = raises(ch.recv, ch)
+    assert.matches("goroutine " .. a .. " [select]:", msg, 1, true)
+    assert.matches("goroutine " .. b .. " [select (no cases)]:", msg, 1, true)
   end)
 
   it("raises attempt to block in a non-yieldable context inside a goroutine", function()
