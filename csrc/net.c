@@ -36,6 +36,7 @@ typedef struct NetReq {
   csp_G *g;            /* the caller, when the request may park */
   char op;             /* 'd'ial or 'l'isten */
   uint8_t phase;       /* request in flight, or the one whose result waits for the goroutine */
+  uint8_t nohost;      /* ":port": Go names the address so in a dial's error */
   int status;
   int family;
   int port;
@@ -80,11 +81,14 @@ static const char *service_port(const char *name, int *port) {
   return NULL;
 }
 
-/* Splits "host:port", "[v6]:port" or ":port" (Go's net.SplitHostPort); NULL or the complaint. */
+/* Splits "host:port", "[v6]:port" or ":port" (Go's net.SplitHostPort); NULL or the complaint.
+** The port as Go's parsePort takes it: empty is 0, a sign may lead the digits ("-1" is an
+** invalid port, not a service name). */
 static const char *split_hostport(const char *a, char *host, size_t hsz, int *port) {
   const char *colon, *p;
   size_t hl;
   long v = 0;
+  int neg = 0;
   if (a[0] == '[') {
     const char *end = strchr(a, ']');
     if (end == NULL) return "missing ']' in address";
@@ -103,11 +107,13 @@ static const char *split_hostport(const char *a, char *host, size_t hsz, int *po
   }
   host[hl] = '\0';
   p = colon + 1;
-  if (*p == '\0') return "missing port in address";
-  if (p[strspn(p, "0123456789")] != '\0') return service_port(p, port);
+  if ((*p == '+' || *p == '-') && p[1] != '\0' && p[1 + strspn(p + 1, "0123456789")] == '\0')
+    neg = *p++ == '-';
+  else if (p[strspn(p, "0123456789")] != '\0') return service_port(p, port);
   for (; *p; p++) {
     if ((v = v * 10 + (*p - '0')) > 65535) return "invalid port";
   }
+  if (neg && v != 0) return "invalid port";
   *port = (int)v;
   return NULL;
 }
@@ -261,7 +267,8 @@ static int net_step(lua_State *L, NetReq *r) {
   while (r->next < r->naddr) {
     const struct sockaddr *sa = (const struct sockaddr *)&r->addrs[r->next];
     csp_Stream *s = csp_stream_alloc(r->S, CSP_ST_TCP);
-    csp_conn_addrname(sa, r->last, sizeof r->last);
+    if (r->nohost) snprintf(r->last, sizeof r->last, ":%d", r->port);
+    else csp_conn_addrname(sa, r->last, sizeof r->last);
     if (s == NULL) {
       req_free(r);
       return luaL_error(L, "not enough memory");
@@ -316,6 +323,7 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
   struct sockaddr_storage sa;
   csp_G *g = NULL;
   NetReq *r;
+  int nohost;
   if (strlen(addr) != alen) {  /* the address would be read up to the NUL */
     csp_fail(L, "EINVAL", "%s %s: address with a NUL byte", op == 'd' ? "dial" : "listen", net);
     return NULL;
@@ -324,7 +332,9 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
     csp_fail(L, "EINVAL", "dial %s: missing address", net);
     return NULL;
   }
-  if ((bad = split_hostport(addr, host, sizeof host, &port)) != NULL) {
+  if (alen == 0) {  /* listen "": every interface, a free port (Go) */
+    host[0] = '\0';
+  } else if ((bad = split_hostport(addr, host, sizeof host, &port)) != NULL) {
     if (strcmp(bad, "unknown port") == 0) {  /* Go's DNSError for the service lookup */
       csp_fail(L, "ENOENT", "%s %s: lookup tcp/%s: unknown port", op == 'd' ? "dial" : "listen", net,
                strrchr(addr, ':') + 1);
@@ -334,7 +344,8 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
     csp_fail(L, "EINVAL", "%s %s: address %s: %s", op == 'd' ? "dial" : "listen", net, addr, bad);
     return NULL;
   }
-  if (host[0] == '\0') {  /* all interfaces; dialing ":port" means the local system (Go) */
+  nohost = host[0] == '\0';
+  if (nohost) {  /* all interfaces; dialing ":port" means the local system (Go) */
     const char *any = op == 'l' ? (family == AF_INET ? "0.0.0.0" : "::")
                                 : (family == AF_INET6 ? "::1" : "127.0.0.1");
     snprintf(host, sizeof host, "%s", any);
@@ -350,6 +361,7 @@ static NetReq *req_new(lua_State *L, char op, double timeout) {
   r->op = op;
   r->family = family;
   r->port = port;
+  r->nohost = (uint8_t)nohost;
   snprintf(r->net, sizeof r->net, "%s", net);
   snprintf(r->addr, sizeof r->addr, "%s", addr);
   snprintf(r->host, sizeof r->host, "%s", host);

@@ -139,6 +139,17 @@ describe("csp.net.listen", function()
     assert.equal("EINVAL", code)
     assert.same({ nil, "listen tcp: address 99999: invalid port", "EINVAL" },
       { csp.net.listen("tcp", "127.0.0.1:99999") })
+    -- Go's parsePort: a sign is a number's ("-1" is no service name), an empty port is 0
+    assert.same({ nil, "listen tcp: address -1: invalid port", "EINVAL" },
+      { csp.net.listen("tcp", "127.0.0.1:-1") })
+    assert.same({ nil, "dial tcp: address -1: invalid port", "EINVAL" },
+      { csp.net.dial("tcp", "127.0.0.1:-1") })
+    for _, a in ipairs({ "127.0.0.1:", "127.0.0.1:+0", "127.0.0.1:-0", ":", "" }) do
+      local l = assert(csp.net.listen("tcp", a), a) -- a free port, as Go's ":0"
+      assert.matches(":%d+$", l:addr())
+      assert.is_true(tonumber(l:addr():match(":(%d+)$")) > 0)
+      l:close()
+    end
     assert.has_error(function() csp.net.listen("udp", "127.0.0.1:0") end)
     -- a NUL byte: C would read the address up to it (listening on, dialling 127.0.0.1:0)
     assert.same({ nil, "listen tcp: address with a NUL byte", "EINVAL" }, { csp.net.listen("tcp", "127.0.0.1:0\0x") })
@@ -246,6 +257,13 @@ describe("csp.net.dial", function()
     assert.equal("EINVAL", code)
     assert.matches("too many colons", select(2, csp.net.dial("tcp", "::1:80")), 1, true)
     assert.same({ nil, "dial tcp: missing address", "EINVAL" }, { csp.net.dial("tcp", "") })
+    assert.same({ nil, "dial tcp 127.0.0.1:0: connect: connection refused", "ECONNREFUSED" },
+      { csp.net.dial("tcp", "127.0.0.1:") }) -- port 0, as Go
+    local ln = assert(csp.net.listen("tcp", "127.0.0.1:0"))
+    local port = ln:addr():match(":(%d+)$")
+    ln:close()
+    assert.same({ nil, "dial tcp :" .. port .. ": connect: connection refused", "ECONNREFUSED" },
+      { csp.net.dial("tcp", ":" .. port) }) -- Go names the address as given without a host
     assert.has_error(function() csp.net.dial("tcp", "127.0.0.1:1", 5) end)
   end)
 
