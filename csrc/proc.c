@@ -21,6 +21,7 @@ static const char exec_tag = 0;
 static int err_result(lua_State *L, const char *cmd, const char *cwd, int code) {
   if (code == UV_ENOENT && cwd && access(cwd, F_OK) != 0)
     return csp_fail(L, uv_err_name(code), "chdir %s: %s", cwd, csp_strerror(code));
+  if (code == UV_ENOENT && cmd[0] == '\0') return csp_fail(L, uv_err_name(code), "exec: no command");
   if (code == UV_ENOENT && strchr(cmd, '/') == NULL)
     return csp_fail(L, uv_err_name(code), "exec: \"%s\": executable file not found in $PATH", cmd);
   if (code == UV_ENOBUFS)

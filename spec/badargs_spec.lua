@@ -412,6 +412,14 @@ describe("every public function", function()
   end
 end)
 
+describe("a function called through pcall", function()
+  it("is named by its module path (the C submodules are package.loaded entries)", function()
+    assert.matches("bad argument #1 to 'csp.net.dial'", select(2, pcall(csp.net.dial, 1, 2)), 1, true)
+    assert.matches("bad argument #1 to 'csp.fs.stat'", select(2, pcall(csp.fs.stat, {})), 1, true)
+    assert.are.equal(csp.net, require("csp.net"))
+  end)
+end)
+
 -- Issue 11: every metatable is built by module.c (csp_newmeta and its kin); these are the ones
 -- that used to be finished by hand in their own files.
 describe("metatables built by module.c", function()

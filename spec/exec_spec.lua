@@ -70,6 +70,7 @@ describe("csp.exec", function()
     assert.is_nil(r)
     assert.are.equal('exec: "csp-no-such-program": executable file not found in $PATH', err)
     assert.are.equal("ENOENT", code)
+    assert.same({ nil, "exec: no command", "ENOENT" }, { csp.exec("", {}) }) -- Go's words
     r, err, code = csp.exec("./csp/no/such", {})
     assert.is_nil(r)
     assert.are.equal("fork/exec ./csp/no/such: no such file or directory", err)

@@ -86,4 +86,13 @@ csp.io = require "csp.io"
 csp.html.links = require("csp.html").links
 csp.http = require "csp.http"
 
+-- The C submodules as package.loaded entries too (require "csp.net" gives csp.net): luaL_argerror
+-- names a function called through pcall by looking two levels into package.loaded, so a bad
+-- argument to pcall(csp.net.dial, ...) says 'csp.net.dial', not '?'.
+for _, name in ipairs { "net", "fs", "atomic", "trace" } do
+  if type(csp[name]) == "table" and package.loaded["csp." .. name] == nil then
+    package.loaded["csp." .. name] = csp[name]
+  end
+end
+
 return csp
