@@ -197,9 +197,27 @@ static int url_refused(lua_State *L, const char *u, size_t n) {
       return 1;
     }
   }
-  for (p = u; p < u + n; p++)
-    if (*p == ' ') return lua_pushliteral(L, "invalid character in URL"), 1;  /* curl cannot send it */
+  /* Go's unescape of the path and the fragment (not the query): every '%' starts an escape. */
+  for (p = aend; p < u + n; p++) {
+    if (*p == '?') p += strcspn(p, "#");
+    if (p < u + n && *p == '%' &&
+        (u + n - p < 3 || !isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2])))
+      return url_parse_error(L, u, n, "invalid URL escape ", p, u + n - p < 3 ? (size_t)(u + n - p) : 3, "");
+  }
   return 0;
+}
+
+/* The URL curl is given: a space (which Go's client sends escaped) as %20; else u as is. */
+static const char *url_escaped(lua_State *L, const char *u) {
+  luaL_Buffer b;
+  if (strchr(u, ' ') == NULL) return u;
+  luaL_buffinit(L, &b);
+  for (; *u; u++) {
+    if (*u == ' ') luaL_addstring(&b, "%20");
+    else luaL_addchar(&b, *u);
+  }
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
 }
 
 /* _new(opts, METHOD, url, header_lines|nil, flags) -> request | nil, err (a URL Go refuses).
@@ -241,12 +259,14 @@ static int http_new(lua_State *L) {
     r->st->src = &csp_httpbody_src;
     r->st->srcdata = r;
   }
-  if (!csp_httpopt_setup(L, r, method, url, flags) || curl_multi_add_handle(M->m, r->e) != CURLM_OK) {
+  if (!csp_httpopt_setup(L, r, method, url_escaped(L, url), flags) ||
+      curl_multi_add_handle(M->m, r->e) != CURLM_OK) {
     req_free(r);
     return luaL_error(L, "http: cannot set up the request (out of memory?)");
   }
   r->attached = 1;
   M->nattached++;
+  lua_settop(L, 6);  /* r, not the escaped URL above it */
   return 1;
 }
 

@@ -278,19 +278,24 @@ static void push_reason(lua_State *L, const csp_Buf *h) {
   lua_pushlstring(L, sp + 1, (size_t)(e - sp - 1));
 }
 
-/* Pushes the caller's URL as given, but for its scheme in lower case (as Go's url.Parse). */
+/* Pushes the caller's URL as given, but for its scheme in lower case (as Go's url.Parse) and a
+** space escaped, as it was sent (Go's URL.String). */
 static void push_given(lua_State *L, int urlidx) {
   size_t n, i;
   const char *u = lua_tolstring(L, urlidx, &n);
   for (i = 0; i < n && u[i] != ':' && !(u[i] >= 'A' && u[i] <= 'Z'); i++) {}
   if (i == n || u[i] == ':') {
     lua_pushvalue(L, urlidx);
-    return;
+  } else {
+    i += strcspn(u + i, ":");
+    push_lower(L, u, i);
+    lua_pushlstring(L, u + i, n - i);
+    lua_concat(L, 2);
   }
-  i += strcspn(u + i, ":");
-  push_lower(L, u, i);
-  lua_pushlstring(L, u + i, n - i);
-  lua_concat(L, 2);
+  if (memchr(u, ' ', n) != NULL) {
+    luaL_gsub(L, lua_tostring(L, -1), " ", "%20");
+    lua_remove(L, -2);
+  }
 }
 
 /* The final URL, as Go's resp.Request.URL: the caller's spelling when curl followed no redirect

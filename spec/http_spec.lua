@@ -58,6 +58,18 @@ describe("csp.http.get", function()
       assert.equal("/", target)
     end)
 
+    it("sends a space in the path escaped, as Go's client does", function()
+      local target
+      srv = httpd.start(function(req, c)
+        target = req.target
+        httpd.reply(c, 200, "ok")
+      end)
+      local r = assert(csp.http.get(srv.url .. "/a b/c d?q=1", T))
+      assert.equal(200, r.status)
+      assert.equal("/a%20b/c%20d?q=1", target)
+      assert.equal(srv.url .. "/a%20b/c%20d?q=1", r.url)
+    end)
+
     it("lets opts.headers replace the default User-Agent", function()
       local ua
       srv = httpd.start(function(req, c)
@@ -529,9 +541,6 @@ describe("csp.http.get", function()
         { csp.http.get("http:///p") })
       assert.same({ nil, 'Get "http://127.0.0.1:99999/": dial tcp: address 99999: invalid port', "EINVAL" },
         { csp.http.get("http://127.0.0.1:99999/") })
-      -- a space curl cannot send (Go would escape it in the path)
-      assert.same({ nil, 'Get "http://127.0.0.1:1/a b": invalid character in URL', "EINVAL" },
-        { csp.http.get("http://127.0.0.1:1/a b") })
     end)
 
     it("returns url.Parse's errors as Go's Get does: unprefixed, the URL quoted as %q", function()
@@ -548,11 +557,16 @@ describe("csp.http.get", function()
         { "http://%41/", [["http://%41/": invalid URL escape "%41"]] },
         { "http://a b/", [["http://a b/": invalid character " " in host name]] },
         { "http://u@h{/", [["http://u@h{/": invalid character "{" in host name]] },
+        -- the path and the fragment are unescaped (not the query)
+        { "http://127.0.0.1:1/%zz", [["http://127.0.0.1:1/%zz": invalid URL escape "%zz"]] },
+        { "http://127.0.0.1:1/a%2", [["http://127.0.0.1:1/a%2": invalid URL escape "%2"]] },
+        { "http://127.0.0.1:1/a#%zz", [["http://127.0.0.1:1/a#%zz": invalid URL escape "%zz"]] },
       } do
         assert.same({ nil, "parse " .. case[2], "EINVAL" }, { csp.http.get(case[1]) })
       end
       -- what Go's url.Parse lets through
-      for _, u in ipairs { "http://[::1]:1/", "http://h%C3%A9:1/", "http://u:p@127.0.0.1:1/" } do
+      for _, u in ipairs { "http://[::1]:1/", "http://h%C3%A9:1/", "http://u:p@127.0.0.1:1/",
+                           "http://127.0.0.1:1/?q=%zz", "http://127.0.0.1:1/a%20b%2F" } do
         local _, err = csp.http.get(u, T)
         assert.matches('^Get "', err)
       end
