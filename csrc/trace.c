@@ -348,7 +348,11 @@ void csp_trace_run(csp_Sched *S, csp_G *g) {
   csp_Trace *T = S->trace;
   T->slice0 = T->lastend ? T->lastend : csp_trace_ticks();
   if (!g->started) {
-    lua_pushvalue(g->L, 3);  /* (base, msgh, f, args...): see goexit.c's csp_exit_push */
+    int f = 3, top = lua_gettop(g->L);  /* (base, msgh, f, args...): see goexit.c's csp_exit_push */
+    if (lua_iscfunction(g->L, f))  /* a trampoline (wg:go's): named after the function it runs */
+      for (int i = f + 1; i <= top && i <= f + 2; i++)
+        if (lua_isfunction(g->L, i) && !lua_iscfunction(g->L, i)) { f = i; break; }
+    lua_pushvalue(g->L, f);
     tname_set(g, fname(T, g->L, -1));
     name_track(T, g, T->slice0);
   }

@@ -412,6 +412,21 @@ print("ok")
       assert.is_true(#select_ev(e2, function(e) return e.ph == "f" and e.tid == b end) >= 1)
     end)
 
+    it("names a wg:go goroutine after the function it runs, not its C trampoline: " .. ext, function()
+      local path = tmpname(ext)
+      local function work() csp.gosched() end
+      assert.is_true(csp.trace.start(path))
+      local wg = csp.waitgroup()
+      local id = wg:go(work)
+      wg:wait()
+      assert.is_true(csp.trace.stop())
+      local evs = assert(load(path))
+      os.remove(path)
+      local named = select_ev(evs, function(e) return e.ph == "N" and e.tid == id end)
+      assert.are.equal(1, #named)
+      assert.are.equal("trace_spec.lua:" .. debug.getinfo(work, "S").linedefined, named[1].name:match("[^/]+$"))
+    end)
+
     it("draws every wake of a slice that starts thousands of goroutines: " .. ext, function()
       -- in protobuf a slice's end carries the flows it started (one packet, written in pieces);
       -- past 4096 waiting for their slice's end, the rest start at instants of their own
