@@ -59,12 +59,12 @@ static void frame_str(char *buf, size_t n, lua_Debug *ar) {
              ar->linedefined);
 }
 
-static uint32_t lockey_hash(const char *src, int line) {
+static uint32_t lockey_hash(const char *src, int64_t line) {
   uint64_t h = ((uint64_t)(uintptr_t)src >> 3) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)line * 0xff51afd7ed558ccdULL;
   return (uint32_t)(h ^ (h >> 32));
 }
 
-static void lockey_put(csp_Race *R, const char *src, int line, uint32_t srchash, uint32_t id) {
+static void lockey_put(csp_Race *R, const char *src, int64_t line, uint32_t srchash, uint32_t id) {
   uint32_t i;
   if (R->nlockeys + 1 >= R->lockmask / 2) {  /* grow (or start): rehash every key */
     uint32_t ncap = R->lockmask ? (R->lockmask + 1) * 2 : 256;
@@ -99,20 +99,22 @@ uint32_t csp_race_loc_here(csp_Race *R, lua_State *L) {
   char buf[512];
   for (int level = 0; lua_getstack(L, level, &ar); level++) {
     uint32_t sh, id;
+    int64_t at;
     lua_getinfo(L, "Sl", &ar);
     if (*ar.what == 'C') continue;
     sh = str_hash(ar.short_src);
+    at = (int64_t)ar.linedefined << 32 | (uint32_t)ar.currentline;
     if (R->lockeys) {
-      for (uint32_t i = lockey_hash(ar.source, ar.currentline) & R->lockmask; R->lockeys[i].id;
+      for (uint32_t i = lockey_hash(ar.source, at) & R->lockmask; R->lockeys[i].id;
            i = (i + 1) & R->lockmask) {
         RaceLocKey *k = &R->lockeys[i];
-        if (k->src == ar.source && k->line == ar.currentline && k->srchash == sh) return k->id;
+        if (k->src == ar.source && k->line == at && k->srchash == sh) return k->id;
       }
     }
     lua_getinfo(L, "n", &ar);
     frame_str(buf, sizeof buf, &ar);
     id = loc_intern(R, buf);
-    lockey_put(R, ar.source, ar.currentline, sh, id);
+    lockey_put(R, ar.source, at, sh, id);
     return id;
   }
   return loc_intern(R, "?");

@@ -51,8 +51,9 @@ typedef struct RaceObj {
 } RaceObj;
 
 /* A frame's location, found again without formatting it: its chunk's source string (verified by
-** the short_src hash, since a collected chunk's string address can be reused) and line. */
-typedef struct RaceLocKey { const char *src; int line; uint32_t srchash, id; } RaceLocKey;
+** the short_src hash, since a collected chunk's string address can be reused), and the line with
+** the line its function is defined at (a function on the main chunk's line is another frame). */
+typedef struct RaceLocKey { const char *src; int64_t line; uint32_t srchash, id; } RaceLocKey;
 
 typedef struct RaceRead { uint32_t slot, clock, loc; } RaceRead;
 

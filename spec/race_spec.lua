@@ -152,6 +152,16 @@ describe("race detector: races are reported", function()
     ]]
   end)
 
+  it("names a write by the function it is in, even on a line the main chunk runs too", function()
+    local r = racy [[
+      g = 0; csp.go(function() g = 1 end)
+      csp.sleep(0.01)
+      g = 2
+    ]]
+    assert.matches("Previous write at g by goroutine 2:\n  [^\n]-:5 in function <[^\n]-:5>\n", r.stderr)
+    assert.matches("Goroutine 2 created at:\n  [^\n]-:5 in main chunk\n", r.stderr)
+  end)
+
   it("a goroutine's end does not order it before main without a wait", function()
     racy [[
       local done = csp.chan()
