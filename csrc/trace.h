@@ -49,7 +49,8 @@ typedef struct csp_TraceOut {
 #define CSP_TRACE_ROOM 1024
 
 typedef struct csp_TraceFormat {
-  int escape;           /* names are JSON-escaped when interned */
+  /* The name as the format writes it, into out (size bytes), when interned; NULL: as it is. */
+  const char *(*name)(const char *s, char *out, size_t size);
   int (*open)(csp_TraceOut *o);     /* 0: no memory */
   /* Any record but CSP_EV_FLOW; a slice comes with the wakes it made, flows[0..nflows). */
   void (*event)(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t nflows);

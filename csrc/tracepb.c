@@ -312,4 +312,4 @@ static void pb_close(csp_TraceOut *o) {
   o->st = NULL;
 }
 
-const csp_TraceFormat csp_trace_pb = {0, pb_open, pb_event, pb_close};
+const csp_TraceFormat csp_trace_pb = {NULL, pb_open, pb_event, pb_close};
