@@ -3,9 +3,8 @@
 -- Exports (install each into `csp` under the same name):
 --   background(), with_cancel(parent), with_timeout(parent, d), with_deadline(parent, t),
 --   with_value(parent, k, v)
--- Context methods: ctx:done(), ctx:err() -> nil or msg, code ("ECANCELED" or "ETIMEDOUT", the
--- codes csp's other failures use, so callers test the code, never the message),
--- ctx:deadline() -> t, ok, ctx:value(k).
+-- Context methods: ctx:done(), ctx:err() -> nil or msg (one value, as API.md and Go's Err:
+-- print(ctx:err()) prints Go's words), ctx:deadline() -> t, ok, ctx:value(k).
 --
 -- A plain module over csp.core; init.lua copies its exports into `csp`.
 --
@@ -29,7 +28,6 @@ local racing = core._race_enabled and core._race_enabled()
 local race_rel, race_acq = core._race_release, core._race_acquire
 
 local CANCELED, DEADLINE = "context canceled", "context deadline exceeded"
-local CODE = { [CANCELED] = "ECANCELED", [DEADLINE] = "ETIMEDOUT" }  -- err's second result
 
 local Context = { __name = "csp.context" }
 Context.__index = Context
@@ -133,9 +131,7 @@ function Context:err()
   local cp = self._cp
   if cp then overdue(cp) end
   if racing and cp then race_acq(cp) end
-  local err = cp and cp._err
-  if err then return err, CODE[err] end
-  return nil
+  return cp and cp._err or nil
 end
 
 function Context:deadline()

@@ -46,9 +46,9 @@ function M.exec(cmd, args, opts)
   if ctx ~= nil then
     check.fieldarg(getmetatable(ctx) == Context, "ctx", 3, "exec",
       "context expected, got " .. typename(ctx))
-    local err, code = ctx:err()
+    local err = ctx:err()
     -- Go: Start under a cancelled context fails with its error; the code tells which one
-    if err then return nil, err, code end
+    if err then return nil, err, err == "context canceled" and "ECANCELED" or "ETIMEDOUT" end
   end
   local done = ctx and ctx:done()
   local p, err, code = spawn(cmd, args, opts)
