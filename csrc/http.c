@@ -25,6 +25,7 @@ static Req *req_check(lua_State *L) {
 void csp_http_req_drop(Req *r) {
   Multi *M = r->M;
   if (M == NULL || r->e == NULL) return;
+  csp_httpcurl_req_dialed(r);
   csp_httpcurl_req_unpark(r);
   csp_httpbody_unlist(r);
   csp_httpbody_unref(r);

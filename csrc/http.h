@@ -53,6 +53,8 @@ typedef struct Multi {
   Sock *socks;           /* by descriptor: the connection sockets curl opened */
   int nsocks;            /* length of socks */
   struct Req *unpause;   /* body readers wanting more: resumed by the next timer fire */
+  struct Req *dhead, *dtail; /* requests dialling a new connection, oldest first */
+  long ndial, ndial_set; /* their number; as last added to CURLMOPT_MAXCONNECTS */
   char *cafile, *capath; /* $SSL_CERT_FILE (if readable) and $SSL_CERT_DIR, read once */
   uint8_t env_read;
   int8_t cafile_alone;   /* httpopt.c's cafile_alone: -1 until the first TLS options */
@@ -110,6 +112,9 @@ typedef struct Req {
   uint8_t handed;         /* body reader: the stream belongs to a reader conn */
   uint8_t unpausing;      /* body reader: on M->unpause */
   uint8_t reading;        /* body reader: a reader waits, counted in M->nwait */
+  uint8_t dialing;        /* on M's dial queue: opened a socket, not yet connected */
+  struct Req *dnext, *dprev;
+  uint64_t deadline;      /* uv_hrtime when opts.timeout runs out, 0 for none */
   int open_errno;         /* socket() failed with it */
   int follow;             /* redirects followed at most */
   CURLcode result;
@@ -144,6 +149,7 @@ size_t csp_httpcurl_write_cb(char *p, size_t size, size_t n, void *u);
 size_t csp_httpcurl_header_cb(char *p, size_t size, size_t n, void *u);
 size_t csp_httpcurl_read_cb(char *p, size_t size, size_t n, void *u);
 void csp_httpcurl_req_finish(Req *r, CURLcode result);
+void csp_httpcurl_req_dialed(Req *r);        /* off the dial queue (connected, done, dropped) */
 void csp_httpcurl_req_wake(Req *r);          /* wakes the parked goroutine (no curl call) */
 CURLM *csp_httpcurl_multi_get(lua_State *L, Multi *M);   /* the multi handle, made on first use */
 void csp_httpcurl_multi_close(Multi *M);

@@ -1,6 +1,7 @@
 /* httpcurl.c: libcurl's multi handle driven by the scheduler's loop: its sockets on uv_poll, its
 ** timeout on the timer heap, curl's callbacks filling requests, and finished requests waking. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 #include "http.h"
 
 const char csp_http_multi_key = 0;
+
+#define CONN_MAX 64L  /* connections curl keeps, idle or busy, besides those dialling */
 
 /* ---------------------------------------------------------------- keeping the loop alive */
 
@@ -88,6 +91,18 @@ static void poll_free(Poll *p) {
   uv_close((uv_handle_t *)&p->h, csp_close_free);
 }
 
+/* Lets go of connection socket fd's record and poll. curl 7.88 closes a socket that never
+** connected (its transfer removed or timed out while dialling) without the close callback
+** (curl PR 11439, fixed in 8.2): such a record goes when curl stops watching the socket, or
+** when the kernel gives its number to a new one. */
+static void sock_gone(Multi *M, curl_socket_t fd) {
+  Sock *k = &M->socks[fd];
+  if (k->poll != NULL) poll_free(k->poll);
+  k->open = 0;
+  k->poll = NULL;
+  M->nsock--;
+}
+
 /* A connection socket keeps its poll handle while it idles in the pool, still reading: the
 ** next request on it costs no epoll_ctl (nor a handle), and an event while it idles only stops
 ** the poll. Writable is always ready: that stops at once. Sockets curl did not open through
@@ -106,7 +121,11 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
       poll_free(p);
     } else {
       p->want = 0;
-      if (p->events & UV_WRITABLE) {
+      if (p->events & UV_WRITABLE) {  /* connecting, maybe closed already (sock_gone) */
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+          sock_gone(M, fd);
+          return 0;
+        }
         uv_poll_stop(&p->h);
         p->events = 0;
       }
@@ -167,11 +186,83 @@ static int socks_grow(Multi *M, curl_socket_t fd) {
   return 1;
 }
 
+/* ---------------------------------------------------------------- requests still dialling */
+
+/* A listener's accept queue holds backlog + 1 connections (6 for python's http.server): in a
+** burst, the SYN of every connection past those is dropped (ListenOverflows) and its dial waits
+** for the retransmission, 1 s later, when most handshakes land on a full queue again and their
+** requests go unacknowledged for seconds (60 concurrent gets: 10-25 timed out at 5 s). Go
+** dials as many and overflows as many, but its request takes whichever comes first, its dial
+** or a connection to the host going idle (Transport.queueForIdleConn): its 60 gets ran on the
+** 6 accepted connections. A curl transfer is bound to the connection it opens, so a request
+** still dialling is made again when a connection to its origin goes idle: curl reuses that
+** one and closes the half-open one. Nothing has been sent yet (the prereq callback, which
+** takes it off the queue, runs before the request goes out), so this holds for any method. */
+static void dial_queue(Req *r) {
+  Multi *M = r->M;
+  if (r->dialing) return;  /* a second address, or the other family's socket */
+  r->dialing = 1;
+  M->ndial++;
+  r->dnext = NULL;
+  r->dprev = M->dtail;
+  if (M->dtail != NULL) M->dtail->dnext = r;
+  else M->dhead = r;
+  M->dtail = r;
+}
+
+void csp_httpcurl_req_dialed(Req *r) {
+  Multi *M = r->M;
+  if (!r->dialing) return;
+  r->dialing = 0;
+  M->ndial--;
+  if (r->dprev != NULL) r->dprev->dnext = r->dnext;
+  else M->dhead = r->dnext;
+  if (r->dnext != NULL) r->dnext->dprev = r->dprev;
+  else M->dtail = r->dprev;
+  r->dnext = r->dprev = NULL;
+}
+
+/* The length of "scheme://authority" at the start of curl's URL u, 0 if none. */
+static size_t origin_len(const char *u) {
+  const char *p = u != NULL ? strstr(u, "://") : NULL;
+  return p == NULL ? 0 : (size_t)(p + 3 - u) + strcspn(p + 3, "/?#");
+}
+
+/* done's transfer left its HTTP/1 connection idle: the oldest request dialling the same origin
+** is added again, to take it. Not one that followed a redirect: curl would start it over from
+** its first URL. */
+static void dial_handover(Multi *M, CURL *done) {
+  char *u = NULL, *v;
+  size_t n;
+  long redirs;
+  Req *r;
+  if (M->dhead == NULL || curl_easy_getinfo(done, CURLINFO_EFFECTIVE_URL, &u) != CURLE_OK ||
+      (n = origin_len(u)) == 0)
+    return;
+  for (r = M->dhead; r != NULL; r = r->dnext) {
+    if (!r->retried && curl_easy_getinfo(r->e, CURLINFO_EFFECTIVE_URL, &v) == CURLE_OK &&
+        origin_len(v) == n && strncasecmp(u, v, n) == 0 &&
+        curl_easy_getinfo(r->e, CURLINFO_REDIRECT_COUNT, &redirs) == CURLE_OK && redirs == 0)
+      break;
+  }
+  if (r == NULL) return;
+  csp_httpcurl_req_dialed(r);
+  curl_multi_remove_handle(M->m, r->e);
+  if (r->deadline) {  /* curl would count the timeout afresh */
+    uint64_t now = uv_hrtime();
+    long ms = r->deadline > now ? (long)((r->deadline - now) / 1000000u) : 0;
+    curl_easy_setopt(r->e, CURLOPT_TIMEOUT_MS, ms > 0 ? ms : 1L);
+  }
+  if (curl_multi_add_handle(M->m, r->e) == CURLM_OK) return;
+  r->attached = 0;
+  M->nattached--;
+  csp_httpcurl_req_finish(r, CURLE_OUT_OF_MEMORY);
+}
+
 curl_socket_t csp_httpcurl_open_cb(void *u, curlsocktype purpose, struct curl_sockaddr *a) {
   Req *r = (Req *)u;
   Multi *M = r->M;
   curl_socket_t fd;
-  (void)purpose;
   fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd == CURL_SOCKET_BAD) {
     r->open_errno = errno;  /* curl reports no errno for this: Go's "socket: too many open files" */
@@ -182,25 +273,21 @@ curl_socket_t csp_httpcurl_open_cb(void *u, curlsocktype purpose, struct curl_so
     r->open_errno = ENOMEM;
     return CURL_SOCKET_BAD;
   }
+  if (M->socks[fd].open) sock_gone(M, fd);  /* the number was free: closed behind csp's back */
   M->socks[fd].open = 1;
   M->socks[fd].h1 = 0;
   M->socks[fd].stirred = 0;
   M->socks[fd].lport = 0;
   M->socks[fd].poll = NULL;
   M->nsock++;
+  if (purpose == CURLSOCKTYPE_IPCXN) dial_queue(r);
   return fd;
 }
 
 /* The poll goes before the descriptor: libuv must never watch a closed one. */
 int csp_httpcurl_close_cb(void *u, curl_socket_t fd) {
   Multi *M = (Multi *)u;
-  Sock *k = sock_of(M, fd);
-  if (k != NULL) {
-    if (k->poll != NULL) poll_free(k->poll);
-    k->open = 0;
-    k->poll = NULL;
-    M->nsock--;
-  }
+  if (sock_of(M, fd) != NULL) sock_gone(M, fd);
   return close(fd);
 }
 
@@ -238,6 +325,7 @@ int csp_httpcurl_prereq_cb(void *u, char *rip, char *lip, int rport, int lport) 
   Req *r = (Req *)u;
   Multi *M = r->M;
   (void)rip; (void)lip; (void)rport;
+  csp_httpcurl_req_dialed(r);
   for (int fd = 0; fd < M->nsocks; fd++) {
     Sock *k = &M->socks[fd];
     if (!k->open) continue;
@@ -391,6 +479,7 @@ size_t csp_httpcurl_read_cb(char *p, size_t size, size_t n, void *u) {
 /* ---------------------------------------------------------------- the multi handle */
 
 void csp_httpcurl_req_finish(Req *r, CURLcode result) {
+  csp_httpcurl_req_dialed(r);
   if (r->stale && !r->retried && r->attached) {
     r->retried = 1;
     r->stale = 0;
@@ -414,7 +503,8 @@ void csp_httpcurl_req_finish(Req *r, CURLcode result) {
   csp_httpcurl_req_wake(r);
 }
 
-/* Notes whether the connection of a transfer just done (if curl keeps it) served HTTP/1. */
+/* Notes whether the connection of a transfer just done (if curl keeps it) served HTTP/1; if
+** so it idles now, and a request still dialling its origin takes it. */
 static void sock_served(Multi *M, CURL *e) {
   curl_socket_t fd = CURL_SOCKET_BAD;
   long ver = 0;
@@ -422,6 +512,7 @@ static void sock_served(Multi *M, CURL *e) {
   if (curl_easy_getinfo(e, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || (k = sock_of(M, fd)) == NULL) return;
   curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &ver);
   k->h1 = ver != CURL_HTTP_VERSION_2_0 && ver != CURL_HTTP_VERSION_3;
+  if (k->h1) dial_handover(M, e);
 }
 
 /* Drives curl for one event, then completes what finished. Never called from a curl callback. */
@@ -429,6 +520,13 @@ static void multi_action(Multi *M, curl_socket_t fd, int flags) {
   int running, left;
   CURLMsg *msg;
   if (M == NULL || M->m == NULL) return;
+  /* curl's bound on its cache counts every connection, and past it closes the oldest idle one:
+  ** with 300 requests dialling, each connection going idle was closed, not handed over. Those
+  ** still dialling are not counted (curl refuses the call from inside its callbacks). */
+  if (M->ndial != M->ndial_set) {
+    M->ndial_set = M->ndial;
+    curl_multi_setopt(M->m, CURLMOPT_MAXCONNECTS, CONN_MAX + M->ndial);
+  }
   curl_multi_socket_action(M->m, fd, flags, &running);
   while ((msg = curl_multi_info_read(M->m, &left)) != NULL) {
     Req *r = NULL;
@@ -448,7 +546,8 @@ CURLM *csp_httpcurl_multi_get(lua_State *L, Multi *M) {
   curl_multi_setopt(M->m, CURLMOPT_TIMERFUNCTION, timer_cb);
   curl_multi_setopt(M->m, CURLMOPT_TIMERDATA, M);
   curl_multi_setopt(M->m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-  curl_multi_setopt(M->m, CURLMOPT_MAXCONNECTS, 64L);
+  curl_multi_setopt(M->m, CURLMOPT_MAXCONNECTS, CONN_MAX);
+  M->ndial_set = 0;
   if (M->h1 == NULL && (M->h1 = curl_share_init()) != NULL &&
       curl_share_setopt(M->h1, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
     curl_share_cleanup(M->h1);

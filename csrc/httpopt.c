@@ -355,7 +355,10 @@ static int req_options(lua_State *L, Req *r, const char *method, const char *url
     SETOPT(e, CURLOPT_FOLLOWLOCATION, 1L);
     SETOPT(e, CURLOPT_MAXREDIRS, (long)r->follow);
   }
-  if (timeout > 0) SETOPT(e, CURLOPT_TIMEOUT_MS, timeout);
+  if (timeout > 0) {
+    SETOPT(e, CURLOPT_TIMEOUT_MS, timeout);
+    r->deadline = uv_hrtime() + (uint64_t)timeout * 1000000u;  /* a handover keeps it */
+  }
   /* Not "" (every coding this curl decodes: "deflate, gzip, br, zstd"): curl 7.88 formats
   ** the header into each request byte by byte (~40 instructions a byte). Go asks for gzip. */
   if (flags & F_DECODE) SETOPT(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
