@@ -157,8 +157,13 @@ static int fs_call(lua_State *L, int op) {
     luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "permission bits expected (0 to 0o7777)");
   }
   if (memchr(path, '\0', plen) != NULL) {  /* Go: EINVAL, without asking the system */
-    return csp_fail(L, "EINVAL", "%s %s: invalid argument",
-                    op == CSP_FS_STAT ? "stat" : op == CSP_FS_LSTAT ? "lstat" : "open", path);
+    lua_pushnil(L);
+    lua_pushstring(L, op == CSP_FS_STAT ? "stat " : op == CSP_FS_LSTAT ? "lstat " : "open ");
+    lua_pushlstring(L, path, plen);  /* whole, as Go's PathError prints it */
+    lua_pushliteral(L, ": invalid argument");
+    lua_concat(L, 3);
+    lua_pushliteral(L, "EINVAL");
+    return 3;
   }
   g = csp_sched_self(L, S);
   r = csp_fswork_new(S, fs, op, path, plen);
