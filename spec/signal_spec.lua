@@ -84,6 +84,18 @@ end
   return h
 end
 
+-- Main parked in the loop while goroutine 2 runs Lua code that never blocks: the loop never
+-- runs again to see a signal; the hook on the running goroutine's thread does.
+local SPINNER = [[
+  local csp = require "csp"
+  csp.go(function()
+    READY("ready")
+    local x = 0
+    while true do x = x + 1 end
+  end)
+  csp.sleep(60)
+]]
+
 describe("SIGINT", function()
   local function interrupted(h)
     local res, err = h.result()
@@ -164,15 +176,7 @@ describe("SIGINT", function()
   end)
 
   it("stops a goroutine running Lua code that never blocks, while main waits", function()
-    local h = child([[
-      local csp = require "csp"
-      csp.go(function()
-        READY("ready")
-        local x = 0
-        while true do x = x + 1 end
-      end)
-      csp.sleep(60)
-    ]])
+    local h = child(SPINNER)
     h.wait_ready("ready")
     h.kill("INT")
     local res, err = interrupted(h)
@@ -287,15 +291,7 @@ describe("SIGQUIT", function()
   end)
 
   it("dumps and exits 2 while a goroutine runs Lua code that never blocks", function()
-    local h = child([[
-      local csp = require "csp"
-      csp.go(function()
-        READY("ready")
-        local x = 0
-        while true do x = x + 1 end
-      end)
-      csp.sleep(60)
-    ]])
+    local h = child(SPINNER)
     h.wait_ready("ready")
     h.kill("QUIT")
     local res, err = h.result()
