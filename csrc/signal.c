@@ -75,8 +75,14 @@ static void on_signal(int sig) {
   }
   csp_sigpending = 1;
   lua_sethook(sig_mainL, main_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-  if (sig_S != NULL && sig_S->cur != NULL)  /* a goroutine running Lua code never returns to the loop to see it */
-    lua_sethook(sig_S->cur->L, main_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  /* A goroutine running Lua code never returns to the loop to see it: the hook goes on its thread
+  ** too, unless another is there (goexit's unwinding, the user's debug.sethook): the loop acts
+  ** then. main_hook itself may be there, inherited from main. */
+  if (sig_S != NULL && sig_S->cur != NULL) {
+    lua_Hook h = lua_gethook(sig_S->cur->L);
+    if (h == NULL || h == main_hook)
+      lua_sethook(sig_S->cur->L, main_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  }
   uv_async_send(sig_async);
 }
 
