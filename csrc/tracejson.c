@@ -62,11 +62,11 @@ static unsigned char *put_s(unsigned char *p, const char *s) {
 typedef struct Frag { const char *key; size_t n; unsigned char s[FRAG]; } Frag;
 typedef struct Num { uint64_t v; size_t n; unsigned char d[24]; } Num;
 typedef struct Json {
-  Num us, id;  /* the last timestamp's microseconds, the last flow id */
+  Num us;      /* the last timestamp's microseconds */
   Frag names[64];
 } Json;
 
-/* v from the digits remembered in c: the same, one more (flow ids count up), or new. */
+/* v from the digits remembered in c: the same, one more, or new. */
 static unsigned char *put_num(Num *c, unsigned char *p, uint64_t v) {
   if (v != c->v || c->n == 0) {
     if (v == c->v + 1 && c->n > 0 && c->d[c->n - 1] != '9') {
@@ -151,8 +151,8 @@ static unsigned char *meta(unsigned char *p, uint32_t tid, const char *name) {
   return PUT(p, "}}");
 }
 
-/* A side flow's start or finish (ph "s", or "f" with its binding point): an event of its own,
-** the id without CSP_TRACE_SIDE. */
+/* A flow's start or finish (ph "s", or "f" with its binding point): an event of its own, the id
+** without CSP_TRACE_SIDE; name NULL: none (a chain's hop). */
 static unsigned char *side(Json *J, unsigned char *p, const char *ph, const unsigned char *tid,
                            size_t ntid, const unsigned char *ts, size_t nts, uint64_t id,
                            const char *name) {
@@ -160,17 +160,20 @@ static unsigned char *side(Json *J, unsigned char *p, const char *ph, const unsi
   p = put_s(p, ph);
   p = PUT(p, "\",\"cat\":\"flow\",\"pid\":1,\"tid\":");
   p = tsfield(p, tid, ntid, ts, nts);
-  p = PUT(p, ",\"id\":");
-  p = namec(J, put_u64(p, id & ~CSP_TRACE_SIDE), name);
+  p = put_u64(PUT(p, ",\"id\":"), id & ~CSP_TRACE_SIDE);
+  if (name != NULL) p = namec(J, p, name);
   *p++ = '}';
   return p;
 }
 
-/* A slice: the side flow that started it, the slice carrying the chain of wakes through it (its
-** bind_id: the flow that started it, flow_in, continued from its end, flow_out), the side flows
-** it made and the instant saying why it stopped, in that order: Perfetto's importer takes events
-** of one time slices first, the others in file order, binding a flow to the slice on top of its
-** track. */
+/* A slice: the flow that started it ("f" binding its start), the slice, the flows it made ("s"
+** at its end: the chain of wakes it continues first, then its side flows) and the instant saying
+** why it stopped, in that order: Perfetto's importer takes events of one time slices first, the
+** others in file order, binding a flow to the slice on top of its track. A chain's hops share
+** its id, an "s" then an "f" each (a flow matches by id, category and name, and its id may
+** begin again once it ended), without a name: the woken's wait reason is not known when the
+** waker's slice is written. Chrome's flow events v1, which every reader of the format knows
+** (v2's bind_id fields on the slices cost fewer bytes, but Perfetto alone reads them). */
 static void slice(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flows, size_t nflows) {
   Json *J = o->st;
   unsigned char tid[32], ts[48], end[48], *p;
@@ -180,16 +183,17 @@ static void slice(csp_TraceOut *o, const csp_TraceEv *e, const csp_TraceEv *flow
   nend = (size_t)(put_tsc(J, end, e->ts + e->dur) - end);
   p = o->b + o->n;
   if (e->flow & CSP_TRACE_SIDE) p = side(J, p, "f\",\"bp\":\"e", tid, ntid, ts, nts, e->flow, e->fname);
+  else if (in) p = side(J, p, "f\",\"bp\":\"e", tid, ntid, ts, nts, in, NULL);
   p = PUT(p, ",\n{\"ph\":\"X\",\"pid\":1,\"tid\":");
   p = tsfield(p, tid, ntid, ts, nts);
   p = PUT(p, ",\"dur\":");
   p = namec(J, put_ts(p, e->dur), e->s);
-  if (in || out) {  /* the same id when both: the chain steps through */
-    p = put_num(&J->id, PUT(p, ",\"bind_id\":"), in ? in : out);
-    if (in) p = PUT(p, ",\"flow_in\":true");
-    if (out) p = PUT(p, ",\"flow_out\":true");
-  }
   *p++ = '}';
+  if (out) {
+    o->n = (size_t)(p - o->b);
+    csp_trace_need(o, CSP_TRACE_ROOM);
+    p = side(J, o->b + o->n, "s", tid, ntid, end, nend, out, NULL);
+  }
   for (size_t i = 0; i < nflows; i++) {  /* side flows only: see csp_trace_ready */
     o->n = (size_t)(p - o->b);
     csp_trace_need(o, CSP_TRACE_ROOM);

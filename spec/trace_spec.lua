@@ -263,11 +263,11 @@ describe("csp.trace", function()
     end)
   end
 
-  it("writes JSON compactly: a chain of wakes as the slices' flow fields, other wakes as flow events", function()
+  it("writes flows as Chrome's flow events: a chain's hops as s and f of one id, other wakes apart", function()
     -- main's slice starts two goroutines: the first continues the chain that main's slice
-    -- carries (bind_id, flow_out; the woken slice's flow_in), the second is a side flow of its
-    -- own ("s" on main's track, "f" binding the woken slice); block instants are thread-scoped
-    -- by default and carry no category, nor do slices
+    -- carries ("s" at main's slice end, "f" binding the woken slice's start, the same id, no
+    -- name), the second is a side flow of its own (named go); block instants are
+    -- thread-scoped by default and carry no category, nor do slices
     local path = tmpname(".json")
     local done = csp.chan()
     assert.is_true(csp.trace.start(path))
@@ -280,20 +280,26 @@ describe("csp.trace", function()
 import json, sys
 ev = json.load(open(sys.argv[1]))
 a, b = int(sys.argv[2]), int(sys.argv[3])
-keys = {"X": {"ph", "pid", "tid", "ts", "dur", "name", "bind_id", "flow_in", "flow_out"},
+keys = {"X": {"ph", "pid", "tid", "ts", "dur", "name"},
         "i": {"ph", "pid", "tid", "ts", "name", "cat", "s"}, "s": {"ph", "cat", "pid", "tid", "ts", "id", "name"},
         "f": {"ph", "bp", "cat", "pid", "tid", "ts", "id", "name"}, "M": {"ph", "pid", "tid", "name", "args"}}
 for e in ev:
     assert set(e) <= keys[e["ph"]], e
     if e["ph"] == "i" and "cat" not in e:
         assert "s" not in e, e
-main = [e for e in ev if e["ph"] == "X" and e["tid"] == 1 and e.get("flow_out")]
-chain = main[0]["bind_id"]
-assert [e for e in ev if e["ph"] == "X" and e["tid"] == a and e.get("bind_id") == chain and e.get("flow_in")], ev
-s = [e for e in ev if e["ph"] == "s" and e["tid"] == 1 and e["name"] == "go"]
-f = [e for e in ev if e["ph"] == "f" and e["tid"] == b and e["id"] == s[0]["id"]]
-assert f[0]["bp"] == "e" and f[0]["name"] == "go" and f[0]["cat"] == "flow", f
-assert [e for e in ev if e["ph"] == "X" and e["tid"] == b and e["ts"] == f[0]["ts"]], f
+    if e["ph"] in "sf":
+        assert e["cat"] == "flow", e
+def flow(name, tid):
+    s = [e for e in ev if e["ph"] == "s" and e["tid"] == 1 and e.get("name") == name]
+    f = [e for e in ev if e["ph"] == "f" and e["tid"] == tid and e["id"] == s[0]["id"] and e.get("name") == name]
+    assert f[0]["bp"] == "e", f
+    assert [e for e in ev if e["ph"] == "X" and e["tid"] == tid and e["ts"] == f[0]["ts"]], f
+    assert [e for e in ev if e["ph"] == "X" and e["tid"] == 1 and round(e["ts"] + e["dur"], 3) == s[0]["ts"]], s
+    return s[0]["id"]
+chain = flow(None, a)
+flow("go", b)
+hops = [e["ph"] for e in ev if e["ph"] in "sf" and e["id"] == chain and "name" not in e]
+assert len(hops) >= 2 and hops == ["s", "f"] * (len(hops) // 2) + ["s"] * (len(hops) % 2), hops
 assert [e for e in ev if e["ph"] == "i" and e["tid"] == a and e["name"] == "end"], ev
 print("ok")
 ]==]

@@ -152,7 +152,7 @@ def main():
             continue
         w('<line x1="%.2f" y1="%d" x2="%.2f" y2="%d" stroke="#333" stroke-opacity="0.8" '
           'stroke-width="1" marker-end="url(#arrow)"><title>%s</title></line>'
-          % (x(s["ts"]), lane[s["tid"]] + 11, x(f["ts"]), lane[f["tid"]] + 11, html.escape(s["name"])))
+          % (x(s["ts"]), lane[s["tid"]] + 11, x(f["ts"]), lane[f["tid"]] + 11, html.escape(s.get("name", ""))))
     lx = left  # legend
     ly = ybase + 34
     w('<text x="6" y="%d" fill="#555">block reasons:</text>' % (ly + 6))

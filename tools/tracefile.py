@@ -7,10 +7,10 @@ load(path) returns the events as Chrome trace-event dicts (ph, tid, ts in micros
 whichever the format: a protobuf trace's slices become "X" events, its instants "i", its tracks
 "M" thread_name events. Flows, in either format, become one "s" (where a slice that woke another
 ends) and one "f" (where the woken slice starts) per arrow, numbered from 1 in file order: csp
-writes a chain of wakes as one id stepping from slice to slice (JSON: the slices' bind_id,
-flow_in and flow_out fields, Chrome's flow events v2; protobuf: flow_ids at a slice's end,
-terminating_flow_ids at the next one's start). Only side flows have names in JSON, none in
-protobuf. The protobuf reader is strict: only the
+writes a chain of wakes as one id stepping from slice to slice (JSON: an "s" and an "f" of
+that id per hop, Chrome's flow events v1; the slices' bind_id, flow_in and flow_out fields of
+flow events v2 are read too; protobuf: flow_ids at a slice's end, terminating_flow_ids at the
+next one's start). Only side flows have names in JSON, none in protobuf. The protobuf reader is strict: only the
 fields csp writes, each with the wire type Perfetto's protos give it (perfetto.protos Trace,
 TracePacket, TrackEvent, TrackDescriptor, InternedData), every interned name and track defined
 before use, slices closed on their own track, flows ending after they start. Standard library
