@@ -31,14 +31,15 @@ static int push_owner(lua_State *L, csp_G *g, const csp_WaitQ *q) {
     lua_xmove(g->L, L, 1);
     if (holds(L, -1, q)) return 1;
     if (lua_type(L, -1) == LUA_TUSERDATA && lua_rawlen(L, -1) < sizeof(csp_Chan) * 2) {
-      for (int i = 1; i <= 3 && lua_getiuservalue(L, -1, i) != LUA_TNONE; i++) {
-        if (holds(L, -1, q)) {
+      for (int i = 1; i <= 3; i++) {  /* a select case has 3 user values, a view 1 */
+        int t = lua_getiuservalue(L, -1, i);  /* pushes nil past the last one */
+        if (t != LUA_TNONE && holds(L, -1, q)) {
           lua_remove(L, -2);
           return 1;
         }
         lua_pop(L, 1);
+        if (t == LUA_TNONE) break;
       }
-      lua_pop(L, 1);
     }
     lua_pop(L, 1);
   }

@@ -107,6 +107,26 @@ describe("csp.leaks", function()
     assert.are.same({ "sync.Mutex.Lock", "sync.WaitGroup.Wait", "sync.Cond.Wait", "select (no cases)" }, rs)
   end)
 
+  it("judges a goroutine parked in a select of several cases (their channels in the cases' user values)", function()
+    -- a case holds 3 user values: finding the channel in them left push_owner's stack short
+    -- (a crash, found by fuzzing) whenever an earlier case was not the one
+    local n = #csp.leaks()
+    local a, b, c, d = csp.chan(), csp.chan(), csp.chan(), csp.chan()
+    local held = csp.go(function() csp.select { csp.recv(a), csp.recv(b), csp.recv(c), csp.send(d, 1) } end)
+    local lost = csp.go(function()
+      local w, x, y, z = csp.chan(), csp.chan(), csp.chan(), csp.chan()
+      csp.select { csp.recv(w), csp.send(x, 2), csp.recv(y), csp.recv(z) }
+    end)
+    settle()
+    local leaks = csp.leaks()
+    assert.are.equal(n + 1, #leaks, tostring(leaks))
+    assert.are.equal(lost, ids(leaks)[n + 1])
+    assert.are.equal("select", reasons(leaks)[n + 1])
+    assert.is_true(held ~= lost)
+    a:send(1) -- the held one still works
+    settle()
+  end)
+
   it("does not report a goroutine whose channel a live goroutine, a global or a timer reaches", function()
     local before = ids(csp.leaks())
     local quit = csp.chan()
