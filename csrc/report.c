@@ -53,7 +53,9 @@ static void dump_pend(lua_State *L, luaL_Buffer *b, const csp_Pend *p) {
 ** records sorted, merged with the starts without one (in id order already). */
 void csp_report_dump(lua_State *L, csp_Sched *S, const char *header) {
   luaL_Buffer b;
-  lua_State *mainL = S->maing.L ? S->maing.L : L;
+  /* maing.L is the thread main last blocked on, alive while it blocks (the loop runs: depth > 0);
+  ** after, it may be a plain coroutine the collector freed. Else main is L's caller. */
+  lua_State *mainL = S->depth > 0 && S->maing.L ? S->maing.L : L;
   size_t n = 0, k = 0;
   uint32_t j = 0;
   csp_G **v;

@@ -868,6 +868,23 @@ describe("csp.dump", function()
     has(d, "goroutine " .. id .. " [running]:")
     has(d, "goroutine 1 [chan receive]:")
   end)
+
+  it("shows main's own frames once main blocked in a coroutine the collector freed", function()
+    -- the thread main last blocked on was traced after that coroutine died (a use after free,
+    -- found by fuzzing: a segfault once its memory was reused)
+    local r = run.run([[
+      local csp = require "csp"
+      coroutine.wrap(function() csp.sleep(0.001) end)()
+      collectgarbage()
+      collectgarbage()
+      local junk = {}
+      for i = 1, 200 do junk[i] = ("A"):rep(150 + i % 60) .. i end
+      io.write(csp.dump())
+    ]])
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("^goroutine 1 %[running%]:\n\t%[C%]: in function 'csp%.[%w.]*dump'\n\t[^\n]-: in main chunk",
+      r.stdout)
+  end)
 end)
 
 describe("csp.stats", function()
