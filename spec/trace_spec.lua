@@ -310,22 +310,24 @@ print("ok")
     assert.are.equal("ok\n", out)
   end)
 
-  it("writes valid UTF-8 JSON when a chunk name is not UTF-8 (a Latin-1 byte: its code point)", function()
-    local path = tmpname(".json")
-    assert(csp.trace.start(path))
-    for _, chunk in ipairs({ "@caf\233.lua", "@caf\195\169\"q.lua", "@bad\237\160\128.lua" }) do
-      assert(_G.load("local csp = require 'csp'; local c = csp.chan(); " ..
-        "csp.go(function() c:send(1) end); c:recv()", chunk))()
-    end
-    csp.trace.stop()
-    local evs = assert(load(path))
-    os.remove(path)
-    local names = {}
-    for _, e in ipairs(evs) do names[e.name] = true end
-    assert.is_true(names["caf\195\169.lua:1"]) -- the byte 0xE9 as U+00E9
-    assert.is_true(names["caf\195\169\"q.lua:1"]) -- well-formed UTF-8 kept as is
-    assert.is_true(names["bad\195\173\194\160\194\128.lua:1"]) -- a surrogate's bytes, one by one
-  end)
+  for _, ext in ipairs({ ".json", ".pftrace" }) do
+    it("writes valid UTF-8 when a chunk name is not UTF-8 (a Latin-1 byte: its code point): " .. ext, function()
+      local path = tmpname(ext)
+      assert(csp.trace.start(path))
+      for _, chunk in ipairs({ "@caf\233.lua", "@caf\195\169\"q.lua", "@bad\237\160\128.lua" }) do
+        assert(_G.load("local csp = require 'csp'; local c = csp.chan(); " ..
+          "csp.go(function() c:send(1) end); c:recv()", chunk))()
+      end
+      csp.trace.stop()
+      local evs = assert(load(path))
+      os.remove(path)
+      local names = {}
+      for _, e in ipairs(evs) do names[e.name] = true end
+      assert.is_true(names["caf\195\169.lua:1"]) -- the byte 0xE9 as U+00E9
+      assert.is_true(names["caf\195\169\"q.lua:1"]) -- well-formed UTF-8 kept as is
+      assert.is_true(names["bad\195\173\194\160\194\128.lua:1"]) -- a surrogate's bytes, one by one
+    end)
+  end
 
   it("picks the format by extension, or by start's second argument", function()
     local function format(path)
