@@ -35,6 +35,7 @@ typedef struct Semaphore {
   SyncHead h;
   lua_Integer size, cur;
   csp_WaitQ q;
+  csp_WaitQ doomed;  /* requests larger than size: never woken, but found by csp.leaks */
 } Semaphore;
 
 typedef struct Cond {
@@ -397,19 +398,12 @@ static lua_Integer sem_weight(lua_State *L) {
   return k;
 }
 
-static int sem_never_k(lua_State *L, int status, lua_KContext ctx) {
-  if (status == LUA_YIELD) csp_sched_checkresume(L, (csp_G *)ctx);
-  return 0;  /* unreachable unless resumed by force */
-}
-
 static int sem_acquire(lua_State *L) {
   Semaphore *s = CHECK(L, 1, Semaphore, sem_tag, "semaphore");
   CSP_PREEMPT(L, s->h.S, sem_acquire);
   lua_Integer k = sem_weight(L);
-  if (k > s->size) {  /* x/sync: doomed, it waits unqueued, so it holds up no other request */
-    csp_G *g = csp_sched_self(L, s->h.S);
-    return csp_sched_park(L, g, "semacquire", (lua_KContext)g, sem_never_k);
-  }
+  if (k > s->size)  /* x/sync: doomed, it waits apart, so it holds up no other request */
+    return park_on(L, s->h.S, &s->doomed, "semacquire", (uint64_t)k);
   if (s->size - s->cur >= k && s->q.head == NULL) {
     s->cur += k;
     if (s->h.S->race) csp_race_sync(s->h.S, NULL, s, 0);

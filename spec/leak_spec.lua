@@ -99,12 +99,14 @@ describe("csp.leaks", function()
     csp.go(function() local wg = csp.waitgroup(); wg:add(1); wg:wait() end)
     csp.go(function() local mu = csp.mutex(); local cv = csp.cond(mu); mu:lock(); cv:wait() end)
     csp.go(function() csp.select {} end)
+    csp.go(function() local s = csp.semaphore(1); s:acquire(2) end) -- more than its size: doomed
     settle()
     local leaks = csp.leaks()
-    assert.are.equal(n + 4, #leaks)
+    assert.are.equal(n + 5, #leaks)
     local rs = {}
     for i = n + 1, #leaks do rs[#rs + 1] = reasons(leaks)[i] end
-    assert.are.same({ "sync.Mutex.Lock", "sync.WaitGroup.Wait", "sync.Cond.Wait", "select (no cases)" }, rs)
+    assert.are.same({ "sync.Mutex.Lock", "sync.WaitGroup.Wait", "sync.Cond.Wait", "select (no cases)",
+      "semacquire" }, rs)
   end)
 
   it("judges a goroutine parked in a select of several cases (their channels in the cases' user values)", function()

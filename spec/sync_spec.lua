@@ -728,8 +728,8 @@ describe("csp.semaphore", function()
   end)
 
   -- golang.org/x/sync/semaphore: TryAcquire(n > size) is false; Acquire(n > size) waits (for
-  -- its ctx) without queueing, so it holds up no other request.
-  it("a weight larger than the size: try_acquire is false, acquire waits forever, unqueued", function()
+  -- its ctx) apart from the queue, so it holds up no other request.
+  it("a weight larger than the size: try_acquire is false, acquire waits forever, apart", function()
     local s = csp.semaphore(2)
     assert.is_false(s:try_acquire(3))
     assert.is_true(s:try_acquire(2))
