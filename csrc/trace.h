@@ -58,18 +58,9 @@ typedef struct csp_TraceFormat {
   void (*close)(csp_TraceOut *o);   /* the file's end; frees st */
 } csp_TraceFormat;
 
-/* The length of the well-formed UTF-8 sequence (RFC 3629) a byte >= 0x80 starts at s, or 0.
-** A NUL ends the test, so it never reads past the string. */
-static inline int csp_trace_utf8_len(const unsigned char *s) {
-  unsigned char c = s[0];
-  int n = c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
-  for (int i = 1; i < n; i++)
-    if ((s[i] & 0xC0) != 0x80) return 0;
-  if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) ||  /* overlong; surrogates */
-      (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))    /* overlong; past U+10FFFF */
-    return 0;
-  return n;
-}
+/* s as a name the formats write (tracejson.c): well-formed UTF-8 as it is, any other byte as
+** its code point; json: a JSON string's contents. Cut to fit out (size bytes). */
+const char *csp_trace_name(const char *s, char *out, size_t size, int json);
 
 extern const csp_TraceFormat csp_trace_json, csp_trace_pb;
 

@@ -258,22 +258,49 @@ static void json_close(csp_TraceOut *o) {
   o->st = NULL;
 }
 
-/* s as the contents of a JSON string, cut to fit out (whole escapes only). JSON text is UTF-8:
-** a byte of no well-formed sequence (a Latin-1 file name) is written as the code point of
-** that value, \u00XX. */
-static const char *json_name(const char *s, char *out, size_t size) {
+/* The length of the well-formed UTF-8 sequence (RFC 3629) a byte >= 0x80 starts at s, or 0.
+** A NUL ends the test, so it never reads past the string. */
+static int utf8_len(const unsigned char *s) {
+  unsigned char c = s[0];
+  int n = c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
+  for (int i = 1; i < n; i++)
+    if ((s[i] & 0xC0) != 0x80) return 0;
+  if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) ||  /* overlong; surrogates */
+      (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))    /* overlong; past U+10FFFF */
+    return 0;
+  return n;
+}
+
+/* s as a name the formats write, cut to fit out (whole sequences and escapes only): well-formed
+** UTF-8 as it is, a byte of no well-formed sequence (a Latin-1 file name) as the code point of
+** that value; json: as a JSON string's contents (that code point as \u00XX, '"', '\\' and
+** control bytes escaped), else that code point in UTF-8 (a protobuf string is UTF-8). */
+const char *csp_trace_name(const char *s, char *out, size_t size, int json) {
   size_t n = 0;
   while (*s) {
     unsigned char c = (unsigned char)*s;
-    int k = c >= 0x80 ? csp_trace_utf8_len((const unsigned char *)s) : 1;
+    int k = c >= 0x80 ? utf8_len((const unsigned char *)s) : 1;
     if (n + 7 > size) break;
-    if (c == '"' || c == '\\') { out[n++] = '\\'; out[n++] = (char)c; }
-    else if (c < 0x20 || k == 0) n += (size_t)snprintf(out + n, 7, "\\u%04x", c);
-    else { memcpy(out + n, s, (size_t)k); n += (size_t)k; }
+    if (json && (c == '"' || c == '\\')) {
+      out[n++] = '\\';
+      out[n++] = (char)c;
+    } else if (json && (c < 0x20 || k == 0)) {
+      n += (size_t)snprintf(out + n, 7, "\\u%04x", c);
+    } else if (k == 0) {
+      out[n++] = (char)(0xC0 | (c >> 6));
+      out[n++] = (char)(0x80 | (c & 0x3F));
+    } else {
+      memcpy(out + n, s, (size_t)k);
+      n += (size_t)k;
+    }
     s += k ? k : 1;
   }
   out[n] = '\0';
   return out;
+}
+
+static const char *json_name(const char *s, char *out, size_t size) {
+  return csp_trace_name(s, out, size, 1);
 }
 
 const csp_TraceFormat csp_trace_json = {json_name, json_open, json_event, json_close};

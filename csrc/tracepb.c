@@ -312,26 +312,8 @@ static void pb_close(csp_TraceOut *o) {
   o->st = NULL;
 }
 
-/* A protobuf string is UTF-8: a byte of no well-formed sequence (a Latin-1 file name) becomes
-** the code point of that value, encoded, as JSON's \u00XX says it. */
 static const char *pb_name(const char *s, char *out, size_t size) {
-  size_t n = 0;
-  while (*s) {
-    unsigned char c = (unsigned char)*s;
-    int k = c >= 0x80 ? csp_trace_utf8_len((const unsigned char *)s) : 1;
-    if (n + 5 > size) break;
-    if (k == 0) {
-      out[n++] = (char)(0xC0 | (c >> 6));
-      out[n++] = (char)(0x80 | (c & 0x3F));
-      k = 1;
-    } else {
-      memcpy(out + n, s, (size_t)k);
-      n += (size_t)k;
-    }
-    s += k;
-  }
-  out[n] = '\0';
-  return out;
+  return csp_trace_name(s, out, size, 0);  /* a protobuf string is UTF-8 */
 }
 
 const csp_TraceFormat csp_trace_pb = {pb_name, pb_open, pb_event, pb_close};
