@@ -210,15 +210,7 @@ static int url_refused(lua_State *L, const char *u, size_t n) {
 
 /* The URL curl is given: a space (which Go's client sends escaped) as %20; else u as is. */
 static const char *url_escaped(lua_State *L, const char *u) {
-  luaL_Buffer b;
-  if (strchr(u, ' ') == NULL) return u;
-  luaL_buffinit(L, &b);
-  for (; *u; u++) {
-    if (*u == ' ') luaL_addstring(&b, "%20");
-    else luaL_addchar(&b, *u);
-  }
-  luaL_pushresult(&b);
-  return lua_tostring(L, -1);
+  return strchr(u, ' ') == NULL ? u : luaL_gsub(L, u, " ", "%20");  /* as httpresp.c's push_given */
 }
 
 /* _new(opts, METHOD, url, header_lines|nil, flags) -> request | nil, err (a URL Go refuses).
